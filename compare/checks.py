@@ -1,0 +1,91 @@
+"""Warnings stored and printed with every cell: nothing that skews a number passes silently.
+
+Covers unstable samples (coefficient of variation >= 10%), failures and timeouts, early EOS,
+truncated or re-counted prompts, warm caches, failed cache resets, engine-side queueing, effective
+concurrency below the requested level, and engine clocks that disagree with the harness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compare.metrics import coefficient_of_variation
+
+CV_THRESHOLD = 0.10
+_STABILITY_METRICS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E latency"}
+
+
+def cell_warnings(
+    records: list[dict[str, Any]],
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    capabilities: dict[str, Any],
+    cache_resets: list[dict[str, Any]],
+) -> list[str]:
+    warnings: list[str] = []
+    ok = [r for r in records if r["ok"]]
+    for key, label in _STABILITY_METRICS.items():
+        cv = coefficient_of_variation(summary[key])
+        if cv is not None and cv >= CV_THRESHOLD:
+            warnings.append(f"unstable: {label} coefficient of variation {cv:.0%} (>= {CV_THRESHOLD:.0%})")
+    failed = [r for r in records if not r["ok"]]
+    if failed:
+        warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0]['error']})")
+    short = [r for r in ok if r["output_tokens"] < r["target_output_tokens"]]
+    if short:
+        reasons = sorted({str(r["finish_reason"]) for r in short})
+        warnings.append(
+            f"early stop: {len(short)} requests ended before {short[0]['target_output_tokens']} tokens "
+            f"(finish_reason {', '.join(reasons)}); their tokens still count"
+        )
+    mismatched = [r for r in ok if r["prompt_tokens_reported"] not in (None, r["prompt_tokens"])]
+    if mismatched:
+        r = mismatched[0]
+        warnings.append(
+            f"prompt mismatch: engine counted {r['prompt_tokens_reported']} tokens for a {r['prompt_tokens']}-token "
+            f"prompt in {len(mismatched)} requests (truncated or re-tokenised)"
+        )
+    warnings += _cache_warnings(ok, config, cache_resets)
+    warnings += _concurrency_warnings(len(records), config, capabilities)
+    if config.get("inexact_text_prompts"):
+        warnings.append(
+            f"prompt text: {config['inexact_text_prompts']} prompts' text does not re-encode to the exact ids; "
+            "engines fed text see other lengths"
+        )
+    if any(r.get("engine") and r["engine"].get("clock_consistent") is False for r in ok):
+        warnings.append("clock: the engine's first-token time is after the harness's receipt; delivery lag not trusted")
+    return warnings
+
+
+def _cache_warnings(ok: list[dict[str, Any]], config: dict[str, Any], resets: list[dict[str, Any]]) -> list[str]:
+    warnings = [f"cache reset {r['when']} failed ({r['error']}): the cell may start warm" for r in resets if not r["ok"]]
+    cached = [r["cached_tokens"] for r in ok if r.get("cached_tokens")]
+    mode = config.get("prompt_mode")
+    if not cached:
+        return warnings
+    mean = sum(cached) / len(cached)
+    if mode == "same":
+        warnings.append(
+            f"warm cache by design: every request shares one prompt; {len(cached)} of {len(ok)} requests were served "
+            f"{mean:.0f} cached prompt tokens on average (--distinct-prompts for cold prefills)"
+        )
+    elif mode != "shared-prefix":
+        warnings.append(
+            f"warm cache: {len(cached)} of {len(ok)} requests had {mean:.0f} cached prompt tokens on average "
+            "although their prompts are distinct"
+        )
+    return warnings
+
+
+def _concurrency_warnings(num_requests: int, config: dict[str, Any], capabilities: dict[str, Any]) -> list[str]:
+    warnings = []
+    concurrency = config["concurrency"]
+    if num_requests < concurrency:
+        warnings.append(f"concurrency: only {num_requests} requests at concurrency {concurrency}")
+    limit = capabilities.get("max_concurrent_requests")
+    if limit is not None and concurrency > limit:
+        warnings.append(
+            f"engine queueing: the engine serves {limit} request(s) at a time; at concurrency {concurrency} the rest "
+            "wait inside it and their TTFT includes that wait"
+        )
+    return warnings

@@ -1,0 +1,145 @@
+"""`python -m compare`: run scenarios against engines in-process and write versioned results."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from engines import REGISTRY, best_installed_engine, engine_names, is_installed, load_engine_class
+from engines.base import UsageError
+
+EPILOG = """\
+examples:
+  python -m compare                                   # smoke, default model, best engine installed
+  python -m compare --engine hf --scenario single --quick
+  python -m compare --engine hf --engine null --scenario concurrent --concurrency 1,8 --num-requests 16
+  python -m compare --engine hf --scenario my_scenario.json --engine-arg threads=2
+  python -m compare --list                            # engines, scenarios, model presets
+
+Scenario fields given as flags override the scenario (after --quick). Results go to
+--out/<engine>_<scenario>_<utc time>.json; reprint one with `python -m compare.report FILE`.
+Exit codes: 0 ok, 1 an engine failed, 2 bad input (nothing measured is lost), 130 interrupted.
+"""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} needs integers >= 1")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m compare",
+        description="In-process benchmark of LLM serving engines: a timestamp for every generated token.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--engine", action="append", metavar="NAME",
+                        help=f"engine to run, repeatable: {', '.join(engine_names())}, or package.module:Class "
+                             "(default: the best one installed)")
+    parser.add_argument("--scenario", action="append", metavar="NAME",
+                        help="built-in scenario (smoke, single, concurrent, long-context, prefix-cache, korean), "
+                             "'all', or a scenario .json file; repeatable (default: smoke)")
+    parser.add_argument("--model", default=None, metavar="M",
+                        help="synthetic:<preset> (tiny-llama3, tiny-qwen, llama-3.1-8b), a local HF folder, or "
+                             "ollama:<tag> (default: synthetic:tiny-llama3)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
+                        help="engine argument, repeatable; ENGINE.K=V applies to one engine only")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions and requests (never shorter prompts or outputs)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where synthetic models are built (default: $ENGINEBENCH_CACHE or ~/.cache/enginebench)")
+    parser.add_argument("--list", action="store_true", help="list engines, scenarios and model presets, then exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fields = parser.add_argument_group("scenario overrides")
+    fields.add_argument("--concurrency", type=_int_list, metavar="N[,N]", help="concurrency levels")
+    fields.add_argument("--input-tokens", type=_int_list, metavar="N[,N]", help="prompt lengths in tokens")
+    fields.add_argument("--output-tokens", type=int, metavar="N", help="output tokens per request")
+    fields.add_argument("--num-requests", type=int, metavar="N", help="measured requests per cell")
+    fields.add_argument("--repetitions", type=int, metavar="N", help="requests per worker (cell = N x concurrency)")
+    fields.add_argument("--warmups", type=int, metavar="N", help="warmup requests per cell (stored apart)")
+    fields.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 300)")
+    fields.add_argument("--seed", type=int, metavar="N", help="seed for prompt selection")
+    fields.add_argument("--distinct-prompts", action="store_true",
+                        help="give every request its own prompt (concurrent uses one shared prompt by default)")
+    return parser
+
+
+def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "concurrency": tuple(args.concurrency) if args.concurrency else None,
+        "input_tokens": tuple(args.input_tokens) if args.input_tokens else None,
+        "output_tokens": args.output_tokens,
+        "num_requests": args.num_requests,
+        "repetitions": args.repetitions,
+        "warmup_requests": args.warmups,
+        "timeout_s": args.timeout,
+        "seed": args.seed,
+    }
+    return overrides
+
+
+def engine_args_for(engine: str, pairs: list[str]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--engine-arg {pair!r} must look like key=value (or engine.key=value)")
+        scope, dot, name = key.partition(".")
+        if dot and scope in REGISTRY:
+            if scope == engine:
+                args[name] = value
+            continue
+        args[key] = value
+    return args
+
+
+def list_everything() -> None:
+    from workloads.models import PRESETS
+    from workloads.scenarios import builtin_names, load_scenario
+
+    print("engines:")
+    for name in engine_names():
+        entry = REGISTRY[name]
+        state = "installed" if is_installed(name) else f"missing: pip install 'enginebench[{entry.extra}]'"
+        print(f"  {name:8} {entry.summary} [{state}]")
+    print("scenarios:")
+    for name in builtin_names():
+        print(f"  {name:13} {load_scenario(name).description}")
+    print("model presets (synthetic:<name>):")
+    for name, preset in PRESETS.items():
+        weights = "random weights" if preset.has_weights else "config + tokenizer only (dummy weights on GPU)"
+        print(f"  {name:13} {preset.architecture}, {preset.tokenizer} tokenizer, {weights}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        list_everything()
+        return 0
+    from compare.orchestrate import run_all
+
+    try:
+        return asyncio.run(run_all(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every finished cell is in the results file", file=sys.stderr)
+        return 130
+
+
+def resolve_engines(args: argparse.Namespace) -> list[str]:
+    engines = args.engine or [best_installed_engine()]
+    for name in engines:
+        load_engine_class(name)  # fails fast, before any model is built or anything measured
+    return engines

@@ -1,0 +1,59 @@
+"""From parsed CLI arguments to results files: validate everything first, then measure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from compare.cli import engine_args_for, resolve_engines, scenario_overrides
+from compare.report import print_report
+from compare.session import RunOptions, run_engine_scenario
+from engines.base import UsageError
+from workloads.models import DEFAULT_MODEL, resolve_model
+from workloads.plan import plan_scenario
+from workloads.scenarios import apply_overrides, builtin_names, load_scenario
+
+
+def load_scenarios(args: argparse.Namespace):
+    names = args.scenario or ["smoke"]
+    if "all" in names:
+        names = [n for n in builtin_names() if n != "smoke"]
+    overrides = scenario_overrides(args)
+    scenarios = []
+    for name in names:
+        scenario = apply_overrides(load_scenario(name), args.quick, overrides)
+        if args.distinct_prompts and scenario.prompt_mode == "same":
+            scenario = apply_overrides(scenario, False, {"prompt_mode": "distinct"})
+        scenarios.append(scenario)
+    return scenarios
+
+
+async def run_all(args: argparse.Namespace) -> int:
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    engines = resolve_engines(args)
+    scenarios = load_scenarios(args)
+    model = resolve_model(args.model or DEFAULT_MODEL, args.cache_dir)
+    tokenizer = model.load_tokenizer()
+    plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in scenarios}
+    engine_args = {name: engine_args_for(name, args.engine_arg) for name in engines}
+    options = RunOptions(out_dir=args.out, quick=args.quick, show_progress=not args.no_progress and sys.stderr.isatty())
+    written = []
+    for engine in engines:
+        for scenario in scenarios:
+            console.print(f"== {engine} / {scenario.name} on {model.spec}", highlight=False, markup=False)
+            try:
+                results = await run_engine_scenario(
+                    engine, engine_args[engine], model, scenario, plans[scenario.name], tokenizer, options, console
+                )
+            except UsageError:
+                raise
+            except Exception as exc:  # an engine that breaks: one line, the other runs go on
+                print(f"error: engine {engine!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                written.append(None)
+                continue
+            print_report(results.doc, console)
+            console.print(f"results: {results.path}", highlight=False, markup=False)
+            written.append(results.path)
+    return 0 if all(written) else 1

@@ -1,0 +1,168 @@
+"""One (engine, scenario) run: start the engine, run every cell, write results after each cell."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from compare import environment
+from compare.checks import cell_warnings
+from compare.gpu import GpuSampler
+from compare.metrics import language_summary, prefix_cache_summary, summarize
+from compare.results import ResultsFile, results_path
+from compare.runner import CellRun, run_cell
+from engines import load_engine_class
+from workloads.models import ResolvedModel
+from workloads.plan import CellPlan
+from workloads.scenarios import Scenario
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: Path
+    quick: bool = False
+    gpu_interval_ms: float = 50.0
+    show_progress: bool = True
+
+
+def summarize_cell(
+    records: list[dict[str, Any]],
+    config: dict[str, Any],
+    capabilities: dict[str, Any],
+    cache_resets: list[dict[str, Any]],
+) -> dict[str, Any]:
+    summary = summarize(records)
+    mode = config["prompt_mode"]
+    return {
+        "summary": summary,
+        "prefix_cache": prefix_cache_summary(records) if mode == "shared-prefix" else None,
+        "language": language_summary(records) if mode == "language-pairs" else None,
+        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets),
+    }
+
+
+def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
+    spec = plan.spec
+    return {
+        "concurrency": spec.concurrency,
+        "input_tokens": spec.input_tokens,
+        "prompt_tokens": plan.target_prompt_tokens,
+        "shared_prefix_tokens": scenario.shared_prefix_tokens,
+        "output_tokens": scenario.output_tokens,
+        "num_requests": spec.num_requests,
+        "warmup_requests": len(plan.warmups),
+        "language": spec.language,
+        "kind": spec.kind,
+        "prompt_mode": scenario.prompt_mode,
+        "ignore_eos": scenario.ignore_eos,
+        "timeout_s": scenario.timeout_s,
+        "inexact_text_prompts": plan.num_inexact_text_prompts,
+    }
+
+
+def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
+    config = cell_config(scenario, cell.plan)
+    records = cell.finished_records()
+    return {
+        "cell_id": cell.plan.spec.cell_id,
+        "config": config,
+        "complete": cell.complete,
+        "cache_resets": cell.cache_resets,
+        "warmups": [w for w in cell.warmups if w is not None],
+        "requests": records,
+        **summarize_cell(records, config, capabilities, cell.cache_resets),
+        "gpu": gpu,
+    }
+
+
+async def run_engine_scenario(
+    engine_name: str,
+    engine_args: dict[str, str],
+    model: ResolvedModel,
+    scenario: Scenario,
+    plans: list[CellPlan],
+    tokenizer,
+    options: RunOptions,
+    console: Console,
+) -> ResultsFile:
+    engine = load_engine_class(engine_name)(model, engine_args)
+    await engine.start()
+    results: ResultsFile | None = None
+    try:
+        description = dataclasses.asdict(engine.describe())
+        results = ResultsFile(
+            results_path(options.out_dir, engine_name, scenario.name),
+            {
+                "metadata": environment.collect(),
+                "engine": description,
+                "model": model.to_json(),
+                "scenario": scenario.to_json(),
+                "quick": options.quick,
+            },
+        )
+        results.write()
+        decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
+        with _progress(console, options.show_progress) as progress:
+            for plan in plans:
+                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console)
+        results.finish("complete")
+        return results
+    except BaseException as exc:
+        if results is not None:
+            interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+            results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        await engine.stop()
+
+
+async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:
+    cell = CellRun(plan)
+    task = progress.add_task(plan.spec.cell_id, total=len(plan.requests))
+    sampler = GpuSampler(options.gpu_interval_ms)
+    sampler.start()
+    try:
+        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task))
+    finally:
+        gpu = sampler.stop()
+        document = cell_document(scenario, cell, description["capabilities"], gpu)
+        results.add_cell(document)  # written even when the cell was interrupted
+        progress.remove_task(task)
+    console.print(_cell_line(document), highlight=False, markup=False)
+
+
+def _cell_line(cell: dict[str, Any]) -> str:
+    s = cell["summary"]
+    ttft = s["ttft_ms"].get("p50")
+    tok_s = s["output_tok_per_s"]
+    return (
+        f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok, TTFT p50 "
+        f"{ttft:.1f} ms, {tok_s:.1f} output tok/s, {len(cell['warnings'])} warning(s)"
+        if ttft is not None and tok_s is not None
+        else f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok"
+    )
+
+
+def _decoder(tokenizer):
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    return decode
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )

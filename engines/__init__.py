@@ -1,0 +1,84 @@
+"""Engine registry: a name maps to `module:Class`, imported only when that engine is asked for.
+
+`--engine` also takes `package.module:Class`, so a user's own engine plugs in without editing
+this file. Nothing here imports an engine package, so `python -m compare --help` works anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from engines.base import Engine, EngineUnavailable, UsageError
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    target: str  # "module:Class"
+    packages: tuple[str, ...]  # top-level import names the engine needs
+    extra: str | None  # pip extra that installs them
+    summary: str
+
+
+REGISTRY: dict[str, EngineEntry] = {
+    "hf": EngineEntry(
+        "engines.hf_transformers:HFTransformersEngine",
+        ("torch", "transformers"),
+        "hf",
+        "HF transformers generate() in a worker thread, one request at a time (CPU or GPU)",
+    ),
+    "null": EngineEntry(
+        "engines.null:NullEngine",
+        (),
+        None,
+        "no model: emits tokens at a fixed interval; the harness's noise floor",
+    ),
+}
+
+# Preference order for "the best engine installed" when the user names none.
+DEFAULT_ENGINE_ORDER = ("hf",)
+
+
+def engine_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def is_installed(name: str) -> bool:
+    return all(importlib.util.find_spec(pkg) is not None for pkg in REGISTRY[name].packages)
+
+
+def best_installed_engine() -> str:
+    for name in DEFAULT_ENGINE_ORDER:
+        if is_installed(name):
+            return name
+    return "null"
+
+
+def load_engine_class(name: str) -> type[Engine]:
+    """Resolve a registry name or `package.module:Class` to the engine class."""
+    if name in REGISTRY:
+        entry = REGISTRY[name]
+        missing = [pkg for pkg in entry.packages if importlib.util.find_spec(pkg) is None]
+        if missing:
+            raise EngineUnavailable(
+                f"engine {name!r} needs {', '.join(missing)}: pip install 'enginebench[{entry.extra}]'"
+            )
+        return _import_target(entry.target)
+    if ":" in name:
+        return _import_target(name)
+    raise UsageError(
+        f"unknown engine {name!r}; valid: {', '.join(engine_names())} (or package.module:Class)"
+    )
+
+
+def _import_target(target: str) -> type[Engine]:
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise EngineUnavailable(f"cannot import {module_name!r} for engine {target!r}: {exc}") from None
+    engine_class = getattr(module, class_name, None)
+    if engine_class is None:
+        raise UsageError(f"module {module_name!r} has no class {class_name!r}")
+    return engine_class

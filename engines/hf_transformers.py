@@ -1,0 +1,183 @@
+"""The `hf` engine: transformers `generate()` in one worker thread, one request at a time.
+
+A `BaseStreamer` receives token ids (one `put()` per generated token) and hands them to the event
+loop; the runner timestamps them on receipt. The streamer also stamps each `put()` with
+`perf_counter_ns` in the worker thread: those are the engine-side timestamps, on the same clock.
+There is no batching: concurrent requests wait for the worker, and that wait is part of their TTFT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+from transformers.utils import logging as hf_logging
+
+from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+
+DEFAULT_ARGS = {
+    "dtype": "auto",  # auto = the model's config dtype; or float32, bfloat16, float16
+    "threads": 1,  # torch intra-op threads
+    "device": "cpu",  # or cuda
+    "attn_implementation": "sdpa",
+}
+_END = object()
+
+
+class _TokenStreamer(BaseStreamer):
+    """Forwards each generated token to the event loop; skips the prompt (the first put)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
+        self.loop, self.queue = loop, queue
+        self.prompt_seen_ns: int | None = None
+        self.first_token_ns: int | None = None
+        self.last_token_ns: int | None = None
+        self.num_tokens = 0
+
+    def put(self, value) -> None:
+        now = time.perf_counter_ns()
+        if self.prompt_seen_ns is None:
+            self.prompt_seen_ns = now
+            return
+        ids = value.reshape(-1).tolist()
+        if self.first_token_ns is None:
+            self.first_token_ns = now
+        self.last_token_ns = now
+        self.num_tokens += len(ids)
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, ids)
+
+    def end(self) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, _END)
+
+
+class _CancelOnEvent(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+class HFTransformersEngine:
+    def __init__(self, model, engine_args: dict[str, str] | None = None):
+        self.args = resolve_engine_args("hf", engine_args or {}, DEFAULT_ARGS)
+        if model.path is None:
+            raise EngineUnavailable(f"engine 'hf' needs a local model folder, not {model.spec!r}")
+        if not model.has_weights:
+            raise EngineUnavailable(
+                f"{model.spec!r} has config and tokenizer only; --engine hf needs weights "
+                "(use synthetic:tiny-llama3, or an engine that loads dummy weights on a GPU)"
+            )
+        self.model_spec = model
+        self._model = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._eos_ids: list[int] = []
+
+    async def start(self) -> None:
+        torch.set_num_threads(self.args["threads"])
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        loop = asyncio.get_running_loop()
+        self._model = await loop.run_in_executor(self._executor, self._load)
+
+    def _load(self):
+        hf_logging.disable_progress_bar()
+        dtype = self.args["dtype"]
+        torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(self.model_spec.path), dtype=torch_dtype, attn_implementation=self.args["attn_implementation"]
+        )
+        eos = model.generation_config.eos_token_id
+        self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
+        return model.to(self.args["device"]).eval()
+
+    async def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._model, self._executor = None, None
+
+    async def reset_cache(self) -> None:
+        return None  # no cache survives between generate() calls
+
+    def describe(self) -> EngineDescription:
+        model = self._model
+        dtype = str(model.dtype).removeprefix("torch.") if model is not None else self.args["dtype"]
+        return EngineDescription(
+            name="hf",
+            version=transformers.__version__,
+            engine_args=dict(self.args),
+            model={
+                "id": self.model_spec.spec,
+                "architecture": self.model_spec.architecture,
+                "dtype": dtype,
+                "quantization": None,
+                "torch_version": torch.__version__,
+            },
+            capabilities=Capabilities(
+                continuous_batching=False,
+                prefix_cache=False,
+                engine_timestamps=True,
+                ignore_eos=True,
+                max_concurrent_requests=1,
+            ),
+            notes=["one request at a time in one worker thread; concurrent requests queue for it"],
+        )
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        streamer = _TokenStreamer(loop, queue)
+        cancel = threading.Event()
+        job = loop.run_in_executor(self._executor, self._generate_blocking, request, streamer, cancel)
+        try:
+            while (ids := await queue.get()) is not _END:
+                yield Chunk(len(ids), token_ids=ids)
+            output_ids = await job
+        finally:
+            cancel.set()  # a timed-out or abandoned request stops at its next token
+        yield Chunk(
+            0,
+            finish_reason=self._finish_reason(request, output_ids),
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_cached_tokens=0,
+            engine_metrics={
+                "clock": "perf_counter",
+                "timestamps_ns": {
+                    "generate_start": streamer.prompt_seen_ns,
+                    "first_token": streamer.first_token_ns,
+                    "last_token": streamer.last_token_ns,
+                },
+                "num_generation_tokens": streamer.num_tokens,
+            },
+        )
+
+    def _finish_reason(self, request: Request, output_ids: list[int]) -> str:
+        if len(output_ids) >= request.max_output_tokens:
+            return "length"
+        if output_ids and output_ids[-1] in self._eos_ids:
+            return "stop"
+        return "cancelled"
+
+    def _generate_blocking(self, request: Request, streamer: _TokenStreamer, cancel: threading.Event) -> list[int]:
+        device = self.args["device"]
+        input_ids = torch.tensor([request.prompt_token_ids], dtype=torch.long, device=device)
+        min_new = request.max_output_tokens if request.ignore_eos else request.min_output_tokens
+        pad_id = self._eos_ids[0] if self._eos_ids else 0
+        with torch.inference_mode():
+            output = self._model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=request.max_output_tokens,
+                min_new_tokens=min_new,
+                do_sample=False,
+                pad_token_id=pad_id,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([_CancelOnEvent(cancel)]),
+            )
+        return output[0, input_ids.shape[1] :].tolist()

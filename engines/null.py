@@ -1,0 +1,75 @@
+"""The `null` engine: no model, tokens on a fixed schedule. A fake by design, and named so.
+
+It is the harness's noise floor (interval 0: how fast the runner can ingest tokens) and a
+known-answer engine for tests: with `capacity` slots, a request that holds a slot gets its first
+token `prefill_ms + interval_ms` after it starts and then one chunk every `interval_ms`.
+Deadlines are absolute, so sleep jitter never accumulates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import AsyncIterator
+
+from engines.base import Capabilities, Chunk, EngineDescription, Request, resolve_engine_args
+
+DEFAULT_ARGS = {
+    "interval_ms": 10.0,  # between chunks of one request
+    "prefill_ms": 0.0,  # added before the first chunk
+    "capacity": 0,  # requests served at once; 0 = unlimited
+    "tokens_per_chunk": 1,
+}
+
+
+class NullEngine:
+    def __init__(self, model, engine_args: dict[str, str] | None = None):
+        self.model = model
+        self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)
+        self._slots: asyncio.Semaphore | None = None
+
+    async def start(self) -> None:
+        capacity = self.args["capacity"]
+        self._slots = asyncio.Semaphore(capacity) if capacity > 0 else None
+
+    async def stop(self) -> None:
+        self._slots = None
+
+    async def reset_cache(self) -> None:
+        return None
+
+    def describe(self) -> EngineDescription:
+        capacity = self.args["capacity"]
+        return EngineDescription(
+            name="null",
+            version="1",
+            engine_args=dict(self.args),
+            model={"id": "none (null engine emits no real tokens)", "dtype": None, "quantization": None},
+            capabilities=Capabilities(
+                continuous_batching=True,
+                prefix_cache=False,
+                engine_timestamps=False,
+                ignore_eos=True,
+                max_concurrent_requests=capacity or None,
+            ),
+            notes=["fake engine: no model runs; timings are a schedule, not inference"],
+        )
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        interval_s = self.args["interval_ms"] / 1e3
+        per_chunk = max(1, self.args["tokens_per_chunk"])
+        total = request.max_output_tokens
+        full_chunk = Chunk(per_chunk)  # shared: the runner only reads it
+        async with self._slots or contextlib.nullcontext():
+            deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3
+            emitted = 0
+            while emitted < total:
+                if interval_s or deadline > time.perf_counter():
+                    deadline += interval_s
+                    delay = deadline - time.perf_counter()
+                    await asyncio.sleep(delay if delay > 0 else 0)
+                count = min(per_chunk, total - emitted)
+                emitted += count
+                yield full_chunk if count == per_chunk else Chunk(count)
+        yield Chunk(0, finish_reason="length", num_prompt_tokens=request.num_prompt_tokens)

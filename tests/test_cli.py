@@ -1,0 +1,95 @@
+"""Every bad input gets one line on stderr and exit code 2; nothing measured is lost."""
+
+import json
+
+import pytest
+
+import engines
+from compare.cli import main
+from engines import EngineEntry
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def cli(monkeypatch, model_cache, tmp_path, capsys):
+    monkeypatch.setenv("ENGINEBENCH_CACHE", str(model_cache))
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args):
+        code = main([*args, "--no-progress"])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def assert_usage_error(result, message):
+    code, _, err = result
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_unknown_engine(cli):
+    assert_usage_error(cli("--engine", "vlm"), "unknown engine 'vlm'; valid: hf, null")
+
+
+def test_unknown_scenario(cli):
+    assert_usage_error(cli("--engine", "null", "--scenario", "nope"), "unknown scenario 'nope'; valid: concurrent")
+
+
+def test_missing_engine_package(cli, monkeypatch):
+    entry = EngineEntry("engines.null:NullEngine", ("surely_not_installed_pkg",), "vllm", "test entry")
+    monkeypatch.setitem(engines.REGISTRY, "needs-pkg", entry)
+    assert_usage_error(cli("--engine", "needs-pkg"), "pip install 'enginebench[vllm]'")
+
+
+def test_prompt_longer_than_the_models_context(cli):
+    result = cli("--engine", "null", "--scenario", "smoke", "--input-tokens", "9000")
+    assert_usage_error(result, "prompt 9000 + output 16 tokens exceed the model's context of 8192")
+
+
+def test_model_path_that_does_not_exist(cli):
+    assert_usage_error(cli("--engine", "null", "--model", "/no/such/model"), "model path '/no/such/model' does not exist")
+
+
+def test_malformed_scenario_json(cli, tmp_path):
+    (tmp_path / "bad.json").write_text('{"name": "bad", ')
+    assert_usage_error(cli("--engine", "null", "--scenario", str(tmp_path / "bad.json")), "malformed JSON")
+
+
+def test_malformed_engine_arg(cli):
+    assert_usage_error(cli("--engine", "null", "--engine-arg", "interval_ms"), "must look like key=value")
+    assert_usage_error(cli("--engine", "null", "--engine-arg", "interval=1"), "has no engine arg 'interval'")
+
+
+def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path):
+    code, _, err = cli("--engine", "null", "--engine-arg", "hf.threads=2", "--engine-arg", "null.interval_ms=1",
+                       "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 0, err
+    (path,) = (tmp_path / "out").glob("null_smoke_*.json")
+    assert json.loads(path.read_text())["engine"]["engine_args"]["interval_ms"] == 1.0
+
+
+def test_a_failing_engine_keeps_the_results_already_measured(cli, tmp_path):
+    code, out, err = cli("--engine", "null", "--engine", "tests.fakes:BrokenStartEngine", "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert "engine 'tests.fakes:BrokenStartEngine' failed on 'smoke': RuntimeError: cannot load weights" in err
+    (path,) = (tmp_path / "out").glob("null_smoke_*.json")
+    doc = json.loads(path.read_text())
+    assert doc["status"] == "complete" and len(doc["cells"]) == 2
+
+
+def test_help_teaches_and_works_without_engine_packages(tmp_path):
+    result = run_cli(["--help"], tmp_path, ROOT)
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and "--engine-arg" in result.stdout and "Exit codes" in result.stdout
+
+
+def test_exit_code_2_from_a_real_process(tmp_path):
+    result = run_cli(["--engine", "nope"], tmp_path, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown engine 'nope'; valid: hf, null (or package.module:Class)"

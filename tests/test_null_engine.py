@@ -1,0 +1,57 @@
+"""Known-answer runs of the null engine (a fake engine by design) through the real runner."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from compare.metrics import summarize
+from compare.runner import closed_loop
+from engines.base import Request
+from engines.null import NullEngine
+
+pytestmark = pytest.mark.unit
+TOLERANCE_MS = 4.0  # event-loop wake-up jitter on a loaded 2-core CI machine
+
+
+def run(engine_args, concurrency, num_requests, tokens):
+    async def go():
+        engine = NullEngine(None, engine_args)
+        await engine.start()
+        requests = tuple(Request(f"r{i}", (1, 2, 3), tokens, tokens) for i in range(num_requests))
+        records = await closed_loop(engine, requests, concurrency, timeout_s=60)
+        await engine.stop()
+        return records
+
+    return asyncio.run(go())
+
+
+def test_fixed_interval_gives_known_ttft_itl_and_throughput():
+    records = run({"interval_ms": "20", "prefill_ms": "30"}, concurrency=4, num_requests=4, tokens=20)
+    s = summarize(records)
+    assert all(r["output_tokens"] == 20 and r["finish_reason"] == "length" for r in records)
+    assert s["ttft_ms"]["p50"] == pytest.approx(50, abs=TOLERANCE_MS)  # prefill + one interval
+    assert s["tpot_ms"]["mean"] == pytest.approx(20, abs=0.5)  # absolute deadlines: no drift
+    assert s["itl_ms"]["p50"] == pytest.approx(20, abs=TOLERANCE_MS)
+    # 4 streams x 20 tokens in 30 + 20 x 20 ms = 430 ms
+    assert s["output_tok_per_s"] == pytest.approx(80 / 0.430, rel=0.05)
+
+
+def test_capacity_makes_later_requests_queue_for_a_whole_request():
+    records = run({"interval_ms": "10", "capacity": "2"}, concurrency=4, num_requests=4, tokens=10)
+    ttfts = sorted(r["token_ns"][0] / 1e6 for r in records)
+    assert ttfts[:2] == pytest.approx([10, 10], abs=TOLERANCE_MS)
+    assert ttfts[2:] == pytest.approx([110, 110], abs=2 * TOLERANCE_MS)  # waited for 10 x 10 ms
+
+
+def test_multi_token_chunks_are_attributed_evenly():
+    records = run({"interval_ms": "20", "tokens_per_chunk": "4"}, concurrency=1, num_requests=1, tokens=10)
+    (r,) = records
+    assert r["chunk_tokens"] == [4, 4, 2]
+    assert r["output_tokens"] == len(r["token_ns"]) == 10
+    s = summarize(records)
+    assert s["num_chunks"] == 3
+    # first chunk: 3 zero gaps; then 4 gaps of 5 ms and 2 gaps of 10 ms
+    itl = np.sort(np.array([s["itl_ms"]["min"], s["itl_ms"]["max"]]))
+    assert itl[0] == pytest.approx(0, abs=0.01)
+    assert itl[1] == pytest.approx(10, abs=TOLERANCE_MS / 2)

@@ -1,0 +1,50 @@
+"""The engine registry: lazy imports, plug-in classes, and errors that say what to do."""
+
+import pytest
+
+import engines
+from engines import EngineEntry, load_engine_class
+from engines.base import EngineUnavailable, UsageError, resolve_engine_args
+
+pytestmark = pytest.mark.unit
+
+
+def test_unknown_engine_lists_the_valid_ones():
+    with pytest.raises(UsageError, match=r"unknown engine 'vlm'; valid: hf, null \(or package.module:Class\)"):
+        load_engine_class("vlm")
+
+
+def test_missing_package_says_what_to_install(monkeypatch):
+    entry = EngineEntry("engines.null:NullEngine", ("surely_not_installed_pkg",), "vllm", "test entry")
+    monkeypatch.setitem(engines.REGISTRY, "needs-pkg", entry)
+    with pytest.raises(EngineUnavailable, match=r"needs surely_not_installed_pkg: pip install 'enginebench\[vllm\]'"):
+        load_engine_class("needs-pkg")
+
+
+def test_user_engine_plugs_in_as_module_colon_class():
+    from tests.fakes import FakeEngine
+
+    assert load_engine_class("tests.fakes:FakeEngine") is FakeEngine
+    with pytest.raises(UsageError, match="has no class 'Nope'"):
+        load_engine_class("tests.fakes:Nope")
+    with pytest.raises(EngineUnavailable, match="cannot import 'no_such_module_xyz'"):
+        load_engine_class("no_such_module_xyz:Engine")
+
+
+def test_registry_imports_no_engine_package_at_import_time():
+    import subprocess
+    import sys
+
+    code = "import sys, engines, compare.cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'vllm')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_engine_args_are_cast_to_the_defaults_types():
+    defaults = {"threads": 1, "interval_ms": 1.0, "eager": False, "dtype": "auto"}
+    args = resolve_engine_args("x", {"threads": "4", "interval_ms": "2.5", "eager": "true"}, defaults)
+    assert args == {"threads": 4, "interval_ms": 2.5, "eager": True, "dtype": "auto"}
+    with pytest.raises(UsageError, match="engine 'x' has no engine arg 'thread'; valid: dtype, eager, interval_ms, threads"):
+        resolve_engine_args("x", {"thread": "4"}, defaults)
+    with pytest.raises(UsageError, match="threads='four' is not a valid int"):
+        resolve_engine_args("x", {"threads": "four"}, defaults)

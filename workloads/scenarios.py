@@ -1,0 +1,209 @@
+"""Scenarios are data: JSON files loaded into a frozen dataclass, expanded into cells.
+
+Built-in scenarios live in `workloads/scenarios/*.json` with the design doc's defaults. A user
+scenario is any JSON file with the same fields; CLI flags override fields after `--quick` is applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.base import UsageError
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+TEXTS_DIR = Path(__file__).parent / "texts"
+PROMPT_MODES = ("same", "distinct", "shared-prefix", "language-pairs")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    concurrency: tuple[int, ...]
+    output_tokens: int
+    input_tokens: tuple[int, ...] = ()
+    num_requests: int | str | None = None  # per cell; "concurrency" = one request per worker
+    repetitions: int | None = None  # per worker: a cell has repetitions x concurrency requests
+    warmup_requests: int = 3
+    prompt_mode: str = "distinct"
+    shared_prefix_tokens: int = 0
+    languages: tuple[str, ...] = ("en",)
+    corpus: dict[str, str] = field(default_factory=dict)  # language -> source text (else built-in)
+    pairs: tuple[dict[str, str], ...] = ()  # language-pairs: [{"kind", "<lang>": text, ...}]
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    timeout_s: float = 300.0
+    seed: int = 0
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> list[CellSpec]:
+        cells = []
+        for concurrency in self.concurrency:
+            if self.prompt_mode == "language-pairs":
+                for pair in self.pairs:
+                    for language in self.languages:
+                        cell_id = f"c{concurrency}-{pair['kind']}-{language}"
+                        cells.append(CellSpec(cell_id, concurrency, None, language, pair["kind"], self.requests_for(concurrency)))
+                continue
+            for input_tokens in self.input_tokens:
+                for language in self.languages:
+                    suffix = f"-{language}" if len(self.languages) > 1 else ""
+                    cell_id = f"c{concurrency}-in{input_tokens}{suffix}"
+                    cells.append(CellSpec(cell_id, concurrency, input_tokens, language, None, self.requests_for(concurrency)))
+        return cells  # fmt: skip
+
+    def requests_for(self, concurrency: int) -> int:
+        if self.num_requests == "concurrency":
+            return concurrency
+        if self.num_requests is not None:
+            return int(self.num_requests)
+        return int(self.repetitions or 1) * concurrency
+
+    def prompt_tokens_for(self, cell: CellSpec) -> int | None:
+        if cell.input_tokens is None:
+            return None
+        return cell.input_tokens + self.shared_prefix_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["corpus"] = {lang: f"<{len(text)} characters>" for lang, text in self.corpus.items()}
+        return data
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    cell_id: str
+    concurrency: int
+    input_tokens: int | None  # per-request tokens (after any shared prefix); None = natural length
+    language: str
+    kind: str | None  # language-pairs prompt kind
+    num_requests: int
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A built-in name, or a path to a JSON scenario file."""
+    if name_or_path in builtin_names():
+        return _from_file(SCENARIO_DIR / f"{name_or_path}.json")
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise UsageError(f"scenario file {name_or_path!r} does not exist")
+        return _from_file(path)
+    raise UsageError(f"unknown scenario {name_or_path!r}; valid: {', '.join(builtin_names())}, all, or a .json file")
+
+
+def _from_file(path: Path) -> Scenario:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"scenario file {path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"scenario file {path}: top level must be a JSON object")
+    raw = _inline_texts(raw, path.parent)
+    return build_scenario(raw, source=str(path))
+
+
+def _inline_texts(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve `pairs_file` and `corpus` file references relative to the scenario, then texts/."""
+    raw = dict(raw)
+    if "pairs_file" in raw:
+        pairs = json.loads(_find_text(raw.pop("pairs_file"), base).read_text(encoding="utf-8"))
+        raw["pairs"] = pairs["pairs"] if isinstance(pairs, dict) else pairs
+    corpus = raw.get("corpus") or {}
+    if not isinstance(corpus, dict):
+        raise UsageError("scenario field 'corpus' must be an object: language -> text or file")
+    resolved = {}
+    for lang, value in corpus.items():
+        if isinstance(value, dict) and "file" in value:
+            value = _find_text(value["file"], base).read_text(encoding="utf-8")
+        resolved[lang] = value
+    raw["corpus"] = resolved
+    return raw
+
+
+def _find_text(name: str, base: Path) -> Path:
+    for folder in (base, TEXTS_DIR):
+        if (folder / name).is_file():
+            return folder / name
+    raise UsageError(f"text file {name!r} not found next to the scenario or in {TEXTS_DIR}")
+
+
+_TUPLE_FIELDS = {"concurrency": int, "input_tokens": int, "languages": str}
+
+
+def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
+    known = {f.name for f in dataclasses.fields(Scenario)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"{source}: unknown field {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    for required in ("name", "concurrency", "output_tokens"):
+        if required not in raw:
+            raise UsageError(f"{source}: missing field {required!r}")
+    data = dict(raw)
+    data.setdefault("description", "")
+    for name, kind in _TUPLE_FIELDS.items():
+        if name in data:
+            value = data[name]
+            if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+                raise UsageError(f"{source}: field {name!r} must be a list of {kind.__name__}")
+            data[name] = tuple(value)
+    data["pairs"] = tuple(data.get("pairs") or ())
+    try:
+        scenario = Scenario(**data)
+    except TypeError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+    validate(scenario, source)
+    return scenario
+
+
+def validate(scenario: Scenario, source: str = "scenario") -> None:
+    def fail(message: str):
+        raise UsageError(f"{source}: {message}")
+
+    if not scenario.concurrency or min(scenario.concurrency) < 1:
+        fail("'concurrency' needs at least one level, each >= 1")
+    if not isinstance(scenario.output_tokens, int) or scenario.output_tokens < 1:
+        fail("'output_tokens' must be an int >= 1")
+    if scenario.prompt_mode not in PROMPT_MODES:
+        fail(f"'prompt_mode' must be one of {', '.join(PROMPT_MODES)}")
+    if scenario.prompt_mode == "language-pairs":
+        if not scenario.pairs:
+            fail("prompt_mode 'language-pairs' needs 'pairs' or 'pairs_file'")
+        for pair in scenario.pairs:
+            missing = [lang for lang in ("kind", *scenario.languages) if not isinstance(pair.get(lang), str)]
+            if missing:
+                fail(f"every pair needs text for {missing[0]!r}")
+    elif not scenario.input_tokens or min(scenario.input_tokens) < 1:
+        fail("'input_tokens' needs at least one length, each >= 1")
+    if scenario.num_requests is not None and scenario.num_requests != "concurrency":
+        if not isinstance(scenario.num_requests, int) or scenario.num_requests < 1:
+            fail("'num_requests' must be an int >= 1 or \"concurrency\"")
+    if scenario.repetitions is not None and (not isinstance(scenario.repetitions, int) or scenario.repetitions < 1):
+        fail("'repetitions' must be an int >= 1")
+    if scenario.warmup_requests < 0 or scenario.shared_prefix_tokens < 0:
+        fail("'warmup_requests' and 'shared_prefix_tokens' must be >= 0")
+    if scenario.timeout_s <= 0:
+        fail("'timeout_s' must be > 0")
+
+
+def apply_overrides(scenario: Scenario, quick: bool, overrides: dict[str, Any]) -> Scenario:
+    """`--quick` first (the scenario's own `quick` block), then CLI flags, which always win."""
+    changes: dict[str, Any] = {}
+    for layer in (scenario.quick if quick else {}, {k: v for k, v in overrides.items() if v is not None}):
+        changes.update(layer)
+        # num_requests and repetitions are two ways to size a cell: the later layer's choice wins
+        if "num_requests" in layer and "repetitions" not in layer:
+            changes["repetitions"] = None
+        if "repetitions" in layer and "num_requests" not in layer:
+            changes["num_requests"] = None
+    updated = dataclasses.replace(scenario, **changes)
+    validate(updated, f"scenario {scenario.name!r} after overrides")
+    return updated
