@@ -13,7 +13,6 @@ of one chunk share their chunk's receipt time), `chunk_tokens` (tokens per chunk
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 import numpy as np
@@ -159,7 +158,3 @@ def language_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _mean_or_none(values: Iterable[Any]) -> float | None:
     data = [v for v in values if v is not None]
     return float(np.mean(data)) if data else None
-
-
-def is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

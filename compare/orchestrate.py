@@ -9,8 +9,8 @@ from rich.console import Console
 
 from compare.cli import engine_args_for, resolve_engines, scenario_overrides
 from compare.report import print_report
-from compare.session import RunOptions, run_engine_scenario
-from engines.base import UsageError
+from compare.session import RunOptions, run_scenario
+from engines import load_engine_class
 from workloads.models import DEFAULT_MODEL, resolve_model
 from workloads.plan import plan_scenario
 from workloads.scenarios import apply_overrides, builtin_names, load_scenario
@@ -32,28 +32,33 @@ def load_scenarios(args: argparse.Namespace):
 
 async def run_all(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
-    engines = resolve_engines(args)
+    engine_classes = {name: load_engine_class(name) for name in resolve_engines(args)}
     scenarios = load_scenarios(args)
     model = resolve_model(args.model or DEFAULT_MODEL, args.cache_dir)
     tokenizer = model.load_tokenizer()
     plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in scenarios}
-    engine_args = {name: engine_args_for(name, args.engine_arg) for name in engines}
+    # every engine is constructed (and so validated) before anything is measured
+    engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}
     options = RunOptions(out_dir=args.out, quick=args.quick, show_progress=not args.no_progress and sys.stderr.isatty())
-    written = []
-    for engine in engines:
-        for scenario in scenarios:
-            console.print(f"== {engine} / {scenario.name} on {model.spec}", highlight=False, markup=False)
-            try:
-                results = await run_engine_scenario(
-                    engine, engine_args[engine], model, scenario, plans[scenario.name], tokenizer, options, console
-                )
-            except UsageError:
-                raise
-            except Exception as exc:  # an engine that breaks: one line, the other runs go on
-                print(f"error: engine {engine!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                written.append(None)
-                continue
-            print_report(results.doc, console)
-            console.print(f"results: {results.path}", highlight=False, markup=False)
-            written.append(results.path)
-    return 0 if all(written) else 1
+    failures = 0
+    for name, engine in engines.items():
+        try:
+            await engine.start()
+        except Exception as exc:  # an engine that cannot start: one line, the other engines go on
+            print(f"error: engine {name!r} failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            for scenario in scenarios:
+                console.print(f"== {name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
+                try:
+                    results = await run_scenario(name, engine, model, scenario, plans[scenario.name], tokenizer, options, console)
+                except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
+                    print(f"error: engine {name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    failures += 1
+                    continue
+                print_report(results.doc, console)
+                console.print(f"results: {results.path}", highlight=False, markup=False)
+        finally:
+            await engine.stop()
+    return 1 if failures else 0

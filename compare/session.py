@@ -17,7 +17,7 @@ from compare.gpu import GpuSampler
 from compare.metrics import language_summary, prefix_cache_summary, summarize
 from compare.results import ResultsFile, results_path
 from compare.runner import CellRun, run_cell
-from engines import load_engine_class
+from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
 from workloads.scenarios import Scenario
@@ -81,9 +81,9 @@ def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any
     }
 
 
-async def run_engine_scenario(
+async def run_scenario(
     engine_name: str,
-    engine_args: dict[str, str],
+    engine: Engine,
     model: ResolvedModel,
     scenario: Scenario,
     plans: list[CellPlan],
@@ -91,35 +91,30 @@ async def run_engine_scenario(
     options: RunOptions,
     console: Console,
 ) -> ResultsFile:
-    engine = load_engine_class(engine_name)(model, engine_args)
-    await engine.start()
-    results: ResultsFile | None = None
+    """Run every cell of one scenario on a started engine; the file is rewritten after each cell."""
+    description = dataclasses.asdict(engine.describe())
+    results = ResultsFile(
+        results_path(options.out_dir, engine_name, scenario.name),
+        {
+            "metadata": environment.collect(),
+            "engine": description,
+            "model": model.to_json(),
+            "scenario": scenario.to_json(),
+            "quick": options.quick,
+        },
+    )
+    results.write()
+    decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
     try:
-        description = dataclasses.asdict(engine.describe())
-        results = ResultsFile(
-            results_path(options.out_dir, engine_name, scenario.name),
-            {
-                "metadata": environment.collect(),
-                "engine": description,
-                "model": model.to_json(),
-                "scenario": scenario.to_json(),
-                "quick": options.quick,
-            },
-        )
-        results.write()
-        decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
         with _progress(console, options.show_progress) as progress:
             for plan in plans:
                 await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console)
-        results.finish("complete")
-        return results
     except BaseException as exc:
-        if results is not None:
-            interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
-            results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+        interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+        results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
         raise
-    finally:
-        await engine.stop()
+    results.finish("complete")
+    return results
 
 
 async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:

@@ -77,7 +77,7 @@ def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path)
 def test_a_failing_engine_keeps_the_results_already_measured(cli, tmp_path):
     code, out, err = cli("--engine", "null", "--engine", "tests.fakes:BrokenStartEngine", "--out", str(tmp_path / "out"))
     assert code == 1
-    assert "engine 'tests.fakes:BrokenStartEngine' failed on 'smoke': RuntimeError: cannot load weights" in err
+    assert "engine 'tests.fakes:BrokenStartEngine' failed to start: RuntimeError: cannot load weights" in err
     (path,) = (tmp_path / "out").glob("null_smoke_*.json")
     doc = json.loads(path.read_text())
     assert doc["status"] == "complete" and len(doc["cells"]) == 2
@@ -93,3 +93,9 @@ def test_exit_code_2_from_a_real_process(tmp_path):
     result = run_cli(["--engine", "nope"], tmp_path, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown engine 'nope'; valid: hf, null (or package.module:Class)"
+
+
+def test_engines_are_validated_before_anything_is_measured(cli, tmp_path):
+    result = cli("--engine", "null", "--engine", "hf", "--model", "synthetic:llama-3.1-8b", "--out", str(tmp_path / "out"))
+    assert_usage_error(result, "has config and tokenizer only; --engine hf needs weights")
+    assert not (tmp_path / "out").exists()
