@@ -46,7 +46,13 @@ def cell_warnings(
             f"prompt in {len(mismatched)} requests (truncated or re-tokenised)"
         )
     warnings += _cache_warnings(ok, config, cache_resets)
-    warnings += _concurrency_warnings(len(records), config, capabilities)
+    if any(r.get("timing") == "batch" for r in records):
+        warnings.append(
+            f"offline batch: all {len(records)} requests went to the engine at once (concurrency does not apply); "
+            "no per-token timestamps, so TTFT, ITL and TPOT are not measured"
+        )
+    else:
+        warnings += _concurrency_warnings(len(records), config, capabilities)
     if config.get("inexact_text_prompts"):
         warnings.append(
             f"prompt text: {config['inexact_text_prompts']} prompts' text does not re-encode to the exact ids; "

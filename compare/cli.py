@@ -110,8 +110,8 @@ def list_everything() -> None:
     print("engines:")
     for name in engine_names():
         entry = REGISTRY[name]
-        state = "installed" if is_installed(name) else f"missing: pip install 'enginebench[{entry.extra}]'"
-        print(f"  {name:8} {entry.summary} [{state}]")
+        state = "installed" if is_installed(name) else f"missing: {entry.install}"
+        print(f"  {name:10} {entry.summary} [{state}]")
     print("scenarios:")
     for name in builtin_names():
         print(f"  {name:13} {load_scenario(name).description}")

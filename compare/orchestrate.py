@@ -8,6 +8,7 @@ import sys
 from rich.console import Console
 
 from compare.cli import engine_args_for, resolve_engines, scenario_overrides
+from compare.fidelity import attach_fidelity, fidelity_lines
 from compare.report import print_report
 from compare.session import RunOptions, run_scenario
 from engines import load_engine_class
@@ -41,6 +42,7 @@ async def run_all(args: argparse.Namespace) -> int:
     engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}
     options = RunOptions(out_dir=args.out, quick=args.quick, show_progress=not args.no_progress and sys.stderr.isatty())
     failures = 0
+    runs = {}
     for name, engine in engines.items():
         try:
             await engine.start()
@@ -57,8 +59,12 @@ async def run_all(args: argparse.Namespace) -> int:
                     print(f"error: engine {name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     failures += 1
                     continue
+                runs[(name, scenario.name)] = results
                 print_report(results.doc, console)
                 console.print(f"results: {results.path}", highlight=False, markup=False)
         finally:
             await engine.stop()
+    for comparison in attach_fidelity(runs):
+        for line in fidelity_lines(comparison):
+            console.print(line, highlight=False, markup=False)
     return 1 if failures else 0

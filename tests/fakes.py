@@ -54,3 +54,17 @@ class BrokenStartEngine(FakeEngine):
 
     async def start(self):
         raise RuntimeError("cannot load weights")
+
+
+class FakeBatchEngine(FakeEngine):
+    """A fake offline-batch engine: answers a whole list of requests at once."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    async def generate_batch(self, requests):
+        self.batches.append(len(requests))
+        await asyncio.sleep(self.delay_s)
+        return [{"num_output_tokens": r.max_output_tokens, "finish_reason": "length", "num_prompt_tokens": r.num_prompt_tokens,
+                 "num_cached_tokens": 0, "engine_metrics": None} for r in requests]  # fmt: skip

@@ -84,7 +84,25 @@ def test_engine_timestamps_become_offsets_with_a_delivery_lag():
     from compare.runner import _engine_side
 
     engine = _engine_side({"clock": "perf_counter", "timestamps_ns": {"first_token": 1_500}}, sent_ns=1_000, token_ns=[700])
-    assert engine["timestamps_ns"] == {"first_token": 500}
+    assert engine["timestamps_ns"] == {"first_token": 500} and engine["clock_aligned"]
     assert engine["delivery_lag_ns"] == 200 and engine["clock_consistent"]
     late = _engine_side({"clock": "perf_counter", "timestamps_ns": {"first_token": 1_900}}, sent_ns=1_000, token_ns=[700])
     assert late["clock_consistent"] is False
+
+
+def test_stamps_on_an_unknown_clock_are_kept_unaligned():
+    from compare.runner import _engine_side
+
+    engine = _engine_side({"clock": "wall", "timestamps_ns": {"first_token": 5}}, sent_ns=1_000, token_ns=[700])
+    assert engine == {"clock": "wall", "timestamps_ns": {"first_token": 5}, "clock_aligned": False}
+
+
+def test_batch_engines_get_one_call_per_cell_and_records_without_token_times():
+    from compare.runner import run_batch
+    from tests.fakes import FakeBatchEngine
+
+    engine = FakeBatchEngine()
+    records = asyncio.run(run_batch(engine, requests(4, tokens=5), timeout_s=10))
+    assert engine.batches == [4]
+    assert all(r["ok"] and r["output_tokens"] == 5 and r["token_ns"] == [] and r["timing"] == "batch" for r in records)
+    assert len({r["end_ns"] for r in records}) == 1

