@@ -58,6 +58,12 @@ def cell_warnings(
             f"prompt text: {config['inexact_text_prompts']} prompts' text does not re-encode to the exact ids; "
             "engines fed text see other lengths"
         )
+    mismatched_counts = [r for r in ok if r.get("engine") and r["engine"].get("token_count_mismatches")]
+    if mismatched_counts:
+        warnings.append(
+            f"token accounting: in {len(mismatched_counts)} requests the engine's token count and its output ids "
+            "disagreed on some chunk (the engine's count was used; details in engine.token_count_mismatches)"
+        )
     if any(r.get("engine") and r["engine"].get("clock_consistent") is False for r in ok):
         warnings.append("clock: the engine's first-token time is after the harness's receipt; delivery lag not trusted")
     return warnings

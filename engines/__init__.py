@@ -42,6 +42,12 @@ REGISTRY: dict[str, EngineEntry] = {
         _VLLM_INSTALL,
         "vLLM LLM.generate over a whole cell at once: best offline throughput, no per-token timestamps",
     ),
+    "sglang": EngineEntry(
+        "engines.sglang_offline:SGLangEngine",
+        ("sglang",),
+        "pip install 'enginebench[sglang]' on a GPU machine (no CPU build exists; on CPU use --engine vllm)",
+        "SGLang Engine in-process, async_generate streaming, exact token accounting (NVIDIA GPU only)",
+    ),
     "null": EngineEntry(
         "engines.null:NullEngine",
         (),
@@ -51,7 +57,7 @@ REGISTRY: dict[str, EngineEntry] = {
 }
 
 # Preference order for "the best engine installed" when the user names none.
-DEFAULT_ENGINE_ORDER = ("vllm", "hf")
+DEFAULT_ENGINE_ORDER = ("vllm", "hf")  # sglang is never a default: it needs a GPU
 
 
 def engine_names() -> list[str]:

@@ -1,0 +1,251 @@
+"""SGLang in-process: `sglang.Engine` driven with `await engine.async_generate(..., stream=True)`.
+
+Read from SGLang's source (sgl-project/sglang, main at 001067ff, the 0.5.x line):
+- `entrypoints/engine.py::Engine.async_generate` returns the tokenizer manager's async generator; the
+  Engine binds to the event loop it is created in, so it is created inside the harness's loop.
+- `managers/tokenizer_manager.py::_handle_batch_output`: chunks are `{"text", "output_ids",
+  "meta_info"}`. By default `output_ids` is the request's live, cumulative list (read its length on
+  arrival); with `incremental_streaming_output=True` it is the delta. `meta_info["completion_tokens"]`
+  is always cumulative, so new tokens = its difference; the ids must agree, and a disagreement is
+  recorded. `finish_reason` is None until the end, then e.g. `{"type": "length", "length": 256}`; the
+  final chunk has `e2e_latency` (perf_counter seconds inside SGLang).
+- `observability/req_time_stats.py`: with `enable_metrics=True`, `*_ts`, `forward_entry_time` and
+  `prefill_finished_time` are wall-clock epoch seconds (SGLang's perf_counter plus an offset), and
+  `queue_time` is a perf_counter difference. The adapter aligns the wall-clock stamps to the harness's
+  perf_counter with its own `time.time_ns() - perf_counter_ns()` offset, taken at each request's send.
+SGLang needs an NVIDIA GPU here: PyPI has no CPU build of `sgl_kernel`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+
+NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "disable_radix_cache": False,
+    "chunked_prefill_size": 0,  # 0: SGLang's choice; -1 disables chunked prefill
+    "mem_fraction_static": 0.0,  # 0: SGLang's choice
+    "disable_overlap_schedule": False,
+    "stream_interval": 1,
+    "incremental_streaming_output": False,
+    "attention_backend": "",  # "": SGLang's choice (e.g. fa3 on Hopper, triton, flashinfer)
+    "tp_size": 1,
+    "dp_size": 1,
+    "load_format": "auto",  # "dummy" is chosen for models without weight files
+    "dtype": "auto",
+    "kv_cache_dtype": "auto",
+    "context_length": 0,  # 0: the model's
+    "enable_metrics": True,  # engine-side timestamps in meta_info
+    "random_seed": 0,
+    "log_level": "error",
+    "skip_server_warmup": False,
+}
+FLUSH_RETRIES = 50
+FLUSH_RETRY_DELAY_S = 0.1
+# meta_info stamp -> our name; all wall-clock epoch seconds
+WALL_STAMPS = {
+    "request_received_ts": "received",
+    "forward_entry_time": "scheduled",
+    "prefill_finished_time": "first_token",
+    "response_sent_to_client_ts": "first_chunk_sent",
+    "request_finished_ts": "finished",
+}
+DURATIONS = {"queue_time": "queue", "e2e_latency": "e2e", "prefill_launch_latency": "prefill_launch"}
+
+
+def server_args(args: dict[str, Any], model) -> dict[str, Any]:
+    """Our engine args to `sglang.Engine(**kwargs)`: zeros and empty strings mean "SGLang decides"."""
+    kwargs = {"model_path": str(model.path), "tokenizer_path": str(model.path)}
+    for key, value in args.items():
+        if value in (0, 0.0, "") and not isinstance(value, bool) and key not in ("random_seed",):
+            continue
+        kwargs[key] = value
+    if kwargs.get("load_format", "auto") == "auto" and not model.has_weights:
+        kwargs["load_format"] = "dummy"
+    return kwargs
+
+
+def finish_reason_name(reason: Any) -> str | None:
+    if reason is None:
+        return None
+    if isinstance(reason, dict):
+        return str(reason.get("type"))
+    return str(reason)
+
+
+class StreamAccounting:
+    """Turns one request's SGLang chunks into harness Chunks; exact on token counts."""
+
+    def __init__(self, incremental: bool, wall_minus_perf_ns: int):
+        self.incremental = incremental
+        self.wall_minus_perf_ns = wall_minus_perf_ns
+        self.completion_tokens = 0
+        self.num_ids = 0
+        self.text_len = 0
+        self.num_chunks = 0
+        self.mismatches: list[dict[str, int]] = []
+        self.stamps_ns: dict[str, int] = {}
+
+    def convert(self, out: dict[str, Any]) -> Chunk:
+        meta = out.get("meta_info") or {}
+        ids = out.get("output_ids") or []
+        new_ids = list(ids) if self.incremental else list(ids[self.num_ids :])  # live list: slice on arrival
+        self.num_ids += len(new_ids)
+        completion = meta.get("completion_tokens")
+        new_tokens = completion - self.completion_tokens if completion is not None else len(new_ids)
+        if completion is not None:
+            if new_tokens != len(new_ids):
+                self.mismatches.append({"chunk": self.num_chunks, "by_completion_tokens": new_tokens, "by_output_ids": len(new_ids)})
+            self.completion_tokens = completion
+        self.num_chunks += 1
+        self._collect_stamps(meta)
+        text = out.get("text")
+        if text is not None and not self.incremental:
+            text, self.text_len = text[self.text_len :], len(text)
+        reason = meta.get("finish_reason")
+        if reason is None:
+            return Chunk(new_tokens, token_ids=new_ids, text=text)
+        return Chunk(
+            new_tokens,
+            token_ids=new_ids,
+            text=text,
+            finish_reason=finish_reason_name(reason),
+            num_prompt_tokens=meta.get("prompt_tokens"),
+            num_cached_tokens=meta.get("cached_tokens"),
+            engine_metrics=self._engine_metrics(meta, reason),
+        )
+
+    def _collect_stamps(self, meta: dict[str, Any]) -> None:
+        for key, name in WALL_STAMPS.items():
+            value = meta.get(key)
+            if value and name not in self.stamps_ns:  # first report wins (first chunk, first token)
+                self.stamps_ns[name] = int(value * 1e9) - self.wall_minus_perf_ns
+
+    def _engine_metrics(self, meta: dict[str, Any], reason: Any) -> dict[str, Any]:
+        durations = {name: int(meta[key] * 1e9) for key, name in DURATIONS.items() if meta.get(key) is not None}
+        stamps = self.stamps_ns
+        if "first_token" in stamps and "scheduled" in stamps:
+            durations["prefill"] = stamps["first_token"] - stamps["scheduled"]
+        if "finished" in stamps and "first_token" in stamps:
+            durations["decode"] = stamps["finished"] - stamps["first_token"]
+        metrics: dict[str, Any] = {
+            "durations_ns": durations,
+            "finish_reason_detail": reason,
+            "num_chunks": self.num_chunks,
+            "token_count_mismatches": self.mismatches,
+        }
+        if stamps:
+            metrics["clock"] = "perf_counter"
+            metrics["clock_note"] = "SGLang wall-clock stamps aligned with the harness's time.time()-perf_counter() offset at send"
+            metrics["timestamps_ns"] = dict(stamps)
+        return metrics
+
+
+class SGLangEngine:
+    name = "sglang"
+
+    def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
+        """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
+        self.args = resolve_engine_args("sglang", engine_args or {}, DEFAULT_ARGS)
+        if model.path is None:
+            raise EngineUnavailable(f"engine 'sglang' needs a local model folder, not {model.spec!r}")
+        if runtime is None and not _cuda_available():
+            raise EngineUnavailable(NO_GPU)
+        self.model_spec = model
+        self.kwargs = server_args(self.args, model)
+        self._engine = runtime
+        self.internal_state: Any = None
+        self.cache_flushes: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        if self._engine is None:
+            import sglang
+
+            self._engine = sglang.Engine(**self.kwargs)  # inside our loop: SGLang binds to it
+        try:
+            self.internal_state = await self._engine.tokenizer_manager.get_internal_state()
+        except Exception as exc:  # recorded, never fatal
+            self.internal_state = {"error": f"{type(exc).__name__}: {exc}"}
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()  # note: kills every child process of this process
+            self._engine = None
+
+    async def reset_cache(self) -> None:
+        """`flush_cache()` only succeeds with an idle scheduler: retry, then fail loudly."""
+        if self.args["disable_radix_cache"]:
+            return
+        message = None
+        for attempt in range(1, FLUSH_RETRIES + 1):
+            result = await self._engine.tokenizer_manager.flush_cache()
+            success = getattr(result, "success", result)
+            message = getattr(result, "message", None)
+            if success:
+                self.cache_flushes.append({"attempts": attempt})
+                return
+            await asyncio.sleep(FLUSH_RETRY_DELAY_S)
+        raise RuntimeError(f"SGLang flush_cache failed {FLUSH_RETRIES} times: {message or 'scheduler not idle'}")
+
+    def describe(self) -> EngineDescription:
+        resolved = dict(self.kwargs)
+        server = getattr(self._engine, "server_args", None)
+        if server is not None and hasattr(server, "resolved_dict"):
+            resolved["resolved_server_args"] = server.resolved_dict()
+        return EngineDescription(
+            name="sglang",
+            version=_sglang_version(),
+            engine_args=resolved,
+            model={
+                "id": self.model_spec.spec,
+                "architecture": self.model_spec.architecture,
+                "dtype": self.args["dtype"] if self.args["dtype"] != "auto" else self.model_spec.dtype,
+                "quantization": None,
+                "kv_cache_dtype": self.args["kv_cache_dtype"],
+                "load_format": self.kwargs.get("load_format", "auto"),
+            },
+            capabilities=Capabilities(
+                continuous_batching=True,
+                prefix_cache=not self.args["disable_radix_cache"],
+                engine_timestamps=bool(self.args["enable_metrics"]),
+                ignore_eos=True,
+            ),
+            notes=[f"internal state at start: {self.internal_state!r}"[:2000]],
+        )
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        sampling = {
+            "max_new_tokens": request.max_output_tokens,
+            "min_new_tokens": request.max_output_tokens if request.ignore_eos else request.min_output_tokens,
+            "ignore_eos": request.ignore_eos,
+            "temperature": request.temperature,
+        }
+        accounting = StreamAccounting(self.args["incremental_streaming_output"], time.time_ns() - time.perf_counter_ns())
+        stream = await self._engine.async_generate(
+            input_ids=list(request.prompt_token_ids), sampling_params=sampling, stream=True
+        )
+        async for out in stream:
+            yield accounting.convert(out)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _sglang_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("sglang")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

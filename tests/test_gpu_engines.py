@@ -1,0 +1,35 @@
+"""Real GPU runs (marker gpu): skipped without an NVIDIA GPU; run them on a lent H100/H200.
+
+They drive `python -m compare` exactly as a user does, with dummy weights of the real Llama-3.1-8B
+shapes and the real Llama-3 tokenizer, and check the per-token records.
+"""
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm"])
+def test_smoke_on_the_gpu_with_dummy_llama_3_1_8b(engine, model_cache, tmp_path):
+    if importlib.util.find_spec(engine) is None:
+        pytest.skip(f"{engine} is not installed here")
+    result = run_cli(
+        ["--engine", engine, "--scenario", "smoke", "--model", "synthetic:llama-3.1-8b", "--out", str(tmp_path)],
+        model_cache,
+        ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob(f"{engine}_smoke_*.json")
+    doc = json.loads(path.read_text())
+    assert doc["status"] == "complete" and doc["metadata"]["gpus"]["available"]
+    for cell in doc["cells"]:
+        assert cell["gpu"]["available"] and cell["gpu"]["num_samples"] > 0
+        for r in cell["requests"]:
+            assert r["ok"] and r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
+            assert r["prompt_tokens_reported"] == r["prompt_tokens"]
+            assert r["engine"]["clock_consistent"] is not False
