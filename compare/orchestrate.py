@@ -12,6 +12,7 @@ from compare.fidelity import attach_fidelity, fidelity_lines
 from compare.report import print_report
 from compare.session import RunOptions, run_scenario
 from engines import load_engine_class
+from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL, resolve_model
 from workloads.plan import plan_scenario
 from workloads.scenarios import apply_overrides, builtin_names, load_scenario
@@ -31,6 +32,19 @@ def load_scenarios(args: argparse.Namespace):
     return scenarios
 
 
+def check_context(name: str, limit: int | None, plans, scenarios) -> None:
+    if not limit:
+        return
+    for scenario in scenarios:
+        for plan in plans[scenario.name]:
+            longest = max(len(r.prompt_token_ids) for r in plan.requests + plan.warmups)
+            if longest + scenario.output_tokens > limit:
+                raise UsageError(
+                    f"engine {name!r}: cell {plan.spec.cell_id} needs {longest} + {scenario.output_tokens} tokens of "
+                    f"context but the engine has {limit}; raise its context (--engine-arg {name}.n_ctx=...)"
+                )
+
+
 async def run_all(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     engine_classes = {name: load_engine_class(name) for name in resolve_engines(args)}
@@ -40,12 +54,16 @@ async def run_all(args: argparse.Namespace) -> int:
     plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in scenarios}
     # every engine is constructed (and so validated) before anything is measured
     engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}
+    for name, engine in engines.items():
+        check_context(name, getattr(engine, "max_context_tokens", None), plans, scenarios)
     options = RunOptions(out_dir=args.out, quick=args.quick, show_progress=not args.no_progress and sys.stderr.isatty())
     failures = 0
     runs = {}
     for name, engine in engines.items():
         try:
             await engine.start()
+        except UsageError:
+            raise  # e.g. no server to talk to: one line, exit 2; earlier engines' files are written
         except Exception as exc:  # an engine that cannot start: one line, the other engines go on
             print(f"error: engine {name!r} failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
             failures += 1

@@ -48,6 +48,12 @@ REGISTRY: dict[str, EngineEntry] = {
         "pip install 'enginebench[sglang]' on a GPU machine (no CPU build exists; on CPU use --engine vllm)",
         "SGLang Engine in-process, async_generate streaming, exact token accounting (NVIDIA GPU only)",
     ),
+    "llamacpp": EngineEntry(
+        "engines.llamacpp_offline:LlamaCppEngine",
+        ("llama_cpp",),
+        "pip install 'enginebench[llamacpp]' (builds llama.cpp from source: 10-17 min on 2 cores)",
+        "llama.cpp (llama-cpp-python) in-process on a GGUF export, one token per chunk, one request at a time",
+    ),
     "null": EngineEntry(
         "engines.null:NullEngine",
         (),
@@ -57,7 +63,7 @@ REGISTRY: dict[str, EngineEntry] = {
 }
 
 # Preference order for "the best engine installed" when the user names none.
-DEFAULT_ENGINE_ORDER = ("vllm", "hf")  # sglang is never a default: it needs a GPU
+DEFAULT_ENGINE_ORDER = ("vllm", "llamacpp", "hf")  # sglang is never a default: it needs a GPU
 
 
 def engine_names() -> list[str]:

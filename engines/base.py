@@ -22,6 +22,7 @@ class Request:
     prompt_text: str | None = None
     ignore_eos: bool = True
     temperature: float = 0.0
+    reuse_prefix: bool = False  # the scenario measures prefix reuse: engines must not clear it per request
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -70,7 +71,10 @@ class EngineDescription:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Every engine is constructed as `Engine(model, engine_args)` and then driven through this."""
+    """Every engine is constructed as `Engine(model, engine_args)` and then driven through this.
+
+    Optional: `max_context_tokens` (int) is checked against every planned prompt before measuring;
+    `generate_batch(requests)` makes the runner hand whole cells over at once (offline batch)."""
 
     async def start(self) -> None: ...
 

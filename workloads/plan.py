@@ -81,4 +81,5 @@ def _request(scenario: Scenario, request_id: str, prompt: Prompt) -> Request:
         prompt_text=prompt.text,
         ignore_eos=scenario.ignore_eos,
         temperature=scenario.temperature,
+        reuse_prefix=scenario.prompt_mode == "shared-prefix",
     )

@@ -1,0 +1,188 @@
+"""`llamacpp`: llama-cpp-python in-process on a GGUF export of the model, one request at a time.
+
+It drives `Llama.generate(prompt_ids)`, which yields exactly one sampled token id per step. Not
+`create_completion(stream=True)`: in llama-cpp-python 0.3.36 (`llama.py::_create_completion`) a token
+that leaves an incomplete UTF-8 sequence `continue`s past the `max_tokens` check (seen here: 229
+tokens for max_tokens=32 with random weights) and held-back tokens are yielded merged, so its chunks
+are neither bounded nor one per token. Greedy sampling (temperature 0, no repeat penalty); the output
+length is fixed by banning EOS in the logits (what `logit_bias` does). llama.cpp reuses
+the longest common prefix of the previous prompt implicitly; the engine calls `reset()` before every
+request unless the request expects prefix reuse (the `prefix-cache` scenario), where the reused
+length is reported as cached tokens. Engine-side prompt-eval and eval timings come from llama.cpp's
+perf counters, and every token is also stamped in the worker thread on the harness's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import llama_cpp
+
+from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from workloads.gguf import export_gguf
+from workloads.models import default_cache_dir
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "quant": "f16",  # GGUF type to export and run: f16, bf16, q8_0, q4_k_m
+    "n_threads": 1,
+    "n_ctx": 0,  # 0: the model's context, capped at 8192
+    "n_batch": 512,
+}
+_END = object()
+
+
+class LlamaCppEngine:
+    def __init__(self, model, engine_args: dict[str, str] | None = None):
+        self.args = resolve_engine_args("llamacpp", engine_args or {}, DEFAULT_ARGS)
+        if model.path is None:
+            raise EngineUnavailable(f"engine 'llamacpp' needs a local model folder to export to GGUF, not {model.spec!r}")
+        if not model.has_weights:
+            raise EngineUnavailable(f"{model.spec!r} has config and tokenizer only; --engine llamacpp needs weights")
+        self.model_spec = model
+        self.n_ctx = self.args["n_ctx"] or min(model.max_context_tokens or 8192, 8192)
+        self.max_context_tokens = self.n_ctx  # checked against every planned prompt before measuring
+        self.gguf: dict[str, Any] = {}
+        self._llm = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], default_cache_dir())
+        self.gguf = {"path": str(path), **record}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._llm = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, path)
+
+    def _load(self, path: Path):
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=self.n_ctx,
+            n_threads=self.args["n_threads"],
+            n_threads_batch=self.args["n_threads"],
+            n_batch=self.args["n_batch"],
+            n_gpu_layers=0,
+            seed=0,
+            verbose=False,
+        )
+
+    async def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._llm is not None:
+            self._llm.close()
+        self._llm, self._executor = None, None
+
+    async def reset_cache(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._llm.reset)
+
+    def describe(self) -> EngineDescription:
+        metadata = dict(self._llm.metadata) if self._llm is not None else {}
+        return EngineDescription(
+            name="llamacpp",
+            version=llama_cpp.__version__,
+            engine_args={**self.args, "n_ctx": self.n_ctx, "gguf": self.gguf},
+            model={
+                "id": self.model_spec.spec,
+                "architecture": metadata.get("general.architecture", self.model_spec.architecture),
+                "dtype": self.args["quant"],
+                "quantization": self.args["quant"],
+                "gguf_file_type": metadata.get("general.file_type"),
+                "gguf_size_bytes": self.gguf.get("size_bytes"),
+            },
+            capabilities=Capabilities(
+                continuous_batching=False,
+                prefix_cache=True,
+                engine_timestamps=True,
+                ignore_eos=True,
+                max_concurrent_requests=1,
+            ),
+            notes=[
+                "one request at a time; llama.cpp's implicit prompt-prefix reuse is cleared before every request "
+                "except where the scenario measures prefix reuse",
+                f"GGUF {self.args['quant']} exported from {self.model_spec.spec}: compare with bf16 engines knowingly",
+            ],
+        )
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        job = loop.run_in_executor(self._executor, self._generate_blocking, request, loop, queue, cancel)
+        try:
+            while (token := await queue.get()) is not _END:
+                yield Chunk(1, token_ids=[token])
+            summary = await job
+        finally:
+            cancel.set()
+        yield Chunk(
+            0,
+            finish_reason=summary["finish_reason"],
+            num_prompt_tokens=summary["num_prompt_tokens"],
+            num_cached_tokens=summary["num_cached_tokens"],
+            engine_metrics=summary["engine_metrics"],
+        )
+
+    def _generate_blocking(self, request: Request, loop, queue: asyncio.Queue, cancel: threading.Event) -> dict[str, Any]:
+        llm = self._llm
+        prompt = list(request.prompt_token_ids)
+        if not request.reuse_prefix:
+            llm.reset()
+        cached = min(_common_prefix(llm._input_ids.tolist(), prompt), len(prompt) - 1) if llm.n_tokens else 0
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        eos = llm.token_eos()
+        processors = llama_cpp.LogitsProcessorList([_ban_token(eos)]) if request.ignore_eos else None
+        stamps: dict[str, int] = {"generate_start": time.perf_counter_ns()}
+        finish_reason, count = "length", 0
+        try:
+            steps = llm.generate(prompt, temp=request.temperature, repeat_penalty=1.0, reset=True, logits_processor=processors)
+            for token in steps:
+                if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    finish_reason = "stop"
+                    break
+                now = time.perf_counter_ns()
+                stamps.setdefault("first_token", now)
+                stamps["last_token"] = now
+                count += 1
+                loop.call_soon_threadsafe(queue.put_nowait, token)
+                if count >= request.max_output_tokens:
+                    break
+                if cancel.is_set():
+                    finish_reason = "cancelled"
+                    break
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        return {
+            "finish_reason": finish_reason,
+            "num_prompt_tokens": len(prompt),
+            "num_cached_tokens": cached,
+            "engine_metrics": {
+                "clock": "perf_counter",
+                "timestamps_ns": stamps,
+                "num_generation_tokens": count,
+                "prompt_eval_ms": perf.t_p_eval_ms,
+                "prompt_eval_tokens": perf.n_p_eval,
+                "eval_ms": perf.t_eval_ms,
+                "eval_tokens": perf.n_eval,
+            },
+        }
+
+
+def _ban_token(token_id: int):
+    def ban(input_ids, scores):
+        scores[token_id] = -float("inf")
+        return scores
+
+    return ban
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
