@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, metavar="M",
                         help="synthetic:<preset> (tiny-llama3, tiny-qwen, llama-3.1-8b), a local HF folder, or "
                              "ollama:<tag> (default: synthetic:tiny-llama3)")
+    parser.add_argument("--tokenizer", default=None, metavar="M",
+                        help="build prompts with this model's tokenizer instead (required for ollama:<tag>)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
                         help="engine argument, repeatable; ENGINE.K=V applies to one engine only")

@@ -32,6 +32,18 @@ def load_scenarios(args: argparse.Namespace):
     return scenarios
 
 
+def tokenizer_for(model, args: argparse.Namespace):
+    """The model's own tokenizer; `--tokenizer` overrides it and is required for `ollama:<tag>`."""
+    if args.tokenizer:
+        return resolve_model(args.tokenizer, args.cache_dir).load_tokenizer()
+    if model.kind == "ollama":
+        raise UsageError(
+            "--model ollama:<tag> needs --tokenizer with the same vocabulary to build exact prompts "
+            "(a local HF folder, or e.g. synthetic:llama-3.1-8b for llama3.1 tags)"
+        )
+    return model.load_tokenizer()
+
+
 def check_context(name: str, limit: int | None, plans, scenarios) -> None:
     if not limit:
         return
@@ -50,7 +62,7 @@ async def run_all(args: argparse.Namespace) -> int:
     engine_classes = {name: load_engine_class(name) for name in resolve_engines(args)}
     scenarios = load_scenarios(args)
     model = resolve_model(args.model or DEFAULT_MODEL, args.cache_dir)
-    tokenizer = model.load_tokenizer()
+    tokenizer = tokenizer_for(model, args)
     plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in scenarios}
     # every engine is constructed (and so validated) before anything is measured
     engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}

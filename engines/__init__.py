@@ -54,6 +54,12 @@ REGISTRY: dict[str, EngineEntry] = {
         "pip install 'enginebench[llamacpp]' (builds llama.cpp from source: 10-17 min on 2 cores)",
         "llama.cpp (llama-cpp-python) in-process on a GGUF export, one token per chunk, one request at a time",
     ),
+    "ollama": EngineEntry(
+        "engines.ollama_client:OllamaEngine",
+        ("ollama",),
+        "pip install 'enginebench[ollama]' (and a running `ollama serve`)",
+        "Ollama server through the official Python client (AsyncClient), raw streaming generate",
+    ),
     "null": EngineEntry(
         "engines.null:NullEngine",
         (),
