@@ -113,8 +113,11 @@ def _quantize(source: Path, out: Path, ftype_name: str) -> None:
         import llama_cpp
     except ImportError:
         raise UsageError("q4_k_m needs llama.cpp's quantizer: pip install 'enginebench[llamacpp]'") from None
+    from llama_cpp._utils import suppress_stdout_stderr
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, ftype_name)
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    with suppress_stdout_stderr(disable=False):  # llama.cpp logs every tensor otherwise
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
     if status != 0:
         raise UsageError(f"llama_model_quantize to {ftype_name} failed with status {status}")
