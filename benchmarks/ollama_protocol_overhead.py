@@ -9,7 +9,6 @@ client's parsing per token.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 from pathlib import Path
 

@@ -14,7 +14,7 @@ from compare.session import RunOptions, run_scenario
 from engines import load_engine_class
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL, resolve_model
-from workloads.plan import plan_scenario
+from workloads.plan import check_fits, plan_scenario
 from workloads.scenarios import apply_overrides, builtin_names, load_scenario
 
 
@@ -44,19 +44,6 @@ def tokenizer_for(model, args: argparse.Namespace):
     return model.load_tokenizer()
 
 
-def check_context(name: str, limit: int | None, plans, scenarios) -> None:
-    if not limit:
-        return
-    for scenario in scenarios:
-        for plan in plans[scenario.name]:
-            longest = max(len(r.prompt_token_ids) for r in plan.requests + plan.warmups)
-            if longest + scenario.output_tokens > limit:
-                raise UsageError(
-                    f"engine {name!r}: cell {plan.spec.cell_id} needs {longest} + {scenario.output_tokens} tokens of "
-                    f"context but the engine has {limit}; raise its context (--engine-arg {name}.n_ctx=...)"
-                )
-
-
 async def run_all(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     engine_classes = {name: load_engine_class(name) for name in resolve_engines(args)}
@@ -67,7 +54,10 @@ async def run_all(args: argparse.Namespace) -> int:
     # every engine is constructed (and so validated) before anything is measured
     engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}
     for name, engine in engines.items():
-        check_context(name, getattr(engine, "max_context_tokens", None), plans, scenarios)
+        for scenario in scenarios:
+            limit = getattr(engine, "max_context_tokens", None)
+            fix = f"raise it with --engine-arg {name}.{getattr(engine, 'context_arg', 'n_ctx')}=N"
+            check_fits(scenario, plans[scenario.name], limit, f"the context of engine {name!r}", fix)
     options = RunOptions(out_dir=args.out, quick=args.quick, show_progress=not args.no_progress and sys.stderr.isatty())
     failures = 0
     runs = {}

@@ -73,7 +73,8 @@ class EngineDescription:
 class Engine(Protocol):
     """Every engine is constructed as `Engine(model, engine_args)` and then driven through this.
 
-    Optional: `max_context_tokens` (int) is checked against every planned prompt before measuring;
+    Optional: `max_context_tokens` (int) is checked against every planned prompt before measuring
+    (`context_arg` names the engine arg that raises it);
     `generate_batch(requests)` makes the runner hand whole cells over at once (offline batch)."""
 
     async def start(self) -> None: ...
@@ -126,3 +127,14 @@ def _cast(engine: str, key: str, raw: str, default: Any) -> Any:
         kind = type(default).__name__
         raise UsageError(f"engine {engine!r}: --engine-arg {key}={raw!r} is not a valid {kind}") from None
     return raw
+
+
+def require_local_model(engine: str, model, needs_weights: bool = True) -> None:
+    """Engines that load a model folder refuse `ollama:<tag>` models, and config-only presets if they need weights."""
+    if model.path is None:
+        raise EngineUnavailable(f"engine {engine!r} needs a local model folder, not {model.spec!r}")
+    if needs_weights and not model.has_weights:
+        raise EngineUnavailable(
+            f"{model.spec!r} has config and tokenizer only; --engine {engine} needs weights "
+            "(use synthetic:tiny-llama3, or an engine that loads dummy weights on a GPU)"
+        )

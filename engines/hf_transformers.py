@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteri
 from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as hf_logging
 
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
 
 DEFAULT_ARGS = {
     "dtype": "auto",  # auto = the model's config dtype; or float32, bfloat16, float16
@@ -68,13 +68,7 @@ class _CancelOnEvent(StoppingCriteria):
 class HFTransformersEngine:
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         self.args = resolve_engine_args("hf", engine_args or {}, DEFAULT_ARGS)
-        if model.path is None:
-            raise EngineUnavailable(f"engine 'hf' needs a local model folder, not {model.spec!r}")
-        if not model.has_weights:
-            raise EngineUnavailable(
-                f"{model.spec!r} has config and tokenizer only; --engine hf needs weights "
-                "(use synthetic:tiny-llama3, or an engine that loads dummy weights on a GPU)"
-            )
+        require_local_model("hf", model)
         self.model_spec = model
         self._model = None
         self._executor: ThreadPoolExecutor | None = None

@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator
 
 import llama_cpp
 
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
 from workloads.gguf import export_gguf
 from workloads.models import default_cache_dir
 
@@ -39,13 +39,11 @@ _END = object()
 class LlamaCppEngine:
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         self.args = resolve_engine_args("llamacpp", engine_args or {}, DEFAULT_ARGS)
-        if model.path is None:
-            raise EngineUnavailable(f"engine 'llamacpp' needs a local model folder to export to GGUF, not {model.spec!r}")
-        if not model.has_weights:
-            raise EngineUnavailable(f"{model.spec!r} has config and tokenizer only; --engine llamacpp needs weights")
+        require_local_model("llamacpp", model)
         self.model_spec = model
         self.n_ctx = self.args["n_ctx"] or min(model.max_context_tokens or 8192, 8192)
         self.max_context_tokens = self.n_ctx  # checked against every planned prompt before measuring
+        self.context_arg = "n_ctx"
         self.gguf: dict[str, Any] = {}
         self._llm = None
         self._executor: ThreadPoolExecutor | None = None

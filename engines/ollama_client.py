@@ -47,6 +47,7 @@ class OllamaEngine:
         self.model_spec = model
         self.num_ctx = self.args["num_ctx"] or min(model.max_context_tokens or 8192, 8192)
         self.max_context_tokens = self.num_ctx
+        self.context_arg = "num_ctx"
         self.tag = model.ollama_tag or f"enginebench/{(model.info.get('preset') or 'model')}-{self.args['quant']}"
         self.server: dict[str, Any] = {}
         self._client: ollama.AsyncClient | None = None

@@ -22,7 +22,15 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    EngineUnavailable,
+    Request,
+    require_local_model,
+    resolve_engine_args,
+)
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
 
@@ -152,8 +160,7 @@ class SGLangEngine:
     def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
         self.args = resolve_engine_args("sglang", engine_args or {}, DEFAULT_ARGS)
-        if model.path is None:
-            raise EngineUnavailable(f"engine 'sglang' needs a local model folder, not {model.spec!r}")
+        require_local_model("sglang", model, needs_weights=False)  # dummy weights for config-only models
         if runtime is None and not _cuda_available():
             raise EngineUnavailable(NO_GPU)
         self.model_spec = model

@@ -23,7 +23,7 @@ from vllm.inputs import TokensPrompt  # noqa: E402
 from vllm.platforms import current_platform  # noqa: E402
 from vllm.sampling_params import RequestOutputKind  # noqa: E402
 
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args  # noqa: E402
+from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args  # noqa: E402
 
 DEFAULT_ARGS: dict[str, Any] = {
     "enable_prefix_caching": True,
@@ -52,8 +52,7 @@ class _VLLMBase:
     name = "vllm"
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
-        if model.path is None:
-            raise EngineUnavailable(f"engine {self.name!r} needs a local model folder, not {model.spec!r}")
+        require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
         self.model_spec = model
         self.args = resolve_engine_args(self.name, engine_args or {}, DEFAULT_ARGS)
         self.on_cpu = current_platform.is_cpu()

@@ -49,7 +49,7 @@ def test_missing_engine_package(cli, monkeypatch):
 
 def test_prompt_longer_than_the_models_context(cli):
     result = cli("--engine", "null", "--scenario", "smoke", "--input-tokens", "9000")
-    assert_usage_error(result, "prompt 9000 + output 16 tokens exceed the model's context of 8192")
+    assert_usage_error(result, "prompt 9000 + output 16 tokens exceed the model's context (8192 tokens)")
 
 
 def test_model_path_that_does_not_exist(cli):

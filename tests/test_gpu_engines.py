@@ -33,3 +33,18 @@ def test_smoke_on_the_gpu_with_dummy_llama_3_1_8b(engine, model_cache, tmp_path)
             assert r["ok"] and r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
             assert r["prompt_tokens_reported"] == r["prompt_tokens"]
             assert r["engine"]["clock_consistent"] is not False
+
+
+@pytest.mark.parametrize("radix_off", [False, True])
+def test_sglang_prefix_cache_with_the_radix_cache_on_and_off(radix_off, model_cache, tmp_path):
+    if importlib.util.find_spec("sglang") is None:
+        pytest.skip("sglang is not installed here")
+    args = ["--engine", "sglang", "--scenario", "prefix-cache", "--quick", "--model", "synthetic:llama-3.1-8b",
+            "--out", str(tmp_path), "--engine-arg", f"disable_radix_cache={str(radix_off).lower()}"]  # fmt: skip
+    result = run_cli(args, model_cache, ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.glob("sglang_prefix-cache_*.json")
+    (cell,) = json.loads(path.read_text())["cells"]
+    later = [r["cached_tokens"] for r in cell["requests"][1:]]
+    assert cell["requests"][0]["cached_tokens"] == 0
+    assert all(c == 0 for c in later) if radix_off else all(c >= 2000 for c in later)

@@ -85,5 +85,5 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
 
 def test_a_prompt_longer_than_n_ctx_is_refused_before_measuring(model_cache, tmp_path):
     result = run_cli(["--engine", "llamacpp", "--engine-arg", "n_ctx=40", "--out", str(tmp_path)], model_cache, ROOT)
-    assert result.returncode == 2 and "cell c1-in32 needs 32 + 16 tokens of context but the engine has 40" in result.stderr
+    assert result.returncode == 2 and "cell c1-in32: prompt 32 + output 16 tokens exceed the context of engine 'llamacpp' (40 tokens)" in result.stderr
     assert not list(tmp_path.glob("*.json"))

@@ -32,15 +32,22 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None)
         return builders[language]
 
     plans = [_plan_cell(scenario, cell, builder_for(cell.language)) for cell in scenario.cells()]
-    if max_context_tokens:
-        for plan in plans:
-            longest = max(len(r.prompt_token_ids) for r in plan.requests + plan.warmups)
-            if longest + scenario.output_tokens > max_context_tokens:
-                raise UsageError(
-                    f"cell {plan.spec.cell_id}: prompt {longest} + output {scenario.output_tokens} tokens exceed the "
-                    f"model's context of {max_context_tokens}; lower --input-tokens/--output-tokens or use a longer-context model"
-                )
+    fix = "lower --input-tokens/--output-tokens or use a longer-context model"
+    check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
     return plans
+
+
+def check_fits(scenario: Scenario, plans: list[CellPlan], limit: int | None, owner: str, fix: str) -> None:
+    """Every prompt plus its output must fit `limit`; checked before anything is measured."""
+    if not limit:
+        return
+    for plan in plans:
+        longest = max(len(r.prompt_token_ids) for r in plan.requests + plan.warmups)
+        if longest + scenario.output_tokens > limit:
+            raise UsageError(
+                f"cell {plan.spec.cell_id}: prompt {longest} + output {scenario.output_tokens} tokens exceed "
+                f"{owner} ({limit} tokens); {fix}"
+            )
 
 
 def _plan_cell(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> CellPlan:
