@@ -21,6 +21,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as hf_logging
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
+from engines.threads import ThreadChannel
 
 DEFAULT_ARGS = {
     "dtype": "auto",  # auto = the model's config dtype; or float32, bfloat16, float16
@@ -28,14 +29,13 @@ DEFAULT_ARGS = {
     "device": "cpu",  # or cuda
     "attn_implementation": "sdpa",
 }
-_END = object()
 
 
 class _TokenStreamer(BaseStreamer):
     """Forwards each generated token to the event loop; skips the prompt (the first put)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
-        self.loop, self.queue = loop, queue
+    def __init__(self, channel: ThreadChannel):
+        self.channel = channel
         self.prompt_seen_ns: int | None = None
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
@@ -51,10 +51,10 @@ class _TokenStreamer(BaseStreamer):
             self.first_token_ns = now
         self.last_token_ns = now
         self.num_tokens += len(ids)
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, ids)
+        self.channel.put(ids)
 
     def end(self) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, _END)
+        self.channel.close()
 
 
 class _CancelOnEvent(StoppingCriteria):
@@ -124,17 +124,15 @@ class HFTransformersEngine:
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        streamer = _TokenStreamer(loop, queue)
-        cancel = threading.Event()
-        job = loop.run_in_executor(self._executor, self._generate_blocking, request, streamer, cancel)
+        channel = ThreadChannel()
+        streamer = _TokenStreamer(channel)
+        job = channel.loop.run_in_executor(self._executor, self._generate_blocking, request, streamer, channel.cancel)
         try:
-            while (ids := await queue.get()) is not _END:
+            async for ids in channel.items():
                 yield Chunk(len(ids), token_ids=ids)
             output_ids = await job
         finally:
-            cancel.set()  # a timed-out or abandoned request stops at its next token
+            channel.cancel.set()  # a timed-out or abandoned request stops at its next token
         yield Chunk(
             0,
             finish_reason=self._finish_reason(request, output_ids),

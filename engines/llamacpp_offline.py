@@ -15,7 +15,6 @@ perf counters, and every token is also stamped in the worker thread on the harne
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, AsyncIterator
 import llama_cpp
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
+from engines.threads import ThreadChannel
 from workloads.gguf import export_gguf
 from workloads.models import default_cache_dir
 
@@ -33,7 +33,6 @@ DEFAULT_ARGS: dict[str, Any] = {
     "n_ctx": 0,  # 0: the model's context, capped at 8192
     "n_batch": 512,
 }
-_END = object()
 
 
 class LlamaCppEngine:
@@ -105,16 +104,14 @@ class LlamaCppEngine:
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
-        job = loop.run_in_executor(self._executor, self._generate_blocking, request, loop, queue, cancel)
+        channel = ThreadChannel()
+        job = channel.loop.run_in_executor(self._executor, self._generate_blocking, request, channel)
         try:
-            while (token := await queue.get()) is not _END:
+            async for token in channel.items():
                 yield Chunk(1, token_ids=[token])
             summary = await job
         finally:
-            cancel.set()
+            channel.cancel.set()
         yield Chunk(
             0,
             finish_reason=summary["finish_reason"],
@@ -123,7 +120,7 @@ class LlamaCppEngine:
             engine_metrics=summary["engine_metrics"],
         )
 
-    def _generate_blocking(self, request: Request, loop, queue: asyncio.Queue, cancel: threading.Event) -> dict[str, Any]:
+    def _generate_blocking(self, request: Request, channel: ThreadChannel) -> dict[str, Any]:
         llm = self._llm
         prompt = list(request.prompt_token_ids)
         if not request.reuse_prefix:
@@ -144,14 +141,14 @@ class LlamaCppEngine:
                 stamps.setdefault("first_token", now)
                 stamps["last_token"] = now
                 count += 1
-                loop.call_soon_threadsafe(queue.put_nowait, token)
+                channel.put(token)
                 if count >= request.max_output_tokens:
                     break
-                if cancel.is_set():
+                if channel.cancel.is_set():
                     finish_reason = "cancelled"
                     break
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
+            channel.close()
         perf = llama_cpp.llama_perf_context(llm.ctx)
         return {
             "finish_reason": finish_reason,
