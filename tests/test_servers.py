@@ -1,0 +1,101 @@
+"""The server launcher's lifecycle and fault cases, with a stand-in server (tests/stand_in_server.py, a fake)."""
+
+import asyncio
+import os
+import socket
+import sys
+
+import pytest
+
+from engines.servers import COMMANDS, ServerCommand, ServerFailed, ServerProcess
+
+pytestmark = pytest.mark.unit
+STAND_IN = os.path.join(os.path.dirname(__file__), "stand_in_server.py")
+
+
+def stand_in(*flags):
+    return ServerCommand("stand-in", (sys.executable, STAND_IN, "--port", "{port}", *flags), "/health")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_starts_on_a_free_port_logs_and_tears_down_the_whole_group(tmp_path):
+    pid_file = tmp_path / "child.pid"
+
+    async def go():
+        async with ServerProcess(stand_in("--child-pid-file", str(pid_file)), "m", tmp_path / "server.log") as server:
+            assert server.url.startswith("http://127.0.0.1:") and server.startup_s < 30
+            child = int(pid_file.read_text())
+            assert alive(child)
+            return server, child
+
+    server, child = asyncio.run(go())
+    assert not alive(child) and server.process.poll() is not None
+    assert "stand-in server starting" in (tmp_path / "server.log").read_text()
+
+
+def test_a_port_already_in_use_is_one_line(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ServerFailed, match=f"^port {port} on 127.0.0.1 is already in use"):
+            ServerProcess(stand_in(), "m", tmp_path / "s.log", port=port)
+
+
+def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
+    server = ServerProcess(stand_in("--never-ready"), "m", tmp_path / "s.log", ready_timeout_s=1.5)
+    with pytest.raises(ServerFailed, match=r"not ready at http://127.0.0.1:\d+/health within 1.5 s; log ends: stand-in"):
+        asyncio.run(server.start())
+    assert server.process.poll() is not None
+
+
+def test_a_server_that_dies_during_start_up_is_reported_with_its_log(tmp_path):
+    server = ServerProcess(stand_in("--exit-now"), "m", tmp_path / "s.log")
+    with pytest.raises(ServerFailed, match=r"exited with code 3 before it was ready; log ends: .*CUDA out of memory"):
+        asyncio.run(server.start())
+
+
+def test_a_missing_server_binary_is_one_line(tmp_path):
+    command = ServerCommand("nothing", ("surely-not-a-binary-xyz", "--port", "{port}"), "/health")
+    with pytest.raises(ServerFailed, match="'surely-not-a-binary-xyz' not found"):
+        asyncio.run(ServerProcess(command, "m", tmp_path / "s.log").start())
+
+
+def test_engine_commands_fill_model_host_and_port(tmp_path):
+    server = ServerProcess(COMMANDS["vllm"], "/models/tiny", tmp_path / "s.log", extra_args=("--dtype", "bfloat16"))
+    assert server.argv == [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/tiny",
+                           "--host", "127.0.0.1", "--port", str(server.port), "--dtype", "bfloat16"]  # fmt: skip
+    assert ServerProcess(COMMANDS["ollama"], "x", tmp_path / "o.log").env["OLLAMA_HOST"].startswith("127.0.0.1:")
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("engine", ["llamacpp", "vllm"])
+def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, model_cache, tmp_path):
+    import json
+    import urllib.request
+
+    pytest.importorskip({"llamacpp": "llama_cpp", "vllm": "vllm"}[engine])
+    if engine == "llamacpp":
+        from workloads.gguf import export_gguf
+
+        model, extra = str(export_gguf(tiny_llama3, "f16", model_cache)[0]), ("--n_threads", "1")
+    else:
+        model = str(tiny_llama3.path)
+        extra = ("--enforce-eager", "--max-model-len", "4096", "--kv-cache-memory-bytes", str(1 << 30))
+
+    async def go():
+        async with ServerProcess(COMMANDS[engine], model, tmp_path / "server.log", extra_args=extra) as server:
+            with urllib.request.urlopen(server.url + "/v1/models", timeout=10) as response:
+                return server, json.loads(response.read())
+
+    server, models = asyncio.run(go())
+    assert models["data"][0]["id"] == model
+    assert server.process.poll() is not None
