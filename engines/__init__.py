@@ -60,6 +60,12 @@ REGISTRY: dict[str, EngineEntry] = {
         "pip install 'enginebench[ollama]' (and a running `ollama serve`)",
         "Ollama server through the official Python client (AsyncClient), raw streaming generate",
     ),
+    "http": EngineEntry(
+        "engines.http_openai:HttpCompletionsEngine",
+        ("httpx",),
+        "pip install httpx",
+        "OpenAI /v1/completions over HTTP (SSE): an existing --engine-arg endpoint=URL, or a launched server",
+    ),
     "null": EngineEntry(
         "engines.null:NullEngine",
         (),

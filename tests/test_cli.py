@@ -34,7 +34,7 @@ def assert_usage_error(result, message):
 
 
 def test_unknown_engine(cli):
-    assert_usage_error(cli("--engine", "vlm"), "unknown engine 'vlm'; valid: hf, llamacpp, null, ollama, sglang, vllm, vllm-batch")
+    assert_usage_error(cli("--engine", "vlm"), "unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch")
 
 
 def test_unknown_scenario(cli):
@@ -92,7 +92,7 @@ def test_help_teaches_and_works_without_engine_packages(tmp_path):
 def test_exit_code_2_from_a_real_process(tmp_path):
     result = run_cli(["--engine", "nope"], tmp_path, tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown engine 'nope'; valid: hf, llamacpp, null, ollama, sglang, vllm, vllm-batch (or package.module:Class)"
+    assert result.stderr.strip() == "error: unknown engine 'nope'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch (or package.module:Class)"
 
 
 def test_engines_are_validated_before_anything_is_measured(cli, tmp_path):

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_unknown_engine_lists_the_valid_ones():
-    with pytest.raises(UsageError, match=r"unknown engine 'vlm'; valid: hf, llamacpp, null, ollama, sglang, vllm, vllm-batch \(or package.module:Class\)"):
+    with pytest.raises(UsageError, match=r"unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch \(or package.module:Class\)"):
         load_engine_class("vlm")
 
 

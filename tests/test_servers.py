@@ -99,3 +99,50 @@ def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, mod
     server, models = asyncio.run(go())
     assert models["data"][0]["id"] == model
     assert server.process.poll() is not None
+
+
+@pytest.mark.parametrize("sse", ["good", "malformed"])
+def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_llama3, tmp_path):
+    from compare.runner import closed_loop
+    from engines.base import Request
+    from engines.http_openai import HttpCompletionsEngine
+
+    async def go():
+        async with ServerProcess(stand_in("--sse", sse), "m", tmp_path / "s.log") as server:
+            engine = HttpCompletionsEngine(tiny_llama3, {"endpoint": server.url})
+            await engine.start()
+            try:
+                return await closed_loop(engine, (Request("r", (1, 2, 3), 2, 2),), 1, timeout_s=10)
+            finally:
+                await engine.stop()
+
+    (record,) = asyncio.run(go())
+    if sse == "good":
+        assert record["ok"] and record["output_tokens"] == 2 and record["prompt_tokens_reported"] == 3
+        assert record["engine"]["token_counting"] == "token_ids" and record["engine"]["token_count_mismatches"] == []
+    else:
+        assert not record["ok"] and "malformed SSE line: 'this is not an SSE line'" in record["error"]
+        assert record["output_tokens"] == 2
+
+
+@pytest.mark.engine
+def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_cache, tmp_path):
+    pytest.importorskip("vllm")
+    import json
+
+    from tests.conftest import ROOT, run_cli
+
+    args = ["--engine", "http", "--engine-arg", "server=vllm", "--engine-arg", f"log_dir={tmp_path}",
+            "--engine-arg", "server_args=--enforce-eager --max-model-len 4096 --kv-cache-memory-bytes 1073741824",
+            "--scenario", "smoke", "--out", str(tmp_path)]  # fmt: skip
+    result = run_cli(args, model_cache, ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = tmp_path.glob("http_smoke_*.json")
+    doc = json.loads(path.read_text())
+    assert (tmp_path / "server-vllm.log").stat().st_size > 0
+    for cell in doc["cells"]:
+        assert all(r["ok"] for r in cell["cache_resets"])  # /reset_prefix_cache in dev mode
+        for r in cell["requests"]:
+            assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
+            assert r["prompt_tokens_reported"] == r["prompt_tokens"]
+            assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []

@@ -1,0 +1,170 @@
+"""`http`: the same requests over an OpenAI-compatible `/v1/completions` server, streamed (SSE).
+
+Either `--engine-arg endpoint=URL` (an existing server; an API key is read from the environment
+variable named by `api_key_env` and never written to results), or `server=vllm|llamacpp|sglang` to
+launch that engine's own server on 127.0.0.1 (engines/servers.py; its log goes beside the results).
+
+Prompts go as token-id lists where the server takes them (vLLM, SGLang), else as the exact-length
+text (llama.cpp's server). Tokens per SSE chunk are counted exactly from `token_ids` where the server
+sends them (vLLM: `return_token_ids`); otherwise each chunk counts as one token and the final usage
+(`stream_options.include_usage`) cross-checks the total. The method is recorded per request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+
+from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from engines.servers import COMMANDS, ServerProcess
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "endpoint": "",  # an existing server's base URL; "" launches `server`
+    "server": "vllm",  # vllm, llamacpp or sglang: which server to launch (and how to send prompts)
+    "api_key_env": "",  # name of an environment variable holding the API key
+    "server_args": "",  # extra command-line arguments for the launched server, space separated
+    "ready_timeout_s": 600.0,
+    "max_connections": 256,  # at least the highest concurrency
+    "log_dir": "results",
+}
+TOKEN_ID_PROMPTS = {"vllm", "sglang"}
+
+
+class MalformedStream(Exception):
+    pass
+
+
+class HttpCompletionsEngine:
+    name = "http"
+
+    def __init__(self, model, engine_args: dict[str, str] | None = None):
+        self.args = resolve_engine_args("http", engine_args or {}, DEFAULT_ARGS)
+        if self.args["server"] not in ("vllm", "llamacpp", "sglang"):
+            raise EngineUnavailable("engine 'http': --engine-arg server must be vllm, llamacpp or sglang")
+        self.model_spec = model
+        self.server: ServerProcess | None = None
+        self.base_url = self.args["endpoint"].rstrip("/")
+        self.served_model: str | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        if not self.base_url:
+            self.server = ServerProcess(
+                COMMANDS[self.args["server"]], self._server_model(),
+                Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
+                extra_args=tuple(self.args["server_args"].split()), ready_timeout_s=self.args["ready_timeout_s"],
+                env={"VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
+            )  # fmt: skip
+            await self.server.start()
+            self.base_url = self.server.url
+        headers = {}
+        if self.args["api_key_env"]:
+            key = os.environ.get(self.args["api_key_env"])
+            if not key:
+                raise EngineUnavailable(f"engine 'http': environment variable {self.args['api_key_env']} is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        limits = httpx.Limits(max_connections=self.args["max_connections"], max_keepalive_connections=self.args["max_connections"])
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=None)
+        try:
+            models = (await self._client.get("/v1/models")).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EngineUnavailable(f"no OpenAI-compatible server at {self.base_url} ({type(exc).__name__})") from None
+        self.served_model = models["data"][0]["id"]
+
+    def _server_model(self) -> str:
+        if self.args["server"] == "llamacpp":
+            from workloads.gguf import export_gguf
+            from workloads.models import default_cache_dir
+
+            return str(export_gguf(self.model_spec, "f16", default_cache_dir())[0])
+        return str(self.model_spec.path)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self.server is not None:
+            self.server.stop()
+
+    async def reset_cache(self) -> None:
+        """vLLM: POST /reset_prefix_cache (dev mode); SGLang: POST /flush_cache; llama.cpp's server has none."""
+        path = {"vllm": "/reset_prefix_cache", "sglang": "/flush_cache"}.get(self.args["server"])
+        if path is None:
+            raise RuntimeError("llama.cpp's server has no cache reset endpoint")
+        response = await self._client.post(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {path} answered HTTP {response.status_code}")
+
+    def describe(self) -> EngineDescription:
+        return EngineDescription(
+            name=self.name,
+            version=f"httpx {httpx.__version__}",
+            engine_args={**{k: v for k, v in self.args.items() if k != "api_key_env"}, "base_url": self.base_url,
+                         "launched": self.server.argv if self.server else None,
+                         "server_startup_s": self.server.startup_s if self.server else None,
+                         "api_key_from_env": bool(self.args["api_key_env"])},  # fmt: skip
+            model={"id": self.model_spec.spec, "served_model": self.served_model,
+                   "architecture": self.model_spec.architecture, "dtype": self.model_spec.dtype, "quantization": None},  # fmt: skip
+            capabilities=Capabilities(continuous_batching=self.args["server"] != "llamacpp", prefix_cache=True,
+                                      engine_timestamps=False, ignore_eos=self.args["server"] != "llamacpp",
+                                      max_concurrent_requests=1 if self.args["server"] == "llamacpp" else None),  # fmt: skip
+            notes=["token counting: token_ids per SSE chunk where the server sends them, else one per chunk "
+                   "cross-checked with the final usage"],  # fmt: skip
+        )
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        by_ids = self.args["server"] in TOKEN_ID_PROMPTS
+        body: dict[str, Any] = {
+            "model": self.served_model,
+            "prompt": list(request.prompt_token_ids) if by_ids else request.prompt_text,
+            "max_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.args["server"] != "llamacpp":
+            body.update(ignore_eos=request.ignore_eos, min_tokens=request.max_output_tokens if request.ignore_eos else 0)
+        if self.args["server"] == "vllm":
+            body["return_token_ids"] = True
+        return body
+
+    async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        counted, method, finish, usage = 0, "chunks", None, None
+        async with self._client.stream("POST", "/v1/completions", json=self._body(request)) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+            async for line in response.aiter_lines():
+                if not line or line.startswith(":"):
+                    continue
+                if not line.startswith("data:"):
+                    raise MalformedStream(f"malformed SSE line: {line[:80]!r}")
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    event = json.loads(data)
+                except json.JSONDecodeError:
+                    raise MalformedStream(f"malformed SSE data: {data[:80]!r}") from None
+                usage = event.get("usage") or usage
+                for choice in event.get("choices") or []:
+                    ids = choice.get("token_ids")
+                    if ids is not None:
+                        method = "token_ids"
+                    count = len(ids) if ids is not None else 1
+                    finish = choice.get("finish_reason") or finish
+                    if count and (ids is not None or choice.get("text") is not None):
+                        counted += count
+                        yield Chunk(count, token_ids=ids, text=choice.get("text"))
+        yield Chunk(0, finish_reason=finish, num_prompt_tokens=(usage or {}).get("prompt_tokens"),
+                    num_cached_tokens=((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens"),
+                    engine_metrics=_usage_metrics(usage, counted, method))  # fmt: skip
+
+
+def _usage_metrics(usage: dict[str, Any] | None, counted: int, method: str) -> dict[str, Any]:
+    reported = (usage or {}).get("completion_tokens")
+    mismatches = [] if reported in (None, counted) else [{"chunk": -1, "by_usage": reported, "by_stream": counted}]
+    return {"token_counting": method, "usage": usage, "token_count_mismatches": mismatches}
