@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
                         help="engine argument, repeatable; ENGINE.K=V applies to one engine only")
+    parser.add_argument("--mode", choices=("inprocess", "http", "both"), default="inprocess",
+                        help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
+                             "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions and requests (never shorter prompts or outputs)")
     parser.add_argument("--cache-dir", type=Path, default=None,

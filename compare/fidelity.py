@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from compare.overhead import paired_runs
 from compare.results import ResultsFile
 
 
@@ -35,10 +36,7 @@ def streaming_fidelity(streaming: ResultsFile, batch: ResultsFile) -> dict[str, 
 def attach_fidelity(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
     """For every (X, X-batch) pair that ran the same scenario, store the comparison in both files."""
     found = []
-    for (engine, scenario), batch in runs.items():
-        streaming = runs.get((engine.removesuffix("-batch"), scenario)) if engine.endswith("-batch") else None
-        if streaming is None:
-            continue
+    for streaming, batch in paired_runs(runs, "-batch"):
         comparison = streaming_fidelity(streaming, batch)
         for results in (streaming, batch):
             results.doc.setdefault("comparisons", {})["streaming_fidelity"] = comparison

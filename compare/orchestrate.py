@@ -9,6 +9,7 @@ from rich.console import Console
 
 from compare.cli import engine_args_for, resolve_engines, scenario_overrides
 from compare.fidelity import attach_fidelity, fidelity_lines
+from compare.overhead import attach_http_overhead, overhead_lines
 from compare.report import print_report
 from compare.session import RunOptions, run_scenario
 from engines import load_engine_class
@@ -44,6 +45,23 @@ def tokenizer_for(model, args: argparse.Namespace):
     return model.load_tokenizer()
 
 
+def with_http_mode(engines: dict, args: argparse.Namespace, model) -> dict:
+    """--mode http/both: `X-http` talks to X's own server, launched with X's resolved args."""
+    if args.mode == "inprocess":
+        return engines
+    from engines.http_openai import HttpCompletionsEngine
+
+    modes: dict = {}
+    for name, engine in engines.items():
+        if not hasattr(engine, "http_server"):
+            raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, llamacpp")
+        if args.mode == "both":
+            modes[name] = engine
+        http_args = {"log_dir": str(args.out), **engine_args_for("http", args.engine_arg)}
+        modes[f"{name}-http"] = HttpCompletionsEngine(model, http_args, launch=engine.http_server())
+    return modes
+
+
 async def run_all(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     engine_classes = {name: load_engine_class(name) for name in resolve_engines(args)}
@@ -53,6 +71,7 @@ async def run_all(args: argparse.Namespace) -> int:
     plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in scenarios}
     # every engine is constructed (and so validated) before anything is measured
     engines = {name: cls(model, engine_args_for(name, args.engine_arg)) for name, cls in engine_classes.items()}
+    engines = with_http_mode(engines, args, model)
     for name, engine in engines.items():
         for scenario in scenarios:
             limit = getattr(engine, "max_context_tokens", None)
@@ -86,5 +105,8 @@ async def run_all(args: argparse.Namespace) -> int:
             await engine.stop()
     for comparison in attach_fidelity(runs):
         for line in fidelity_lines(comparison):
+            console.print(line, highlight=False, markup=False)
+    for comparison in attach_http_overhead(runs):
+        for line in overhead_lines(comparison):
             console.print(line, highlight=False, markup=False)
     return 1 if failures else 0

@@ -41,8 +41,12 @@ class MalformedStream(Exception):
 class HttpCompletionsEngine:
     name = "http"
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model, engine_args: dict[str, str] | None = None, launch: dict[str, Any] | None = None):
+        """`launch`: an in-process engine's `http_server()` (server, model, flags, env), for --mode http/both."""
         self.args = resolve_engine_args("http", engine_args or {}, DEFAULT_ARGS)
+        self.launch = launch
+        if launch is not None:
+            self.args["server"] = launch["server"]
         if self.args["server"] not in ("vllm", "llamacpp", "sglang"):
             raise EngineUnavailable("engine 'http': --engine-arg server must be vllm, llamacpp or sglang")
         self.model_spec = model
@@ -53,11 +57,13 @@ class HttpCompletionsEngine:
 
     async def start(self) -> None:
         if not self.base_url:
+            launch = self.launch or {"model": self._server_model(), "flags": [], "env": {}}
             self.server = ServerProcess(
-                COMMANDS[self.args["server"]], self._server_model(),
+                COMMANDS[self.args["server"]], launch["model"],
                 Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
-                extra_args=tuple(self.args["server_args"].split()), ready_timeout_s=self.args["ready_timeout_s"],
-                env={"VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
+                extra_args=(*launch["flags"], *self.args["server_args"].split()),
+                ready_timeout_s=self.args["ready_timeout_s"],
+                env={**launch["env"], "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
             )  # fmt: skip
             await self.server.start()
             self.base_url = self.server.url

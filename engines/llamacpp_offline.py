@@ -72,6 +72,12 @@ class LlamaCppEngine:
             self._llm.close()
         self._llm, self._executor = None, None
 
+    def http_server(self) -> dict[str, Any]:
+        """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
+        path, _ = export_gguf(self.model_spec, self.args["quant"], default_cache_dir())
+        flags = ["--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"])]
+        return {"server": "llamacpp", "model": str(path), "flags": flags, "env": {}}
+
     async def reset_cache(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._llm.reset)
 

@@ -144,6 +144,23 @@ class _VLLMBase:
         )
 
 
+_NOT_SERVER_FLAGS = {"model", "disable_log_stats", "distributed_executor_backend"}
+
+
+def server_flags(resolved: dict[str, Any]) -> list[str]:
+    """The in-process engine args as `vllm serve` flags, so HTTP mode runs the same configuration."""
+    flags: list[str] = []
+    for key, value in resolved.items():
+        if key in _NOT_SERVER_FLAGS or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else ("--no-" + key.replace("_", "-") if key.startswith("enable_") else ""))
+        else:
+            flags += [flag, str(value)]
+    return [f for f in flags if f]
+
+
 _CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
             "VLLM_LOGGING_LEVEL")  # fmt: skip
 
@@ -181,6 +198,11 @@ class VLLMEngine(_VLLMBase):
 
     def describe(self) -> EngineDescription:
         return self._describe(self._engine, batch=False)
+
+    def http_server(self) -> dict[str, Any]:
+        """How HTTP mode launches this engine's own server with the same args."""
+        env = {"VLLM_CPU_OMP_THREADS_BIND": self.args["cpu_threads_bind"]} if self.args["cpu_threads_bind"] else {}
+        return {"server": "vllm", "model": str(self.model_spec.path), "flags": server_flags(self.resolved), "env": env}
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))

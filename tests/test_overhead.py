@@ -1,0 +1,59 @@
+"""HTTP-overhead tables from paired results (unit), and --mode both end to end on llama.cpp (engine)."""
+
+import json
+
+import pytest
+
+from compare.overhead import cell_overhead, paired_runs
+from engines.vllm_offline import server_flags
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.mark.unit
+def test_cell_overhead_gives_deltas_percentages_and_the_ttft_split():
+    inproc = {"ttft_ms": {"p50": 10.0, "p99": 20.0}, "itl_ms": {"p50": 4.0, "p99": 8.0}, "output_tok_per_s": 200.0,
+              "request_per_s": 2.0, "delivery_lag_ms": {"p50": 1.0}}  # fmt: skip
+    http = {"ttft_ms": {"p50": 13.0, "p99": 26.0}, "itl_ms": {"p50": 4.5, "p99": 9.0}, "output_tok_per_s": 180.0,
+            "request_per_s": 1.8}  # fmt: skip
+    row = cell_overhead(inproc, http)
+    assert row["ttft_ms_p50"] == {"inprocess": 10.0, "http": 13.0, "delta": 3.0}
+    assert row["itl_ms_p99"]["delta"] == 1.0
+    assert row["output_tok_per_s"]["delta"] == -20.0 and row["output_tok_per_s"]["delta_pct"] == pytest.approx(-10.0)
+    assert row["ttft_split_ms_p50"] == {"engine": 9.0, "inprocess_delivery": 1.0, "http_delivery": 3.0}
+
+
+@pytest.mark.unit
+def test_pairs_are_matched_by_name_and_scenario():
+    runs = {("vllm", "smoke"): "a", ("vllm-http", "smoke"): "b", ("vllm-http", "single"): "c", ("hf", "smoke"): "d"}
+    assert list(paired_runs(runs, "-http")) == [("a", "b")]
+
+
+@pytest.mark.unit
+def test_vllm_server_gets_the_in_process_args_as_flags():
+    flags = server_flags({"model": "/m", "enable_prefix_caching": False, "enforce_eager": True, "max_num_seqs": 8,
+                          "disable_log_stats": False, "seed": 0, "enable_chunked_prefill": True})  # fmt: skip
+    assert flags == ["--no-enable-prefix-caching", "--enforce-eager", "--max-num-seqs", "8", "--seed", "0",
+                     "--enable-chunked-prefill"]  # fmt: skip
+
+
+@pytest.mark.engine
+def test_mode_both_on_llamacpp_writes_the_overhead_into_both_files(model_cache, tmp_path):
+    pytest.importorskip("llama_cpp")
+    result = run_cli(["--engine", "llamacpp", "--mode", "both", "--scenario", "smoke", "--concurrency", "1",
+                      "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HTTP overhead (llamacpp-http minus llamacpp in-process):" in result.stdout
+    (inproc,) = tmp_path.glob("llamacpp_smoke_*.json")
+    (http,) = tmp_path.glob("llamacpp-http_smoke_*.json")
+    for path in (inproc, http):
+        row = json.loads(path.read_text())["comparisons"]["http_overhead"]["cells"]["c1-in32"]
+        assert row["ttft_ms_p50"]["delta"] is not None and "ttft_split_ms_p50" in row
+    launched = json.loads(http.read_text())["engine"]["engine_args"]["launched"]
+    assert "llama_cpp.server" in launched and "--n_threads" in launched
+    assert (tmp_path / "server-llamacpp.log").exists()
+
+
+@pytest.mark.unit
+def test_mode_http_refuses_engines_without_a_server(model_cache, tmp_path):
+    result = run_cli(["--engine", "hf", "--mode", "http", "--out", str(tmp_path)], model_cache, ROOT)
+    assert result.returncode == 2 and "engine 'hf' has no HTTP server mode" in result.stderr
