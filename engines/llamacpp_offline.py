@@ -75,7 +75,8 @@ class LlamaCppEngine:
     def http_server(self) -> dict[str, Any]:
         """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
         path, _ = export_gguf(self.model_spec, self.args["quant"], default_cache_dir())
-        flags = ["--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"])]
+        flags = ["--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
+                 "--interrupt_requests", "False"]  # its default cuts a running stream off when the next request arrives
         return {"server": "llamacpp", "model": str(path), "flags": flags, "env": {}}
 
     async def reset_cache(self) -> None:
