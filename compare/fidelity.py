@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compare.overhead import paired_runs
+from compare.overhead import attach_comparisons
 from compare.results import ResultsFile
 
 
@@ -35,14 +35,7 @@ def streaming_fidelity(streaming: ResultsFile, batch: ResultsFile) -> dict[str, 
 
 def attach_fidelity(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
     """For every (X, X-batch) pair that ran the same scenario, store the comparison in both files."""
-    found = []
-    for streaming, batch in paired_runs(runs, "-batch"):
-        comparison = streaming_fidelity(streaming, batch)
-        for results in (streaming, batch):
-            results.doc.setdefault("comparisons", {})["streaming_fidelity"] = comparison
-            results.write()
-        found.append(comparison)
-    return found
+    return attach_comparisons(runs, "-batch", "streaming_fidelity", streaming_fidelity)
 
 
 def fidelity_lines(comparison: dict[str, Any]) -> list[str]:

@@ -53,15 +53,20 @@ def http_overhead(inproc: ResultsFile, http: ResultsFile) -> dict[str, Any]:
     }
 
 
-def attach_http_overhead(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
+def attach_comparisons(runs: dict[tuple[str, str], ResultsFile], suffix: str, key: str, build) -> list[dict[str, Any]]:
+    """For every (X, X<suffix>) pair, `build(X, X<suffix>)` is stored under comparisons[key] in both files."""
     found = []
-    for inproc, http in paired_runs(runs, "-http"):
-        comparison = http_overhead(inproc, http)
-        for results in (inproc, http):
-            results.doc.setdefault("comparisons", {})["http_overhead"] = comparison
+    for base, other in paired_runs(runs, suffix):
+        comparison = build(base, other)
+        for results in (base, other):
+            results.doc.setdefault("comparisons", {})[key] = comparison
             results.write()
         found.append(comparison)
     return found
+
+
+def attach_http_overhead(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
+    return attach_comparisons(runs, "-http", "http_overhead", http_overhead)
 
 
 def overhead_lines(comparison: dict[str, Any]) -> list[str]:
