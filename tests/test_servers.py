@@ -9,7 +9,6 @@ import pytest
 
 from engines.servers import COMMANDS, ServerCommand, ServerFailed, ServerProcess
 
-pytestmark = pytest.mark.unit
 STAND_IN = os.path.join(os.path.dirname(__file__), "stand_in_server.py")
 
 
@@ -26,6 +25,7 @@ def alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
+@pytest.mark.unit
 def test_starts_on_a_free_port_logs_and_tears_down_the_whole_group(tmp_path):
     pid_file = tmp_path / "child.pid"
 
@@ -41,6 +41,7 @@ def test_starts_on_a_free_port_logs_and_tears_down_the_whole_group(tmp_path):
     assert "stand-in server starting" in (tmp_path / "server.log").read_text()
 
 
+@pytest.mark.unit
 def test_a_port_already_in_use_is_one_line(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -50,6 +51,7 @@ def test_a_port_already_in_use_is_one_line(tmp_path):
             ServerProcess(stand_in(), "m", tmp_path / "s.log", port=port)
 
 
+@pytest.mark.unit
 def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
     server = ServerProcess(stand_in("--never-ready"), "m", tmp_path / "s.log", ready_timeout_s=1.5)
     with pytest.raises(ServerFailed, match=r"not ready at http://127.0.0.1:\d+/health within 1.5 s; log ends: stand-in"):
@@ -57,18 +59,21 @@ def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
     assert server.process.poll() is not None
 
 
+@pytest.mark.unit
 def test_a_server_that_dies_during_start_up_is_reported_with_its_log(tmp_path):
     server = ServerProcess(stand_in("--exit-now"), "m", tmp_path / "s.log")
     with pytest.raises(ServerFailed, match=r"exited with code 3 before it was ready; log ends: .*CUDA out of memory"):
         asyncio.run(server.start())
 
 
+@pytest.mark.unit
 def test_a_missing_server_binary_is_one_line(tmp_path):
     command = ServerCommand("nothing", ("surely-not-a-binary-xyz", "--port", "{port}"), "/health")
     with pytest.raises(ServerFailed, match="'surely-not-a-binary-xyz' not found"):
         asyncio.run(ServerProcess(command, "m", tmp_path / "s.log").start())
 
 
+@pytest.mark.unit
 def test_engine_commands_fill_model_host_and_port(tmp_path):
     server = ServerProcess(COMMANDS["vllm"], "/models/tiny", tmp_path / "s.log", extra_args=("--dtype", "bfloat16"))
     assert server.argv == [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/tiny",
@@ -101,6 +106,7 @@ def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, mod
     assert server.process.poll() is not None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("sse", ["good", "malformed"])
 def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_llama3, tmp_path):
     from compare.runner import closed_loop
