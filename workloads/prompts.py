@@ -72,10 +72,6 @@ class PromptBuilder:
         piece = self._decode([token_id])
         return piece[:1].isspace() and "\ufffd" not in piece
 
-    @property
-    def num_source_tokens(self) -> int:
-        return len(self._source_ids)
-
     def offsets(self, count: int, seed: int) -> list[int]:
         """`count` distinct word-start offsets into one copy of the source, drawn with `seed`."""
         one_copy = len(self.tokenizer(self._source_text, add_special_tokens=False, verbose=False)["input_ids"])
