@@ -152,3 +152,64 @@ def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_ca
             assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
             assert r["prompt_tokens_reported"] == r["prompt_tokens"]
             assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []
+
+
+class KillsServerMidStream:
+    """A TEST WRAPPER around a real `http` engine: SIGKILLs its server's process group once request
+    number `kill_at` has streamed its first chunk. Everything else is the real engine."""
+
+    def __init__(self, engine, kill_at: int):
+        self.engine, self.kill_at, self.started = engine, kill_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    async def generate(self, request):
+        import signal
+
+        self.started += 1
+        kill = self.started == self.kill_at
+        async for chunk in self.engine.generate(request):
+            yield chunk
+            if kill:
+                os.killpg(self.engine.server.process.pid, signal.SIGKILL)
+                kill = False
+
+
+@pytest.mark.engine
+def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_on(tiny_llama3, model_cache, tmp_path):
+    pytest.importorskip("llama_cpp")
+    import json
+
+    from rich.console import Console
+
+    from compare.session import RunOptions, run_scenario
+    from engines.http_openai import HttpCompletionsEngine
+    from engines.llamacpp_offline import LlamaCppEngine
+    from workloads.plan import plan_scenario
+    from workloads.scenarios import apply_overrides, load_scenario
+
+    scenario = apply_overrides(load_scenario("concurrent"), False, {"concurrency": [1, 2], "input_tokens": [32],
+                               "output_tokens": 48, "num_requests": 4, "warmup_requests": 0})  # fmt: skip
+    tokenizer = tiny_llama3.load_tokenizer()
+    plans = plan_scenario(scenario, tokenizer, tiny_llama3.max_context_tokens)
+    launch = LlamaCppEngine(tiny_llama3, {"n_threads": "1"}).http_server()
+    http = HttpCompletionsEngine(tiny_llama3, {"log_dir": str(tmp_path)}, launch=launch)
+    engine = KillsServerMidStream(http, kill_at=2)
+
+    async def go():
+        await http.start()
+        try:
+            return await run_scenario("llamacpp-http", engine, tiny_llama3, scenario, plans, tokenizer,
+                                      RunOptions(out_dir=tmp_path, show_progress=False), Console(quiet=True))  # fmt: skip
+        finally:
+            await http.stop()
+
+    results = asyncio.run(go())
+    doc = json.loads(results.path.read_text())
+    assert doc["status"] == "complete" and [c["cell_id"] for c in doc["cells"]] == ["c1-in32", "c2-in32"]
+    first, second = (cell["requests"] for cell in doc["cells"])
+    assert first[0]["ok"] and first[0]["output_tokens"] >= 48  # llama_cpp.server can run one chunk over
+    assert not first[1]["ok"] and 1 <= first[1]["output_tokens"] < 48  # cut mid-stream, its tokens kept
+    assert all(not r["ok"] and r["error"] for r in first[1:] + second)  # every later request fails on record
+    assert doc["cells"][0]["summary"]["num_failed"] == 3 and doc["cells"][1]["summary"]["num_failed"] == 4

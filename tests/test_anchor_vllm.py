@@ -1,0 +1,57 @@
+"""The cross-check with `vllm bench serve`: vLLM's definitions recomputed from our raw samples, and real agreement."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from compare.anchor_vllm import TOLERANCE, agreement, harness_figures
+
+
+def _doc(requests):
+    summary = {"output_tok_per_s": 100.0, "request_per_s": 1.0, "num_ok": len(requests), "output_tokens_total": 4,
+               "prompt_tokens_total": 8, "tpot_ms": {"p50": 0.0}, "itl_ms": {"p50": 0.0}, "tokens_per_chunk_mean": 2.0}
+    return {"cells": [{"summary": summary, "requests": requests}]}
+
+
+@pytest.mark.unit
+def test_vllm_definitions_are_recomputed_from_raw_samples():
+    # 4 tokens in 2 chunks: first chunk (2 tokens) at 10 ms, second (2 tokens) at 40 ms, stream ends at 46 ms
+    record = {"ok": True, "token_ns": [10_000_000, 10_000_000, 40_000_000, 40_000_000], "chunk_tokens": [2, 2],
+              "end_ns": 46_000_000, "output_tokens": 4}
+    figures = harness_figures(_doc([record]))
+    assert figures["ttft_ms_median"] == 10.0
+    assert figures["tpot_ms_median"] == pytest.approx(12.0)  # (46 - 10) / (4 - 1): end of stream, as vLLM
+    assert figures["itl_ms_median"] == 30.0  # one sample per chunk, as vLLM (ours per token would be 15, 15)
+
+
+@pytest.mark.unit
+def test_agreement_is_judged_against_the_stated_tolerance():
+    theirs = [{"ttft_ms_median": 100.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0}]
+    ours = [{"ttft_ms_median": 100.0 * (1 + TOLERANCE["ttft_ms_median"]) + 1, "tpot_ms_median": 10.0,
+             "output_tok_per_s": 500.0 * (1 - TOLERANCE["output_tok_per_s"]) + 1}]
+    rows = agreement(theirs, ours)
+    assert not rows["ttft_ms_median"]["agrees"] and rows["tpot_ms_median"]["agrees"]
+    assert rows["output_tok_per_s"]["agrees"] and rows["tpot_ms_median"]["relative_diff"] == 0.0
+
+
+@pytest.mark.engine
+def test_enginebench_agrees_with_vllm_bench_serve_on_one_server(model_cache, tmp_path):
+    pytest.importorskip("vllm")
+    pytest.importorskip("pandas")
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, ENGINEBENCH_CACHE=str(model_cache), PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "compare.anchor_vllm", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    (path,) = tmp_path.glob("anchor_vllm_*/anchor.json")
+    doc = json.loads(path.read_text())
+    for theirs, ours in zip(doc["vllm_bench_runs"], doc["enginebench_runs"]):
+        assert theirs["completed"] == ours["completed"] == 32
+        assert theirs["input_tokens_total"] == ours["input_tokens_total"] == 32 * 256  # the same prompts, same ids
+        assert theirs["output_tokens_total"] == ours["output_tokens_total"] == 32 * 128
+    for key, row in doc["agreement"].items():
+        assert abs(row["relative_diff"]) <= TOLERANCE[key], (key, row, result.stdout[-1500:])
+    assert result.returncode == 0, result.stderr[-2000:]
