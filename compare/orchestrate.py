@@ -54,7 +54,7 @@ def with_http_mode(engines: dict, args: argparse.Namespace, model) -> dict:
     modes: dict = {}
     for name, engine in engines.items():
         if not hasattr(engine, "http_server"):
-            raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, llamacpp")
+            raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, sglang, llamacpp")
         if args.mode == "both":
             modes[name] = engine
         http_args = {"log_dir": str(args.out), **engine_args_for("http", args.engine_arg)}

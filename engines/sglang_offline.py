@@ -78,6 +78,20 @@ def server_args(args: dict[str, Any], model) -> dict[str, Any]:
     return kwargs
 
 
+def launch_flags(kwargs: dict[str, Any]) -> list[str]:
+    """`sglang.Engine` kwargs as `python -m sglang.launch_server` flags (model path given by the launcher)."""
+    flags: list[str] = []
+    for key, value in kwargs.items():
+        if key == "model_path":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [flag] if value else []  # SGLang's boolean flags are store_true
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
 def finish_reason_name(reason: Any) -> str | None:
     if reason is None:
         return None
@@ -168,6 +182,10 @@ class SGLangEngine:
         self._engine = runtime
         self.internal_state: Any = None
         self.cache_flushes: list[dict[str, Any]] = []
+
+    def http_server(self) -> dict[str, Any]:
+        """How HTTP mode launches `python -m sglang.launch_server` with the same args."""
+        return {"server": "sglang", "model": str(self.model_spec.path), "flags": launch_flags(self.kwargs), "env": {}}
 
     async def start(self) -> None:
         if self._engine is None:

@@ -23,7 +23,7 @@ import pytest
 from compare.metrics import itl_samples_ns
 from compare.runner import closed_loop
 from engines.base import EngineUnavailable, Request
-from engines.sglang_offline import NO_GPU, SGLangEngine, StreamAccounting, server_args
+from engines.sglang_offline import NO_GPU, SGLangEngine, StreamAccounting, launch_flags, server_args
 
 pytestmark = pytest.mark.unit
 
@@ -196,6 +196,13 @@ def test_server_args_map_through_and_choose_dummy_weights_for_config_only_models
                       "chunked_prefill_size": -1, "tp_size": 1, "load_format": "auto", "random_seed": 0}  # fmt: skip
     config_only = resolve_model("synthetic:llama-3.1-8b", model_cache)
     assert server_args({"load_format": "auto"}, config_only)["load_format"] == "dummy"
+
+
+def test_http_mode_launches_sglang_with_the_same_args_as_flags(model):
+    kwargs = server_args({"disable_radix_cache": True, "disable_overlap_schedule": False, "chunked_prefill_size": -1,
+                          "log_level": "error", "random_seed": 0}, model)  # fmt: skip
+    assert launch_flags(kwargs) == ["--tokenizer-path", str(model.path), "--disable-radix-cache", "--chunked-prefill-size",
+                                    "-1", "--log-level", "error", "--random-seed", "0"]  # fmt: skip
 
 
 def test_without_a_gpu_the_engine_refuses_in_one_line(model):

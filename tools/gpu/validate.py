@@ -1,0 +1,144 @@
+"""On the lent GPU machine: one engine's validation run inside one 10-minute device call.
+
+    python3 -m tools.gpu.validate --engine vllm|sglang [--budget-s 540] [--plan]
+
+Steps (synthetic:llama-3.1-8b: dummy bf16 weights, the real Llama-3 tokenizer; GPU sampled by pynvml):
+  1. one `python -m compare --mode both --quick`: smoke, then reduced single, concurrent at 1/16/64,
+     long-context, prefix-cache and korean, in-process, then again through the engine's own HTTP
+     server (two engine starts in all, the fewest that give the HTTP overhead);
+  2. vllm only, if the budget still allows: the cross-check with `vllm bench serve`.
+Each step runs under what is left of the budget. A step that runs out gets SIGINT (finished cells are
+kept), then SIGKILL. Whatever was written is packed into $OUT (at most 8 files of 16 MiB) either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.gpu.device import engine_home
+from tools.gpu.pack import read_manifest, split, write_tar_xz
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "synthetic:llama-3.1-8b"
+CONCURRENT_SCENARIO = Path(__file__).with_name("concurrent-1-16-64.json")
+# seconds, from vLLM/SGLang start-up on an 8B model with cold compile caches, plus the reduced runs
+ENGINE_START_S = {"vllm": 120, "sglang": 100}
+PACK_MARGIN_S = 30
+OUT_FILE_LIMIT = 16 << 20
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: tuple[str, ...]
+    estimate_s: int
+    optional: bool = False  # run only when the estimate still fits
+
+
+def plan(engine: str, results: Path) -> list[Step]:
+    base = (sys.executable, "-m", "compare", "--engine", engine, "--model", MODEL, "--out", str(results), "--no-progress")
+    start = ENGINE_START_S[engine]
+    scenarios = _scenarios("smoke", "single", str(CONCURRENT_SCENARIO), "long-context", "prefix-cache", "korean")
+    # one command: the in-process engine runs every scenario, then its own HTTP server runs them again
+    steps = [Step("scenarios-both-modes", (*base, "--quick", *scenarios, "--mode", "both"), 2 * start + 180)]
+    if engine == "vllm":
+        anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
+                  "--num-prompts", "64", "--out", str(results))  # fmt: skip
+        steps.append(Step("anchor-vllm-bench", anchor, start + 60, optional=True))
+    return steps
+
+
+def _scenarios(*names: str) -> tuple[str, ...]:
+    return tuple(arg for name in names for arg in ("--scenario", name))
+
+
+def fits(steps: list[Step], budget_s: float) -> bool:
+    return sum(s.estimate_s for s in steps if not s.optional) + PACK_MARGIN_S <= budget_s
+
+
+def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str]) -> dict[str, Any]:
+    started = time.monotonic()
+    with log.open("w") as handle:
+        process = subprocess.Popen(step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                   start_new_session=True)  # fmt: skip
+        outcome = "done"
+        try:
+            process.wait(timeout=max(remaining_s, 1))
+        except subprocess.TimeoutExpired:
+            outcome = "out of budget: interrupted (finished cells kept)"
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    return {"step": step.name, "argv": list(step.argv), "returncode": process.returncode, "outcome": outcome,
+            "wall_s": round(time.monotonic() - started, 1), "log": log.name}  # fmt: skip
+
+
+def pack_results(results: Path, out: Path, engine: str) -> list[str]:
+    """results/ as one .tar.xz in $OUT; cut into 16 MiB parts if it is larger."""
+    bundle = out / f"results-{engine}.tar.xz"
+    write_tar_xz(results, bundle, preset=6)
+    if bundle.stat().st_size <= OUT_FILE_LIMIT:
+        return [bundle.name]
+    parts = split(bundle, out / f"results-{engine}", OUT_FILE_LIMIT)
+    bundle.unlink()
+    return [f"results-{engine}/{p['file']}" for p in parts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.validate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=sorted(ENGINE_START_S), required=True)
+    parser.add_argument("--budget-s", type=float, default=540.0, help="wall seconds this command may use")
+    parser.add_argument("--results", type=Path, default=Path("/tmp/enginebench-gpu/results"))
+    parser.add_argument("--plan", action="store_true", help="print the steps and estimates, run nothing")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = args.results / args.engine
+    steps = plan(args.engine, results)
+    if args.plan or not fits(steps, args.budget_s):
+        for step in steps:
+            print(f"{step.name:18} ~{step.estimate_s:4d} s {'(optional) ' if step.optional else ''}{' '.join(step.argv)}")
+        if not fits(steps, args.budget_s):
+            print(f"error: the required steps need ~{sum(s.estimate_s for s in steps if not s.optional)} s; "
+                  f"--budget-s {args.budget_s:g} is too small", file=sys.stderr)  # fmt: skip
+            return 2
+        return 0
+    out = Path(os.environ.get("OUT", "/tmp/enginebench-gpu/out"))
+    out.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "ENGINEBENCH_CACHE": str(args.results.parent / "cache"), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    site = engine_home(args.engine) / "site"
+    if site.is_dir():  # installed by tools.gpu.device: the staged wheels, ahead of nothing the image has
+        env["PYTHONPATH"] = f"{site}:{ROOT}"
+        env.update(read_manifest(engine_home(args.engine) / "manifest.json").get("env", {}))
+    report = []
+    for step in steps:
+        remaining = args.budget_s - (time.monotonic() - started) - PACK_MARGIN_S
+        if step.optional and remaining < step.estimate_s:
+            report.append({"step": step.name, "outcome": f"skipped: ~{step.estimate_s} s needed, {remaining:.0f} s left"})
+            continue
+        print(f"validate: {step.name} ({remaining:.0f} s left)", flush=True)
+        report.append(run_step(step, remaining, results / f"{step.name}.log", env))
+        print(f"validate: {step.name}: {report[-1]['outcome']}, rc {report[-1]['returncode']}, "
+              f"{report[-1]['wall_s']} s; log ends:", flush=True)  # fmt: skip
+        print("".join((results / f"{step.name}.log").read_text(errors="replace").splitlines(True)[-12:]), flush=True)
+    (results / "validate.json").write_text(json.dumps({"engine": args.engine, "model": MODEL, "steps": report}, indent=1))
+    files = pack_results(results, out, args.engine)
+    print(f"validate: packed {', '.join(files)} into {out}")
+    return 0 if all(r.get("returncode") == 0 for r in report if "returncode" in r) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
