@@ -98,9 +98,10 @@ class _VLLMBase:
             "clock": "monotonic",
             "timestamps_ns": stamps_ns,
             "durations_ns": _durations(stamps_ns),
-            "num_generation_tokens": stats.num_generation_tokens,
-            "num_preemptions": stats.num_preemptions,
-            "arrival_time_unix_s": stats.arrival_time,
+            # fields differ across vLLM versions: 0.26 (GPU) has no num_preemptions, 0.32 (CPU build) has
+            "num_generation_tokens": getattr(stats, "num_generation_tokens", None),
+            "num_preemptions": getattr(stats, "num_preemptions", None),
+            "arrival_time_unix_s": getattr(stats, "arrival_time", None),
         }
 
     def _describe(self, engine, batch: bool) -> EngineDescription:
@@ -202,7 +203,10 @@ class VLLMEngine(_VLLMBase):
     def http_server(self) -> dict[str, Any]:
         """How HTTP mode launches this engine's own server with the same args."""
         env = {"VLLM_CPU_OMP_THREADS_BIND": self.args["cpu_threads_bind"]} if self.args["cpu_threads_bind"] else {}
-        return {"server": "vllm", "model": str(self.model_spec.path), "flags": server_flags(self.resolved), "env": env}
+        # prompt-tokens details put cached_tokens into the usage, as num_cached_tokens is in-process (off by default;
+        # seen missing on the H100 run)
+        flags = [*server_flags(self.resolved), "--enable-prompt-tokens-details"]
+        return {"server": "vllm", "model": str(self.model_spec.path), "flags": flags, "env": env}
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))

@@ -44,7 +44,9 @@ def test_the_shipped_lock_resolves_for_both_engines_with_one_version_each():
         names = [canonical(w.name) for w in wheel_set.wheels]
         assert len(names) == len(set(names)) and engine in names or f"{engine}-kernel" in names
         assert all(len(w.sha256) == 64 and w.bytes > 0 for w in wheel_set.wheels)
-        assert not {"torch", "triton", "transformers", "numpy"} & set(names)  # the image's own copies stay in charge
+        assert not {"torch", "triton", "numpy"} & set(names)  # the image's own copies stay in charge
+        replacing = {canonical(e["name"]) for e in lock["sets"][engine]["wheels"] if e.get("replaces_image")}
+        assert replacing == ({"transformers", "tokenizers"} if engine == "sglang" else set())  # each with its reason
         assert wheel_set.imports and all(d.reason for d in wheel_set.drops)
 
 
@@ -53,6 +55,9 @@ def test_resolution_refuses_two_versions_and_packages_the_image_has():
         resolve(lock_with(("vllm", "0.26.0"), ("pydantic", "2.2"), common=[("pydantic", "2.1")]), "vllm")
     with pytest.raises(ValueError, match="torch is already on the device image"):
         resolve(lock_with(("vllm", "0.26.0"), ("torch", "2.11.0")), "vllm")
+    allowed = lock_with(("vllm", "0.26.0"), ("transformers", "5.12.1"))
+    allowed["sets"]["vllm"]["wheels"][1]["replaces_image"] = "the engine pins this version"
+    assert "transformers" in [w.name for w in resolve(allowed, "vllm").wheels]
     with pytest.raises(KeyError, match="no wheel set 'tensorrt'"):
         resolve(lock_with(("vllm", "0.26.0")), "tensorrt")
     wheel_set = resolve(lock_with(("vllm", "0.26.0"), common=[("llama-models", "0.3.0")]), "vllm")

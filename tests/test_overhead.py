@@ -57,3 +57,19 @@ def test_mode_both_on_llamacpp_writes_the_overhead_into_both_files(model_cache, 
 def test_mode_http_refuses_engines_without_a_server(model_cache, tmp_path):
     result = run_cli(["--engine", "hf", "--mode", "http", "--out", str(tmp_path)], model_cache, ROOT)
     assert result.returncode == 2 and "engine 'hf' has no HTTP server mode" in result.stderr
+
+
+@pytest.mark.engine
+def test_mode_both_on_vllm_reports_cached_tokens_over_http_too(model_cache, tmp_path):
+    """The launched server gets --enable-prompt-tokens-details, so HTTP mode sees the prefix cache as in-process does
+    (on the H100 run the HTTP results had no cached-token counts without it)."""
+    pytest.importorskip("vllm")
+    result = run_cli(["--engine", "vllm", "--mode", "both", "--scenario", "prefix-cache", "--quick", "--output-tokens", "8",
+                      "--engine-arg", "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096",
+                      "--engine-arg", "vllm.cpu_threads_bind=nobind", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("vllm", "vllm-http"):
+        (path,) = tmp_path.glob(f"{name}_prefix-cache_*.json")
+        (cell,) = json.loads(path.read_text())["cells"]
+        cached = [r["cached_tokens"] for r in cell["requests"]]
+        assert cached[0] == 0 and all(c and c > 0 for c in cached[1:]), (name, cached)

@@ -161,3 +161,15 @@ def test_streaming_fidelity_ratio_is_stream_over_batch_throughput(batch, cached,
     for cell_id, row in comparison["cells"].items():
         assert row["ratio"] == pytest.approx(row["streaming_output_tok_per_s"] / row["batch_output_tok_per_s"])
         assert 0 < row["ratio"] < 2
+
+
+@pytest.mark.unit
+def test_engine_stamps_read_vllm_0_26_stats_which_lack_num_preemptions():
+    """vLLM 0.26's RequestStateStats (seen on the H100) has no num_preemptions; 0.32's (CPU build) has."""
+    from types import SimpleNamespace
+
+    stats = SimpleNamespace(queued_ts=10.0, scheduled_ts=10.001, first_token_ts=10.031, last_token_ts=10.5,
+                            num_generation_tokens=16, arrival_time=1.7e9)  # fmt: skip
+    metrics = VLLMEngine._engine_metrics(None, stats)
+    assert metrics["num_preemptions"] is None and metrics["num_generation_tokens"] == 16
+    assert metrics["durations_ns"]["prefill"] == pytest.approx(30_000_000, abs=2)

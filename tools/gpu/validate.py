@@ -33,6 +33,8 @@ CONCURRENT_SCENARIO = Path(__file__).with_name("concurrent-1-16-64.json")
 # seconds, from vLLM/SGLang start-up on an 8B model with cold compile caches, plus the reduced runs
 ENGINE_START_S = {"vllm": 120, "sglang": 100}
 PACK_MARGIN_S = 30
+# sgl_kernel's flash_ops (FlashAttention, 1.1 GB) is dropped from the kit: SGLang runs on flashinfer
+ENGINE_ARGS = {"sglang": ("--engine-arg", "sglang.attention_backend=flashinfer")}
 OUT_FILE_LIMIT = 16 << 20
 
 
@@ -44,12 +46,14 @@ class Step:
     optional: bool = False  # run only when the estimate still fits
 
 
-def plan(engine: str, results: Path) -> list[Step]:
-    base = (sys.executable, "-m", "compare", "--engine", engine, "--model", MODEL, "--out", str(results), "--no-progress")
+def plan(engine: str, results: Path, mode: str = "both") -> list[Step]:
+    base = (sys.executable, "-m", "compare", "--engine", engine, "--model", MODEL, "--out", str(results), "--no-progress",
+            *ENGINE_ARGS.get(engine, ()))  # fmt: skip
     start = ENGINE_START_S[engine]
     scenarios = _scenarios("smoke", "single", str(CONCURRENT_SCENARIO), "long-context", "prefix-cache", "korean")
     # one command: the in-process engine runs every scenario, then its own HTTP server runs them again
-    steps = [Step("scenarios-both-modes", (*base, "--quick", *scenarios, "--mode", "both"), 2 * start + 180)]
+    starts = 2 if mode == "both" else 1
+    steps = [Step(f"scenarios-{mode}", (*base, "--quick", *scenarios, "--mode", mode), starts * start + 90 * starts)]
     if engine == "vllm":
         anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
                   "--num-prompts", "64", "--out", str(results))  # fmt: skip
@@ -101,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=sorted(ENGINE_START_S), required=True)
     parser.add_argument("--budget-s", type=float, default=540.0, help="wall seconds this command may use")
     parser.add_argument("--results", type=Path, default=Path("/tmp/enginebench-gpu/results"))
+    parser.add_argument("--mode", choices=("both", "inprocess", "http"), default="both",
+                        help="both (default): in-process, then through the engine's own server")
     parser.add_argument("--plan", action="store_true", help="print the steps and estimates, run nothing")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = args.results / args.engine
-    steps = plan(args.engine, results)
+    steps = plan(args.engine, results, args.mode)
     if args.plan or not fits(steps, args.budget_s):
         for step in steps:
             print(f"{step.name:18} ~{step.estimate_s:4d} s {'(optional) ' if step.optional else ''}{' '.join(step.argv)}")

@@ -67,8 +67,9 @@ def resolve(lock: dict[str, Any], engine: str) -> WheelSet:
     for entry in entries:
         wheel = Wheel(entry["name"], entry["version"], entry["file"], entry["sha256"], int(entry["bytes"]))
         key = canonical(wheel.name)
-        if key in on_image:
-            raise ValueError(f"{wheel.name} is already on the device image; carrying a second copy would shadow it")
+        if key in on_image and not entry.get("replaces_image"):
+            raise ValueError(f"{wheel.name} is already on the device image; carrying a second copy would shadow it "
+                             "(give `replaces_image` with the reason when that is the point)")  # fmt: skip
         if key in chosen and chosen[key].version != wheel.version:
             raise ValueError(f"two versions of {wheel.name}: {chosen[key].version} and {wheel.version}")
         if not wheel.file.endswith(".whl") or canonical(wheel.file.split("-")[0]) != key:
