@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from compare.cli import engine_args_for
+from compare.metrics import chunk_arrivals_ns
 from compare.results import write_json_atomic
 from engines.base import UsageError
 
@@ -108,7 +110,7 @@ def harness_figures(doc: dict[str, Any]) -> dict[str, Any]:
     ttft_ms = [r["token_ns"][0] / 1e6 for r in ok]
     # vLLM: TPOT = (E2E - TTFT) / (N - 1), E2E to the end of the stream; ITL one sample per chunk
     tpot_vllm = [(r["end_ns"] - r["token_ns"][0]) / 1e6 / (r["output_tokens"] - 1) for r in ok if r["output_tokens"] > 1]
-    chunk_gaps = [np.diff([r["token_ns"][i] for i in _chunk_starts(r["chunk_tokens"])]) / 1e6 for r in ok]
+    chunk_gaps = [np.diff(chunk_arrivals_ns(r["token_ns"], r["chunk_tokens"])) / 1e6 for r in ok]
     gaps = np.concatenate(chunk_gaps or [np.empty(0)])
     return {
         "ttft_ms_median": float(np.median(ttft_ms)), "ttft_ms_mean": float(np.mean(ttft_ms)),
@@ -121,10 +123,6 @@ def harness_figures(doc: dict[str, Any]) -> dict[str, Any]:
         "ours_itl_ms_median_per_token": summary["itl_ms"]["p50"],
         "tokens_per_chunk_mean": summary["tokens_per_chunk_mean"],
     }  # fmt: skip
-
-
-def _chunk_starts(chunk_tokens: list[int]) -> list[int]:
-    return list(np.concatenate(([0], np.cumsum(chunk_tokens)[:-1])).astype(int))
 
 
 def agreement(vllm_runs: list[dict[str, Any]], our_runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,14 +143,11 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
     from workloads.models import resolve_model
 
     model = resolve_model(args.model, args.cache_dir)
-    engine_args = dict(pair.split("=", 1) for pair in args.engine_arg)
-    engine = VLLMEngine(model, {"enable_prefix_caching": "false", **engine_args})
+    engine = VLLMEngine(model, {"enable_prefix_caching": "false", **engine_args_for("vllm", args.engine_arg)})
     launch = engine.http_server()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = args.out / f"anchor_vllm_{stamp}"
-    env = {**os.environ, "ENGINEBENCH_CACHE": str(args.cache_dir or os.environ.get("ENGINEBENCH_CACHE", ""))}
-    if not args.cache_dir and "ENGINEBENCH_CACHE" not in os.environ:
-        env.pop("ENGINEBENCH_CACHE")
+    env = {**os.environ, **({"ENGINEBENCH_CACHE": str(args.cache_dir)} if args.cache_dir else {})}
     prompts = work / "prompts.jsonl"
     num_inexact = write_harness_prompts(args, model, prompts)
     vllm_runs, our_runs, raw = [], [], {"vllm_bench": [], "enginebench": []}

@@ -44,13 +44,17 @@ def coefficient_of_variation(stats: dict[str, Any]) -> float | None:
     return stats["stdev"] / stats["mean"]
 
 
+def chunk_arrivals_ns(token_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
+    """One arrival per chunk: the stamp of each chunk's first token (all tokens of a chunk share it)."""
+    starts = np.concatenate(([0], np.cumsum(np.asarray(chunk_tokens, dtype=np.int64))[:-1]))
+    return np.asarray(token_ns, dtype=np.float64)[starts]
+
+
 def itl_samples_ns(token_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
     if len(token_ns) < 2:
         return np.empty(0)
     sizes = np.asarray(chunk_tokens, dtype=np.int64)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    arrivals = np.asarray(token_ns, dtype=np.float64)[starts]
-    gaps = np.diff(arrivals) / sizes[1:]
+    gaps = np.diff(chunk_arrivals_ns(token_ns, chunk_tokens)) / sizes[1:]
     return np.concatenate((np.zeros(sizes[0] - 1), np.repeat(gaps, sizes[1:])))
 
 

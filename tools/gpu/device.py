@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.gpu.pack import extract, join, read_manifest, sha256_file
+from tools.gpu.wheelsets import canonical
 
 HOME = Path("/tmp/enginebench-gpu")
 CARRY = Path(".gpu/carry")
@@ -76,14 +77,14 @@ def unmet_requirements(site: Path, search_path: list[str] | None = None) -> tupl
     available: dict[str, str] = {}
     for dist in metadata.distributions(path=[str(site), *(sys.path if search_path is None else search_path)]):
         if dist.metadata["Name"]:
-            available.setdefault(_canonical(dist.metadata["Name"]), dist.version)
+            available.setdefault(canonical(dist.metadata["Name"]), dist.version)
     missing, conflicts = set(), set()
     for dist in metadata.distributions(path=[str(site)]):
         for text in dist.requires or []:
             requirement = Requirement(text)
             if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
                 continue
-            have = available.get(_canonical(requirement.name))
+            have = available.get(canonical(requirement.name))
             if have is None:
                 missing.add(f"{requirement.name} (required by {dist.metadata['Name']})")
             elif requirement.specifier and not requirement.specifier.contains(have, prereleases=True):
@@ -101,10 +102,6 @@ def check_import(python: str, module: str, site: Path) -> str:
     last = lines[-1] if lines else f"exit {result.returncode}"
     found = re.search(r"No module named '([^']+)'", last)
     return f"missing module {found.group(1)}" if found else last[:300]
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def status(home: Path = HOME) -> dict[str, Any]:

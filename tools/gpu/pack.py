@@ -98,7 +98,10 @@ def extract(bundle: Path, target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     with lzma.open(bundle) as xz, tarfile.open(fileobj=xz) as tar:
         members = tar.getmembers()
-        tar.extractall(target, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(target)
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links and paths out of the target
+            tar.extractall(target, filter="data")
+        else:
+            tar.extractall(target)
     return sum(1 for m in members if m.isfile())
 
 
