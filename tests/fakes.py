@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import zipfile
+from pathlib import Path
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request
 
@@ -68,3 +70,17 @@ class FakeBatchEngine(FakeEngine):
         await asyncio.sleep(self.delay_s)
         return [{"num_output_tokens": r.max_output_tokens, "finish_reason": "length", "num_prompt_tokens": r.num_prompt_tokens,
                  "num_cached_tokens": 0, "engine_metrics": None} for r in requests]  # fmt: skip
+
+
+def fake_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = ()) -> Path:
+    """A FAKE wheel: real zip layout (package files, .data/purelib, dist-info with METADATA)."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    with zipfile.ZipFile(path, "w") as archive:
+        for relative, data in files.items():
+            archive.writestr(relative, data)
+        archive.writestr(f"{dist}.dist-info/METADATA", metadata)
+        archive.writestr(f"{dist}.dist-info/RECORD", "")
+        archive.writestr(f"{dist}.data/scripts/{name}-cli", b"#!/bin/sh\n")
+    return path

@@ -3,7 +3,6 @@ wheels and a fake site-packages tree, and validate's plan. The fake wheels here 
 
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,9 @@ from tools.gpu import device, pack, prepare, validate
 from tools.gpu.stage import DropRule, apply_drops, install_wheel
 from tools.gpu.wheelsets import canonical, load_lock, resolve
 
+from tests.fakes import fake_wheel
+
 pytestmark = pytest.mark.unit
-
-
-def fake_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = ()) -> Path:
-    """A FAKE wheel: real zip layout (package files, .data/purelib, dist-info with METADATA)."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    path = folder / f"{dist}-py3-none-any.whl"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
-    with zipfile.ZipFile(path, "w") as archive:
-        for relative, data in files.items():
-            archive.writestr(relative, data)
-        archive.writestr(f"{dist}.dist-info/METADATA", metadata)
-        archive.writestr(f"{dist}.dist-info/RECORD", "")
-        archive.writestr(f"{dist}.data/scripts/{name}-cli", b"#!/bin/sh\n")
-    return path
 
 
 def lock_with(*entries, common=(), image=("torch", "transformers")):
@@ -184,3 +171,18 @@ def test_validate_refuses_a_budget_too_small_for_the_plan(capsys):
     assert validate.main(["--engine", "vllm", "--budget-s", "100"]) == 2
     assert "too small" in capsys.readouterr().err
 
+
+
+def test_download_asks_for_the_locked_files_own_platform_tags():
+    """An index that also offers a manylinux2014 build of apache-tvm-ffi 0.1.10 made pip pick that one and the
+    sha256 check refuse it: the download now names the locked file's tags (pure wheels keep the full list)."""
+    from tools.gpu.wheelsets import PLATFORMS, Wheel, download_argv
+
+    def platforms(file):
+        wheel = Wheel(name="x", version="1", file=file, sha256="0" * 64, bytes=1)
+        argv = download_argv("python", wheel, Path("/tmp"))
+        return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--platform"]
+
+    assert platforms("apache_tvm_ffi-0.1.10-cp312-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl") == [
+        "manylinux_2_24_x86_64", "manylinux_2_28_x86_64"]  # fmt: skip
+    assert platforms("astor-0.8.1-py2.py3-none-any.whl") == list(PLATFORMS)

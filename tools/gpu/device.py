@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.device", description=__doc__.split("\n\n")[0])
     parser.add_argument("verb", choices=("stage", "install", "status"))
     parser.add_argument("--engine", choices=("vllm", "sglang"))
+    parser.add_argument("--no-install", action="store_true",
+                        help="stage: only hold the part (a running campaign installs once all are held)")
     args = parser.parse_args(argv)
     if args.verb == "status":
         print(json.dumps(status(), indent=1))
@@ -128,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "stage":
         held = stage(args.engine)
         print(f"stage {args.engine}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"
-              + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else "; installing"), flush=True)  # fmt: skip
-        if held["missing"]:
+              + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else ("; held" if args.no_install else "; installing")), flush=True)  # fmt: skip
+        if held["missing"] or args.no_install:
             return 0
     report = install(args.engine)
     print(json.dumps(report, indent=1))

@@ -89,6 +89,13 @@ def download_argv(python: str, wheel: Wheel, dest: Path, python_version: str = "
     """pip download of exactly one pinned wheel for the device (cp312, manylinux x86-64, no deps)."""
     argv = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python_version,
             "--implementation", "cp", "-d", str(dest), "--quiet"]  # fmt: skip
-    for platform in PLATFORMS:
+    for platform in wheel_platforms(wheel.file) or PLATFORMS:
         argv += ["--platform", platform]
     return [*argv, wheel.requirement]
+
+
+def wheel_platforms(file: str) -> tuple[str, ...]:
+    """The locked file's own platform tags: an index that also offers another build of the same version
+    (say manylinux2014 beside manylinux_2_28) then still yields the locked file, not pip's first pick."""
+    platforms = tuple(file.removesuffix(".whl").split("-")[-1].split("."))
+    return () if platforms == ("any",) else platforms

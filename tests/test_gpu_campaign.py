@@ -1,0 +1,123 @@
+"""The GPU campaign's CPU side: the background run installs an engine once its parts are all staged,
+runs the steps in order under one deadline, interrupts a step at its cap, skips what no longer fits,
+and `poll` packs what was written. Engines here are FAKE wheels and the steps are short python commands."""
+
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import pytest
+
+from tools.gpu import campaign, device, pack, prepare
+from tools.gpu.validate import Step
+from tools.gpu.wheelsets import resolve
+
+from tests.fakes import fake_wheel
+
+pytestmark = pytest.mark.unit
+
+
+def fake_parts(tmp_path, engine="vllm", imports=("fakeengine",)):
+    """Prepare's parts for a FAKE one-wheel engine, as they would arrive under .gpu/carry/<engine>/."""
+    wheels = tmp_path / "work" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    wheel = fake_wheel(wheels, "fakeengine", "1.0", {"fakeengine/__init__.py": b"VALUE = 1\n"})
+    entry = {"name": "fakeengine", "version": "1.0", "file": wheel.name, "sha256": pack.sha256_file(wheel), "bytes": 1}
+    lock = {"device_image": {"packages": []}, "sets": {engine: {"wheels": [entry], "imports": list(imports), "drop": []}}}
+    prepare.build(resolve(lock, engine), tmp_path / "work", part_bytes=200)
+    return tmp_path / "work" / "carry"
+
+
+def python_step(name, code, estimate_s=1, optional=False, cap_s=30, engine="vllm"):
+    return campaign.CampaignStep(engine, Step(name, (sys.executable, "-c", code), estimate_s, optional), cap_s)
+
+
+def test_steps_wait_for_the_last_part_then_run_in_order_interrupt_at_the_cap_and_skip_what_does_not_fit(tmp_path):
+    carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
+    steps = [python_step("first", "import fakeengine; print('cell c1: ok', fakeengine.VALUE)"),
+             python_step("hangs", "import time; time.sleep(60)", cap_s=2),
+             python_step("too-big", "print('never')", estimate_s=10_000, optional=True),
+             python_step("last", "print('cell c2: ok')")]  # fmt: skip
+    staged_at = []
+
+    def stage_late():  # the parts arrive in later device calls, after the run has started
+        time.sleep(1.5)
+        staged_at.append(time.monotonic())
+        device.stage("vllm", carry=carry, home=device_home)
+
+    threading.Thread(target=stage_late).start()
+    started = time.monotonic()
+    state = campaign.run(60, home, device_home=device_home, steps=steps, install_wait_s=20)
+    outcomes = {s["step"]: s for s in state["steps"]}
+    assert state["finished"] and state["installs"]["vllm"]["ok"]
+    assert state["installs"]["vllm"]["started_s"] >= staged_at[0] - started - 0.1  # not before the part came
+    assert outcomes["first"]["outcome"] == "done" and outcomes["first"]["returncode"] == 0
+    assert "cell c1: ok 1" in (home / "results" / "first" / "first.log").read_text()  # ran against the staged site
+    assert outcomes["hangs"]["outcome"].startswith("out of budget") and outcomes["hangs"]["wall_s"] < 10
+    assert outcomes["too-big"]["outcome"].startswith("skipped: ~10000 s needed")
+    assert outcomes["last"]["outcome"] == "done"
+
+
+def test_an_engine_whose_parts_never_arrive_skips_its_steps_and_the_others_still_run(tmp_path):
+    carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
+    device.stage("vllm", carry=carry, home=device_home)
+    steps = [python_step("sglang-step", "print('x')", engine="sglang"), python_step("vllm-step", "print('cell ok')")]
+    state = campaign.run(30, home, device_home=device_home, steps=steps, install_wait_s=1.5)
+    outcomes = {s["step"]: s["outcome"] for s in state["steps"]}
+    assert outcomes["sglang-step"].startswith("skipped: sglang is not installed: parts not all staged")
+    assert outcomes["vllm-step"] == "done"
+
+
+def test_a_broken_import_is_reported_and_its_engine_skipped(tmp_path):
+    carry = fake_parts(tmp_path, imports=("fakeengine", "nosuchmodule"))
+    device.stage("vllm", carry=carry, home=tmp_path / "device")
+    state = campaign.run(30, tmp_path / "campaign", device_home=tmp_path / "device",
+                         steps=[python_step("s", "print(1)")], install_wait_s=5)  # fmt: skip
+    assert state["installs"]["vllm"]["imports"]["nosuchmodule"] == "missing module nosuchmodule"
+    assert state["steps"][0]["outcome"].startswith("skipped: vllm is not installed")
+
+
+def test_poll_packs_every_result_so_far_with_the_state(tmp_path):
+    carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
+    device.stage("vllm", carry=carry, home=device_home)
+    campaign.run(30, home, device_home=device_home, steps=[python_step("s", "print('cell c1: ok')")])
+    state = campaign.poll(home, wait_s=0, out=tmp_path / "out")
+    assert state["packed"] == ["results-campaign.tar.xz"]
+    with tarfile.open(tmp_path / "out" / "results-campaign.tar.xz") as bundle:
+        names = bundle.getnames()
+        packed_state = json.load(bundle.extractfile(next(n for n in names if n.endswith("campaign-state.json"))))
+    assert any(n.endswith("s/s.log") for n in names)
+    assert packed_state["finished"] and packed_state["installs"]["vllm"]["ok"]
+
+
+def test_start_returns_at_once_and_the_run_outlives_the_starting_process(tmp_path):
+    """`start` launches `run` in its own session; a second `start` while it runs does not launch another."""
+    home = tmp_path / "campaign"
+    argv = [sys.executable, "-m", "tools.gpu.campaign", "start", "--deadline-s", "30", "--home", str(home)]
+    began = time.monotonic()
+    first = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert time.monotonic() - began < 20 and "started pid" in first.stdout
+    pid = int((home / "pid").read_text())
+    try:
+        assert subprocess.run(["ps", "-o", "sid=", "-p", str(pid)], capture_output=True, text=True).stdout.strip() == str(pid)
+        deadline = time.monotonic() + 10
+        while not (home / "state.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert campaign.read_state(home)["steps"][0]["step"] == "vllm-inprocess"
+        again = subprocess.run(argv, capture_output=True, text=True, check=True)
+        assert "already running" in again.stdout
+    finally:
+        subprocess.run(["kill", str(pid)])
+
+
+def test_the_plan_puts_both_engines_in_process_first_and_marks_the_rest_optional(tmp_path):
+    steps = campaign.plan(tmp_path)
+    assert [s.step.name for s in steps] == ["vllm-inprocess", "sglang-inprocess", "sglang-http", "vllm-http",
+                                            "anchor-vllm-bench"]  # fmt: skip
+    assert [s.step.optional for s in steps] == [False, False, True, True, True]
+    inprocess = steps[0].step.argv
+    assert inprocess[inprocess.index("--mode") + 1] == "inprocess"
+    assert "prefix-cache" in inprocess and "long-context" in inprocess and "tools/gpu/concurrent-gpu.json" in inprocess
