@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from compare.cli import engine_args_for
-from compare.metrics import chunk_arrivals_ns
-from compare.results import write_json_atomic
+from compare.config import engine_args_for, load_scenarios
+from compare.results import load, write_json_atomic
 from engines.base import UsageError
 
 # |ours / vllm - 1| allowed per figure. Set from runs on a 2-core VM where client and server share the cores:
@@ -65,30 +64,32 @@ def vllm_bench_argv(url: str, model: str, args: argparse.Namespace, prompts: Pat
             "--save-result", "--save-detailed", "--result-dir", str(result.parent), "--result-filename", result.name]  # fmt: skip
 
 
-def harness_flags(args: argparse.Namespace) -> list[str]:
-    return ["--model", args.model, "--scenario", "concurrent", "--concurrency", str(args.concurrency), "--input-tokens", str(args.input_len),
-            "--output-tokens", str(args.output_len), "--num-requests", str(args.num_prompts),
-            "--warmups", str(args.warmups), "--distinct-prompts"]  # fmt: skip
+def harness_scenario(args: argparse.Namespace):
+    """The built-in concurrent scenario at the anchor's sizes, distinct prompts: one cell."""
+    overrides = {"concurrency": (args.concurrency,), "input_tokens": (args.input_len,), "output_tokens": args.output_len,
+                 "num_requests": args.num_prompts, "warmup_requests": args.warmups}  # fmt: skip
+    (scenario,) = load_scenarios(["concurrent"], False, overrides, distinct_prompts=True)
+    return scenario
 
 
-def harness_argv(url: str, args: argparse.Namespace, out: Path) -> list[str]:
+def harness_argv(url: str, scenario_file: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "compare", "--engine", "http", "--engine-arg", f"endpoint={url}", "--engine-arg",
-            "server=vllm", *harness_flags(args), "--no-progress", "--out", str(out)]  # fmt: skip
+            "server=vllm", "--scenario", str(scenario_file), "--no-progress", "--out", str(out)]  # fmt: skip
 
 
-def write_harness_prompts(args: argparse.Namespace, model, path: Path) -> int:
-    """Our cell's prompts as vLLM `custom` JSONL: their text re-encodes to our exact ids (BOS included)."""
-    from compare.cli import build_parser as harness_parser
-    from compare.orchestrate import load_scenarios
+def write_harness_inputs(scenario, model, work: Path) -> tuple[Path, Path, int]:
+    """The scenario as a JSON file (what our client runs) and its prompts as vLLM `custom` JSONL: their
+    text re-encodes to our exact ids (BOS included). Returns both paths and the inexact-text count."""
     from workloads.plan import plan_scenario
 
-    (scenario,) = load_scenarios(harness_parser().parse_args(harness_flags(args)))
     (plan,) = plan_scenario(scenario, model.load_tokenizer(), model.max_context_tokens)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
+    work.mkdir(parents=True, exist_ok=True)
+    scenario_file, prompts = work / "scenario.json", work / "prompts.jsonl"
+    scenario_file.write_text(json.dumps({**scenario.to_json(), "corpus": {}}, indent=1))
+    with prompts.open("w", encoding="utf-8") as out:
         for request in (*plan.warmups, *plan.requests):
             out.write(json.dumps({"prompt": request.prompt_text}, ensure_ascii=False) + "\n")
-    return plan.num_inexact_text_prompts
+    return scenario_file, prompts, plan.num_inexact_text_prompts
 
 
 def vllm_figures(result: dict[str, Any]) -> dict[str, Any]:
@@ -106,11 +107,11 @@ def vllm_figures(result: dict[str, Any]) -> dict[str, Any]:
 def harness_figures(doc: dict[str, Any]) -> dict[str, Any]:
     """Our summary, plus vLLM's definitions recomputed from our raw per-request samples."""
     (cell,) = doc["cells"]
-    summary, ok = cell["summary"], [r for r in cell["requests"] if r["ok"]]
-    ttft_ms = [r["token_ns"][0] / 1e6 for r in ok]
+    summary, ok = cell["summary"], [r for r in cell["requests"] if r.ok]
+    ttft_ms = [r.ttft_ms for r in ok]
     # vLLM: TPOT = (E2E - TTFT) / (N - 1), E2E to the end of the stream; ITL one sample per chunk
-    tpot_vllm = [(r["end_ns"] - r["token_ns"][0]) / 1e6 / (r["output_tokens"] - 1) for r in ok if r["output_tokens"] > 1]
-    chunk_gaps = [np.diff(chunk_arrivals_ns(r["token_ns"], r["chunk_tokens"])) / 1e6 for r in ok]
+    tpot_vllm = [(r.end_ns - r.chunk_ns[0]) / 1e6 / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
+    chunk_gaps = [np.diff(np.asarray(r.chunk_ns, dtype=np.float64)) / 1e6 for r in ok]
     gaps = np.concatenate(chunk_gaps or [np.empty(0)])
     return {
         "ttft_ms_median": float(np.median(ttft_ms)), "ttft_ms_mean": float(np.mean(ttft_ms)),
@@ -126,14 +127,19 @@ def harness_figures(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def agreement(vllm_runs: list[dict[str, Any]], our_runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per compared figure: each tool's mean over its runs, the relative difference, and the verdict."""
+    """Per compared figure: each tool's mean over its runs, the relative difference, and the verdict. A figure
+    agrees when the difference is within its tolerance, or, where it is not, when each tool's runs overlap the
+    other's (the tools differ by less than one tool varies from run to run: not significant)."""
     rows = {}
     for key, tolerance in TOLERANCE.items():
-        theirs = float(np.mean([run[key] for run in vllm_runs]))
-        ours = float(np.mean([run[key] for run in our_runs]))
+        theirs_runs, ours_runs = [run[key] for run in vllm_runs], [run[key] for run in our_runs]
+        theirs, ours = float(np.mean(theirs_runs)), float(np.mean(ours_runs))
         relative = ours / theirs - 1 if theirs else None
+        within = relative is not None and abs(relative) <= tolerance
+        overlap = min(theirs_runs) <= max(ours_runs) and min(ours_runs) <= max(theirs_runs)
         rows[key] = {"vllm_bench": theirs, "enginebench": ours, "relative_diff": relative, "tolerance": tolerance,
-                     "agrees": relative is not None and abs(relative) <= tolerance}  # fmt: skip
+                     "vllm_bench_range": [min(theirs_runs), max(theirs_runs)], "enginebench_range": [min(ours_runs), max(ours_runs)],
+                     "within_tolerance": within, "runs_overlap": overlap, "agrees": within or overlap}  # fmt: skip
     return rows
 
 
@@ -148,26 +154,25 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = args.out / f"anchor_vllm_{stamp}"
     env = {**os.environ, **({"ENGINEBENCH_CACHE": str(args.cache_dir)} if args.cache_dir else {})}
-    prompts = work / "prompts.jsonl"
-    num_inexact = write_harness_prompts(args, model, prompts)
+    scenario_file, prompts, num_inexact = write_harness_inputs(harness_scenario(args), model, work)
     vllm_runs, our_runs, raw = [], [], {"vllm_bench": [], "enginebench": []}
-    server = ServerProcess(COMMANDS["vllm"], launch["model"], work / "server-vllm.log", extra_args=tuple(launch["flags"]),
-                           env={**launch["env"], "VLLM_SERVER_DEV_MODE": "1"})  # fmt: skip
+    server = ServerProcess(COMMANDS["vllm"], launch.model, work / "server-vllm.log", extra_args=launch.flags,
+                           env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"})  # fmt: skip
     async with server:
         order = [tool for rep in range(args.repetitions) for tool in (("vllm_bench", "enginebench"), ("enginebench", "vllm_bench"))[rep % 2]]
         for index, tool in enumerate(order):
             print(f"anchor: run {index + 1}/{2 * args.repetitions}: {tool}", flush=True)
             if tool == "vllm_bench":
                 result_path = work / f"vllm_bench_{index}.json"
-                _run(vllm_bench_argv(server.url, launch["model"], args, prompts, result_path), env, work / f"vllm_bench_{index}.log")
+                _run(vllm_bench_argv(server.url, launch.model, args, prompts, result_path), env, work / f"vllm_bench_{index}.log")
                 result = json.loads(result_path.read_text())
                 vllm_runs.append(vllm_figures(result))
                 raw["vllm_bench"].append(str(result_path))
             else:
                 out = work / f"enginebench_{index}"
-                _run(harness_argv(server.url, args, out), env, work / f"enginebench_{index}.log")
+                _run(harness_argv(server.url, scenario_file, out), env, work / f"enginebench_{index}.log")
                 (path,) = out.glob("http_concurrent_*.json")
-                our_runs.append(harness_figures(json.loads(path.read_text())))
+                our_runs.append(harness_figures(load(path)))
                 raw["enginebench"].append(str(path))
     doc = {
         "kind": "anchor_vllm_bench_serve",
@@ -200,7 +205,7 @@ def _run(argv: list[str], env: dict[str, str], log: Path) -> None:
 def print_table(doc: dict[str, Any]) -> None:
     print(f"{'figure':34} {'vllm bench serve':>17} {'enginebench':>12} {'diff':>8} {'tolerance':>9}")
     for key, row in doc["agreement"].items():
-        verdict = "agrees" if row["agrees"] else "DISAGREES"
+        verdict = "agrees" if row["within_tolerance"] else "agrees: not significant (runs overlap)" if row["agrees"] else "DISAGREES"
         print(f"{key:34} {row['vllm_bench']:17.2f} {row['enginebench']:12.2f} {row['relative_diff']:+8.1%} "
               f"{row['tolerance']:>8.0%}  {verdict}")  # fmt: skip
     for key in ("ttft_ms_p99", "itl_ms_median", "itl_ms_mean", "request_per_s"):

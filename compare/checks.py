@@ -10,43 +10,44 @@ from __future__ import annotations
 from typing import Any
 
 from compare.metrics import coefficient_of_variation
+from compare.records import RequestRecord
 
 CV_THRESHOLD = 0.10
 _STABILITY_METRICS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E latency"}
 
 
 def cell_warnings(
-    records: list[dict[str, Any]],
+    records: list[RequestRecord],
     summary: dict[str, Any],
     config: dict[str, Any],
     capabilities: dict[str, Any],
     cache_resets: list[dict[str, Any]],
 ) -> list[str]:
     warnings: list[str] = []
-    ok = [r for r in records if r["ok"]]
+    ok = [r for r in records if r.ok]
     for key, label in _STABILITY_METRICS.items():
         cv = coefficient_of_variation(summary[key])
         if cv is not None and cv >= CV_THRESHOLD:
             warnings.append(f"unstable: {label} coefficient of variation {cv:.0%} (>= {CV_THRESHOLD:.0%})")
-    failed = [r for r in records if not r["ok"]]
+    failed = [r for r in records if not r.ok]
     if failed:
-        warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0]['error']})")
-    short = [r for r in ok if r["output_tokens"] < r["target_output_tokens"]]
+        warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0].error})")
+    short = [r for r in ok if r.output_tokens < r.target_output_tokens]
     if short:
-        reasons = sorted({str(r["finish_reason"]) for r in short})
+        reasons = sorted({str(r.finish_reason) for r in short})
         warnings.append(
-            f"early stop: {len(short)} requests ended before {short[0]['target_output_tokens']} tokens "
+            f"early stop: {len(short)} requests ended before {short[0].target_output_tokens} tokens "
             f"(finish_reason {', '.join(reasons)}); their tokens still count"
         )
-    mismatched = [r for r in ok if r["prompt_tokens_reported"] not in (None, r["prompt_tokens"])]
+    mismatched = [r for r in ok if r.prompt_tokens_reported not in (None, r.prompt_tokens)]
     if mismatched:
         r = mismatched[0]
         warnings.append(
-            f"prompt mismatch: engine counted {r['prompt_tokens_reported']} tokens for a {r['prompt_tokens']}-token "
+            f"prompt mismatch: engine counted {r.prompt_tokens_reported} tokens for a {r.prompt_tokens}-token "
             f"prompt in {len(mismatched)} requests (truncated or re-tokenised)"
         )
     warnings += _cache_warnings(ok, config, cache_resets)
-    if any(r.get("timing") == "batch" for r in records):
+    if any(r.timing == "batch" for r in records):
         warnings.append(
             f"offline batch: all {len(records)} requests went to the engine at once (concurrency does not apply); "
             "no per-token timestamps, so TTFT, ITL and TPOT are not measured"
@@ -58,20 +59,20 @@ def cell_warnings(
             f"prompt text: {config['inexact_text_prompts']} prompts' text does not re-encode to the exact ids; "
             "engines fed text see other lengths"
         )
-    mismatched_counts = [r for r in ok if r.get("engine") and r["engine"].get("token_count_mismatches")]
+    mismatched_counts = [r for r in ok if r.engine and r.engine.get("token_count_mismatches")]
     if mismatched_counts:
         warnings.append(
             f"token accounting: in {len(mismatched_counts)} requests the engine's token count and its output ids "
             "disagreed on some chunk (the engine's count was used; details in engine.token_count_mismatches)"
         )
-    if any(r.get("engine") and r["engine"].get("clock_consistent") is False for r in ok):
+    if any(r.engine and r.engine.get("clock_consistent") is False for r in ok):
         warnings.append("clock: the engine's first-token time is after the harness's receipt; delivery lag not trusted")
     return warnings
 
 
-def _cache_warnings(ok: list[dict[str, Any]], config: dict[str, Any], resets: list[dict[str, Any]]) -> list[str]:
+def _cache_warnings(ok: list[RequestRecord], config: dict[str, Any], resets: list[dict[str, Any]]) -> list[str]:
     warnings = [f"cache reset {r['when']} failed ({r['error']}): the cell may start warm" for r in resets if not r["ok"]]
-    cached = [r["cached_tokens"] for r in ok if r.get("cached_tokens")]
+    cached = [r.cached_tokens for r in ok if r.cached_tokens]
     mode = config.get("prompt_mode")
     if not cached:
         return warnings

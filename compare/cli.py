@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from compare.config import MODES, RunConfig, load_scenarios
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
+from workloads.models import DEFAULT_MODEL
 
 EPILOG = """\
 examples:
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
                         help="engine argument, repeatable; ENGINE.K=V applies to one engine only")
-    parser.add_argument("--mode", choices=("inprocess", "http", "both"), default="inprocess",
+    parser.add_argument("--mode", choices=MODES, default="inprocess",
                         help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
                              "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
     parser.add_argument("--quick", action="store_true",
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {
+    return {
         "concurrency": tuple(args.concurrency) if args.concurrency else None,
         "input_tokens": tuple(args.input_tokens) if args.input_tokens else None,
         "output_tokens": args.output_tokens,
@@ -90,22 +92,23 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_s": args.timeout,
         "seed": args.seed,
     }
-    return overrides
 
 
-def engine_args_for(engine: str, pairs: list[str]) -> dict[str, str]:
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--engine-arg {pair!r} must look like key=value (or engine.key=value)")
-        scope, dot, name = key.partition(".")
-        if dot and scope in REGISTRY:
-            if scope == engine:
-                args[name] = value
-            continue
-        args[key] = value
-    return args
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
+    scenarios = load_scenarios(args.scenario or ["smoke"], args.quick, scenario_overrides(args), args.distinct_prompts)
+    return RunConfig(
+        engines=tuple(args.engine or [best_installed_engine()]),
+        scenarios=scenarios,
+        model=args.model or DEFAULT_MODEL,
+        tokenizer=args.tokenizer,
+        out_dir=args.out,
+        engine_args=tuple(args.engine_arg),
+        mode=args.mode,
+        quick=args.quick,
+        cache_dir=args.cache_dir,
+        show_progress=not args.no_progress and sys.stderr.isatty(),
+    )
 
 
 def list_everything() -> None:
@@ -134,14 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     from compare.orchestrate import run_all
 
     try:
-        return asyncio.run(run_all(args))
+        return asyncio.run(run_all(run_config(args)))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: every finished cell is in the results file", file=sys.stderr)
         return 130
-
-
-def resolve_engines(args: argparse.Namespace) -> list[str]:
-    return args.engine or [best_installed_engine()]

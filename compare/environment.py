@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ def collect() -> dict[str, Any]:
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command_line": list(sys.orig_argv),
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": _platform(),
         "hostname": platform.node(),
         "cpu": _cpu(),
         "memory_gib": _memory_gib(),
@@ -41,8 +40,14 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _platform() -> str:
+    """As platform.platform() says it, without the `uname -p` subprocess that it runs for the processor."""
+    libc = "".join(platform.libc_ver())
+    return f"{platform.system()}-{platform.release()}-{platform.machine()}" + (f"-with-{libc}" if libc else "")
+
+
 def _cpu() -> dict[str, Any]:
-    model = platform.processor() or None
+    model = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -50,7 +55,7 @@ def _cpu() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"model": model, "logical_cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))}
+    return {"model": model or platform.machine(), "logical_cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))}
 
 
 def _memory_gib() -> float | None:
@@ -80,11 +85,19 @@ def _gpus() -> dict[str, Any]:
         return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def _git_commit() -> str | None:
+def _git_commit(root: Path = Path(__file__).resolve().parent.parent) -> str | None:
+    """The checkout's commit, read from .git (no subprocess): HEAD, its ref file, or packed-refs."""
+    git = root / ".git"
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head.removeprefix("ref: ")
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return None

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from compare.overhead import attach_comparisons
-from compare.results import ResultsFile
 
 
-def streaming_fidelity(streaming: ResultsFile, batch: ResultsFile) -> dict[str, Any]:
+def streaming_fidelity(streaming, batch) -> dict[str, Any]:
+    """Per cell of two stored runs (each with `.path` and `.doc`): the streaming one and its batch twin."""
     batch_cells = {cell["cell_id"]: cell["summary"] for cell in batch.doc["cells"]}
     cells = {}
     for cell in streaming.doc["cells"]:
@@ -31,11 +30,6 @@ def streaming_fidelity(streaming: ResultsFile, batch: ResultsFile) -> dict[str, 
         "batch_results": str(batch.path),
         "cells": cells,
     }
-
-
-def attach_fidelity(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
-    """For every (X, X-batch) pair that ran the same scenario, store the comparison in both files."""
-    return attach_comparisons(runs, "-batch", "streaming_fidelity", streaming_fidelity)
 
 
 def fidelity_lines(comparison: dict[str, Any]) -> list[str]:

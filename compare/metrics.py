@@ -1,9 +1,6 @@
-"""Metrics, all derived from the raw per-request samples stored in the results file.
+"""Metrics, all derived from the raw per-request records (compare/records.py) stored in the results file.
 
-A request record holds `token_ns` (one receipt time per output token, offset from send; the tokens
-of one chunk share their chunk's receipt time), `chunk_tokens` (tokens per chunk) and `end_ns`.
-
-- TTFT = receipt of the first token - send.
+- TTFT = receipt of the first chunk that carries a token - send.
 - ITL: a chunk carrying k tokens contributes k equal gaps of (its receipt - previous receipt) / k;
   extra tokens in the first chunk contribute gaps of 0. So a request has n - 1 ITL samples whose sum
   is t_last - t_first, and their mean is TPOT.
@@ -17,8 +14,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from compare.records import NS_PER_MS, RequestRecord
+
 PERCENTILES = (50, 90, 95, 99)
-NS_PER_MS = 1e6
 
 
 def describe(values: Iterable[float]) -> dict[str, Any]:
@@ -44,52 +42,32 @@ def coefficient_of_variation(stats: dict[str, Any]) -> float | None:
     return stats["stdev"] / stats["mean"]
 
 
-def chunk_arrivals_ns(token_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
-    """One arrival per chunk: the stamp of each chunk's first token (all tokens of a chunk share it)."""
-    starts = np.concatenate(([0], np.cumsum(np.asarray(chunk_tokens, dtype=np.int64))[:-1]))
-    return np.asarray(token_ns, dtype=np.float64)[starts]
-
-
-def itl_samples_ns(token_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
-    if len(token_ns) < 2:
-        return np.empty(0)
+def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
+    """Per-token gaps from per-chunk receipt times (see the module docstring)."""
     sizes = np.asarray(chunk_tokens, dtype=np.int64)
-    gaps = np.diff(chunk_arrivals_ns(token_ns, chunk_tokens)) / sizes[1:]
+    if sizes.sum() < 2:
+        return np.empty(0)
+    gaps = np.diff(np.asarray(chunk_ns, dtype=np.float64)) / sizes[1:]
     return np.concatenate((np.zeros(sizes[0] - 1), np.repeat(gaps, sizes[1:])))
 
 
-def ttft_ms(record: dict[str, Any]) -> float | None:
-    return record["token_ns"][0] / NS_PER_MS if record["token_ns"] else None
-
-
-def tpot_ms(record: dict[str, Any]) -> float | None:
-    times = record["token_ns"]
-    if len(times) < 2:
-        return None
-    return (times[-1] - times[0]) / (len(times) - 1) / NS_PER_MS
-
-
-def e2e_ms(record: dict[str, Any]) -> float | None:
-    return record["end_ns"] / NS_PER_MS if record.get("end_ns") is not None else None
-
-
-def cell_wall_ns(records: list[dict[str, Any]]) -> int:
+def cell_wall_ns(records: list[RequestRecord]) -> int:
     """From the first send to the last end of stream, over every measured request."""
-    ends = [r["sent_ns"] + r["end_ns"] for r in records if r.get("end_ns") is not None]
+    ends = [r.finished_at_ns for r in records if r.end_ns is not None]
     if not ends:
         return 0
-    return max(ends) - min(r["sent_ns"] for r in records)
+    return max(ends) - min(r.sent_ns for r in records)
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(records: list[RequestRecord]) -> dict[str, Any]:
     """The cell summary; throughput counts completed requests over the cell's wall time."""
-    ok = [r for r in records if r["ok"]]
+    ok = [r for r in records if r.ok]
     wall_s = cell_wall_ns(records) / 1e9
-    output_tokens = sum(r["output_tokens"] for r in ok)
-    prompt_tokens = sum(r["prompt_tokens"] for r in ok)
-    itl = np.concatenate([itl_samples_ns(r["token_ns"], r["chunk_tokens"]) for r in ok] or [np.empty(0)])
-    num_chunks = sum(len(r["chunk_tokens"]) for r in ok)
-    cached = [r["cached_tokens"] for r in ok if r.get("cached_tokens") is not None]
+    output_tokens = sum(r.output_tokens for r in ok)
+    prompt_tokens = sum(r.prompt_tokens for r in ok)
+    itl = np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) for r in ok] or [np.empty(0)])
+    num_chunks = sum(r.num_chunks for r in ok)
+    cached = [r.cached_tokens for r in ok if r.cached_tokens is not None]
     return {
         "num_requests": len(records),
         "num_ok": len(ok),
@@ -100,58 +78,56 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "output_tok_per_s": output_tokens / wall_s if wall_s else None,
         "total_tok_per_s": (prompt_tokens + output_tokens) / wall_s if wall_s else None,
         "request_per_s": len(ok) / wall_s if wall_s else None,
-        "ttft_ms": describe(v for r in ok if (v := ttft_ms(r)) is not None),
+        "ttft_ms": describe(v for r in ok if (v := r.ttft_ms) is not None),
         "itl_ms": describe(itl / NS_PER_MS),
-        "tpot_ms": describe(v for r in ok if (v := tpot_ms(r)) is not None),
-        "e2e_ms": describe(v for r in ok if (v := e2e_ms(r)) is not None),
+        "tpot_ms": describe(v for r in ok if (v := r.tpot_ms) is not None),
+        "e2e_ms": describe(v for r in ok if (v := r.e2e_ms) is not None),
         "num_chunks": num_chunks,
         "tokens_per_chunk_mean": output_tokens / num_chunks if num_chunks else None,
         "cached_tokens_total": sum(cached) if cached else None,
         "requests_with_cached_tokens": sum(1 for c in cached if c > 0) if cached else None,
         "delivery_lag_ms": describe(
-            r["engine"]["delivery_lag_ns"] / NS_PER_MS
-            for r in ok
-            if r.get("engine") and r["engine"].get("delivery_lag_ns") is not None
+            r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),
     }
 
 
-def prefix_cache_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def prefix_cache_summary(records: list[RequestRecord]) -> dict[str, Any] | None:
     """First request (cold cache) against the mean of the later ones (sharing its prefix)."""
-    ok = [r for r in records if r["ok"] and r["token_ns"]]
+    ok = [r for r in records if r.ok and r.chunk_ns]
     if len(ok) < 2:
         return None
     first, later = ok[0], ok[1:]
 
-    def tok_per_s(r):
-        return r["output_tokens"] / (r["end_ns"] / 1e9)
+    def tok_per_s(r: RequestRecord) -> float:
+        return r.output_tokens / (r.end_ns / 1e9)
 
-    later_ttft = float(np.mean([ttft_ms(r) for r in later]))
+    later_ttft = float(np.mean([r.ttft_ms for r in later]))
     return {
-        "first_ttft_ms": ttft_ms(first),
+        "first_ttft_ms": first.ttft_ms,
         "later_ttft_ms_mean": later_ttft,
-        "ttft_speedup": ttft_ms(first) / later_ttft if later_ttft else None,
+        "ttft_speedup": first.ttft_ms / later_ttft if later_ttft else None,
         "first_output_tok_per_s": tok_per_s(first),
         "later_output_tok_per_s_mean": float(np.mean([tok_per_s(r) for r in later])),
-        "first_cached_tokens": first.get("cached_tokens"),
-        "later_cached_tokens_mean": _mean_or_none(r.get("cached_tokens") for r in later),
+        "first_cached_tokens": first.cached_tokens,
+        "later_cached_tokens_mean": _mean_or_none(r.cached_tokens for r in later),
         "total_time_s": cell_wall_ns(records) / 1e9,
     }
 
 
-def language_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def language_summary(records: list[RequestRecord]) -> dict[str, Any] | None:
     """Tokens per character and characters per second, for the korean scenario's cells."""
-    ok = [r for r in records if r["ok"]]
-    if not ok or ok[0].get("prompt_chars") is None:
+    ok = [r for r in records if r.ok]
+    if not ok or ok[0].prompt_chars is None:
         return None
     wall_s = cell_wall_ns(records) / 1e9
-    prompt_chars = sum(r["prompt_chars"] for r in ok)
-    output_chars = [r["output_chars"] for r in ok if r.get("output_chars") is not None]
-    output_tokens = sum(r["output_tokens"] for r in ok)
+    prompt_chars = sum(r.prompt_chars for r in ok)
+    output_chars = [r.output_chars for r in ok if r.output_chars is not None]
+    output_tokens = sum(r.output_tokens for r in ok)
     return {
-        "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in ok])),
+        "prompt_tokens_mean": float(np.mean([r.prompt_tokens for r in ok])),
         "prompt_chars_mean": prompt_chars / len(ok),
-        "prompt_tokens_per_char": sum(r["prompt_tokens"] for r in ok) / prompt_chars if prompt_chars else None,
+        "prompt_tokens_per_char": sum(r.prompt_tokens for r in ok) / prompt_chars if prompt_chars else None,
         "output_tokens_mean": output_tokens / len(ok),
         "output_chars_mean": float(np.mean(output_chars)) if output_chars else None,
         "output_tokens_per_char": output_tokens / sum(output_chars) if output_chars and sum(output_chars) else None,

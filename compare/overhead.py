@@ -1,6 +1,7 @@
 """HTTP overhead: the same engine and args, the same requests, over its own server minus in-process.
 
-`--mode both` runs engine `X` in-process and `X-http` through its launched server; per cell this gives
+`--mode both` runs engine `X` in-process and `X-http` through its launched server (compare/comparisons.py
+pairs the two stored runs, or any two such files); per cell this gives
 ΔTTFT and ΔITL at p50 and p99, Δoutput tok/s and Δreq/s (absolute and %), and, where the in-process
 engine reports its first-token time, TTFT split into engine (queue + prefill), in-process delivery
 and HTTP delivery (medians; the split is of p50s, so its parts need not add up per request).
@@ -10,17 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from compare.results import ResultsFile
-
 _LATENCIES = (("ttft_ms", "p50"), ("ttft_ms", "p99"), ("itl_ms", "p50"), ("itl_ms", "p99"))
 _RATES = ("output_tok_per_s", "request_per_s")
-
-
-def paired_runs(runs: dict[tuple[str, str], ResultsFile], suffix: str):
-    """(X, X<suffix>) result pairs that ran the same scenario."""
-    for (engine, scenario), other in runs.items():
-        if engine.endswith(suffix) and (base := runs.get((engine.removesuffix(suffix), scenario))) is not None:
-            yield base, other
 
 
 def cell_overhead(inproc: dict[str, Any], http: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +31,8 @@ def cell_overhead(inproc: dict[str, Any], http: dict[str, Any]) -> dict[str, Any
     return row
 
 
-def http_overhead(inproc: ResultsFile, http: ResultsFile) -> dict[str, Any]:
+def http_overhead(inproc, http) -> dict[str, Any]:
+    """Per cell of two stored runs (each with `.path` and `.doc`): the in-process one and its HTTP twin."""
     http_cells = {cell["cell_id"]: cell["summary"] for cell in http.doc["cells"]}
     return {
         "inprocess_engine": inproc.doc["engine"]["name"],
@@ -51,22 +44,6 @@ def http_overhead(inproc: ResultsFile, http: ResultsFile) -> dict[str, Any]:
             if cell["cell_id"] in http_cells
         },
     }
-
-
-def attach_comparisons(runs: dict[tuple[str, str], ResultsFile], suffix: str, key: str, build) -> list[dict[str, Any]]:
-    """For every (X, X<suffix>) pair, `build(X, X<suffix>)` is stored under comparisons[key] in both files."""
-    found = []
-    for base, other in paired_runs(runs, suffix):
-        comparison = build(base, other)
-        for results in (base, other):
-            results.doc.setdefault("comparisons", {})[key] = comparison
-            results.write()
-        found.append(comparison)
-    return found
-
-
-def attach_http_overhead(runs: dict[tuple[str, str], ResultsFile]) -> list[dict[str, Any]]:
-    return attach_comparisons(runs, "-http", "http_overhead", http_overhead)
 
 
 def overhead_lines(comparison: dict[str, Any]) -> list[str]:

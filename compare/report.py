@@ -1,124 +1,52 @@
-"""Tables from a results document. `python -m compare.report FILE [--recompute]` reprints one;
-`--recompute` derives every summary again from the raw records first."""
+"""`python -m compare.report FILE|DIR ... [--recompute]`: reprint stored results and compare the runs
+that pair (an in-process run with its HTTP or batch twin: compare/comparisons.py), from one command or
+several. `--recompute` derives every summary again from the raw records first."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+
+from compare.comparisons import compare_pairs, comparison_lines
+from compare.results import load_run
+from compare.summaries import recompute
+from compare.tables import print_report
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}"
-
-
-def _stat(summary: dict[str, Any], metric: str, key: str) -> str:
-    return _fmt(summary.get(metric, {}).get(key))
-
-
-def header_lines(doc: dict[str, Any]) -> list[str]:
-    engine, model, meta = doc["engine"], doc["engine"].get("model", {}), doc["metadata"]
-    gpus = meta.get("gpus", {})
-    hardware = ", ".join(d["name"] for d in gpus.get("devices", [])) if gpus.get("available") else "no GPU"
-    quant = model.get("quantization") or "none"
-    return [
-        f"engine {engine['name']} {engine['version']} | model {model.get('id')} ({model.get('architecture')}, "
-        f"dtype {model.get('dtype')}, quantization {quant})",
-        f"scenario {doc['scenario']['name']}{' (quick)' if doc.get('quick') else ''} | {meta['cpu']['model']} "
-        f"x{meta['cpu']['affinity_cores']} | {hardware} | python {meta['python']} | {meta['date_utc']}",
-    ]
-
-
-def cell_table(doc: dict[str, Any]) -> Table:
-    table = Table(show_lines=False, header_style="bold")
-    columns = [
-        "cell", "ok/n", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "E2E p50", "E2E p95",
-        "E2E p99", "out tok/s", "req/s", "cached tok", "GPU MiB peak",
-    ]  # fmt: skip
-    for name in columns:
-        table.add_column(name, justify="left" if name == "cell" else "right")
-    for cell in doc["cells"]:
-        s = cell["summary"]
-        table.add_row(
-            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)"),
-            f"{s['num_ok']}/{s['num_requests']}",
-            _stat(s, "ttft_ms", "p50"), _stat(s, "ttft_ms", "p99"),
-            _stat(s, "itl_ms", "p50"), _stat(s, "itl_ms", "p99"),
-            _stat(s, "tpot_ms", "p50"),
-            _stat(s, "e2e_ms", "p50"), _stat(s, "e2e_ms", "p95"), _stat(s, "e2e_ms", "p99"),
-            _fmt(s["output_tok_per_s"]), _fmt(s["request_per_s"], 2),
-            _fmt(s.get("cached_tokens_total")),
-            _gpu_peak(cell.get("gpu", {})),
-        )  # fmt: skip
-    table.caption = "latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token"
-    return table
-
-
-def _gpu_peak(gpu: dict[str, Any]) -> str:
-    per_gpu = gpu.get("per_gpu") or []
-    return _fmt(max(g["memory_used_mib_peak"] for g in per_gpu), 0) if per_gpu else "n/a"
-
-
-def detail_lines(cell: dict[str, Any]) -> list[str]:
-    lines = []
-    prefix = cell.get("prefix_cache")
-    if prefix:
-        lines.append(
-            f"{cell['cell_id']}: prefix cache: first TTFT {_fmt(prefix['first_ttft_ms'])} ms vs later mean "
-            f"{_fmt(prefix['later_ttft_ms_mean'])} ms (x{_fmt(prefix['ttft_speedup'], 2)}); out tok/s first "
-            f"{_fmt(prefix['first_output_tok_per_s'])} vs later {_fmt(prefix['later_output_tok_per_s_mean'])}; "
-            f"cached tokens first {_fmt(prefix['first_cached_tokens'])}, later mean "
-            f"{_fmt(prefix['later_cached_tokens_mean'])}; total {_fmt(prefix['total_time_s'], 2)} s"
-        )
-    language = cell.get("language")
-    if language:
-        lines.append(
-            f"{cell['cell_id']}: prompt {_fmt(language['prompt_tokens_mean'])} tokens / "
-            f"{_fmt(language['prompt_chars_mean'])} chars ({_fmt(language['prompt_tokens_per_char'], 3)} tok/char); "
-            f"output {_fmt(language['output_tokens_mean'])} tokens, {_fmt(language['output_chars_per_s'])} chars/s"
-        )
-    lag = cell["summary"].get("delivery_lag_ms", {})
-    if lag.get("count"):
-        lines.append(f"{cell['cell_id']}: first-token delivery lag (engine -> harness) p50 {_fmt(lag['p50'], 3)} ms")
-    lines += [f"{cell['cell_id']}: WARNING {w}" for w in cell.get("warnings", [])]
-    return lines
-
-
-def print_report(doc: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    for line in header_lines(doc):
-        console.print(line, highlight=False, markup=False)
-    console.print(cell_table(doc))
-    for cell in doc["cells"]:
-        for line in detail_lines(cell):
-            console.print(line, highlight=False, markup=False)
+def results_files(paths: list[str]) -> list[Path]:
+    """Files as given; folders searched recursively for results files (*.json with a schema_version)."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        found += sorted(given.rglob("*.json")) if given.is_dir() else [given]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compare.results import load
-    from compare.session import summarize_cell
-
-    parser = argparse.ArgumentParser(prog="python -m compare.report", description=__doc__)
-    parser.add_argument("file", help="a results JSON file written by python -m compare")
+    parser = argparse.ArgumentParser(prog="python -m compare.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="results files written by python -m compare, or folders")
     parser.add_argument("--recompute", action="store_true", help="derive every summary again from the raw records")
     args = parser.parse_args(argv)
-    try:
-        doc = load(args.file)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    runs = []
+    for path in results_files(args.paths):
+        try:
+            runs.append(load_run(path))
+        except (OSError, ValueError, KeyError) as exc:
+            if Path(path) in map(Path, args.paths):  # named on the command line: an error; found in a folder: skipped
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                return 2
+    if not runs:
+        print(f"error: no results files in {', '.join(args.paths)}", file=sys.stderr)
         return 2
-    if args.recompute:
-        capabilities = doc["engine"]["capabilities"]
-        for cell in doc["cells"]:
-            cell.update(summarize_cell(cell["requests"], cell["config"], capabilities, cell["cache_resets"]))
-    print_report(doc)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for run in runs:
+        print_report(recompute(run.doc) if args.recompute else run.doc, console)
+        console.print(f"results: {run.path}", highlight=False, markup=False)
+    for name, comparison in compare_pairs(runs):
+        for line in comparison_lines(name, comparison):
+            console.print(line, highlight=False, markup=False)
     return 0
 
 

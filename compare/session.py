@@ -12,11 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compare import environment
-from compare.checks import cell_warnings
 from compare.gpu import GpuSampler
-from compare.metrics import language_summary, prefix_cache_summary, summarize
 from compare.results import ResultsFile, results_path
 from compare.runner import CellRun, run_cell
+from compare.summaries import summarize_cell
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
@@ -29,22 +28,6 @@ class RunOptions:
     quick: bool = False
     gpu_interval_ms: float = 50.0
     show_progress: bool = True
-
-
-def summarize_cell(
-    records: list[dict[str, Any]],
-    config: dict[str, Any],
-    capabilities: dict[str, Any],
-    cache_resets: list[dict[str, Any]],
-) -> dict[str, Any]:
-    summary = summarize(records)
-    mode = config["prompt_mode"]
-    return {
-        "summary": summary,
-        "prefix_cache": prefix_cache_summary(records) if mode == "shared-prefix" else None,
-        "language": language_summary(records) if mode == "language-pairs" else None,
-        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets),
-    }
 
 
 def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
@@ -90,8 +73,10 @@ async def run_scenario(
     tokenizer,
     options: RunOptions,
     console: Console,
+    variant: dict[str, Any],
 ) -> ResultsFile:
-    """Run every cell of one scenario on a started engine; the file is rewritten after each cell."""
+    """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
+    `variant`: what this run is a variant of (results.py), so stored runs can be paired later."""
     description = dataclasses.asdict(engine.describe())
     results = ResultsFile(
         results_path(options.out_dir, engine_name, scenario.name),
@@ -101,6 +86,7 @@ async def run_scenario(
             "model": model.to_json(),
             "scenario": scenario.to_json(),
             "quick": options.quick,
+            "variant": variant,
         },
     )
     results.write()

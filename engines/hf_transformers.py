@@ -4,6 +4,7 @@ A `BaseStreamer` receives token ids (one `put()` per generated token) and hands 
 loop; the runner timestamps them on receipt. The streamer also stamps each `put()` with
 `perf_counter_ns` in the worker thread: those are the engine-side timestamps, on the same clock.
 There is no batching: concurrent requests wait for the worker, and that wait is part of their TTFT.
+torch and transformers are imported when the engine is constructed.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
-import torch
-import transformers
-from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
-from transformers.utils import logging as hf_logging
-
-from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
+from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, require_local_model, resolve_engine_args
 from engines.threads import ThreadChannel
 
 DEFAULT_ARGS = {
@@ -31,8 +26,9 @@ DEFAULT_ARGS = {
 }
 
 
-class _TokenStreamer(BaseStreamer):
-    """Forwards each generated token to the event loop; skips the prompt (the first put)."""
+class _TokenStreamer:
+    """A transformers streamer (`put`/`end`, all `generate()` calls): forwards each generated token to the
+    event loop; skips the prompt (the first put)."""
 
     def __init__(self, channel: ThreadChannel):
         self.channel = channel
@@ -57,16 +53,25 @@ class _TokenStreamer(BaseStreamer):
         self.channel.close()
 
 
-class _CancelOnEvent(StoppingCriteria):
+class _CancelOnEvent:
+    """A stopping criterion (a callable, as transformers' StoppingCriteriaList runs them): stop when set."""
+
     def __init__(self, event: threading.Event):
-        self.event = event
+        import torch
+
+        self.event, self.torch = event, torch
 
     def __call__(self, input_ids, scores, **kwargs):
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        return self.torch.full((input_ids.shape[0],), self.event.is_set(), dtype=self.torch.bool)
 
 
-class HFTransformersEngine:
+class HFTransformersEngine(StreamingEngine):
+    max_context_tokens: int | None = None  # the model's own limit
+    context_arg: str | None = None
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
+        import torch  # noqa: F401  (a missing torch fails here, before anything is measured)
+
         self.args = resolve_engine_args("hf", engine_args or {}, DEFAULT_ARGS)
         require_local_model("hf", model)
         self.model_spec = model
@@ -75,12 +80,18 @@ class HFTransformersEngine:
         self._eos_ids: list[int] = []
 
     async def start(self) -> None:
+        import torch
+
         torch.set_num_threads(self.args["threads"])
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         loop = asyncio.get_running_loop()
         self._model = await loop.run_in_executor(self._executor, self._load)
 
     def _load(self):
+        import torch
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
         hf_logging.disable_progress_bar()
         dtype = self.args["dtype"]
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
@@ -100,6 +111,9 @@ class HFTransformersEngine:
         return None  # no cache survives between generate() calls
 
     def describe(self) -> EngineDescription:
+        import torch
+        import transformers
+
         model = self._model
         dtype = str(model.dtype).removeprefix("torch.") if model is not None else self.args["dtype"]
         return EngineDescription(
@@ -157,16 +171,18 @@ class HFTransformersEngine:
         return "cancelled"
 
     def _generate_blocking(self, request: Request, streamer: _TokenStreamer, cancel: threading.Event) -> list[int]:
+        import torch
+        from transformers import StoppingCriteriaList
+
         device = self.args["device"]
         input_ids = torch.tensor([request.prompt_token_ids], dtype=torch.long, device=device)
-        min_new = request.max_output_tokens if request.ignore_eos else request.min_output_tokens
         pad_id = self._eos_ids[0] if self._eos_ids else 0
         with torch.inference_mode():
             output = self._model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=request.max_output_tokens,
-                min_new_tokens=min_new,
+                min_new_tokens=request.min_new_tokens,
                 do_sample=False,
                 pad_token_id=pad_id,
                 streamer=streamer,

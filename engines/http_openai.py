@@ -19,7 +19,17 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    EngineUnavailable,
+    Request,
+    ServerLaunch,
+    StreamingEngine,
+    resolve_engine_args,
+    token_count_mismatch,
+)
 from engines.servers import COMMANDS, ServerProcess
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -38,15 +48,15 @@ class MalformedStream(Exception):
     pass
 
 
-class HttpCompletionsEngine:
+class HttpCompletionsEngine(StreamingEngine):
     name = "http"
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None, launch: dict[str, Any] | None = None):
-        """`launch`: an in-process engine's `http_server()` (server, model, flags, env), for --mode http/both."""
+    def __init__(self, model, engine_args: dict[str, str] | None = None, launch: ServerLaunch | None = None):
+        """`launch`: an in-process engine's `http_server()`, for --mode http/both."""
         self.args = resolve_engine_args("http", engine_args or {}, DEFAULT_ARGS)
         self.launch = launch
         if launch is not None:
-            self.args["server"] = launch["server"]
+            self.args["server"] = launch.server
         if self.args["server"] not in ("vllm", "llamacpp", "sglang"):
             raise EngineUnavailable("engine 'http': --engine-arg server must be vllm, llamacpp or sglang")
         self.model_spec = model
@@ -57,13 +67,13 @@ class HttpCompletionsEngine:
 
     async def start(self) -> None:
         if not self.base_url:
-            launch = self.launch or {"model": self._server_model(), "flags": [], "env": {}}
+            launch = self.launch or ServerLaunch(self.args["server"], self._server_model(), ())
             self.server = ServerProcess(
-                COMMANDS[self.args["server"]], launch["model"],
+                COMMANDS[self.args["server"]], launch.model,
                 Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
-                extra_args=(*launch["flags"], *self.args["server_args"].split()),
+                extra_args=(*launch.flags, *self.args["server_args"].split()),
                 ready_timeout_s=self.args["ready_timeout_s"],
-                env={**launch["env"], "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
+                env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
             )  # fmt: skip
             await self.server.start()
             self.base_url = self.server.url
@@ -83,10 +93,9 @@ class HttpCompletionsEngine:
 
     def _server_model(self) -> str:
         if self.args["server"] == "llamacpp":
-            from workloads.gguf import export_gguf
-            from workloads.models import default_cache_dir
+            from engines.gguf import export_gguf
 
-            return str(export_gguf(self.model_spec, "f16", default_cache_dir())[0])
+            return str(export_gguf(self.model_spec, "f16", self.model_spec.cache_dir)[0])
         return str(self.model_spec.path)
 
     async def stop(self) -> None:
@@ -133,7 +142,7 @@ class HttpCompletionsEngine:
             "stream_options": {"include_usage": True},
         }
         if self.args["server"] != "llamacpp":
-            body.update(ignore_eos=request.ignore_eos, min_tokens=request.max_output_tokens if request.ignore_eos else 0)
+            body.update(ignore_eos=request.ignore_eos, min_tokens=request.min_new_tokens)
         if self.args["server"] == "vllm":
             body["return_token_ids"] = True
         return body
@@ -172,5 +181,5 @@ class HttpCompletionsEngine:
 
 def _usage_metrics(usage: dict[str, Any] | None, counted: int, method: str) -> dict[str, Any]:
     reported = (usage or {}).get("completion_tokens")
-    mismatches = [] if reported in (None, counted) else [{"chunk": -1, "by_usage": reported, "by_stream": counted}]
+    mismatches = [] if reported in (None, counted) else [token_count_mismatch(-1, "usage", reported, counted)]
     return {"token_counting": method, "usage": usage, "token_count_mismatches": mismatches}

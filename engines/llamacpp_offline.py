@@ -10,6 +10,7 @@ the longest common prefix of the previous prompt implicitly; the engine calls `r
 request unless the request expects prefix reuse (the `prefix-cache` scenario), where the reused
 length is reported as cached tokens. Engine-side prompt-eval and eval timings come from llama.cpp's
 perf counters, and every token is also stamped in the worker thread on the harness's clock.
+The GGUF file is exported into the run's cache (`--cache-dir`); llama_cpp is imported on construction.
 """
 
 from __future__ import annotations
@@ -20,12 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import llama_cpp
-
-from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    Request,
+    ServerLaunch,
+    StreamingEngine,
+    capped_context,
+    require_local_model,
+    resolve_engine_args,
+)
+from engines.gguf import export_gguf
 from engines.threads import ThreadChannel
-from workloads.gguf import export_gguf
-from workloads.models import default_cache_dir
 
 DEFAULT_ARGS: dict[str, Any] = {
     "quant": "f16",  # GGUF type to export and run: f16, bf16, q8_0, q4_k_m
@@ -35,25 +43,30 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(StreamingEngine):
+    context_arg = "n_ctx"
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
+        import llama_cpp  # noqa: F401  (a missing package fails here, before anything is measured)
+
         self.args = resolve_engine_args("llamacpp", engine_args or {}, DEFAULT_ARGS)
         require_local_model("llamacpp", model)
         self.model_spec = model
-        self.n_ctx = self.args["n_ctx"] or min(model.max_context_tokens or 8192, 8192)
+        self.n_ctx = capped_context(self.args["n_ctx"], model)
         self.max_context_tokens = self.n_ctx  # checked against every planned prompt before measuring
-        self.context_arg = "n_ctx"
         self.gguf: dict[str, Any] = {}
         self._llm = None
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], default_cache_dir())
+        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         self.gguf = {"path": str(path), **record}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, path)
 
     def _load(self, path: Path):
+        import llama_cpp
+
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=self.n_ctx,
@@ -72,17 +85,19 @@ class LlamaCppEngine:
             self._llm.close()
         self._llm, self._executor = None, None
 
-    def http_server(self) -> dict[str, Any]:
+    def http_server(self) -> ServerLaunch:
         """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
-        path, _ = export_gguf(self.model_spec, self.args["quant"], default_cache_dir())
-        flags = ["--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
-                 "--interrupt_requests", "False"]  # its default cuts a running stream off when the next request arrives
-        return {"server": "llamacpp", "model": str(path), "flags": flags, "env": {}}
+        path, _ = export_gguf(self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        flags = ("--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
+                 "--interrupt_requests", "False")  # its default cuts a running stream off when the next request arrives
+        return ServerLaunch("llamacpp", str(path), flags)
 
     async def reset_cache(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._llm.reset)
 
     def describe(self) -> EngineDescription:
+        import llama_cpp
+
         metadata = dict(self._llm.metadata) if self._llm is not None else {}
         return EngineDescription(
             name="llamacpp",
@@ -128,6 +143,8 @@ class LlamaCppEngine:
         )
 
     def _generate_blocking(self, request: Request, channel: ThreadChannel) -> dict[str, Any]:
+        import llama_cpp
+
         llm = self._llm
         prompt = list(request.prompt_token_ids)
         if not request.reuse_prefix:

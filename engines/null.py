@@ -13,7 +13,7 @@ import contextlib
 import time
 from typing import AsyncIterator
 
-from engines.base import Capabilities, Chunk, EngineDescription, Request, resolve_engine_args
+from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, resolve_engine_args
 
 DEFAULT_ARGS = {
     "interval_ms": 10.0,  # between chunks of one request
@@ -23,7 +23,7 @@ DEFAULT_ARGS = {
 }
 
 
-class NullEngine:
+class NullEngine(StreamingEngine):
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)

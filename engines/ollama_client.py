@@ -21,11 +21,18 @@ import importlib.metadata
 import os
 from typing import Any, AsyncIterator
 
-import ollama
-
-from engines.base import Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, resolve_engine_args
-from workloads.gguf import export_gguf
-from workloads.models import default_cache_dir
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    EngineUnavailable,
+    Request,
+    StreamingEngine,
+    capped_context,
+    resolve_engine_args,
+    token_count_mismatch,
+)
+from engines.gguf import export_gguf
 
 DEFAULT_ARGS: dict[str, Any] = {
     "host": "",  # "": $OLLAMA_HOST, else http://127.0.0.1:11434
@@ -38,21 +45,26 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-class OllamaEngine:
+class OllamaEngine(StreamingEngine):
+    context_arg = "num_ctx"
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
+        import ollama  # noqa: F401  (a missing client fails here, before anything is measured)
+
         self.args = resolve_engine_args("ollama", engine_args or {}, DEFAULT_ARGS)
         if self.args["mode"] not in ("generate", "chat"):
             raise EngineUnavailable("engine 'ollama': --engine-arg mode must be generate or chat")
         self.host = self.args["host"] or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
         self.model_spec = model
-        self.num_ctx = self.args["num_ctx"] or min(model.max_context_tokens or 8192, 8192)
+        self.num_ctx = capped_context(self.args["num_ctx"], model)
         self.max_context_tokens = self.num_ctx
-        self.context_arg = "num_ctx"
         self.tag = model.ollama_tag or f"enginebench/{(model.info.get('preset') or 'model')}-{self.args['quant']}"
         self.server: dict[str, Any] = {}
-        self._client: ollama.AsyncClient | None = None
+        self._client = None  # ollama.AsyncClient
 
     async def start(self) -> None:
+        import ollama
+
         self._client = ollama.AsyncClient(host=self.host)
         try:
             version = (await self._client._request_raw("GET", "/api/version")).json().get("version")
@@ -68,7 +80,7 @@ class OllamaEngine:
         self.server["ps"] = [_plain(m) for m in running.models if m.model == self.tag or m.name == self.tag]
 
     async def _create_from_gguf(self) -> None:
-        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], default_cache_dir())
+        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         digest = await self._client.create_blob(path)
         await self._client.create(model=self.tag, files={path.name: digest})
         self.server["created_from"] = {"gguf": str(path), "digest": digest, **record}
@@ -138,7 +150,7 @@ def _final_metrics(part, counted: int) -> dict[str, Any]:
                  "total": part.total_duration}  # fmt: skip
     mismatches = []
     if part.eval_count is not None and part.eval_count != counted:
-        mismatches.append({"chunk": -1, "by_eval_count": part.eval_count, "by_streamed_lines": counted})
+        mismatches.append(token_count_mismatch(-1, "eval_count", part.eval_count, counted))
     return {
         "durations_ns": {k: v for k, v in durations.items() if v is not None},
         "eval_count": part.eval_count,

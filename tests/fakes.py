@@ -1,4 +1,5 @@
-"""Fake engines for unit tests of the harness's own logic. They are fakes, not engines."""
+"""Fakes for unit tests of the harness's own logic: fake engines, hand-made records, fake wheels. They are
+fakes, not engines."""
 
 from __future__ import annotations
 
@@ -6,10 +7,22 @@ import asyncio
 import zipfile
 from pathlib import Path
 
-from engines.base import Capabilities, Chunk, EngineDescription, Request
+from compare.records import RequestRecord
+from engines.base import (
+    BatchEngine,
+    BatchOutput,
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    Request,
+    StreamingEngine,
+    require_local_model,
+)
+
+MS = 1_000_000
 
 
-class FakeEngine:
+class FakeEngine(StreamingEngine):
     """Emits `max_output_tokens` tokens, one per `delay_s`; records what the runner asked of it."""
 
     def __init__(self, model=None, engine_args=None, delay_s: float = 0.001, fail_on: str | None = None,
@@ -58,18 +71,45 @@ class BrokenStartEngine(FakeEngine):
         raise RuntimeError("cannot load weights")
 
 
-class FakeBatchEngine(FakeEngine):
+class FakeBatchEngine(BatchEngine):
     """A fake offline-batch engine: answers a whole list of requests at once."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model=None, engine_args=None, delay_s: float = 0.001):
+        self.delay_s = delay_s
         self.batches: list[int] = []
+        self.calls: list[str] = []
+
+    async def start(self):
+        self.calls.append("start")
+
+    async def stop(self):
+        self.calls.append("stop")
+
+    async def reset_cache(self):
+        self.calls.append("reset")
+
+    def describe(self):
+        caps = Capabilities(continuous_batching=True, prefix_cache=False, engine_timestamps=False, ignore_eos=True,
+                            offline_batch=True)  # fmt: skip
+        return EngineDescription("fake-batch", "0", {}, {"id": "fake"}, caps)
 
     async def generate_batch(self, requests):
         self.batches.append(len(requests))
         await asyncio.sleep(self.delay_s)
-        return [{"num_output_tokens": r.max_output_tokens, "finish_reason": "length", "num_prompt_tokens": r.num_prompt_tokens,
-                 "num_cached_tokens": 0, "engine_metrics": None} for r in requests]  # fmt: skip
+        return [BatchOutput(r.max_output_tokens, "length", r.num_prompt_tokens, 0) for r in requests]
+
+
+def record(token_ms, chunk_tokens=None, sent_ms=0.0, end_ms=None, ok=True, prompt_tokens=10, **fields) -> RequestRecord:
+    """A hand-made record: `token_ms` gives one receipt time per token (ms after send); the tokens of one
+    chunk share their chunk's time, as `chunk_tokens` groups them (default: one token per chunk)."""
+    chunk_tokens = chunk_tokens or [1] * len(token_ms)
+    starts = [sum(chunk_tokens[:i]) for i in range(len(chunk_tokens))]
+    return RequestRecord(
+        id=fields.pop("id", "r"), prompt_tokens=prompt_tokens, target_output_tokens=fields.pop("target_output_tokens", len(token_ms)),
+        sent_ns=int(sent_ms * MS), end_ns=int((end_ms if end_ms is not None else token_ms[-1]) * MS),
+        chunk_ns=[int(token_ms[i] * MS) for i in starts], chunk_tokens=list(chunk_tokens), output_tokens=len(token_ms),
+        error=None if ok else "boom", finish_reason=fields.pop("finish_reason", "length"), **fields,
+    )  # fmt: skip
 
 
 def fake_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = ()) -> Path:
@@ -84,3 +124,18 @@ def fake_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], r
         archive.writestr(f"{dist}.dist-info/RECORD", "")
         archive.writestr(f"{dist}.data/scripts/{name}-cli", b"#!/bin/sh\n")
     return path
+
+
+class NeedsWeightsEngine(FakeEngine):
+    """A fake that, like the hf and llamacpp engines, refuses a model without weights when constructed."""
+
+    def __init__(self, model=None, engine_args=None):
+        super().__init__(model, engine_args)
+        require_local_model("tests.fakes:NeedsWeightsEngine", model, needs_weights=True)
+
+
+class NotAnEngine:
+    """A class that is no engine: it has neither generate() nor generate_batch()."""
+
+    def __init__(self, model=None, engine_args=None):
+        pass

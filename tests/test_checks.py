@@ -4,7 +4,7 @@ import pytest
 
 from compare.checks import cell_warnings
 from compare.metrics import summarize
-from tests.test_metrics import record
+from tests.fakes import record
 
 pytestmark = pytest.mark.unit
 CAPS = {"max_concurrent_requests": None}
@@ -29,14 +29,12 @@ def test_coefficient_of_variation_of_ten_percent_or_more_warns():
 
 
 def test_early_eos_is_flagged():
-    short = record([10, 20])
-    short.update(target_output_tokens=256, finish_reason="stop")
+    short = record([10, 20], target_output_tokens=256, finish_reason="stop")
     assert any("early stop: 1 requests ended before 256 tokens (finish_reason stop)" in w for w in warnings_for([short]))
 
 
 def test_engine_prompt_count_differing_from_target_is_flagged_as_truncation():
-    r = record([10, 20])
-    r.update(prompt_tokens=4096, prompt_tokens_reported=2048)
+    r = record([10, 20], prompt_tokens=4096, prompt_tokens_reported=2048)
     assert any("engine counted 2048 tokens for a 4096-token prompt" in w for w in warnings_for([r]))
 
 

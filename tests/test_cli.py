@@ -7,18 +7,19 @@ import pytest
 import engines
 from compare.cli import main
 from engines import EngineEntry
-from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def cli(monkeypatch, model_cache, tmp_path, capsys):
+def cli(monkeypatch, model_cache, config_only_model, tmp_path, capsys):
+    """`python -m compare` in this process, on a config-only model (no torch, no weights) unless --model is given."""
     monkeypatch.setenv("ENGINEBENCH_CACHE", str(model_cache))
     monkeypatch.chdir(tmp_path)
 
     def invoke(*args):
-        code = main([*args, "--no-progress"])
+        model = [] if "--model" in args else ["--model", str(config_only_model)]
+        code = main([*args, *model, "--no-progress"])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -83,19 +84,20 @@ def test_a_failing_engine_keeps_the_results_already_measured(cli, tmp_path):
     assert doc["status"] == "complete" and len(doc["cells"]) == 2
 
 
-def test_help_teaches_and_works_without_engine_packages(tmp_path):
-    result = run_cli(["--help"], tmp_path, ROOT)
-    assert result.returncode == 0
-    assert "examples:" in result.stdout and "--engine-arg" in result.stdout and "Exit codes" in result.stdout
-
-
-def test_exit_code_2_from_a_real_process(tmp_path):
-    result = run_cli(["--engine", "nope"], tmp_path, tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown engine 'nope'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch (or package.module:Class)"
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "examples:" in out and "--engine-arg" in out and "Exit codes" in out
 
 
 def test_engines_are_validated_before_anything_is_measured(cli, tmp_path):
-    result = cli("--engine", "null", "--engine", "hf", "--model", "synthetic:llama-3.1-8b", "--out", str(tmp_path / "out"))
-    assert_usage_error(result, "has config and tokenizer only; --engine hf needs weights")
+    result = cli("--engine", "null", "--engine", "tests.fakes:NeedsWeightsEngine", "--out", str(tmp_path / "out"))
+    assert_usage_error(result, "has config and tokenizer only; --engine tests.fakes:NeedsWeightsEngine needs weights")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_engine_outside_the_contract_is_refused_by_name(cli, tmp_path):
+    result = cli("--engine", "tests.fakes:NotAnEngine", "--out", str(tmp_path / "out"))
+    assert_usage_error(result, "implements neither StreamingEngine nor BatchEngine")

@@ -3,6 +3,7 @@ runs the steps in order under one deadline, interrupts a step at its cap, skips 
 and `poll` packs what was written. Engines here are FAKE wheels and the steps are short python commands."""
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -17,7 +18,6 @@ from tools.gpu.wheelsets import resolve
 
 from tests.fakes import fake_wheel
 
-pytestmark = pytest.mark.unit
 
 
 def fake_parts(tmp_path, engine="vllm", imports=("fakeengine",)):
@@ -35,6 +35,7 @@ def python_step(name, code, estimate_s=1, optional=False, cap_s=30, engine="vllm
     return campaign.CampaignStep(engine, Step(name, (sys.executable, "-c", code), estimate_s, optional), cap_s)
 
 
+@pytest.mark.engine
 def test_steps_wait_for_the_last_part_then_run_in_order_interrupt_at_the_cap_and_skip_what_does_not_fit(tmp_path):
     carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
     steps = [python_step("first", "import fakeengine; print('cell c1: ok', fakeengine.VALUE)"),
@@ -61,6 +62,7 @@ def test_steps_wait_for_the_last_part_then_run_in_order_interrupt_at_the_cap_and
     assert outcomes["last"]["outcome"] == "done"
 
 
+@pytest.mark.engine
 def test_an_engine_whose_parts_never_arrive_skips_its_steps_and_the_others_still_run(tmp_path):
     carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
     device.stage("vllm", carry=carry, home=device_home)
@@ -71,6 +73,7 @@ def test_an_engine_whose_parts_never_arrive_skips_its_steps_and_the_others_still
     assert outcomes["vllm-step"] == "done"
 
 
+@pytest.mark.engine
 def test_a_broken_import_is_reported_and_its_engine_skipped(tmp_path):
     carry = fake_parts(tmp_path, imports=("fakeengine", "nosuchmodule"))
     device.stage("vllm", carry=carry, home=tmp_path / "device")
@@ -80,6 +83,7 @@ def test_a_broken_import_is_reported_and_its_engine_skipped(tmp_path):
     assert state["steps"][0]["outcome"].startswith("skipped: vllm is not installed")
 
 
+@pytest.mark.engine
 def test_poll_packs_every_result_so_far_with_the_state(tmp_path):
     carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
     device.stage("vllm", carry=carry, home=device_home)
@@ -93,15 +97,16 @@ def test_poll_packs_every_result_so_far_with_the_state(tmp_path):
     assert packed_state["finished"] and packed_state["installs"]["vllm"]["ok"]
 
 
+@pytest.mark.engine
 def test_start_returns_at_once_and_the_run_outlives_the_starting_process(tmp_path):
     """`start` launches `run` in its own session; a second `start` while it runs does not launch another."""
     home = tmp_path / "campaign"
     argv = [sys.executable, "-m", "tools.gpu.campaign", "start", "--deadline-s", "30", "--home", str(home)]
-    began = time.monotonic()
     first = subprocess.run(argv, capture_output=True, text=True, check=True)
-    assert time.monotonic() - began < 20 and "started pid" in first.stdout
+    assert "started pid" in first.stdout
     pid = int((home / "pid").read_text())
     try:
+        assert alive(pid)  # `start` has returned; the run goes on (it waits for parts that never come)
         assert subprocess.run(["ps", "-o", "sid=", "-p", str(pid)], capture_output=True, text=True).stdout.strip() == str(pid)
         deadline = time.monotonic() + 10
         while not (home / "state.json").is_file() and time.monotonic() < deadline:
@@ -113,6 +118,15 @@ def test_start_returns_at_once_and_the_run_outlives_the_starting_process(tmp_pat
         subprocess.run(["kill", str(pid)])
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.unit
 def test_the_plan_puts_both_engines_in_process_first_and_marks_the_rest_optional(tmp_path):
     steps = campaign.plan(tmp_path)
     assert [s.step.name for s in steps] == ["vllm-inprocess", "sglang-inprocess", "sglang-http", "vllm-http",

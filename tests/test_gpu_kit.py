@@ -13,7 +13,6 @@ from tools.gpu.wheelsets import canonical, load_lock, resolve
 
 from tests.fakes import fake_wheel
 
-pytestmark = pytest.mark.unit
 
 
 def lock_with(*entries, common=(), image=("torch", "transformers")):
@@ -24,6 +23,7 @@ def lock_with(*entries, common=(), image=("torch", "transformers")):
             "sets": {"vllm": {"wheels": [wheel(*e) for e in entries], "imports": ["vllm"], "drop": []}}}
 
 
+@pytest.mark.unit
 def test_the_shipped_lock_resolves_for_both_engines_with_one_version_each():
     lock = load_lock()
     for engine in ("vllm", "sglang"):
@@ -37,6 +37,7 @@ def test_the_shipped_lock_resolves_for_both_engines_with_one_version_each():
         assert wheel_set.imports and all(d.reason for d in wheel_set.drops)
 
 
+@pytest.mark.unit
 def test_resolution_refuses_two_versions_and_packages_the_image_has():
     with pytest.raises(ValueError, match="two versions of pydantic: 2.1 and 2.2"):
         resolve(lock_with(("vllm", "0.26.0"), ("pydantic", "2.2"), common=[("pydantic", "2.1")]), "vllm")
@@ -51,6 +52,7 @@ def test_resolution_refuses_two_versions_and_packages_the_image_has():
     assert [w.requirement for w in wheel_set.wheels] == ["llama-models==0.3.0", "vllm==0.26.0"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("size", [0, 1, 1000, 4096, 4097])
 def test_parts_reassemble_byte_exact(tmp_path, size):
     bundle = tmp_path / "bundle.bin"
@@ -62,6 +64,7 @@ def test_parts_reassemble_byte_exact(tmp_path, size):
     assert (tmp_path / "joined.bin").read_bytes() == bundle.read_bytes()
 
 
+@pytest.mark.unit
 def test_a_missing_or_corrupt_part_is_named(tmp_path):
     bundle = tmp_path / "bundle.bin"
     bundle.write_bytes(b"x" * 3000)
@@ -74,6 +77,7 @@ def test_a_missing_or_corrupt_part_is_named(tmp_path):
         pack.join(tmp_path / "parts", manifest, tmp_path / "out")
 
 
+@pytest.mark.unit
 def test_packing_is_deterministic_and_round_trips(tmp_path):
     tree = tmp_path / "tree"
     (tree / "pkg" / "sub").mkdir(parents=True)
@@ -89,6 +93,7 @@ def test_packing_is_deterministic_and_round_trips(tmp_path):
     assert (tmp_path / "back" / "pkg" / "sub" / "lib.so").read_bytes() == (tree / "pkg" / "sub" / "lib.so").read_bytes()
 
 
+@pytest.mark.unit
 def test_wheels_stage_like_pip_no_deps_and_drops_say_what_and_why(tmp_path):
     wheel = fake_wheel(tmp_path, "kern", "1.0", {"kern/__init__.py": b"", "kern/flash_ops.so": b"F" * 100,
                                                   "kern/sm100/k.cubin": b"B" * 50, "kern-1.0.data/purelib/extra.py": b""})  # fmt: skip
@@ -104,6 +109,7 @@ def test_wheels_stage_like_pip_no_deps_and_drops_say_what_and_why(tmp_path):
     assert not (site / "kern" / "sm100").exists() and (site / "kern" / "__init__.py").exists()
 
 
+@pytest.mark.engine
 def test_prepare_builds_parts_once_and_stage_install_checks_them_on_a_fake_device(tmp_path, monkeypatch):
     wheels = tmp_path / "work" / "wheels"
     wheels.mkdir(parents=True)
@@ -139,6 +145,7 @@ def test_prepare_builds_parts_once_and_stage_install_checks_them_on_a_fake_devic
     assert not (home / "vllm" / "site" / "fakeengine" / "big.bin").exists()
 
 
+@pytest.mark.unit
 def test_unmet_requirements_are_named_with_who_needs_them(tmp_path):
     site = tmp_path / "site"
     install_wheel(fake_wheel(tmp_path, "needy", "1.0", {"needy/__init__.py": b""}, requires=("ghostdist>=1", "numpy<0.1")), site)
@@ -147,6 +154,7 @@ def test_unmet_requirements_are_named_with_who_needs_them(tmp_path):
     assert len(conflicts) == 1 and conflicts[0].startswith("numpy ") and "<0.1" in conflicts[0]
 
 
+@pytest.mark.unit
 def test_validate_plan_runs_every_scenario_in_order_and_fits_one_call():
     for engine in ("vllm", "sglang"):
         steps = validate.plan(engine, Path("/r"))
@@ -167,12 +175,14 @@ def test_validate_plan_runs_every_scenario_in_order_and_fits_one_call():
     assert [s.name for s in validate.plan("vllm", Path("/r"))][-1] == "anchor-vllm-bench"
 
 
+@pytest.mark.unit
 def test_validate_refuses_a_budget_too_small_for_the_plan(capsys):
     assert validate.main(["--engine", "vllm", "--budget-s", "100"]) == 2
     assert "too small" in capsys.readouterr().err
 
 
 
+@pytest.mark.unit
 def test_download_asks_for_the_locked_files_own_platform_tags():
     """An index that also offers a manylinux2014 build of apache-tvm-ffi 0.1.10 made pip pick that one and the
     sha256 check refuse it: the download now names the locked file's tags (pure wheels keep the full list)."""

@@ -24,7 +24,8 @@ def smoke_results(model_cache, tmp_path_factory):
 
 def test_smoke_writes_a_complete_versioned_results_file(smoke_results):
     _, doc, stdout = smoke_results
-    assert doc["schema_version"] == 1 and doc["status"] == "complete"
+    assert doc["schema_version"] == 2 and doc["status"] == "complete"
+    assert doc["variant"] == {"of": "hf", "kind": "inprocess", "engine_args": {}}
     assert doc["engine"]["name"] == "hf" and doc["engine"]["capabilities"]["continuous_batching"] is False
     assert doc["engine"]["model"]["dtype"] == "bfloat16"
     assert doc["metadata"]["packages"]["transformers"] and doc["metadata"]["cpu"]["model"]
@@ -39,16 +40,17 @@ def test_every_request_has_one_timestamp_per_output_token_and_the_exact_lengths(
         assert len(cell["requests"]) == 4 and len(cell["warmups"]) == 1
         for r in cell["requests"] + cell["warmups"]:
             assert r["ok"] and r["finish_reason"] == "length"
-            assert r["output_tokens"] == r["target_output_tokens"] == 16 == len(r["token_ns"])
+            assert r["output_tokens"] == r["target_output_tokens"] == 16 == len(r["chunk_ns"])
+            assert r["chunk_tokens"] == [1] * 16  # one put() per token: one chunk per token
             assert r["prompt_tokens"] == r["prompt_tokens_reported"] == 32
-            assert r["token_ns"] == sorted(r["token_ns"]) and r["token_ns"][-1] <= r["end_ns"]
+            assert r["chunk_ns"] == sorted(r["chunk_ns"]) and r["chunk_ns"][-1] <= r["end_ns"]
 
 
 def test_engine_side_timestamps_are_ordered_before_the_harness_receipt(smoke_results):
     _, doc, _ = smoke_results
     for r in doc["cells"][0]["requests"]:
         stamps = r["engine"]["timestamps_ns"]
-        assert 0 <= stamps["generate_start"] <= stamps["first_token"] <= r["token_ns"][0]
+        assert 0 <= stamps["generate_start"] <= stamps["first_token"] <= r["chunk_ns"][0]
         assert r["engine"]["clock_consistent"] and r["engine"]["delivery_lag_ns"] >= 0
 
 
@@ -56,9 +58,10 @@ def test_summaries_recompute_identically_from_the_raw_records(smoke_results, cap
     path, doc, _ = smoke_results
     assert report_main([str(path), "--recompute"]) == 0
     assert "c2-in32" in capsys.readouterr().out
-    from compare.session import summarize_cell
+    from compare.results import load
+    from compare.summaries import summarize_cell
 
-    for cell in doc["cells"]:
+    for cell in load(path)["cells"]:
         again = summarize_cell(cell["requests"], cell["config"], doc["engine"]["capabilities"], cell["cache_resets"])
         assert again["summary"] == cell["summary"]
 
@@ -83,5 +86,5 @@ def test_a_timed_out_request_stops_the_worker_and_the_next_one_runs(tiny_llama3)
         return records
 
     slow, quick = asyncio.run(go())
-    assert not slow["ok"] and slow["error"].startswith("timeout") and 0 < slow["output_tokens"] < 2000
-    assert quick["ok"] and quick["output_tokens"] == 4
+    assert not slow.ok and slow.error.startswith("timeout") and 0 < slow.output_tokens < 2000
+    assert quick.ok and quick.output_tokens == 4

@@ -11,7 +11,7 @@ from compare.runner import closed_loop  # noqa: E402
 from engines.base import Request  # noqa: E402
 from engines.llamacpp_offline import LlamaCppEngine  # noqa: E402
 from tests.conftest import ROOT, run_cli  # noqa: E402
-from workloads.gguf import export_gguf  # noqa: E402
+from engines.gguf import export_gguf  # noqa: E402
 
 pytestmark = pytest.mark.engine
 
@@ -29,15 +29,16 @@ def cli_runs(model_cache, tmp_path_factory):
 
 
 def test_gguf_exports_are_cached_with_their_quantization_and_size(tiny_llama3, model_cache):
-    sizes = {}
+    sizes, files = {}, {}
     for quant in ("f16", "q8_0", "q4_k_m"):
         path, record = export_gguf(tiny_llama3, quant, model_cache)
         assert path.exists() and path.stat().st_size == record["size_bytes"] and record["quantization"] == quant
         assert path.read_bytes()[:4] == b"GGUF"
-        sizes[quant] = record["size_bytes"]
+        sizes[quant], files[quant] = record["size_bytes"], (path, path.stat().st_mtime_ns, path.stat().st_ino)
     assert sizes["f16"] > sizes["q8_0"] > sizes["q4_k_m"]
-    again, _ = export_gguf(tiny_llama3, "q8_0", model_cache)  # cached: same file, not rebuilt
-    assert again.stat().st_mtime == path.parent.joinpath("model-q8_0.gguf").stat().st_mtime
+    again, _ = export_gguf(tiny_llama3, "q8_0", model_cache)  # cached: the same file, not written again
+    path, mtime_ns, inode = files["q8_0"]
+    assert again == path and (again.stat().st_mtime_ns, again.stat().st_ino) == (mtime_ns, inode)
 
 
 def test_every_request_has_one_timestamp_per_token_the_exact_length_and_prompt(cli_runs):
@@ -46,7 +47,7 @@ def test_every_request_has_one_timestamp_per_token_the_exact_length_and_prompt(c
         for cell in doc["cells"]:
             for r in cell["requests"] + cell["warmups"]:
                 assert r["ok"] and r["finish_reason"] == "length"
-                assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
+                assert r["output_tokens"] == r["target_output_tokens"] == len(r["chunk_ns"])
                 assert r["chunk_tokens"] == [1] * r["output_tokens"]
                 assert r["prompt_tokens_reported"] == r["prompt_tokens"] == cell["config"]["prompt_tokens"]
 
@@ -78,9 +79,9 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
             await engine.stop()
 
     cold, reuse, reset = asyncio.run(go())
-    assert (cold["cached_tokens"], reuse["cached_tokens"], reset["cached_tokens"]) == (0, 299, 0)
-    assert reuse["engine"]["prompt_eval_tokens"] <= 1 and reset["engine"]["prompt_eval_tokens"] == 300
-    assert reuse["token_ns"][0] < cold["token_ns"][0]
+    assert (cold.cached_tokens, reuse.cached_tokens, reset.cached_tokens) == (0, 299, 0)
+    assert reuse.engine["prompt_eval_tokens"] <= 1 and reset.engine["prompt_eval_tokens"] == 300
+    assert reuse.ttft_ms < cold.ttft_ms
 
 
 def test_a_prompt_longer_than_n_ctx_is_refused_before_measuring(model_cache, tmp_path):

@@ -3,27 +3,17 @@
 import numpy as np
 import pytest
 
-from compare.metrics import describe, itl_samples_ns, language_summary, prefix_cache_summary, summarize, tpot_ms
+from compare.metrics import describe, itl_samples_ns, language_summary, prefix_cache_summary, summarize
+from compare.records import RequestRecord
+from tests.fakes import MS, record
 
 pytestmark = pytest.mark.unit
-MS = 1_000_000
-
-
-def record(token_ms, chunk_tokens=None, sent_ms=0.0, end_ms=None, ok=True, prompt_tokens=10, **extra):
-    token_ns = [int(t * MS) for t in token_ms]
-    return {
-        "id": "r", "ok": ok, "error": None if ok else "boom", "finish_reason": "length",
-        "prompt_tokens": prompt_tokens, "prompt_tokens_reported": None, "target_output_tokens": len(token_ns),
-        "output_tokens": len(token_ns), "cached_tokens": extra.pop("cached_tokens", None),
-        "sent_ns": int(sent_ms * MS), "end_ns": int((end_ms if end_ms is not None else token_ms[-1]) * MS),
-        "token_ns": token_ns, "chunk_tokens": chunk_tokens or [1] * len(token_ns), "engine": None, **extra,
-    }  # fmt: skip
 
 
 def test_single_token_chunks_give_one_gap_per_token():
     r = record([10, 20, 35, 50])
-    assert itl_samples_ns(r["token_ns"], r["chunk_tokens"]).tolist() == [10 * MS, 15 * MS, 15 * MS]
-    assert tpot_ms(r) == pytest.approx(40 / 3)
+    assert itl_samples_ns(r.chunk_ns, r.chunk_tokens).tolist() == [10 * MS, 15 * MS, 15 * MS]
+    assert r.tpot_ms == pytest.approx(40 / 3)
     s = summarize([r])
     assert s["ttft_ms"]["mean"] == 10
     assert s["e2e_ms"]["mean"] == 50
@@ -33,18 +23,19 @@ def test_single_token_chunks_give_one_gap_per_token():
 def test_chunk_of_k_tokens_contributes_k_equal_gaps():
     # chunks arrive at 10 ms (1 token), 30 ms (2 tokens), 60 ms (3 tokens)
     r = record([10, 30, 30, 60, 60, 60], chunk_tokens=[1, 2, 3])
-    gaps = itl_samples_ns(r["token_ns"], r["chunk_tokens"]) / MS
+    assert r.chunk_ns == [10 * MS, 30 * MS, 60 * MS]  # one receipt time per chunk: the raw form
+    gaps = itl_samples_ns(r.chunk_ns, r.chunk_tokens) / MS
     assert gaps.tolist() == [10, 10, 10, 10, 10]
-    assert tpot_ms(r) == pytest.approx(10)
+    assert r.tpot_ms == pytest.approx(10)
     assert summarize([r])["tokens_per_chunk_mean"] == 2
 
 
 def test_extra_tokens_of_first_chunk_have_zero_gaps_and_mean_itl_equals_tpot():
     r = record([10, 10, 40, 40, 40], chunk_tokens=[2, 3])
-    gaps = itl_samples_ns(r["token_ns"], r["chunk_tokens"]) / MS
+    gaps = itl_samples_ns(r.chunk_ns, r.chunk_tokens) / MS
     assert gaps.tolist() == [0, 10, 10, 10]
-    assert len(gaps) == r["output_tokens"] - 1
-    assert gaps.mean() == pytest.approx(tpot_ms(r))
+    assert len(gaps) == r.output_tokens - 1
+    assert gaps.mean() == pytest.approx(r.tpot_ms)
 
 
 def test_single_token_output_has_ttft_but_no_tpot_or_itl():
@@ -95,3 +86,18 @@ def test_language_summary_gives_tokens_per_char_and_chars_per_second():
     assert s["prompt_tokens_per_char"] == 0.5
     assert s["output_chars_per_s"] == pytest.approx(8.0)
     assert s["output_tokens_per_char"] == 0.25
+
+
+def test_records_round_trip_through_json_and_read_schema_1_token_times():
+    r = record([10, 30, 30, 60, 60, 60], chunk_tokens=[1, 2, 3], cached_tokens=4, engine={"clock": "x"})
+    assert RequestRecord.from_json(r.to_json()) == r
+    assert r.token_ns == [10 * MS, 30 * MS, 30 * MS, 60 * MS, 60 * MS, 60 * MS]
+    v1 = {k: v for k, v in r.to_json().items() if k not in ("chunk_ns", "timing")}
+    v1["token_ns"] = r.token_ns  # schema 1 stored one time per token
+    assert RequestRecord.from_json(v1) == r
+
+
+def test_a_failed_record_keeps_its_error_through_json():
+    r = record([10], ok=False)
+    back = RequestRecord.from_json(r.to_json())
+    assert not back.ok and back.error == "boom"

@@ -7,12 +7,12 @@ import pytest
 from engines.base import UsageError
 from workloads.models import MANIFEST, PRESETS, build_preset, resolve_model
 
-pytestmark = pytest.mark.unit
 
 KO = "대한민국의 경제 발전 과정을 시대별로 자세히 설명해주세요."
 EN = "Please explain South Korea's economic development process in detail by era."
 
 
+@pytest.mark.engine
 def test_tiny_llama3_has_the_requested_shape(tiny_llama3):
     config = json.loads((tiny_llama3.path / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
@@ -21,6 +21,7 @@ def test_tiny_llama3_has_the_requested_shape(tiny_llama3):
     assert tiny_llama3.has_weights and tiny_llama3.dtype == "bfloat16"
 
 
+@pytest.mark.unit
 def test_llama3_tokenizer_is_the_real_one(llama3_tokenizer):
     # counts from ../shared/FACTS.md (no BOS): KO 18, EN 13; and known Llama-3 ids
     assert len(llama3_tokenizer(KO, add_special_tokens=False)["input_ids"]) == 18
@@ -29,12 +30,18 @@ def test_llama3_tokenizer_is_the_real_one(llama3_tokenizer):
     assert len(llama3_tokenizer) == 128256
 
 
-def test_qwen_tokenizer_is_the_real_one(qwen_tokenizer, tiny_qwen):
+@pytest.mark.unit
+def test_qwen_tokenizer_is_the_real_one(qwen_tokenizer):
     assert len(qwen_tokenizer(KO)["input_ids"]) == 24
     assert len(qwen_tokenizer(EN)["input_ids"]) == 13
-    assert tiny_qwen.architecture == "Qwen2ForCausalLM"
 
 
+@pytest.mark.engine
+def test_tiny_qwen_builds_as_qwen2_with_weights(tiny_qwen):
+    assert tiny_qwen.architecture == "Qwen2ForCausalLM" and tiny_qwen.has_weights
+
+
+@pytest.mark.engine
 def test_builds_are_deterministic_and_versioned(tmp_path, tiny_llama3):
     rebuilt = build_preset(PRESETS["tiny-llama3"], tmp_path)
     assert rebuilt.name == "tiny-llama3-v1"
@@ -44,6 +51,7 @@ def test_builds_are_deterministic_and_versioned(tmp_path, tiny_llama3):
     assert "model.safetensors" in first
 
 
+@pytest.mark.unit
 def test_llama_3_1_8b_is_config_and_tokenizer_only(model_cache):
     model = resolve_model("synthetic:llama-3.1-8b", model_cache)
     assert not model.has_weights
@@ -60,11 +68,13 @@ def test_llama_3_1_8b_is_config_and_tokenizer_only(model_cache):
         ("ollama:", "needs a tag"),
     ],
 )
+@pytest.mark.unit
 def test_bad_model_specs_are_usage_errors(spec, message, model_cache):
     with pytest.raises(UsageError, match=message):
         resolve_model(spec, model_cache)
 
 
+@pytest.mark.unit
 def test_a_folder_without_config_is_rejected(tmp_path):
     with pytest.raises(UsageError, match="has no config.json"):
         resolve_model(str(tmp_path))

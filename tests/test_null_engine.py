@@ -2,10 +2,9 @@
 
 import asyncio
 
-import numpy as np
 import pytest
 
-from compare.metrics import summarize
+from compare.metrics import itl_samples_ns, summarize
 from compare.runner import closed_loop
 from engines.base import Request
 from engines.null import NullEngine
@@ -29,7 +28,7 @@ def run(engine_args, concurrency, num_requests, tokens):
 def test_fixed_interval_gives_known_ttft_itl_and_throughput():
     records = run({"interval_ms": "20", "prefill_ms": "30"}, concurrency=4, num_requests=4, tokens=20)
     s = summarize(records)
-    assert all(r["output_tokens"] == 20 and r["finish_reason"] == "length" for r in records)
+    assert all(r.output_tokens == 20 and r.finish_reason == "length" for r in records)
     assert s["ttft_ms"]["p50"] == pytest.approx(50, abs=TOLERANCE_MS)  # prefill + one interval
     assert s["tpot_ms"]["mean"] == pytest.approx(20, abs=0.5)  # absolute deadlines: no drift
     assert s["itl_ms"]["p50"] == pytest.approx(20, abs=TOLERANCE_MS)
@@ -39,7 +38,7 @@ def test_fixed_interval_gives_known_ttft_itl_and_throughput():
 
 def test_capacity_makes_later_requests_queue_for_a_whole_request():
     records = run({"interval_ms": "10", "capacity": "2"}, concurrency=4, num_requests=4, tokens=10)
-    ttfts = sorted(r["token_ns"][0] / 1e6 for r in records)
+    ttfts = sorted(r.ttft_ms for r in records)
     assert ttfts[:2] == pytest.approx([10, 10], abs=TOLERANCE_MS)
     assert ttfts[2:] == pytest.approx([110, 110], abs=2 * TOLERANCE_MS)  # waited for 10 x 10 ms
 
@@ -47,11 +46,13 @@ def test_capacity_makes_later_requests_queue_for_a_whole_request():
 def test_multi_token_chunks_are_attributed_evenly():
     records = run({"interval_ms": "20", "tokens_per_chunk": "4"}, concurrency=1, num_requests=1, tokens=10)
     (r,) = records
-    assert r["chunk_tokens"] == [4, 4, 2]
-    assert r["output_tokens"] == len(r["token_ns"]) == 10
-    s = summarize(records)
-    assert s["num_chunks"] == 3
-    # first chunk: 3 zero gaps; then 4 gaps of 5 ms and 2 gaps of 10 ms
-    itl = np.sort(np.array([s["itl_ms"]["min"], s["itl_ms"]["max"]]))
-    assert itl[0] == pytest.approx(0, abs=0.01)
-    assert itl[1] == pytest.approx(10, abs=TOLERANCE_MS / 2)
+    assert r.chunk_tokens == [4, 4, 2] and len(r.chunk_ns) == 3
+    assert r.output_tokens == len(r.token_ns) == 10
+    assert summarize(records)["num_chunks"] == 3
+    # first chunk: 3 zero gaps; then each later chunk's 20 ms split evenly: 4 gaps of 5 ms, then 2 of 10 ms
+    gaps_ms = itl_samples_ns(r.chunk_ns, r.chunk_tokens) / 1e6
+    assert len(gaps_ms) == 9
+    assert gaps_ms[:3] == pytest.approx([0, 0, 0], abs=1e-9)
+    assert gaps_ms[3:7] == pytest.approx([5] * 4, abs=TOLERANCE_MS / 4)
+    assert gaps_ms[7:] == pytest.approx([10] * 2, abs=TOLERANCE_MS / 2)
+    assert gaps_ms.sum() == pytest.approx((r.chunk_ns[-1] - r.chunk_ns[0]) / 1e6)

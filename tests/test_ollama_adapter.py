@@ -50,33 +50,33 @@ def test_streams_one_timestamp_per_token_with_exact_prompt_and_length(cache_env,
     assert description.model["quantization"] == "F16" and PEER_VERSION in description.version
     assert description.engine_args["server"]["ps"][0]["size"] > 0
     for r in records:
-        assert r["ok"], r["error"]
-        assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"]) == 16
-        assert r["prompt_tokens_reported"] == r["prompt_tokens"] == 32  # raw text re-encodes exactly
-        assert r["engine"]["eval_count"] == 16 and r["engine"]["token_count_mismatches"] == []
-        assert set(r["engine"]["durations_ns"]) == {"load", "prefill", "decode", "total"}
+        assert r.ok, r.error
+        assert r.output_tokens == r.target_output_tokens == len(r.chunk_ns) == 16
+        assert r.prompt_tokens_reported == r.prompt_tokens == 32  # raw text re-encodes exactly
+        assert r.engine["eval_count"] == 16 and r.engine["token_count_mismatches"] == []
+        assert set(r.engine["durations_ns"]) == {"load", "prefill", "decode", "total"}
     generate = [s for s in seen if s["path"] == "/api/generate" and s.get("stream")]
     assert all(s["raw"] is True and s["options"]["num_ctx"] == 8192 and s["options"]["num_predict"] == 16 for s in generate)
 
 
 def test_chat_mode_uses_api_chat(cache_env, tiny_llama3, requests, tmp_path):
     _, records, seen = run({}, tiny_llama3, requests[:1], tmp_path, {"mode": "chat"})
-    assert records[0]["ok"] and records[0]["output_tokens"] == 16
+    assert records[0].ok and records[0].output_tokens == 16
     assert any(s["path"] == "/api/chat" for s in seen)
 
 
 def test_truncation_and_early_stops_are_flagged(cache_env, tiny_llama3, requests, tmp_path):
     _, records, _ = run({"ignore_num_ctx_above": 20, "early_stop_after": 5}, tiny_llama3, requests, tmp_path)
     warnings = cell_warnings(records, summarize(records), {"concurrency": 1, "prompt_mode": "distinct"}, {}, [])
-    assert all(r["prompt_tokens_reported"] == 20 and r["output_tokens"] == 5 for r in records)
+    assert all(r.prompt_tokens_reported == 20 and r.output_tokens == 5 for r in records)
     assert any("engine counted 20 tokens for a 32-token prompt" in w for w in warnings)
     assert any("early stop: 3 requests ended before 16 tokens (finish_reason stop)" in w for w in warnings)
 
 
 def test_an_error_line_from_the_server_fails_the_request(cache_env, tiny_llama3, requests, tmp_path):
     _, records, _ = run({"error_after": 2}, tiny_llama3, requests[:1], tmp_path)
-    assert not records[0]["ok"] and "simulated runner failure" in records[0]["error"]
-    assert records[0]["output_tokens"] == 2
+    assert not records[0].ok and "simulated runner failure" in records[0].error
+    assert records[0].output_tokens == 2
 
 
 def test_connection_refused_is_one_line_naming_the_fix(tiny_llama3):

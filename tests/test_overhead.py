@@ -1,10 +1,17 @@
 """HTTP-overhead tables from paired results (unit), and --mode both end to end on llama.cpp (engine)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from compare.overhead import cell_overhead, paired_runs
+from pathlib import Path
+
+from compare.cli import main
+from compare.comparisons import paired_runs
+from compare.overhead import cell_overhead
+from compare.results import StoredRun, variant_from_name
 from engines.vllm_offline import server_flags
 from tests.conftest import ROOT, run_cli
 
@@ -22,10 +29,31 @@ def test_cell_overhead_gives_deltas_percentages_and_the_ttft_split():
     assert row["ttft_split_ms_p50"] == {"engine": 9.0, "inprocess_delivery": 1.0, "http_delivery": 3.0}
 
 
+def stored(engine, kind, scenario="smoke", args=None, of="vllm", quick=False):
+    """A FAKE stored run: just what pairing reads."""
+    doc = {"engine": {"name": engine}, "scenario": {"name": scenario}, "model": {"spec": "synthetic:tiny-llama3"},
+           "quick": quick, "variant": {"of": of, "kind": kind, "engine_args": args}}  # fmt: skip
+    return StoredRun(Path(f"{engine}_{scenario}.json"), doc)
+
+
 @pytest.mark.unit
-def test_pairs_are_matched_by_name_and_scenario():
-    runs = {("vllm", "smoke"): "a", ("vllm-http", "smoke"): "b", ("vllm-http", "single"): "c", ("hf", "smoke"): "d"}
-    assert list(paired_runs(runs, "-http")) == [("a", "b")]
+def test_stored_runs_pair_by_variant_scenario_model_and_args_not_by_name():
+    base, http = stored("vllm", "inprocess", args={"seed": "1"}), stored("vllm-http", "http", args={"seed": "1"})
+    other_args = stored("vllm-http", "http", args={"seed": "2"})
+    other_scenario = stored("vllm-http", "http", scenario="single", args={"seed": "1"})
+    batch = stored("vllm-batch", "batch", args={"seed": "1"})
+    quick = stored("vllm-http", "http", args={"seed": "1"}, quick=True)
+    found = paired_runs([base, other_args, other_scenario, quick, http, batch, stored("hf", "inprocess", of="hf")])
+    assert [(a.doc["engine"]["name"], b.doc["engine"]["name"], kind) for a, b, kind in found] == [
+        ("vllm", "vllm-http", "http"), ("vllm", "vllm-batch", "batch")]  # fmt: skip
+
+
+@pytest.mark.unit
+def test_schema_1_files_pair_by_their_engine_names():
+    assert variant_from_name("llamacpp-http") == {"of": "llamacpp", "kind": "http", "engine_args": None}
+    v1_base = stored("llamacpp", "inprocess", of="llamacpp")
+    v1_http = stored("llamacpp-http", "http", of="llamacpp")
+    assert [kind for _, _, kind in paired_runs([v1_http, v1_base])] == ["http"]
 
 
 @pytest.mark.unit
@@ -37,7 +65,7 @@ def test_vllm_server_gets_the_in_process_args_as_flags():
 
 
 @pytest.mark.engine
-def test_mode_both_on_llamacpp_writes_the_overhead_into_both_files(model_cache, tmp_path):
+def test_mode_both_on_llamacpp_records_the_variants_and_the_report_pairs_the_files(model_cache, tmp_path):
     pytest.importorskip("llama_cpp")
     result = run_cli(["--engine", "llamacpp", "--mode", "both", "--scenario", "smoke", "--concurrency", "1",
                       "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
@@ -45,18 +73,21 @@ def test_mode_both_on_llamacpp_writes_the_overhead_into_both_files(model_cache, 
     assert "HTTP overhead (llamacpp-http minus llamacpp in-process):" in result.stdout
     (inproc,) = tmp_path.glob("llamacpp_smoke_*.json")
     (http,) = tmp_path.glob("llamacpp-http_smoke_*.json")
-    for path in (inproc, http):
-        row = json.loads(path.read_text())["comparisons"]["http_overhead"]["cells"]["c1-in32"]
-        assert row["ttft_ms_p50"]["delta"] is not None and "ttft_split_ms_p50" in row
+    variants = [json.loads(p.read_text())["variant"] for p in (inproc, http)]
+    assert [v["kind"] for v in variants] == ["inprocess", "http"] and {v["of"] for v in variants} == {"llamacpp"}
     launched = json.loads(http.read_text())["engine"]["engine_args"]["launched"]
     assert "llama_cpp.server" in launched and "--n_threads" in launched
     assert (tmp_path / "server-llamacpp.log").exists()
+    report = subprocess.run([sys.executable, "-m", "compare.report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    line = next(line for line in report.stdout.splitlines() if line.strip().startswith("c1-in32: ΔTTFT p50"))
+    assert "TTFT p50 = engine" in line  # the split needs the in-process engine's own first-token time
 
 
 @pytest.mark.unit
-def test_mode_http_refuses_engines_without_a_server(model_cache, tmp_path):
-    result = run_cli(["--engine", "hf", "--mode", "http", "--out", str(tmp_path)], model_cache, ROOT)
-    assert result.returncode == 2 and "engine 'hf' has no HTTP server mode" in result.stderr
+def test_mode_http_refuses_engines_without_a_server(config_only_model, tmp_path, capsys):
+    code = main(["--engine", "null", "--mode", "http", "--model", str(config_only_model), "--out", str(tmp_path)])
+    assert code == 2 and "engine 'null' has no HTTP server mode" in capsys.readouterr().err
 
 
 @pytest.mark.engine

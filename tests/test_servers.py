@@ -25,7 +25,7 @@ def alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
-@pytest.mark.unit
+@pytest.mark.engine
 def test_starts_on_a_free_port_logs_and_tears_down_the_whole_group(tmp_path):
     pid_file = tmp_path / "child.pid"
 
@@ -51,7 +51,7 @@ def test_a_port_already_in_use_is_one_line(tmp_path):
             ServerProcess(stand_in(), "m", tmp_path / "s.log", port=port)
 
 
-@pytest.mark.unit
+@pytest.mark.engine
 def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
     server = ServerProcess(stand_in("--never-ready"), "m", tmp_path / "s.log", ready_timeout_s=1.5)
     with pytest.raises(ServerFailed, match=r"not ready at http://127.0.0.1:\d+/health within 1.5 s; log ends: stand-in"):
@@ -59,7 +59,7 @@ def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
     assert server.process.poll() is not None
 
 
-@pytest.mark.unit
+@pytest.mark.engine
 def test_a_server_that_dies_during_start_up_is_reported_with_its_log(tmp_path):
     server = ServerProcess(stand_in("--exit-now"), "m", tmp_path / "s.log")
     with pytest.raises(ServerFailed, match=r"exited with code 3 before it was ready; log ends: .*CUDA out of memory"):
@@ -89,7 +89,7 @@ def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, mod
 
     pytest.importorskip({"llamacpp": "llama_cpp", "vllm": "vllm"}[engine])
     if engine == "llamacpp":
-        from workloads.gguf import export_gguf
+        from engines.gguf import export_gguf
 
         model, extra = str(export_gguf(tiny_llama3, "f16", model_cache)[0]), ("--n_threads", "1")
     else:
@@ -106,7 +106,7 @@ def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, mod
     assert server.process.poll() is not None
 
 
-@pytest.mark.unit
+@pytest.mark.engine
 @pytest.mark.parametrize("sse", ["good", "malformed"])
 def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_llama3, tmp_path):
     from compare.runner import closed_loop
@@ -124,11 +124,11 @@ def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_ll
 
     (record,) = asyncio.run(go())
     if sse == "good":
-        assert record["ok"] and record["output_tokens"] == 2 and record["prompt_tokens_reported"] == 3
-        assert record["engine"]["token_counting"] == "token_ids" and record["engine"]["token_count_mismatches"] == []
+        assert record.ok and record.output_tokens == 2 and record.prompt_tokens_reported == 3
+        assert record.engine["token_counting"] == "token_ids" and record.engine["token_count_mismatches"] == []
     else:
-        assert not record["ok"] and "malformed SSE line: 'this is not an SSE line'" in record["error"]
-        assert record["output_tokens"] == 2
+        assert not record.ok and "malformed SSE line: 'this is not an SSE line'" in record.error
+        assert record.output_tokens == 2
 
 
 @pytest.mark.engine
@@ -149,7 +149,7 @@ def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_ca
     for cell in doc["cells"]:
         assert all(r["ok"] for r in cell["cache_resets"])  # /reset_prefix_cache in dev mode
         for r in cell["requests"]:
-            assert r["output_tokens"] == r["target_output_tokens"] == len(r["token_ns"])
+            assert r["output_tokens"] == r["target_output_tokens"] == sum(r["chunk_tokens"])
             assert r["prompt_tokens_reported"] == r["prompt_tokens"]
             assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []
 
@@ -201,7 +201,8 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
         await http.start()
         try:
             return await run_scenario("llamacpp-http", engine, tiny_llama3, scenario, plans, tokenizer,
-                                      RunOptions(out_dir=tmp_path, show_progress=False), Console(quiet=True))  # fmt: skip
+                                      RunOptions(out_dir=tmp_path, show_progress=False), Console(quiet=True),
+                                      {"of": "llamacpp", "kind": "http", "engine_args": {"n_threads": "1"}})  # fmt: skip
         finally:
             await http.stop()
 

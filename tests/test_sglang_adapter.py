@@ -107,7 +107,8 @@ def test_a_disagreement_between_completion_tokens_and_ids_is_recorded():
 
     out = convert(chunks())
     assert out[1].num_new_tokens == 2
-    assert out[-1].engine_metrics["token_count_mismatches"][0] == {"chunk": 1, "by_completion_tokens": 2, "by_output_ids": 1}
+    assert out[-1].engine_metrics["token_count_mismatches"][0] == {"chunk": 1, "source": "completion_tokens",
+                                                                   "engine_tokens": 2, "stream_tokens": 1}  # fmt: skip
 
 
 def test_wall_clock_stamps_are_aligned_to_the_harness_clock_and_durations_derived():
@@ -160,8 +161,8 @@ class FakeSGLangRuntime:
 
 
 @pytest.fixture
-def model(tiny_llama3):
-    return tiny_llama3
+def model(config_only_8b):
+    return config_only_8b
 
 
 def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(model):
@@ -169,12 +170,12 @@ def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(mod
     engine = SGLangEngine(model, {}, runtime=runtime)
     request = Request("r0", tuple(range(32)), 6, 6)
     (record,) = asyncio.run(closed_loop(engine, (request,), 1, timeout_s=10))
-    assert record["ok"] and record["output_tokens"] == 6 and record["chunk_tokens"] == [1, 3, 2]
-    times = record["token_ns"]
+    assert record.ok and record.output_tokens == 6 and record.chunk_tokens == [1, 3, 2] and len(record.chunk_ns) == 3
+    times = record.token_ns
     assert times[1] == times[2] == times[3] and times[4] == times[5]
-    gaps = itl_samples_ns(times, record["chunk_tokens"]) / 1e6
+    gaps = itl_samples_ns(record.chunk_ns, record.chunk_tokens) / 1e6
     assert gaps[:3] == pytest.approx([20 / 3] * 3, abs=3) and gaps[3:] == pytest.approx([10, 10], abs=3)
-    assert record["finish_reason"] == "length" and record["prompt_tokens_reported"] == 32
+    assert record.finish_reason == "length" and record.prompt_tokens_reported == 32
     assert runtime.calls == [(32, {"max_new_tokens": 6, "min_new_tokens": 6, "ignore_eos": True, "temperature": 0.0}, True)]
 
 
@@ -187,44 +188,51 @@ def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(m
         asyncio.run(stuck.reset_cache())
 
 
-def test_server_args_map_through_and_choose_dummy_weights_for_config_only_models(model, model_cache):
-    from workloads.models import resolve_model
+def test_server_args_map_through_and_choose_dummy_weights_for_config_only_models(model):
+    from dataclasses import replace
 
     kwargs = server_args({"disable_radix_cache": True, "chunked_prefill_size": -1, "mem_fraction_static": 0.0,
                           "attention_backend": "", "tp_size": 1, "load_format": "auto", "random_seed": 0}, model)  # fmt: skip
     assert kwargs == {"model_path": str(model.path), "tokenizer_path": str(model.path), "disable_radix_cache": True,
-                      "chunked_prefill_size": -1, "tp_size": 1, "load_format": "auto", "random_seed": 0}  # fmt: skip
-    config_only = resolve_model("synthetic:llama-3.1-8b", model_cache)
-    assert server_args({"load_format": "auto"}, config_only)["load_format"] == "dummy"
+                      "chunked_prefill_size": -1, "tp_size": 1, "load_format": "dummy", "random_seed": 0}  # fmt: skip
+    assert server_args({"load_format": "auto"}, model)["load_format"] == "dummy"  # config only: dummy weights
+    with_weights = replace(model, has_weights=True)
+    assert server_args({"load_format": "auto"}, with_weights)["load_format"] == "auto"  # weights on disk
 
 
 def test_http_mode_launches_sglang_with_the_same_args_as_flags(model):
     kwargs = server_args({"disable_radix_cache": True, "disable_overlap_schedule": False, "chunked_prefill_size": -1,
                           "log_level": "error", "random_seed": 0}, model)  # fmt: skip
     assert launch_flags(kwargs) == ["--tokenizer-path", str(model.path), "--disable-radix-cache", "--chunked-prefill-size",
-                                    "-1", "--log-level", "error", "--random-seed", "0"]  # fmt: skip
+                                    "-1", "--log-level", "error", "--random-seed", "0", "--load-format", "dummy"]  # fmt: skip
 
 
 def test_without_a_gpu_the_engine_refuses_in_one_line(model):
-    import torch
+    from engines.sglang_offline import _cuda_available
 
-    if torch.cuda.is_available():
+    if _cuda_available():
         pytest.skip("a GPU is visible here")
     with pytest.raises(EngineUnavailable) as info:
         SGLangEngine(model, {})
     assert str(info.value) == NO_GPU and "--engine vllm" in NO_GPU
 
 
-def test_cli_says_what_to_install_when_sglang_is_missing(tmp_path, model_cache):
+def test_cli_says_what_to_install_when_sglang_is_missing(model, capsys):
     import importlib.util
 
-    from tests.conftest import ROOT, run_cli
+    from compare.cli import main
 
     if importlib.util.find_spec("sglang") is not None:
         pytest.skip("sglang is installed here")
-    result = run_cli(["--engine", "sglang"], model_cache, ROOT)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert main(["--engine", "sglang", "--model", str(model.path)]) == 2
+    assert capsys.readouterr().err.strip() == (
         "error: engine 'sglang' needs sglang: pip install 'enginebench[sglang]' on a GPU machine "
         "(no CPU build exists; on CPU use --engine vllm)"
     )
+
+
+def test_http_server_is_a_typed_launch_of_the_same_configuration(model):
+    engine = SGLangEngine(model, {"disable_radix_cache": "true"}, runtime=FakeSGLangRuntime([1]))
+    launch = engine.http_server()
+    assert (launch.server, launch.model) == ("sglang", str(model.path))
+    assert "--disable-radix-cache" in launch.flags and "--load-format" in launch.flags

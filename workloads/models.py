@@ -75,6 +75,7 @@ class ResolvedModel:
     max_context_tokens: int | None = None
     ollama_tag: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())  # the run's cache: engines export GGUF here
 
     def load_tokenizer(self):
         if self.path is None:
@@ -96,27 +97,28 @@ def default_cache_dir() -> Path:
 
 
 def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
-    """Turn `--model` into a ResolvedModel, building a synthetic preset if needed."""
+    """Turn `--model` into a ResolvedModel, building a synthetic preset if needed (into `cache_dir`)."""
+    cache_dir = cache_dir or default_cache_dir()
     if spec.startswith("synthetic:"):
         name = spec.removeprefix("synthetic:")
         if name not in PRESETS:
             raise UsageError(f"unknown synthetic preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-        folder = build_preset(PRESETS[name], cache_dir or default_cache_dir())
-        return _from_folder(spec, "synthetic", folder)
+        folder = build_preset(PRESETS[name], cache_dir)
+        return _from_folder(spec, "synthetic", folder, cache_dir)
     if spec.startswith("ollama:"):
         tag = spec.removeprefix("ollama:")
         if not tag:
             raise UsageError("--model ollama:<tag> needs a tag, e.g. ollama:llama3.1:8b")
-        return ResolvedModel(spec, "ollama", None, has_weights=True, ollama_tag=tag)
+        return ResolvedModel(spec, "ollama", None, has_weights=True, ollama_tag=tag, cache_dir=cache_dir)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise UsageError(f"model path {spec!r} does not exist; give a local HF folder or synthetic:<preset>")
     if not (folder / "config.json").exists():
         raise UsageError(f"model folder {spec!r} has no config.json; it must be a Hugging Face model folder")
-    return _from_folder(spec, "local", folder)
+    return _from_folder(spec, "local", folder, cache_dir)
 
 
-def _from_folder(spec: str, kind: str, folder: Path) -> ResolvedModel:
+def _from_folder(spec: str, kind: str, folder: Path, cache_dir: Path) -> ResolvedModel:
     config = json.loads((folder / "config.json").read_text())
     manifest_file = folder / MANIFEST
     info = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
@@ -130,6 +132,7 @@ def _from_folder(spec: str, kind: str, folder: Path) -> ResolvedModel:
         dtype=config.get("dtype") or config.get("torch_dtype"),
         max_context_tokens=config.get("max_position_embeddings"),
         info=info,
+        cache_dir=cache_dir,
     )
 
 
@@ -154,8 +157,8 @@ def build_preset(preset: Preset, cache_dir: Path) -> Path:
 
 
 def _write_preset(preset: Preset, folder: Path) -> None:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    """Config, generation config and tokenizer; random weights only where the preset has them (torch then)."""
+    from transformers import AutoConfig, GenerationConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -164,6 +167,9 @@ def _write_preset(preset: Preset, folder: Path) -> None:
     config.dtype = "bfloat16"
     write_tokenizer(preset.tokenizer, folder, model_max_length=preset.config["max_position_embeddings"])
     if preset.has_weights:
+        import torch
+        from transformers import AutoModelForCausalLM
+
         torch.manual_seed(preset.seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.to(torch.bfloat16).save_pretrained(str(folder), safe_serialization=True)

@@ -192,7 +192,8 @@ def start(deadline_s: float, home: Path, repo: Path = ROOT) -> int:
         return 0
     shutil.rmtree(home / "repo", ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(repo, home / "repo", ignore=shutil.ignore_patterns(".gpu", ".git", "results", "__pycache__"))
+    skip = shutil.ignore_patterns(".gpu", ".git", ".venv", "results", "__pycache__", "build", "*.egg-info", ".pytest_cache")
+    shutil.copytree(repo, home / "repo", ignore=skip)
     argv = [sys.executable, "-m", "tools.gpu.campaign", "run", "--deadline-s", str(deadline_s), "--home", str(home)]
     with (home / "campaign.log").open("a") as log:
         process = subprocess.Popen(argv, cwd=home / "repo", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -1,0 +1,59 @@
+"""What one `python -m compare` run is asked to do, as a frozen value: the CLI builds it from argv, the
+anchor and the tests build it directly, and orchestration only ever sees this."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engines import REGISTRY
+from engines.base import UsageError
+from workloads.models import DEFAULT_MODEL
+from workloads.scenarios import Scenario, apply_overrides, builtin_names, load_scenario
+
+MODES = ("inprocess", "http", "both")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    engines: tuple[str, ...]
+    scenarios: tuple[Scenario, ...]
+    model: str = DEFAULT_MODEL
+    tokenizer: str | None = None  # build prompts with this model's tokenizer (required for ollama:<tag>)
+    out_dir: Path = Path("results")
+    engine_args: tuple[str, ...] = ()  # K=V or ENGINE.K=V, as given
+    mode: str = "inprocess"
+    quick: bool = False
+    cache_dir: Path | None = None
+    show_progress: bool = True
+
+
+def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:
+    """Built-in names, 'all' or JSON files; `--quick` first, then the overrides (None: not given)."""
+    if "all" in names:
+        names = [n for n in builtin_names() if n != "smoke"]
+    scenarios = []
+    for name in names:
+        scenario = apply_overrides(load_scenario(name), quick, overrides)
+        if distinct_prompts and scenario.prompt_mode == "same":
+            scenario = dataclasses.replace(scenario, prompt_mode="distinct")
+        scenarios.append(scenario)
+    return tuple(scenarios)
+
+
+def engine_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The K=V pairs that apply to `engine`: unscoped ones, and ENGINE.K=V for this engine."""
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--engine-arg {pair!r} must look like key=value (or engine.key=value)")
+        scope, dot, name = key.partition(".")
+        if dot and scope in REGISTRY:
+            if scope == engine:
+                args[name] = value
+            continue
+        args[key] = value
+    return args
