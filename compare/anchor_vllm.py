@@ -156,21 +156,23 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, **({"ENGINEBENCH_CACHE": str(args.cache_dir)} if args.cache_dir else {})}
     scenario_file, prompts, num_inexact = write_harness_inputs(harness_scenario(args), model, work)
     vllm_runs, our_runs, raw = [], [], {"vllm_bench": [], "enginebench": []}
+    server_cpus, client_cpus = split_cores(engine.device_name != "cpu")
     server = ServerProcess(COMMANDS["vllm"], launch.model, work / "server-vllm.log", extra_args=launch.flags,
-                           env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"})  # fmt: skip
+                           env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"}, cpus=server_cpus)  # fmt: skip
     async with server:
         order = [tool for rep in range(args.repetitions) for tool in (("vllm_bench", "enginebench"), ("enginebench", "vllm_bench"))[rep % 2]]
         for index, tool in enumerate(order):
             print(f"anchor: run {index + 1}/{2 * args.repetitions}: {tool}", flush=True)
             if tool == "vllm_bench":
                 result_path = work / f"vllm_bench_{index}.json"
-                _run(vllm_bench_argv(server.url, launch.model, args, prompts, result_path), env, work / f"vllm_bench_{index}.log")
+                _run(vllm_bench_argv(server.url, launch.model, args, prompts, result_path), env, work / f"vllm_bench_{index}.log",
+                     client_cpus)  # fmt: skip
                 result = json.loads(result_path.read_text())
                 vllm_runs.append(vllm_figures(result))
                 raw["vllm_bench"].append(str(result_path))
             else:
                 out = work / f"enginebench_{index}"
-                _run(harness_argv(server.url, scenario_file, out), env, work / f"enginebench_{index}.log")
+                _run(harness_argv(server.url, scenario_file, out), env, work / f"enginebench_{index}.log", client_cpus)
                 (path,) = out.glob("http_concurrent_*.json")
                 our_runs.append(harness_figures(load(path)))
                 raw["enginebench"].append(str(path))
@@ -180,7 +182,8 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
                                                    "warmups", "repetitions")},  # fmt: skip
         "prompts": {"file": str(prompts), "num_inexact_text_prompts": num_inexact,
                     "note": "both tools send the same prompts: ours as token ids, vllm bench as text (custom dataset)"},
-        "server": {"argv": server.argv, "startup_s": server.startup_s, "log": str(server.log_path)},
+        "server": {"argv": server.argv, "startup_s": server.startup_s, "log": str(server.log_path),
+                   "cpus": sorted(server_cpus) if server_cpus else "all", "client_cpus": sorted(client_cpus) if client_cpus else "all"},
         "definitions": {
             "ttft": "both: request sent -> first chunk carrying a token",
             "tpot": "vLLM's: (end of stream - first token) / (output tokens - 1); ours recomputed the same way",
@@ -194,10 +197,22 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
-def _run(argv: list[str], env: dict[str, str], log: Path) -> None:
+def split_cores(has_gpu: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(server cores, client cores). Without a GPU the server computes on the CPU, and a client sharing its
+    cores slows it by its own CPU use, which differs between the two clients: on 2 or more cores the
+    clients get the last core to themselves (one at a time), the server the rest."""
+    cores = sorted(os.sched_getaffinity(0))
+    if has_gpu or len(cores) < 2:
+        return None, None
+    return set(cores[:-1]), {cores[-1]}
+
+
+def _run(argv: list[str], env: dict[str, str], log: Path, cpus: set[int] | None = None) -> None:
+    from engines.servers import pinned
+
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
-        code = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)).returncode
     if code != 0:
         raise RuntimeError(f"{argv[1] if argv[1] != '-c' else 'vllm bench serve'} exited with {code}; see {log}")
 

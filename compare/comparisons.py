@@ -2,9 +2,10 @@
 
 A run records what it is a variant of (`variant` in the results file): the base engine, the kind
 (inprocess, http, batch) and the base engine's given args. Two runs pair when they ran the same
-scenario on the same model with the same `--quick`, of the same base engine and args: (inprocess,
-http) gives the HTTP overhead, (inprocess, batch) the streaming fidelity. Any stored files pair, from
-one command or from several.
+scenario on the same model and hardware with the same `--quick`, of the same base engine and args:
+(inprocess, http) gives the HTTP overhead, (inprocess, batch) the streaming fidelity. Any stored files
+pair, from one command or from several; where several in-process runs fit, the one with measured
+requests, run closest in time, is taken; a run where every request failed pairs with nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +27,19 @@ class Run(Protocol):
 def pair_key(doc: dict[str, Any]) -> tuple:
     variant = doc["variant"]
     args = variant.get("engine_args")
-    return (doc["scenario"]["name"], doc["model"].get("spec"), bool(doc.get("quick")), variant["of"],
+    return (doc["scenario"]["name"], doc["model"].get("spec"), bool(doc.get("quick")), _hardware(doc), variant["of"],
             None if args is None else json.dumps(args, sort_keys=True))  # fmt: skip
+
+
+def _hardware(doc: dict[str, Any]) -> str:
+    gpus = (doc.get("metadata") or {}).get("gpus") or {}
+    if gpus.get("available"):
+        return ",".join(d["name"] for d in gpus.get("devices", []))
+    return str(((doc.get("metadata") or {}).get("cpu") or {}).get("model"))
+
+
+def _usable(run) -> bool:
+    return any(r.ok for cell in run.doc["cells"] for r in cell["requests"])
 
 
 def paired_runs(runs: Iterable[Run]) -> list[tuple[Run, Run, str]]:
@@ -43,12 +55,21 @@ def paired_runs(runs: Iterable[Run]) -> list[tuple[Run, Run, str]]:
         if kind == "inprocess":
             continue
         key = pair_key(run.doc)
-        for candidate in base.get(_loose(key), []):
-            other = pair_key(candidate.doc)[-1]
-            if key[-1] is None or other is None or other == key[-1]:
-                pairs.append((candidate, run, kind))
-                break
+        matching = [c for c in base.get(_loose(key), []) if (key[-1] is None or pair_key(c.doc)[-1] in (None, key[-1]))
+                    and _usable(c)]  # fmt: skip
+        if matching and _usable(run):  # both measured something; of several bases, the one run closest in time
+            when = run.doc.get("metadata", {}).get("date_utc", "")
+            pairs.append((min(matching, key=lambda c: _distance(c, when)), run, kind))
     return pairs
+
+
+def _distance(run, when: str) -> float:
+    from datetime import datetime
+
+    try:
+        return abs((datetime.fromisoformat(run.doc["metadata"]["date_utc"]) - datetime.fromisoformat(when)).total_seconds())
+    except (KeyError, ValueError, TypeError):
+        return float("inf")
 
 
 def _loose(key: tuple) -> tuple:

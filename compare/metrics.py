@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from compare.records import NS_PER_MS, RequestRecord
+from compare.records import NS_PER_MS, RequestRecord, itl_samples_ns
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -40,15 +40,6 @@ def coefficient_of_variation(stats: dict[str, Any]) -> float | None:
     if stats.get("count", 0) < 2 or not stats["mean"]:
         return None
     return stats["stdev"] / stats["mean"]
-
-
-def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
-    """Per-token gaps from per-chunk receipt times (see the module docstring)."""
-    sizes = np.asarray(chunk_tokens, dtype=np.int64)
-    if sizes.sum() < 2:
-        return np.empty(0)
-    gaps = np.diff(np.asarray(chunk_ns, dtype=np.float64)) / sizes[1:]
-    return np.concatenate((np.zeros(sizes[0] - 1), np.repeat(gaps, sizes[1:])))
 
 
 def cell_wall_ns(records: list[RequestRecord]) -> int:

@@ -36,6 +36,7 @@ def http_overhead(inproc, http) -> dict[str, Any]:
     http_cells = {cell["cell_id"]: cell["summary"] for cell in http.doc["cells"]}
     return {
         "inprocess_engine": inproc.doc["engine"]["name"],
+        "scenario": inproc.doc["scenario"]["name"],
         "inprocess_results": str(inproc.path),
         "http_results": str(http.path),
         "cells": {

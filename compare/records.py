@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
 
+import numpy as np
+
 from engines.base import Chunk, Request
 
 NS_PER_MS = 1e6
@@ -102,6 +104,17 @@ class RequestRecord:
             output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
             timing=data.get("timing", "stream"),
         )  # fmt: skip
+
+
+def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
+    """Per-token gaps from per-chunk receipt times: a chunk of k tokens contributes k equal gaps of (its receipt -
+    the previous receipt) / k, and extra tokens of the first chunk gaps of 0 (n tokens: n - 1 gaps, summing to
+    t_last - t_first)."""
+    sizes = np.asarray(chunk_tokens, dtype=np.int64)
+    if sizes.sum() < 2:
+        return np.empty(0)
+    gaps = np.diff(np.asarray(chunk_ns, dtype=np.float64)) / sizes[1:]
+    return np.concatenate((np.zeros(sizes[0] - 1), np.repeat(gaps, sizes[1:])))
 
 
 class StreamRecorder:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,16 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "ignore_eos": scenario.ignore_eos,
         "timeout_s": scenario.timeout_s,
         "inexact_text_prompts": plan.num_inexact_text_prompts,
+        "prompts_sha256": prompts_sha256(plan),
     }
+
+
+def prompts_sha256(plan: CellPlan) -> str:
+    """One hash of every measured prompt's token ids, in order: two runs with equal hashes sent the same requests."""
+    digest = hashlib.sha256()
+    for request in plan.requests:
+        digest.update(json.dumps(request.prompt_token_ids).encode())
+    return digest.hexdigest()
 
 
 def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:

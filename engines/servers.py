@@ -82,7 +82,9 @@ def port_in_use(port: int) -> bool:
 
 class ServerProcess:
     def __init__(self, command: ServerCommand, model: str, log_path: Path, extra_args: tuple[str, ...] = (),
-                 port: int | None = None, ready_timeout_s: float = 600.0, env: dict[str, str] | None = None):  # fmt: skip
+                 port: int | None = None, ready_timeout_s: float = 600.0, env: dict[str, str] | None = None,
+                 cpus: set[int] | None = None):  # fmt: skip
+        """`cpus`: the cores the server (and every process it starts) may run on; None: all."""
         if port is not None and port_in_use(port):
             raise ServerFailed(f"port {port} on {HOST} is already in use; free it or leave the port unset")
         self.command, self.log_path, self.ready_timeout_s = command, log_path, ready_timeout_s
@@ -94,6 +96,7 @@ class ServerProcess:
             self.env["OLLAMA_HOST"] = f"{HOST}:{self.port}"
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
+        self.cpus = cpus
 
     @property
     def url(self) -> str:
@@ -112,7 +115,7 @@ class ServerProcess:
         started = time.perf_counter()
         try:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=self.env, start_new_session=True)  # fmt: skip
+                                            env=self.env, start_new_session=True, preexec_fn=pinned(self.cpus))  # fmt: skip
         except FileNotFoundError:
             raise ServerFailed(f"cannot start {self.command.name} server: {self.argv[0]!r} not found") from None
         finally:
@@ -159,6 +162,13 @@ class ServerProcess:
         except OSError:
             return "(no log)"
         return " | ".join(tail) or "(empty log)"
+
+
+def pinned(cpus: set[int] | None):
+    """A preexec_fn that restricts the child (and what it forks) to `cpus`; None leaves it alone."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def _answers_200(url: str) -> bool:

@@ -139,3 +139,42 @@ class NotAnEngine:
 
     def __init__(self, model=None, engine_args=None):
         pass
+
+
+def fake_run(engine: str, scenario: str, cells: list[tuple[dict, list[RequestRecord]]], kind: str = "inprocess",
+             hardware: str = "NVIDIA H100 80GB HBM3", dtype: str = "bfloat16", quick: bool = False):  # fmt: skip
+    """A FAKE stored run: a results document with the given cells (config, records), summaries derived as the
+    harness derives them, on the named GPU (or `hardware=None`: a CPU)."""
+    from compare.results import StoredRun
+    from compare.summaries import summarize_cell
+
+    gpus = {"available": True, "devices": [{"name": hardware}]} if hardware else {"available": False}
+    doc = {"metadata": {"gpus": gpus, "cpu": {"model": "fake CPU", "affinity_cores": 2}, "date_utc": "2026-01-01T00:00:00"},
+           "engine": {"name": engine, "model": {"dtype": dtype, "quantization": None}, "capabilities": {}},
+           "model": {"spec": "synthetic:llama-3.1-8b", "kind": "synthetic", "preset": "llama-3.1-8b"},
+           "scenario": {"name": scenario, "seed": 0}, "quick": quick,
+           "variant": {"of": engine, "kind": kind, "engine_args": {}}, "cells": []}  # fmt: skip
+    for config, records in cells:
+        config = {"prompt_mode": "distinct", "output_tokens": len(records[0].chunk_ns), "prompt_tokens": records[0].prompt_tokens,
+                  **config}  # fmt: skip
+        cell = {"cell_id": config["cell_id"], "config": config, "requests": records, "warmups": [], "cache_resets": [], "gpu": {}}
+        cell.update(summarize_cell(records, config, {}, []))
+        doc["cells"].append(cell)
+    return StoredRun(Path(f"/fake/{engine}_{scenario}.json"), doc)
+
+
+def steady_records(n: int, ttft_ms: float, itl_ms: float, tokens: int = 16, jitter: float = 0.05, seed: int = 0,
+                   prompt_tokens: int = 128, concurrency: int = 1, **fields) -> list[RequestRecord]:  # fmt: skip
+    """n FAKE records: TTFT and every gap drawn around the given means (relative jitter), sent back to back
+    by `concurrency` workers."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        first = ttft_ms * (1 + jitter * rng.standard_normal())
+        gaps = itl_ms * (1 + jitter * rng.standard_normal(tokens - 1))
+        token_ms = list(np.concatenate(([first], first + np.cumsum(gaps))))
+        sent = (i // concurrency) * (token_ms[-1] + 1)
+        records.append(record(token_ms, sent_ms=sent, prompt_tokens=prompt_tokens, id=f"r{i}", **fields))
+    return records

@@ -11,9 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {  # higher may import lower or equal, never higher
     "engine contract": (0, ("engines",)),
     "workloads": (1, ("workloads",)),
-    "results/report": (2, ("compare.records", "compare.results", "compare.tables")),
+    "results/report": (2, ("compare.records", "compare.results", "compare.tables", "compare.figures", "compare.report_md")),
     "analysis": (3, ("compare.metrics", "compare.checks", "compare.summaries", "compare.overhead", "compare.fidelity",
-                     "compare.comparisons")),
+                     "compare.comparisons", "compare.stats", "compare.cellstats", "compare.ratios", "compare.runsets",
+                     "compare.verdicts", "compare.hypotheses", "compare.hypotheses_load", "compare.roofline", "compare.vs", "compare.slo", "compare.telemetry")),
     "running": (4, ("compare.runner", "compare.session", "compare.gpu", "compare.environment")),
     "orchestration": (5, ("compare.config", "compare.orchestrate")),
     "cli": (6, ("compare.cli", "compare.report", "compare.anchor_vllm", "compare.__main__")),

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from compare.metrics import itl_samples_ns, summarize
+from compare.metrics import summarize
+from compare.records import itl_samples_ns
 from compare.runner import closed_loop
 from engines.base import Request
 from engines.null import NullEngine

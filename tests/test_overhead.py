@@ -14,6 +14,7 @@ from compare.overhead import cell_overhead
 from compare.results import StoredRun, variant_from_name
 from engines.vllm_offline import server_flags
 from tests.conftest import ROOT, run_cli
+from tests.fakes import record
 
 
 @pytest.mark.unit
@@ -32,7 +33,8 @@ def test_cell_overhead_gives_deltas_percentages_and_the_ttft_split():
 def stored(engine, kind, scenario="smoke", args=None, of="vllm", quick=False):
     """A FAKE stored run: just what pairing reads."""
     doc = {"engine": {"name": engine}, "scenario": {"name": scenario}, "model": {"spec": "synthetic:tiny-llama3"},
-           "quick": quick, "variant": {"of": of, "kind": kind, "engine_args": args}}  # fmt: skip
+           "quick": quick, "variant": {"of": of, "kind": kind, "engine_args": args},
+           "cells": [{"cell_id": "c1", "requests": [record([10, 20])]}]}  # fmt: skip
     return StoredRun(Path(f"{engine}_{scenario}.json"), doc)
 
 
@@ -46,6 +48,13 @@ def test_stored_runs_pair_by_variant_scenario_model_and_args_not_by_name():
     found = paired_runs([base, other_args, other_scenario, quick, http, batch, stored("hf", "inprocess", of="hf")])
     assert [(a.doc["engine"]["name"], b.doc["engine"]["name"], kind) for a, b, kind in found] == [
         ("vllm", "vllm-http", "http"), ("vllm", "vllm-batch", "batch")]  # fmt: skip
+
+
+@pytest.mark.unit
+def test_a_run_whose_requests_all_failed_pairs_with_nothing():
+    failed = stored("vllm", "inprocess")
+    failed.doc["cells"][0]["requests"] = [record([10], ok=False)]
+    assert paired_runs([failed, stored("vllm-http", "http")]) == []
 
 
 @pytest.mark.unit

@@ -20,7 +20,7 @@ import asyncio
 
 import pytest
 
-from compare.metrics import itl_samples_ns
+from compare.records import itl_samples_ns
 from compare.runner import closed_loop
 from engines.base import EngineUnavailable, Request
 from engines.sglang_offline import NO_GPU, SGLangEngine, StreamAccounting, launch_flags, server_args

@@ -76,6 +76,7 @@ class ResolvedModel:
     ollama_tag: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())  # the run's cache: engines export GGUF here
+    shape: dict[str, Any] = field(default_factory=dict)  # layer sizes from config.json (the roofline's input)
 
     def load_tokenizer(self):
         if self.path is None:
@@ -88,7 +89,8 @@ class ResolvedModel:
         return {
             "spec": self.spec, "kind": self.kind, "path": str(self.path) if self.path else None,
             "has_weights": self.has_weights, "architecture": self.architecture, "dtype": self.dtype,
-            "max_context_tokens": self.max_context_tokens, "ollama_tag": self.ollama_tag, **self.info,
+            "max_context_tokens": self.max_context_tokens, "ollama_tag": self.ollama_tag, "shape": self.shape,
+            **self.info,
         }  # fmt: skip
 
 
@@ -133,7 +135,21 @@ def _from_folder(spec: str, kind: str, folder: Path, cache_dir: Path) -> Resolve
         max_context_tokens=config.get("max_position_embeddings"),
         info=info,
         cache_dir=cache_dir,
+        shape=model_shape(config),
     )
+
+
+SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "head_dim", "vocab_size", "tie_word_embeddings")  # fmt: skip
+
+
+def model_shape(config: dict[str, Any]) -> dict[str, Any]:
+    """The layer sizes a roofline needs, from a Llama/Qwen-style config (head_dim derived where absent)."""
+    shape = {key: config.get(key) for key in SHAPE_KEYS if config.get(key) is not None}
+    if "head_dim" not in shape and shape.get("hidden_size") and shape.get("num_attention_heads"):
+        shape["head_dim"] = shape["hidden_size"] // shape["num_attention_heads"]
+    shape.setdefault("num_key_value_heads", shape.get("num_attention_heads"))
+    return shape
 
 
 def build_preset(preset: Preset, cache_dir: Path) -> Path:

@@ -1,0 +1,152 @@
+"""H4 (how engines degrade with concurrency) and H5 (Korean vs English), held to measurable claims."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from compare.cellstats import latency_resamples, ok_records
+from compare.hypotheses import GPU_MODEL, h1_shared_prefix, h2_concurrency, h3_single_latency
+from compare.ratios import MIN_REQUESTS, mean_ratio, unbounded
+from compare.runsets import engine_of
+from compare.stats import Interval, judge, ratio_interval
+from compare.verdicts import Verdict, best, caveats, cite, fmt_ci, groups
+
+SATURATION_GAIN = 1.10  # output tok/s rising less than 10% per doubling of concurrency: saturated
+H4_ENGINES = ("sglang", "vllm", "ollama", "llamacpp", "hf")
+
+
+def curve(run) -> list[dict]:
+    """The concurrent scenario's cells in concurrency order."""
+    return sorted(run.doc["cells"], key=lambda c: c["config"]["concurrency"])
+
+
+def saturation(cells: list[dict]) -> str:
+    for before, after in zip(cells, cells[1:]):
+        doublings = math.log2(after["config"]["concurrency"] / before["config"]["concurrency"])
+        gain = (after["summary"]["output_tok_per_s"] / before["summary"]["output_tok_per_s"]) ** (1 / doublings)
+        if gain < SATURATION_GAIN:
+            return f"saturates after c={before['config']['concurrency']} (x{gain:.2f} per doubling to c={after['config']['concurrency']})"
+    return f"still rising >= 10% per doubling at c={cells[-1]['config']['concurrency']}"
+
+
+def ttft_growth(low: dict, high: dict, seed: int) -> tuple[float, np.ndarray]:
+    """TTFT p50 at the top concurrency over TTFT p50 at concurrency 1, with resamples."""
+    a, a_res = latency_resamples(ok_records(low), "ttft", 50, seed=seed)
+    b, b_res = latency_resamples(ok_records(high), "ttft", 50, seed=seed + 100)
+    return b / a, b_res / a_res
+
+
+def h4_degradation(runs: list) -> Verdict:
+    verdict = Verdict(
+        "H4", "How performance degrades as concurrency rises differs between frameworks (scheduler architecture)",
+        "concurrent: the TTFT p50 growth factor from c=1 to the highest common concurrency (>= 8) differs between two "
+        "engines by at least 20% (ratio of growth factors > 1.2); saturation points reported beside it", threshold=1.2)  # fmt: skip
+    best_group = None
+    for group in groups(runs).values():
+        present = [r for e in H4_ENGINES if (r := best(group, e, "concurrent")) is not None]
+        levels = set.intersection(*(set(c["config"]["concurrency"] for c in r.doc["cells"]) for r in present)) if present else set()
+        if len(present) >= 2 and 1 in levels and max(levels) >= 8 and (best_group is None or len(present) > len(best_group[0])):
+            best_group = (present, max(levels))
+    if best_group is None:
+        verdict.missing = f"python -m compare --engine vllm --engine sglang --scenario concurrent {GPU_MODEL}  (one GPU machine)"
+        return verdict
+    present, top = best_group
+    growth = {}
+    for index, run in enumerate(present):
+        cells = [c for c in curve(run) if c["config"]["concurrency"] <= top]
+        low, high = cells[0], cells[-1]
+        growth[engine_of(run)] = ttft_growth(low, high, seed=10 * index)
+        verdict.details.append(
+            f"{engine_of(run)}: TTFT p50 x{growth[engine_of(run)][0]:.2f} from c=1 to c={top}; output tok/s "
+            f"{low['summary']['output_tok_per_s']:.0f} -> {high['summary']['output_tok_per_s']:.0f}; {saturation(cells)}")
+        verdict.data.append(cite(run, [c["cell_id"] for c in cells]))
+    (fast, slow) = max(itertools.permutations(growth, 2), key=lambda pair: growth[pair[0]][0] / growth[pair[1]][0])
+    (g_fast, res_fast), (g_slow, res_slow) = growth[fast], growth[slow]
+    smallest = min(len(ok_records(c)) for r in present for c in r.doc["cells"] if c["config"]["concurrency"] in (1, top))
+    verdict.ci = ratio_interval(res_slow, res_fast, g_slow, g_fast) if smallest >= MIN_REQUESTS else unbounded(g_fast / g_slow)
+    verdict.verdict = judge(verdict.ci, verdict.threshold)
+    verdict.effect = f"TTFT growth {fast} / {slow}: {fmt_ci(verdict.ci)}"
+    verdict.caveats = caveats(present) + ["closed loop: load rises with concurrency, and so does queueing inside engines"]
+    return verdict
+
+
+def language_cells(run) -> dict[tuple[int, str], dict[str, dict]]:
+    """(concurrency, kind) -> language -> cell, for the korean scenario."""
+    found: dict[tuple[int, str], dict[str, dict]] = {}
+    for c in run.doc["cells"]:
+        found.setdefault((c["config"]["concurrency"], c["config"]["kind"]), {})[c["config"]["language"]] = c
+    return found
+
+
+def chars_per_s(c: dict) -> np.ndarray:
+    return np.array([r.output_chars / (r.end_ns / 1e9) for r in ok_records(c) if r.output_chars and r.end_ns])
+
+
+def korean_profile(run) -> dict:
+    """Per engine: Korean / English prompt tokens for the same meaning, and output chars/s KO / EN at c=1."""
+    token_ratio, speed = {}, {}
+    for (concurrency, kind), cells in language_cells(run).items():
+        if "ko" not in cells or "en" not in cells:
+            continue
+        ko, en = cells["ko"], cells["en"]
+        token_ratio[kind] = ko["requests"][0].prompt_tokens / en["requests"][0].prompt_tokens
+        if concurrency == 1 and chars_per_s(ko).size and chars_per_s(en).size:
+            speed[kind] = (chars_per_s(en), chars_per_s(ko))
+    return {"token_ratio": token_ratio, "speed": speed}
+
+
+def h5_korean(runs: list) -> Verdict:
+    verdict = Verdict(
+        "H5", "Token efficiency and throughput for Korean vs English differ between frameworks (tokenizers, byte-level encoding)",
+        "korean: for the same prompt kind, the Korean/English prompt-token ratio differs between two engines by >= 10%, or "
+        "their Korean/English output chars/s ratios differ by >= 10% (ratio of ratios > 1.1)", threshold=1.1)  # fmt: skip
+    options = [[r for e in H4_ENGINES if (r := best(group, e, "korean")) is not None] for group in groups(runs).values()]
+    present = max(options, key=len, default=[])
+    profiles = {engine_of(r): korean_profile(r) for r in present}
+    for engine, profile in profiles.items():
+        ratios = ", ".join(f"{kind} {ratio:.2f}" for kind, ratio in profile["token_ratio"].items())
+        verdict.details.append(f"{engine}: Korean / English prompt tokens for the same meaning: {ratios}")
+    verdict.data = [cite(r, ["c1-*-ko", "c1-*-en"]) for r in present]
+    if len(present) < 2:
+        verdict.missing = f"python -m compare --engine vllm --engine ollama --scenario korean {GPU_MODEL}  (two engines, one machine)"
+        verdict.caveats = caveats(present)
+        return verdict
+    (a, pa), (b, pb) = list(profiles.items())[:2]
+    kinds = sorted(set(pa["token_ratio"]) & set(pb["token_ratio"]))
+    token_gap = max(abs(pb["token_ratio"][k] / pa["token_ratio"][k] - 1) for k in kinds)
+    verdict.details.append(f"prompt-token ratio {b} vs {a}: largest difference {token_gap:.1%} (tokenizers, no sampling noise)")
+    speed_kinds = sorted(set(pa["speed"]) & set(pb["speed"]))
+    cis = [ratio_of_ratios(pa["speed"][k], pb["speed"][k]) for k in speed_kinds]
+    for kind, ci in zip(speed_kinds, cis):
+        verdict.details.append(f"{kind}: ({b} KO/EN chars/s) / ({a} KO/EN chars/s): {fmt_ci(ci)}")
+    if token_gap >= verdict.threshold - 1:
+        verdict.verdict, verdict.effect = "supported", f"prompt-token ratio differs by {token_gap:.1%}"
+    elif cis:
+        widest = max(cis, key=lambda ci: abs(math.log(ci.value)))
+        folded = widest if widest.value >= 1 else Interval(1 / widest.value, 1 / widest.high, 1 / widest.low)
+        verdict.ci, verdict.verdict = folded, judge(folded, verdict.threshold)
+        verdict.effect = f"token ratios equal within {token_gap:.1%}; KO/EN chars/s ratio of ratios (folded >= 1): {fmt_ci(folded)}"
+    verdict.caveats = caveats(present) + ["output chars/s of a synthetic model compares decoded random tokens: each "
+                                          "engine's dummy weights generate other tokens, so only the prompt-token "
+                                          "ratios speak of the languages"]  # fmt: skip
+    return verdict
+
+
+def ratio_of_ratios(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> Interval:
+    """(b's KO / EN mean chars/s) / (a's), each mean ratio bootstrapped."""
+    ra, rb = mean_ratio(*a), mean_ratio(*b)
+    if math.isinf(ra.high) or math.isinf(rb.high):
+        return unbounded(rb.value / ra.value)
+    return Interval(rb.value / ra.value, rb.low / ra.high, rb.high / ra.low)
+
+
+def all_verdicts(runs: list) -> list[Verdict]:
+    return [h1_shared_prefix(runs), h2_concurrency(runs), h3_single_latency(runs), h4_degradation(runs), h5_korean(runs)]
+
+
+def verdicts_by_machine(runs: list) -> dict[str, list[Verdict]]:
+    """H1-H5 on each machine (hardware and model) on its own: engines are only compared where they ran together."""
+    return {f"{model} on {machine}": all_verdicts(group) for (machine, model), group in groups(runs).items()}
