@@ -29,7 +29,7 @@ async def measure(tokens: int, tokens_per_chunk: int, repeats: int) -> list[floa
         started = time.perf_counter_ns()
         record = await run_request(engine, request, timeout_s=600, origin_ns=started)
         elapsed_s = (time.perf_counter_ns() - started) / 1e9
-        assert record["ok"] and record["output_tokens"] == tokens, record["error"]
+        assert record.ok and record.output_tokens == tokens, record.error
         rates.append(tokens / elapsed_s)
     await engine.stop()
     return rates

@@ -19,12 +19,34 @@ examples:
   python -m compare --engine hf --scenario single --quick
   python -m compare --engine hf --engine null --scenario concurrent --concurrency 1,8 --num-requests 16
   python -m compare --engine hf --scenario my_scenario.json --engine-arg threads=2
+  python -m compare --engine vllm --scenario concurrent --request-rate 2,8,inf --slo preset=mlperf-llama3-8b
+  python -m compare --engine vllm --scenario concurrent --slo ttft_ms=500,tpot_ms=50 --find-max-rate
+  python -m compare --engine vllm --scenario smoke --profile c2-in32   # one cell under vLLM's profiler
   python -m compare --list                            # engines, scenarios, model presets
 
 Scenario fields given as flags override the scenario (after --quick). Results go to
 --out/<engine>_<scenario>_<utc time>.json; reprint one with `python -m compare.report FILE`.
 Exit codes: 0 ok, 1 an engine failed, 2 bad input (nothing measured is lost), 130 interrupted.
 """
+
+
+def _rate_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of rates (req/s) or inf") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} needs rates > 0 or inf")
+    return values
+
+
+def _slo(text: str) -> dict[str, float]:
+    from compare.slo import parse_slo
+
+    try:
+        return parse_slo(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -65,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fewer repetitions and requests (never shorter prompts or outputs)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="where synthetic models are built (default: $ENGINEBENCH_CACHE or ~/.cache/enginebench)")
+    parser.add_argument("--slo", type=_slo, metavar="K=MS,..",
+                        help="latency limits for goodput: ttft_ms=, tpot_ms=, e2e_ms=, or preset=mlperf-llama3-8b "
+                             "(TTFT 2 s, TPOT 100 ms) / mlperf-llama3-8b-interactive (0.5 s, 30 ms)")
+    parser.add_argument("--find-max-rate", type=int, nargs="?", const=6, default=0, metavar="STEPS",
+                        help="with --slo: double the request rate from the first --request-rate (default 1) while 99%% of "
+                             "requests meet the SLO, then bisect; at most STEPS cells (default 6)")
+    parser.add_argument("--profile", nargs="?", const="", default=None, metavar="CELL",
+                        help="run this cell (default: each scenario's first) under the engine's own profiler "
+                             "(vLLM torch profiler, SGLang, torch for hf); traces go to OUT/profiles/")
     parser.add_argument("--list", action="store_true", help="list engines, scenarios and model presets, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     fields = parser.add_argument_group("scenario overrides")
@@ -76,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     fields.add_argument("--warmups", type=int, metavar="N", help="warmup requests per cell (stored apart)")
     fields.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 300)")
     fields.add_argument("--seed", type=int, metavar="N", help="seed for prompt selection")
+    fields.add_argument("--request-rate", type=_rate_list, metavar="R[,R]",
+                        help="open loop: requests per second, one cell per rate (Poisson arrivals; inf: all at once); "
+                             "latency counts from each request's scheduled send")
+    fields.add_argument("--burstiness", type=float, metavar="B", help="open loop: gamma shape of the gaps (1 = Poisson, < 1 burstier)")
+    fields.add_argument("--max-concurrency", type=int, metavar="N", help="open loop: requests in flight at most (default: no cap)")
     fields.add_argument("--distinct-prompts", action="store_true",
                         help="give every request its own prompt (concurrent uses one shared prompt by default)")
     return parser
@@ -91,6 +127,9 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "warmup_requests": args.warmups,
         "timeout_s": args.timeout,
         "seed": args.seed,
+        "request_rate": tuple(args.request_rate) if args.request_rate else None,
+        "burstiness": args.burstiness,
+        "max_concurrency": args.max_concurrency,
     }
 
 
@@ -108,6 +147,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         quick=args.quick,
         cache_dir=args.cache_dir,
         show_progress=not args.no_progress and sys.stderr.isatty(),
+        slo=args.slo,
+        profile=args.profile,
+        find_max_rate=args.find_max_rate,
     )
 
 

@@ -28,6 +28,9 @@ class RunConfig:
     quick: bool = False
     cache_dir: Path | None = None
     show_progress: bool = True
+    slo: dict[str, float] | None = None  # latency limits for goodput
+    profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
+    find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
 
 
 def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:

@@ -1,11 +1,12 @@
 """Metrics, all derived from the raw per-request records (compare/records.py) stored in the results file.
 
-- TTFT = receipt of the first chunk that carries a token - send.
+- TTFT = receipt of the first chunk that carries a token - send (open loop: - the scheduled send).
 - ITL: a chunk carrying k tokens contributes k equal gaps of (its receipt - previous receipt) / k;
   extra tokens in the first chunk contribute gaps of 0. So a request has n - 1 ITL samples whose sum
   is t_last - t_first, and their mean is TPOT.
 - TPOT = (t_last - t_first) / (n - 1), for requests with n >= 2 tokens.
-- E2E = end of stream - send.
+- E2E = end of stream - send (open loop: - the scheduled send).
+- Send lag (open loop) = actual send - scheduled send: how far the load generator fell behind.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def cell_wall_ns(records: list[RequestRecord]) -> int:
     ends = [r.finished_at_ns for r in records if r.end_ns is not None]
     if not ends:
         return 0
-    return max(ends) - min(r.sent_ns for r in records)
+    return max(ends) - min(r.start_ns for r in records)
 
 
 def summarize(records: list[RequestRecord]) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         "tokens_per_chunk_mean": output_tokens / num_chunks if num_chunks else None,
         "cached_tokens_total": sum(cached) if cached else None,
         "requests_with_cached_tokens": sum(1 for c in cached if c > 0) if cached else None,
+        "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
             r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),

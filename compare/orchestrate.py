@@ -14,6 +14,7 @@ from rich.console import Console
 
 from compare.comparisons import compare_pairs, comparison_lines
 from compare.config import RunConfig, engine_args_for
+from compare.search import search_max_rate
 from compare.session import RunOptions, run_scenario
 from compare.tables import print_report
 from engines import REGISTRY, load_engine_class
@@ -85,7 +86,13 @@ async def run_all(config: RunConfig) -> int:
         fix = f"raise it with --engine-arg {run.name}.{arg}=N" if arg else "use a longer-context model"
         for scenario in config.scenarios:
             check_fits(scenario, plans[scenario.name], limit, f"the context of engine {run.name!r}", fix)
-    options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress)
+    if config.find_max_rate and not config.slo:
+        raise UsageError("--find-max-rate needs --slo: the search keeps the highest rate at which 99% of requests meet it")
+    if config.profile is not None:
+        for run in runs:  # engines that set their profiler up at start learn the folder now
+            run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
+    options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
+                         profile=config.profile)  # fmt: skip
     failures, finished = 0, []
     for run in runs:
         try:
@@ -100,6 +107,9 @@ async def run_all(config: RunConfig) -> int:
             for scenario in config.scenarios:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
                 try:
+                    if config.find_max_rate:
+                        await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
+                        continue
                     results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
                                                  options, console, run.variant)  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on

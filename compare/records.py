@@ -1,7 +1,9 @@
 """One request's record: what was observed, stored raw, with the figures derived from it.
 
 Times are integer nanoseconds on the harness's `perf_counter` clock. `sent_ns` is the send time as an
-offset from the start of the cell's loop; `chunk_ns` (one receipt time per chunk that carried tokens)
+offset from the start of the cell's loop; in open loop `scheduled_ns` is when the request was due (same
+origin), and TTFT and E2E are measured from it, so a load generator that falls behind cannot hide the
+queueing it caused (coordinated omission); `send_lag_ns` is the difference. `chunk_ns` (one receipt time per chunk that carried tokens)
 and `end_ns` (end of stream) are offsets from the send. `chunk_tokens[i]` tokens arrived in chunk i.
 Chunks are the raw form: tokens of one chunk share its receipt time, and nothing is expanded per token
 unless a caller asks for `token_ns`. Batch records (offline engines) have no chunks: `output_tokens`
@@ -40,6 +42,16 @@ class RequestRecord:
     cached_tokens: int | None = None
     engine: dict[str, Any] | None = None
     timing: str = "stream"  # "stream": receipt time per chunk; "batch": one call for the whole cell
+    scheduled_ns: int | None = None  # open loop: when the request was due, from the cell's origin
+
+    @property
+    def send_lag_ns(self) -> int:
+        return self.sent_ns - self.scheduled_ns if self.scheduled_ns is not None else 0
+
+    @property
+    def start_ns(self) -> int:
+        """Where latency counts from: the due time in open loop, the send in closed loop."""
+        return self.scheduled_ns if self.scheduled_ns is not None else self.sent_ns
 
     @property
     def ok(self) -> bool:
@@ -56,7 +68,7 @@ class RequestRecord:
 
     @property
     def ttft_ms(self) -> float | None:
-        return self.chunk_ns[0] / NS_PER_MS if self.chunk_ns else None
+        return (self.chunk_ns[0] + self.send_lag_ns) / NS_PER_MS if self.chunk_ns else None
 
     @property
     def tpot_ms(self) -> float | None:
@@ -67,7 +79,7 @@ class RequestRecord:
 
     @property
     def e2e_ms(self) -> float | None:
-        return self.end_ns / NS_PER_MS if self.end_ns is not None else None
+        return (self.end_ns + self.send_lag_ns) / NS_PER_MS if self.end_ns is not None else None
 
     @property
     def finished_at_ns(self) -> int | None:
@@ -81,7 +93,7 @@ class RequestRecord:
             "prompt_chars": self.prompt_chars, "target_output_tokens": self.target_output_tokens,
             "output_tokens": self.output_tokens, "output_chars": self.output_chars, "cached_tokens": self.cached_tokens,
             "sent_ns": self.sent_ns, "end_ns": self.end_ns, "chunk_ns": self.chunk_ns, "chunk_tokens": self.chunk_tokens,
-            "engine": self.engine, "timing": self.timing,
+            "engine": self.engine, "timing": self.timing, "scheduled_ns": self.scheduled_ns,
         }  # fmt: skip
 
     @classmethod
@@ -102,7 +114,7 @@ class RequestRecord:
             error=None if data.get("ok", True) else data.get("error") or "failed",
             finish_reason=data.get("finish_reason"), prompt_tokens_reported=data.get("prompt_tokens_reported"),
             output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
-            timing=data.get("timing", "stream"),
+            timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"),
         )  # fmt: skip
 
 
@@ -120,10 +132,11 @@ def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
 class StreamRecorder:
     """The per-request hot path: one clock read and two appends per chunk; the record is built at the end."""
 
-    __slots__ = ("request", "origin_ns", "sent_ns", "chunk_ns", "chunk_tokens", "output_ids", "texts", "meta")
+    __slots__ = ("request", "origin_ns", "scheduled_ns", "sent_ns", "chunk_ns", "chunk_tokens", "output_ids", "texts", "meta")
 
-    def __init__(self, request: Request, origin_ns: int):
-        self.request, self.origin_ns = request, origin_ns
+    def __init__(self, request: Request, origin_ns: int, scheduled_ns: int | None = None):
+        """`scheduled_ns`: open loop, the due time as an offset from `origin_ns`."""
+        self.request, self.origin_ns, self.scheduled_ns = request, origin_ns, scheduled_ns
         self.chunk_ns: list[int] = []
         self.chunk_tokens: list[int] = []
         self.output_ids: list[int] = []
@@ -160,6 +173,7 @@ class StreamRecorder:
             prompt_tokens_reported=self.meta.get("num_prompt_tokens"), output_chars=self._output_chars(decode),
             cached_tokens=self.meta.get("num_cached_tokens"),
             engine=engine_side(self.meta.get("engine_metrics"), sent, chunk_ns[0] if chunk_ns else None),
+            scheduled_ns=self.scheduled_ns,
         )  # fmt: skip
 
     def _output_chars(self, decode: Callable[[list[int]], str] | None) -> int | None:

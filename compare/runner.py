@@ -1,7 +1,10 @@
-"""The runner: closed-loop concurrency, one receipt timestamp per chunk, raw records per request.
+"""The runner: closed-loop concurrency or open-loop arrivals, one receipt timestamp per chunk, raw
+records per request.
 
-Per cell: warmups at concurrency 1 (stored apart), a cache reset, then N workers that each send
-their next request when the last one finishes. The per-chunk hot path is a clock read and two
+Per cell: warmups at concurrency 1 (stored apart), a cache reset, then either N workers that each send
+their next request when the last one finishes (closed loop), or every request sent at its scheduled
+time whatever is still in flight (open loop; `max_concurrency` may cap it, and then a request waits in
+the harness, and that wait counts, since latency is measured from the schedule). The per-chunk hot path is a clock read and two
 appends (compare/records.py: StreamRecorder); everything else is derived after the request ends.
 Batch engines get the whole cell in one call instead.
 """
@@ -29,6 +32,7 @@ class CellRun:
     records: list[RequestRecord | None] = field(default_factory=list)
     cache_resets: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
+    origin_ns: int | None = None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
 
     def finished_records(self) -> list[RequestRecord]:
         return [r for r in self.records if r is not None]
@@ -51,7 +55,13 @@ async def run_cell(
         cell.warmups.extend(await closed_loop(engine, plan.warmups, 1, timeout_s, decode))
         await _reset(engine, cell, "after warmups")
         cell.records = [None] * len(plan.requests)
-        await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done)
+        cell.origin_ns = perf_counter_ns()
+        if plan.arrivals_ns is not None:
+            await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
+                            on_request_done, cell.origin_ns)  # fmt: skip
+        else:
+            await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done,
+                              cell.origin_ns)  # fmt: skip
     cell.complete = True
 
 
@@ -72,11 +82,12 @@ async def closed_loop(
     decode: Decode | None = None,
     results: list[RequestRecord | None] | None = None,
     on_request_done: Callable[[], None] | None = None,
+    origin_ns: int | None = None,
 ) -> list[RequestRecord]:
     """N workers share one queue of requests; each sends its next one when its last one ends."""
     results = results if results is not None else [None] * len(requests)
     pending = iter(range(len(requests)))
-    origin_ns = perf_counter_ns()
+    origin_ns = origin_ns or perf_counter_ns()
 
     async def worker() -> None:
         for index in pending:  # one event loop: workers never take the same index
@@ -88,10 +99,50 @@ async def closed_loop(
     return results  # type: ignore[return-value]
 
 
+async def open_loop(
+    engine: StreamingEngine,
+    requests: tuple[Request, ...],
+    arrivals_ns: tuple[int, ...],
+    max_concurrency: int,
+    timeout_s: float,
+    decode: Decode | None = None,
+    results: list[RequestRecord | None] | None = None,
+    on_request_done: Callable[[], None] | None = None,
+    origin_ns: int | None = None,
+) -> list[RequestRecord]:
+    """Each request goes at its due time (origin + arrival), whatever is in flight; max_concurrency > 0 caps it."""
+    results = results if results is not None else [None] * len(requests)
+    origin_ns = origin_ns or perf_counter_ns()
+    slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+
+    async def one(index: int) -> None:
+        await sleep_until(origin_ns + arrivals_ns[index])
+        if slots is not None:
+            async with slots:
+                results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
+        else:
+            results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
+        if on_request_done is not None:
+            on_request_done()
+
+    await asyncio.gather(*(one(i) for i in range(len(requests))))
+    return results  # type: ignore[return-value]
+
+
+async def sleep_until(due_ns: int) -> None:
+    """Sleep to `due_ns` (perf_counter). The loop's timer wakes up to about a millisecond late (epoll waits in
+    whole ms); a spin to the exact time would cost a core at high rates, which a CPU engine would feel, so the
+    harness takes the lateness and records it per request (`send_lag_ns`); latency counts from the schedule."""
+    delay_ns = due_ns - perf_counter_ns()
+    if delay_ns > 0:
+        await asyncio.sleep(delay_ns / 1e9)
+
+
 async def run_request(
-    engine: StreamingEngine, request: Request, timeout_s: float, origin_ns: int, decode: Decode | None = None
-) -> RequestRecord:
-    recorder = StreamRecorder(request, origin_ns)
+    engine: StreamingEngine, request: Request, timeout_s: float, origin_ns: int, decode: Decode | None = None,
+    scheduled_ns: int | None = None,
+) -> RequestRecord:  # fmt: skip
+    recorder = StreamRecorder(request, origin_ns, scheduled_ns)
     error = None
     stream = engine.generate(request)
     try:

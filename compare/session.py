@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,17 @@ from compare import environment
 from compare.gpu import GpuSampler
 from compare.results import ResultsFile, results_path
 from compare.runner import CellRun, run_cell
+from compare.observe import CellObserver
+from compare.slo import goodput
 from compare.summaries import summarize_cell
+from compare.telemetry import summarize_telemetry
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
 from workloads.scenarios import Scenario
+
+
+SEND_LAG_WARN_MS = 10.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class RunOptions:
     quick: bool = False
     gpu_interval_ms: float = 50.0
     show_progress: bool = True
+    slo: dict[str, float] | None = None  # latency limits for goodput (compare/slo.py)
+    profile: str | None = None  # a cell id to run under the engine's profiler ("": the first cell)
 
 
 def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
@@ -49,6 +58,8 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "timeout_s": scenario.timeout_s,
         "inexact_text_prompts": plan.num_inexact_text_prompts,
         "prompts_sha256": prompts_sha256(plan),
+        "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
+        "burstiness": scenario.burstiness if spec.request_rate is not None else None,
     }
 
 
@@ -117,28 +128,62 @@ async def run_scenario(
 async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=len(plan.requests))
+    profile = options.profile
+    if profile == "" and results.doc["cells"]:
+        profile = None  # --profile without a cell id: the scenario's first cell only
+    observer = CellObserver(engine, plan.spec.cell_id, profile, options.out_dir / "profiles" / plan.spec.cell_id)
+    await observer.start()
     sampler = GpuSampler(options.gpu_interval_ms)
     sampler.start()
     try:
         await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task))
     finally:
         gpu = sampler.stop()
+        observed = await observer.stop(cell.origin_ns)
         document = cell_document(scenario, cell, description["capabilities"], gpu)
+        document.update(observed_figures(document, observed, options.slo))
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
     console.print(_cell_line(document), highlight=False, markup=False)
 
 
+def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None) -> dict[str, Any]:
+    """Telemetry with its summary, harness CPU, goodput, and the warnings they bring."""
+    records, wall_s = document["requests"], document["summary"]["wall_s"]
+    extra = dict(observed)
+    if "telemetry" in extra:
+        extra["telemetry"]["summary"] = summarize_telemetry(extra["telemetry"]["rows"], records, int(wall_s * 1e9))
+    if slo:
+        extra["slo"] = goodput(records, slo, wall_s)
+    warnings = list(document["warnings"])
+    if (extra.get("profiled") or {}).get("started"):
+        warnings.append(f"profiled: the engine's profiler ran during this cell (trace {extra['profiled'].get('trace')}); "
+                        "its numbers carry the profiler's cost")  # fmt: skip
+    lag = document["summary"].get("send_lag_ms", {})
+    if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
+        warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
+                        "still count from the schedule")  # fmt: skip
+    extra["warnings"] = warnings
+    return extra
+
+
 def _cell_line(cell: dict[str, Any]) -> str:
     s = cell["summary"]
-    ttft = s["ttft_ms"].get("p50")
-    tok_s = s["output_tok_per_s"]
-    return (
-        f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok, TTFT p50 "
-        f"{ttft:.1f} ms, {tok_s:.1f} output tok/s, {len(cell['warnings'])} warning(s)"
-        if ttft is not None and tok_s is not None
-        else f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok"
-    )
+    ttft, tok_s = s["ttft_ms"].get("p50"), s["output_tok_per_s"]
+    line = f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok"
+    if ttft is not None and tok_s is not None:
+        line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
+    harness = cell.get("harness") or {}
+    if harness.get("loop_thread_cpu_share") is not None:
+        line += f", harness CPU {harness['process_cpu_share']:.0%} (loop thread {harness['loop_thread_cpu_share']:.0%})"
+    telemetry = (cell.get("telemetry") or {}).get("summary") or {}
+    if telemetry.get("running_max") is not None:
+        line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
+    slo = cell.get("slo")
+    if slo and slo["share_met"] is not None:
+        line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
+        line += f"; most missed: {slo['most_missed']})" if slo["most_missed"] else ")"
+    return line + f", {len(cell['warnings'])} warning(s)"
 
 
 def _decoder(tokenizer):

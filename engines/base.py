@@ -106,7 +106,8 @@ class Engine(Protocol):
 
     `max_context_tokens`: prompt + output tokens the engine accepts, checked against every planned prompt
     before measuring (None: the model's own limit applies); `context_arg` names the engine arg that raises
-    it. `http_server()`: how HTTP mode launches the engine's own server, or None where it has none."""
+    it. `http_server()`: how HTTP mode launches the engine's own server, or None where it has none. Telemetry
+    and the profiler window are optional too (below)."""
 
     max_context_tokens: int | None = None
     context_arg: str | None = None
@@ -120,6 +121,23 @@ class Engine(Protocol):
     def describe(self) -> EngineDescription: ...
 
     def http_server(self) -> ServerLaunch | None:
+        return None
+
+    # Telemetry, both optional: `telemetry_rows` is a list the engine appends one row to per engine step
+    # ({"t_ns": perf_counter_ns, "running": ..., ...}); `telemetry_snapshot()` returns its state now, polled by
+    # the harness at an interval. None from either: the engine has none.
+    telemetry_rows: list[dict[str, Any]] | None = None
+    profile_folder: str | None = None  # set before start() where a profiler window will be asked for
+
+    async def telemetry_snapshot(self) -> dict[str, Any] | None:
+        return None
+
+    # Profiler window: start_profile(folder) returns False where the engine has no profiler; stop_profile()
+    # returns where the trace went.
+    async def start_profile(self, folder: str) -> bool:
+        return False
+
+    async def stop_profile(self) -> str | None:
         return None
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, require_local_model, resolve_engine_args
-from engines.threads import ThreadChannel
+from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS = {
     "dtype": "auto",  # auto = the model's config dtype; or float32, bfloat16, float16
@@ -65,7 +65,7 @@ class _CancelOnEvent:
         return self.torch.full((input_ids.shape[0],), self.event.is_set(), dtype=self.torch.bool)
 
 
-class HFTransformersEngine(StreamingEngine):
+class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
     max_context_tokens: int | None = None  # the model's own limit
     context_arg: str | None = None
 
@@ -110,6 +110,26 @@ class HFTransformersEngine(StreamingEngine):
     async def reset_cache(self) -> None:
         return None  # no cache survives between generate() calls
 
+    async def start_profile(self, folder: str) -> bool:
+        """torch.profiler around the worker thread's generate calls (started and stopped on that thread)."""
+        import torch
+
+        def start():
+            self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self._profiler.start()
+
+        self._profile_path = f"{folder}/hf-trace-{time.strftime('%Y%m%dT%H%M%S')}.json"
+        await asyncio.get_running_loop().run_in_executor(self._executor, start)
+        return True
+
+    async def stop_profile(self) -> str | None:
+        def stop():
+            self._profiler.stop()
+            self._profiler.export_chrome_trace(self._profile_path)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, stop)
+        return self._profile_path
+
     def describe(self) -> EngineDescription:
         import torch
         import transformers
@@ -141,12 +161,14 @@ class HFTransformersEngine(StreamingEngine):
         channel = ThreadChannel()
         streamer = _TokenStreamer(channel)
         job = channel.loop.run_in_executor(self._executor, self._generate_blocking, request, streamer, channel.cancel)
+        self.in_flight += 1
         try:
             async for ids in channel.items():
                 yield Chunk(len(ids), token_ids=ids)
             output_ids = await job
         finally:
             channel.cancel.set()  # a timed-out or abandoned request stops at its next token
+            self.in_flight -= 1
         yield Chunk(
             0,
             finish_reason=self._finish_reason(request, output_ids),

@@ -42,6 +42,27 @@ DEFAULT_ARGS: dict[str, Any] = {
     "log_dir": "results",
 }
 TOKEN_ID_PROMPTS = {"vllm", "sglang"}
+METRICS = {  # our name -> the server's gauge names, newest first
+    "vllm": {"running": ("vllm:num_requests_running",), "waiting": ("vllm:num_requests_waiting",),
+             "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")},
+    "sglang": {"running": ("sglang:num_running_reqs",), "waiting": ("sglang:num_queue_reqs",),
+               "kv_cache_usage": ("sglang:token_usage",)},
+}  # fmt: skip
+
+
+def prometheus_values(text: str) -> dict[str, float]:
+    """Gauges from Prometheus text exposition, summed over their label sets (one engine: one series each)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_part, _, value = line.rpartition(" ")
+        name = name_part.split("{", 1)[0].strip()
+        try:
+            values[name] = values.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return values
 
 
 class MalformedStream(Exception):
@@ -113,6 +134,21 @@ class HttpCompletionsEngine(StreamingEngine):
         response = await self._client.post(path)
         if response.status_code != 200:
             raise RuntimeError(f"POST {path} answered HTTP {response.status_code}")
+
+    async def telemetry_snapshot(self) -> dict[str, Any] | None:
+        """The server's Prometheus /metrics (vLLM, SGLang with metrics on): running, waiting, KV-cache usage."""
+        names = METRICS.get(self.args["server"])
+        if names is None or self._client is None:
+            return None
+        try:
+            response = await self._client.get("/metrics")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        values = prometheus_values(response.text)
+        row = {ours: values[theirs] for ours, candidates in names.items() for theirs in candidates if theirs in values}
+        return row or None
 
     def describe(self) -> EngineDescription:
         return EngineDescription(

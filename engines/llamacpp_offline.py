@@ -33,7 +33,7 @@ from engines.base import (
     resolve_engine_args,
 )
 from engines.gguf import export_gguf
-from engines.threads import ThreadChannel
+from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS: dict[str, Any] = {
     "quant": "f16",  # GGUF type to export and run: f16, bf16, q8_0, q4_k_m
@@ -43,7 +43,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-class LlamaCppEngine(StreamingEngine):
+class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
@@ -128,12 +128,14 @@ class LlamaCppEngine(StreamingEngine):
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         channel = ThreadChannel()
         job = channel.loop.run_in_executor(self._executor, self._generate_blocking, request, channel)
+        self.in_flight += 1
         try:
             async for token in channel.items():
                 yield Chunk(1, token_ids=[token])
             summary = await job
         finally:
             channel.cancel.set()
+            self.in_flight -= 1
         yield Chunk(
             0,
             finish_reason=summary["finish_reason"],

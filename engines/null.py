@@ -9,7 +9,6 @@ Deadlines are absolute, so sleep jitter never accumulates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import AsyncIterator
 
@@ -28,6 +27,7 @@ class NullEngine(StreamingEngine):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)
         self._slots: asyncio.Semaphore | None = None
+        self.running, self.waiting = 0, 0
 
     async def start(self) -> None:
         capacity = self.args["capacity"]
@@ -61,7 +61,14 @@ class NullEngine(StreamingEngine):
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
         full_chunk = Chunk(per_chunk)  # shared: the runner only reads it
-        async with self._slots or contextlib.nullcontext():
+        self.waiting += 1
+        try:
+            if self._slots is not None:
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
             deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3
             emitted = 0
             while emitted < total:
@@ -72,4 +79,12 @@ class NullEngine(StreamingEngine):
                 count = min(per_chunk, total - emitted)
                 emitted += count
                 yield full_chunk if count == per_chunk else Chunk(count)
+        finally:
+            self.running -= 1
+            if self._slots is not None:
+                self._slots.release()
         yield Chunk(0, finish_reason="length", num_prompt_tokens=request.num_prompt_tokens)
+
+    async def telemetry_snapshot(self) -> dict[str, int]:
+        """Requests holding a slot, and requests waiting for one."""
+        return {"running": self.running, "waiting": self.waiting}

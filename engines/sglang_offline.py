@@ -215,6 +215,31 @@ class SGLangEngine(StreamingEngine):
             await asyncio.sleep(FLUSH_RETRY_DELAY_S)
         raise RuntimeError(f"SGLang flush_cache failed {FLUSH_RETRIES} times: {message or 'scheduler not idle'}")
 
+    async def telemetry_snapshot(self) -> dict[str, Any] | None:
+        """`tokenizer_manager.get_loads()` (SGLang's /v1/loads source), summed over its schedulers."""
+        manager = self._engine.tokenizer_manager
+        if not hasattr(manager, "get_loads"):
+            return None
+        loads = await manager.get_loads()
+        if not loads:
+            return None
+        return {"running": sum(getattr(x, "num_running_reqs", 0) for x in loads),
+                "waiting": sum(getattr(x, "num_waiting_reqs", 0) for x in loads),
+                "kv_cache_usage": max(getattr(x, "token_usage", 0.0) for x in loads),
+                "cache_hit_rate": max(getattr(x, "cache_hit_rate", 0.0) for x in loads)}  # fmt: skip
+
+    async def start_profile(self, folder: str) -> bool:
+        """SGLang's own profiler (`tokenizer_manager.start_profile`, a ProfileReq with output_dir)."""
+        from sglang.srt.managers.io_struct import ProfileReq
+
+        self._profile_folder = folder
+        await self._engine.tokenizer_manager.start_profile(ProfileReq(output_dir=folder))
+        return True
+
+    async def stop_profile(self) -> str | None:
+        await self._engine.tokenizer_manager.stop_profile()
+        return self._profile_folder
+
     def describe(self) -> EngineDescription:
         resolved = dict(self.kwargs)
         server = getattr(self._engine, "server_args", None)

@@ -26,3 +26,13 @@ class ThreadChannel:
     async def items(self) -> AsyncIterator[Any]:  # event loop
         while (item := await self.queue.get()) is not _END:
             yield item
+
+
+class OneWorkerTelemetry:
+    """For engines that run one request at a time in one worker thread: requests handed to it and not finished.
+    One runs, the rest wait in the worker's queue (a mixin; the engine counts `in_flight` around generate)."""
+
+    in_flight = 0
+
+    async def telemetry_snapshot(self) -> dict[str, int]:
+        return {"running": min(1, self.in_flight), "waiting": max(0, self.in_flight - 1)}

@@ -45,10 +45,11 @@ DEFAULT_ARGS: dict[str, Any] = {
     "distributed_executor_backend": "",  # "": vLLM's choice (the CPU build always uses "mp")
     "cpu_threads_bind": "",  # VLLM_CPU_OMP_THREADS_BIND on CPU; "": vLLM's own binding
     "seed": 0,
+    "step_telemetry": True,  # a stat logger records the scheduler every step (with iteration details)
 }
 CPU_KV_CACHE_BYTES = 1 << 30
 MAX_DEFAULT_MODEL_LEN = 32768
-_ENGINE_ONLY_KEYS = {"cpu_threads_bind"}
+_ENGINE_ONLY_KEYS = {"cpu_threads_bind", "step_telemetry"}
 
 
 class _VLLMBase:
@@ -181,20 +182,53 @@ def _durations(stamps_ns: dict[str, int]) -> dict[str, int]:
 
 
 class VLLMEngine(_VLLMBase, StreamingEngine):
-    """Streaming, in-process: AsyncLLM with DELTA outputs."""
+    """Streaming, in-process: AsyncLLM with DELTA outputs, a step timeline, and vLLM's own profiler window."""
 
     name = "vllm"
 
     def __init__(self, model, engine_args=None):
         super().__init__(model, engine_args)
         self._engine = None
+        self.telemetry_rows: list[dict[str, Any]] | None = [] if self.args["step_telemetry"] else None
+        self.profile_folder: str | None = None  # set before start() to open profiler windows later
+
+    def _observability_args(self) -> dict[str, Any]:
+        """What telemetry and the profiler add to the engine args, where this vLLM version has the fields."""
+        import dataclasses
+
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        fields = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+        extra: dict[str, Any] = {}
+        if self.telemetry_rows is not None and "enable_logging_iteration_details" in fields:
+            extra["enable_logging_iteration_details"] = True
+        if self.profile_folder and "profiler_config" in fields:
+            from vllm.config import ProfilerConfig
+
+            extra["profiler_config"] = ProfilerConfig(profiler="torch", torch_profiler_dir=self.profile_folder)
+        self.notes.append(f"observability: {sorted(extra) or 'none'}")
+        return extra
 
     async def start(self) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from engines.vllm_telemetry import timeline_logger
+
         self._apply_cpu_environment()
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**self.resolved))
+        loggers = [timeline_logger(self.telemetry_rows)] if self.telemetry_rows is not None else None
+        engine_args = AsyncEngineArgs(**self.resolved, **self._observability_args())
+        self._engine = AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
+
+    async def start_profile(self, folder: str) -> bool:
+        if not self.profile_folder:
+            return False
+        await self._engine.start_profile()
+        return True
+
+    async def stop_profile(self) -> str | None:
+        await self._engine.stop_profile()
+        return self.profile_folder
 
     async def stop(self) -> None:
         if self._engine is not None:

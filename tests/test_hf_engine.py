@@ -54,9 +54,9 @@ def test_engine_side_timestamps_are_ordered_before_the_harness_receipt(smoke_res
         assert r["engine"]["clock_consistent"] and r["engine"]["delivery_lag_ns"] >= 0
 
 
-def test_summaries_recompute_identically_from_the_raw_records(smoke_results, capsys):
+def test_summaries_recompute_identically_from_the_raw_records(smoke_results, capsys, tmp_path):
     path, doc, _ = smoke_results
-    assert report_main([str(path), "--recompute"]) == 0
+    assert report_main([str(path), "--recompute", "--out", str(tmp_path / "report")]) == 0
     assert "c2-in32" in capsys.readouterr().out
     from compare.results import load
     from compare.summaries import summarize_cell

@@ -15,7 +15,8 @@ LAYERS = {  # higher may import lower or equal, never higher
     "analysis": (3, ("compare.metrics", "compare.checks", "compare.summaries", "compare.overhead", "compare.fidelity",
                      "compare.comparisons", "compare.stats", "compare.cellstats", "compare.ratios", "compare.runsets",
                      "compare.verdicts", "compare.hypotheses", "compare.hypotheses_load", "compare.roofline", "compare.vs", "compare.slo", "compare.telemetry")),
-    "running": (4, ("compare.runner", "compare.session", "compare.gpu", "compare.environment")),
+    "running": (4, ("compare.runner", "compare.session", "compare.gpu", "compare.environment", "compare.observe",
+                    "compare.search")),
     "orchestration": (5, ("compare.config", "compare.orchestrate")),
     "cli": (6, ("compare.cli", "compare.report", "compare.anchor_vllm", "compare.__main__")),
 }  # fmt: skip

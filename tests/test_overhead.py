@@ -87,7 +87,7 @@ def test_mode_both_on_llamacpp_records_the_variants_and_the_report_pairs_the_fil
     launched = json.loads(http.read_text())["engine"]["engine_args"]["launched"]
     assert "llama_cpp.server" in launched and "--n_threads" in launched
     assert (tmp_path / "server-llamacpp.log").exists()
-    report = subprocess.run([sys.executable, "-m", "compare.report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    report = subprocess.run([sys.executable, "-m", "compare.report", str(tmp_path), "--out", str(tmp_path / "report")], cwd=ROOT, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     line = next(line for line in report.stdout.splitlines() if line.strip().startswith("c1-in32: ΔTTFT p50"))
     assert "TTFT p50 = engine" in line  # the split needs the in-process engine's own first-token time

@@ -179,7 +179,10 @@ def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(mod
     assert runtime.calls == [(32, {"max_new_tokens": 6, "min_new_tokens": 6, "ignore_eos": True, "temperature": 0.0}, True)]
 
 
-def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(model):
+def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(model, monkeypatch):
+    import engines.sglang_offline
+
+    monkeypatch.setattr(engines.sglang_offline, "FLUSH_RETRY_DELAY_S", 0.001)  # the count matters here, not the wait
     engine = SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1], flush_failures=3))
     asyncio.run(engine.reset_cache())
     assert engine.cache_flushes == [{"attempts": 4}]

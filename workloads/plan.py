@@ -6,9 +6,11 @@ is reported before anything is measured, and every engine sees byte-identical pr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from engines.base import Request, UsageError
+from workloads.arrivals import arrival_offsets_ns
 from workloads.prompts import Prompt, PromptBuilder, load_corpus
 from workloads.scenarios import CellSpec, Scenario
 
@@ -20,6 +22,7 @@ class CellPlan:
     requests: tuple[Request, ...]
     target_prompt_tokens: int | None  # None for natural-length prompts
     num_inexact_text_prompts: int  # prompts whose text does not re-encode to the exact ids
+    arrivals_ns: tuple[int, ...] | None = None  # open loop: each request's due time after the cell's start
 
 
 def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None) -> list[CellPlan]:
@@ -31,7 +34,13 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None)
             builders[language] = PromptBuilder(tokenizer, text)
         return builders[language]
 
-    plans = [_plan_cell(scenario, cell, builder_for(cell.language)) for cell in scenario.cells()]
+    plans = []
+    for index, cell in enumerate(scenario.cells()):
+        plan = _plan_cell(scenario, cell, builder_for(cell.language))
+        if cell.request_rate is not None:
+            arrivals = arrival_offsets_ns(len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index)
+            plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
+        plans.append(plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
     return plans

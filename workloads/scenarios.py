@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
+from workloads.arrivals import rate_label
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 TEXTS_DIR = Path(__file__).parent / "texts"
@@ -39,8 +41,13 @@ class Scenario:
     timeout_s: float = 300.0
     seed: int = 0
     quick: dict[str, Any] = field(default_factory=dict)
+    request_rate: tuple[float, ...] = ()  # open loop: one cell per rate (req/s; inf: all at once) instead of per concurrency
+    burstiness: float = 1.0  # open loop: gamma shape of the gaps (1: Poisson)
+    max_concurrency: int = 0  # open loop: requests in flight at most (0: no cap)
 
     def cells(self) -> list[CellSpec]:
+        if self.request_rate:
+            return self._open_loop_cells()
         cells = []
         for concurrency in self.concurrency:
             if self.prompt_mode == "language-pairs":
@@ -56,6 +63,18 @@ class Scenario:
                     cells.append(CellSpec(cell_id, concurrency, input_tokens, language, None, self.requests_for(concurrency)))
         return cells  # fmt: skip
 
+    def _open_loop_cells(self) -> list[CellSpec]:
+        """Per rate and prompt length; every cell has as many requests as the busiest closed-loop cell would."""
+        count = self.requests_for(max(self.concurrency))
+        cells = []
+        for rate in self.request_rate:
+            for input_tokens in self.input_tokens:
+                for language in self.languages:
+                    suffix = f"-{language}" if len(self.languages) > 1 else ""
+                    cell_id = f"{rate_label(rate)}-in{input_tokens}{suffix}"
+                    cells.append(CellSpec(cell_id, self.max_concurrency, input_tokens, language, None, count, rate))
+        return cells
+
     def requests_for(self, concurrency: int) -> int:
         if self.num_requests == "concurrency":
             return concurrency
@@ -70,6 +89,7 @@ class Scenario:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["request_rate"] = ["inf" if math.isinf(r) else r for r in self.request_rate]
         data["corpus"] = {lang: f"<{len(text)} characters>" for lang, text in self.corpus.items()}
         return data
 
@@ -82,6 +102,7 @@ class CellSpec:
     language: str
     kind: str | None  # language-pairs prompt kind
     num_requests: int
+    request_rate: float | None = None  # open loop (req/s); None: closed loop at `concurrency`
 
 
 def builtin_names() -> list[str]:
@@ -139,6 +160,13 @@ def _find_text(name: str, base: Path) -> Path:
 _TUPLE_FIELDS = {"concurrency": int, "input_tokens": int, "languages": str}
 
 
+def _rates(value: Any, source: str) -> tuple[float, ...]:
+    """request_rate as data: numbers, or "inf" (JSON has no infinity)."""
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) or v == "inf" for v in value):
+        raise UsageError(f"{source}: field 'request_rate' must be a list of req/s numbers or \"inf\"")
+    return tuple(float(v) for v in value)
+
+
 def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
     known = {f.name for f in dataclasses.fields(Scenario)}
     unknown = sorted(set(raw) - known)
@@ -156,6 +184,8 @@ def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
                 raise UsageError(f"{source}: field {name!r} must be a list of {kind.__name__}")
             data[name] = tuple(value)
     data["pairs"] = tuple(data.get("pairs") or ())
+    if "request_rate" in data:
+        data["request_rate"] = _rates(data["request_rate"], source)
     try:
         scenario = Scenario(**data)
     except TypeError as exc:
@@ -192,6 +222,13 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
         fail("'warmup_requests' and 'shared_prefix_tokens' must be >= 0")
     if scenario.timeout_s <= 0:
         fail("'timeout_s' must be > 0")
+    if scenario.request_rate:
+        if min(scenario.request_rate) <= 0:
+            fail("'request_rate' needs rates > 0 (req/s) or inf")
+        if scenario.prompt_mode in ("language-pairs", "shared-prefix"):
+            fail(f"'request_rate' (open loop) works with prompt_mode same or distinct, not {scenario.prompt_mode}")
+    if scenario.burstiness <= 0 or scenario.max_concurrency < 0:
+        fail("'burstiness' must be > 0 (1 = Poisson) and 'max_concurrency' >= 0 (0 = no cap)")
 
 
 def apply_overrides(scenario: Scenario, quick: bool, overrides: dict[str, Any]) -> Scenario:

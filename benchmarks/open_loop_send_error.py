@@ -1,0 +1,53 @@
+"""Open-loop scheduler cost: how late each request leaves against its schedule, at 10, 100 and 1000 req/s.
+
+The `null` engine (a fake: no model) answers each request with a few tokens at a fixed interval, so
+what is measured is the harness: Poisson arrivals (seeded), one task per request sleeping until its due
+time, then the request. Send error = actual send - scheduled send, per request; the harness's CPU
+share over the run is printed beside it. Run pinned to one core:
+
+    taskset -c 0 .venv/bin/python benchmarks/open_loop_send_error.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import numpy as np
+
+from compare.runner import open_loop
+from engines.base import Request
+from engines.null import NullEngine
+from workloads.arrivals import arrival_offsets_ns
+
+
+async def measure(rate: float, seconds: float, tokens: int) -> dict[str, float]:
+    engine = NullEngine(None, {"interval_ms": "5", "tokens_per_chunk": "1"})
+    await engine.start()
+    count = int(rate * seconds)
+    requests = tuple(Request(f"r{i}", (1, 2, 3), tokens, tokens) for i in range(count))
+    arrivals = arrival_offsets_ns(count, rate, seed=0)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    records = await open_loop(engine, requests, tuple(arrivals), 0, timeout_s=60)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    lag_ms = np.array([r.send_lag_ns for r in records]) / 1e6
+    return {"requests": count, "p50_ms": float(np.percentile(lag_ms, 50)), "p99_ms": float(np.percentile(lag_ms, 99)),
+            "max_ms": float(lag_ms.max()), "cpu_share": cpu / wall}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="10,100,1000", help="req/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="scheduled duration per rate")
+    parser.add_argument("--tokens", type=int, default=8, help="tokens per request (5 ms apart)")
+    args = parser.parse_args()
+    print(f"{'rate':>6} {'requests':>9} {'send error p50':>15} {'p99':>9} {'max':>9} {'harness CPU':>12}")
+    for rate in (float(r) for r in args.rates.split(",")):
+        row = asyncio.run(measure(rate, args.seconds, args.tokens))
+        print(f"{rate:6g} {row['requests']:9d} {row['p50_ms']:12.3f} ms {row['p99_ms']:6.3f} ms {row['max_ms']:6.3f} ms "
+              f"{row['cpu_share']:11.0%}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""What the harness watches around one cell besides the requests: its own CPU, the engine's telemetry, and
+an optional profiler window.
+
+- Harness CPU: process CPU time and the event-loop thread's CPU time over the cell, each as a share of
+  one core over the cell's wall time. In-process engines run part of themselves in this process (vLLM's
+  output handler runs on the same loop), so the loop thread's share bounds what the harness itself used.
+- Telemetry: the rows an engine appends per step (`telemetry_rows`), or snapshots the harness polls
+  (`telemetry_snapshot()`), each stamped on perf_counter; stored as offsets from the cell's origin.
+- Profiler: around the chosen cell, the engine's own profiler; the cell is marked as profiled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+POLL_INTERVAL_S = 0.05
+
+
+class CellObserver:
+    def __init__(self, engine, cell_id: str, profile: str | None, profile_dir: Path, poll_interval_s: float = POLL_INTERVAL_S):
+        self.engine, self.cell_id = engine, cell_id
+        self.profile_wanted = profile is not None and profile in ("", cell_id)
+        self.profile_dir = profile_dir
+        self.poll_interval_s = poll_interval_s
+        self.polled: list[dict[str, Any]] = []
+        self.rows_from = len(engine.telemetry_rows) if getattr(engine, "telemetry_rows", None) is not None else None
+        self.profiled: dict[str, Any] | None = None
+        self._poller: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.profile_wanted:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            started = await self.engine.start_profile(str(self.profile_dir))
+            self.profiled = {"started": started, "reason": None if started else "the engine has no profiler window"}
+        if self.rows_from is None and await self.engine.telemetry_snapshot() is not None:
+            self._poller = asyncio.create_task(self._poll())
+        self.cpu0, self.thread0, self.wall0 = time.process_time(), time.thread_time(), perf_counter_ns()
+        self.started_unix = time.time() - 1  # file times have 1 s resolution on some file systems
+
+    async def _poll(self) -> None:
+        while True:
+            snapshot = await self.engine.telemetry_snapshot()
+            if snapshot:
+                self.polled.append({"t_ns": perf_counter_ns(), **snapshot})
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def stop(self, origin_ns: int | None) -> dict[str, Any]:
+        wall_s = (perf_counter_ns() - self.wall0) / 1e9
+        cpu_s, thread_s = time.process_time() - self.cpu0, time.thread_time() - self.thread0
+        if self._poller is not None:
+            self._poller.cancel()
+        if self.profiled and self.profiled["started"]:
+            trace = await self.engine.stop_profile()
+            self.profiled["trace"] = trace
+            if trace and Path(trace).is_dir():
+                self.profiled["files"] = sorted(p.name for p in Path(trace).iterdir() if p.stat().st_mtime >= self.started_unix)
+        extra: dict[str, Any] = {"harness": {"wall_s": wall_s, "process_cpu_s": cpu_s, "loop_thread_cpu_s": thread_s,
+                                             "process_cpu_share": cpu_s / wall_s if wall_s else None,
+                                             "loop_thread_cpu_share": thread_s / wall_s if wall_s else None}}  # fmt: skip
+        rows = self.engine.telemetry_rows[self.rows_from :] if self.rows_from is not None else self.polled
+        source = "engine steps" if self.rows_from is not None else f"polled every {self.poll_interval_s * 1e3:g} ms"
+        if rows and origin_ns is not None:
+            extra["telemetry"] = {"source": source, "rows": [{**row, "t_ns": row["t_ns"] - origin_ns} for row in rows
+                                                             if row["t_ns"] >= origin_ns]}  # fmt: skip
+        if self.profiled is not None:
+            extra["profiled"] = self.profiled
+        return extra

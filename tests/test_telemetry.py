@@ -1,0 +1,63 @@
+"""Engine telemetry joined to the per-token stamps: the join and summaries on constructed rows (unit), the
+/metrics parser, and vLLM's stat-logger timeline and profiler window for real on the CPU build (engine)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from compare.telemetry import itl_by_step_kind, summarize_telemetry
+from engines.http_openai import prometheus_values
+from tests.fakes import MS, record
+
+
+@pytest.mark.unit
+def test_each_token_gap_goes_to_the_step_that_delivered_it():
+    # steps every 10 ms; the step at 20 ms also ran a prefill; a request's chunks arrive 1 ms after each step
+    rows = [{"t_ns": t * MS, "running": 1, "prefill_tokens": 100 if t == 20 else 0} for t in (0, 10, 20, 30, 40)]
+    r = record([1, 11, 21, 31, 41])  # sent at 0: chunks at 1, 11, 21, 31, 41 ms
+    split = itl_by_step_kind(rows, [r])
+    assert split["with_prefill_in_step"] == {"count": 1, "p50": 10.0, "p99": 10.0}  # the gap ending at 21 ms
+    assert split["decode_only"]["count"] == 3
+
+
+@pytest.mark.unit
+def test_the_summary_gives_batch_waiting_time_and_kv_peak():
+    rows = [{"t_ns": 0, "running": 2, "waiting": 1, "kv_cache_usage": 0.1}, {"t_ns": 30 * MS, "running": 3, "waiting": 0,
+            "kv_cache_usage": 0.4}, {"t_ns": 100 * MS, "running": 1, "waiting": 0, "kv_cache_usage": 0.2}]  # fmt: skip
+    summary = summarize_telemetry(rows, [], wall_ns=100 * MS)
+    assert summary["running_mean"] == 2 and summary["running_max"] == 3
+    assert summary["waiting_time_share"] == pytest.approx(0.3) and summary["kv_cache_usage_peak"] == 0.4
+    assert summary["itl_ms_by_step"] is None  # polled rows say nothing about prefills
+
+
+@pytest.mark.unit
+def test_prometheus_gauges_are_read_and_summed_over_labels():
+    text = ('# HELP vllm:num_requests_running x\nvllm:num_requests_running{model_name="m",engine="0"} 3.0\n'
+            'vllm:num_requests_running{model_name="m",engine="1"} 1.0\nvllm:kv_cache_usage_perc{model_name="m"} 0.25\n')  # fmt: skip
+    values = prometheus_values(text)
+    assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
+
+
+@pytest.mark.engine
+def test_vllm_step_timeline_and_profiler_window_on_the_cpu_build(model_cache, tmp_path):
+    pytest.importorskip("vllm")
+    from tests.conftest import ROOT, run_cli
+
+    result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,4", "--num-requests", "8",
+                      "--output-tokens", "16", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
+                      "vllm.max_model_len=4096", "--profile", "c4-in512", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = tmp_path.glob("vllm_concurrent_*.json")
+    c1, c4 = json.loads(path.read_text())["cells"]
+    for cell in (c1, c4):
+        rows = [row for row in cell["telemetry"]["rows"] if "step" in row]
+        steps = [row["step"] for row in rows]
+        assert steps == list(range(steps[0], steps[0] + len(steps)))  # one row per engine step, none missing
+        assert sum(row.get("new_tokens", 0) for row in cell["telemetry"]["rows"]) == sum(r["output_tokens"] for r in cell["requests"])
+        in_flight = [row["running"] + row["waiting"] for row in rows]
+        assert np.median(in_flight) == cell["config"]["concurrency"]  # a closed loop keeps every worker's request in
+    assert c4["telemetry"]["summary"]["kv_cache_usage_peak"] > c1["telemetry"]["summary"]["kv_cache_usage_peak"]
+    assert c4["profiled"]["started"] and any(name.endswith(".pt.trace.json.gz") for name in c4["profiled"]["files"])
+    assert any(w.startswith("profiled:") for w in c4["warnings"]) and "profiled" not in c1
+    assert 0 < c1["harness"]["loop_thread_cpu_share"] <= c1["harness"]["process_cpu_share"] + 0.05
