@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from compare.config import MODES, RunConfig, load_scenarios
+from compare.config import DEFAULT_DEADLINE_S, MODES, RunConfig, load_scenarios
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
@@ -22,11 +22,15 @@ examples:
   python -m compare --engine vllm --scenario concurrent --request-rate 2,8,inf --slo preset=mlperf-llama3-8b
   python -m compare --engine vllm --scenario concurrent --slo ttft_ms=500,tpot_ms=50 --find-max-rate
   python -m compare --engine vllm --scenario smoke --profile c2-in32   # one cell under vLLM's profiler
-  python -m compare --list                            # engines, scenarios, model presets
+  python -m compare --engine vllm --scenario single --quick --ablation vllm-prefix-chunked
+  python -m compare --engine llamacpp --scenario single --sweep n_threads=1,2 --sweep n_batch=64,512
+  python -m compare --engine vllm --engine sglang --scenario all --resume results/  # after a crash or Ctrl-C
+  python -m compare --list                            # engines, scenarios, model presets, ablation sets
 
 Scenario fields given as flags override the scenario (after --quick). Results go to
 --out/<engine>_<scenario>_<utc time>.json; reprint one with `python -m compare.report FILE`.
-Exit codes: 0 ok, 1 an engine failed, 2 bad input (nothing measured is lost), 130 interrupted.
+Exit codes: 0 ok, 1 an engine or a request failed (--allow-failures: requests may fail), 2 bad input
+(nothing measured is lost), 130 interrupted (--resume continues).
 """
 
 
@@ -62,6 +66,7 @@ def _int_list(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m compare",
+        allow_abbrev=False,  # isolated points repeat argv; an abbreviation would hide an option from child_args
         description="In-process benchmark of LLM serving engines: a timestamp for every generated token.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,7 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="CELL",
                         help="run this cell (default: each scenario's first) under the engine's own profiler "
                              "(vLLM torch profiler, SGLang, torch for hf); traces go to OUT/profiles/")
-    parser.add_argument("--list", action="store_true", help="list engines, scenarios and model presets, then exit")
+    points = parser.add_argument_group("sweeps, isolation and resume")
+    points.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                        help="run every combination of these engine-arg values (repeatable; ENGINE.KEY= scopes one "
+                             "engine), one results folder per point, then an ablation table against the first point")
+    points.add_argument("--ablation", metavar="NAME",
+                        help="a named set of points, baseline first (e.g. vllm-prefix-chunked; --list shows all)")
+    points.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="run each engine (each point) in its own child process and session; default: on for "
+                             "sweeps, SGLang, and GPU engines next to other engines")
+    points.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
+                        help=f"kill an isolated point still running after S seconds (default {DEFAULT_DEADLINE_S:g})")
+    points.add_argument("--resume", type=Path, metavar="DIR",
+                        help="skip runs already complete in DIR (a results folder or a sweep folder) and continue "
+                             "partial ones: finished cells are kept, an unfinished cell runs again from its start")
+    points.add_argument("--repeat-baseline", action="store_true",
+                        help="run the sweep's baseline again as its last point: that A/A row of the ablation table "
+                             "shows the noise between two runs of the same thing")
+    points.add_argument("--allow-failures", action="store_true", help="exit 0 even when some requests failed")
+    parser.add_argument("--list", action="store_true", help="list engines, scenarios, model presets and ablation sets, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     fields = parser.add_argument_group("scenario overrides")
     fields.add_argument("--concurrency", type=_int_list, metavar="N[,N]", help="concurrency levels")
@@ -112,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "latency counts from each request's scheduled send")
     fields.add_argument("--burstiness", type=float, metavar="B", help="open loop: gamma shape of the gaps (1 = Poisson, < 1 burstier)")
     fields.add_argument("--max-concurrency", type=int, metavar="N", help="open loop: requests in flight at most (default: no cap)")
+    fields.add_argument("--min-requests", type=int, default=0, metavar="N",
+                        help=f"raise every cell to at least N measured requests (sweeps: {MIN_SWEEP_REQUESTS}, so the "
+                             "ablation table has intervals)")
     fields.add_argument("--distinct-prompts", action="store_true",
                         help="give every request its own prompt (concurrent uses one shared prompt by default)")
     return parser
@@ -133,15 +159,58 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_config(args: argparse.Namespace) -> RunConfig:
+MIN_SWEEP_REQUESTS = 5  # compare/ratios.py MIN_REQUESTS: fewer requests give no interval
+PARENT_ONLY = {"--engine": True, "--mode": True, "--out": True, "--sweep": True, "--ablation": True, "--resume": True,
+               "--deadline": True, "--repeat-baseline": False, "--isolate": False, "--no-isolate": False, "--no-progress": False}  # takes a value?
+
+
+def child_args(argv: list[str]) -> tuple[str, ...]:
+    """argv without the options an isolated point's parent sets itself (compare/sweep_run.py adds its own)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in PARENT_ONLY:
+            skip = PARENT_ONLY[name] and "=" not in arg
+            continue
+        kept.append(arg)
+    return tuple(kept)
+
+
+def sized(scenario, min_requests: int):
+    """Cells of at least `min_requests` measured requests (a sweep's ablation table needs 5 for an interval)."""
+    from workloads.scenarios import with_min_requests
+
+    raised = with_min_requests(scenario, min_requests)
+    if raised is not scenario:
+        print(f"note: {scenario.name}: cells raised to >= {min_requests} requests (--min-requests; --repetitions or "
+              "--num-requests chooses exactly)", file=sys.stderr)  # fmt: skip
+    return raised
+
+
+def default_engines(ablation: str | None) -> tuple[str, ...]:
+    """An ablation set's own engines, else the best engine installed."""
+    from compare.ablations import ABLATIONS
+
+    return ABLATIONS[ablation].engines if ablation in ABLATIONS else (best_installed_engine(),)
+
+
+def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
     scenarios = load_scenarios(args.scenario or ["smoke"], args.quick, scenario_overrides(args), args.distinct_prompts)
+    min_requests = args.min_requests or (MIN_SWEEP_REQUESTS if args.sweep or args.ablation else 0)
+    if min_requests and not (args.num_requests or args.repetitions):
+        scenarios = tuple(sized(s, min_requests) for s in scenarios)
+    if args.resume is not None and not args.resume.is_dir():
+        raise UsageError(f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue")
     return RunConfig(
-        engines=tuple(args.engine or [best_installed_engine()]),
+        engines=tuple(args.engine or default_engines(args.ablation)),
         scenarios=scenarios,
         model=args.model or DEFAULT_MODEL,
         tokenizer=args.tokenizer,
-        out_dir=args.out,
+        out_dir=args.resume if args.resume is not None and not (args.sweep or args.ablation) else args.out,
         engine_args=tuple(args.engine_arg),
         mode=args.mode,
         quick=args.quick,
@@ -150,6 +219,16 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         slo=args.slo,
         profile=args.profile,
         find_max_rate=args.find_max_rate,
+        sweeps=tuple(args.sweep),
+        ablation=args.ablation,
+        isolate=args.isolate,
+        resume=args.resume,
+        deadline_s=args.deadline if args.deadline > 0 else None,
+        allow_failures=args.allow_failures,
+        repeat_baseline=args.repeat_baseline,
+        child_args=child_args(sys.argv[1:] if argv is None else argv)
+        + (("--min-requests", str(min_requests)) if min_requests and not (args.min_requests or args.num_requests
+                                                                           or args.repetitions) else ()),
     )
 
 
@@ -165,6 +244,11 @@ def list_everything() -> None:
     print("scenarios:")
     for name in builtin_names():
         print(f"  {name:13} {load_scenario(name).description}")
+    from compare.ablations import ABLATIONS
+
+    print("ablation sets (--ablation NAME; baseline first):")
+    for name, ablation in ABLATIONS.items():
+        print(f"  {name:22} {ablation.question}")
     print("model presets (synthetic:<name>):")
     for name, preset in PRESETS.items():
         weights = "random weights" if preset.has_weights else "config + tokenizer only (dummy weights on GPU)"
@@ -176,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_everything()
         return 0
-    from compare.orchestrate import run_all
+    from compare.sweep_run import run
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a deadline's SIGTERM: cells written, file interrupted
     try:
-        return asyncio.run(run_all(run_config(args)))
+        return run(run_config(args, argv))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from workloads.models import DEFAULT_MODEL
 from workloads.scenarios import Scenario, apply_overrides, builtin_names, load_scenario
 
 MODES = ("inprocess", "http", "both")
+DEFAULT_DEADLINE_S = 7200.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class RunConfig:
     slo: dict[str, float] | None = None  # latency limits for goodput
     profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
     find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
+    sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/sweep.py)
+    ablation: str | None = None  # a named set of points (compare/ablations.py)
+    isolate: bool | None = None  # each point in its own child process; None: on for sweeps and GPU engines
+    resume: Path | None = None  # skip runs complete in this folder, continue partial ones
+    deadline_s: float | None = DEFAULT_DEADLINE_S  # an isolated point still running after this is killed
+    allow_failures: bool = False  # exit 0 even when requests failed
+    repeat_baseline: bool = False  # a sweep runs its baseline again last: the A/A row is the between-run noise
+    child_args: tuple[str, ...] = ()  # argv an isolated point's child repeats (the parent-only options removed)
 
 
 def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:

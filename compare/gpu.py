@@ -14,7 +14,7 @@ from typing import Any, Callable
 Reading = dict[str, float]  # memory_used_mib, utilization_pct, power_w
 
 
-def _nvml_reader() -> tuple[Callable[[], list[Reading]] | None, dict[str, Any]]:
+def nvml_reader() -> tuple[Callable[[], list[Reading]] | None, dict[str, Any]]:
     try:
         import pynvml
 
@@ -45,7 +45,7 @@ class GpuSampler:
     def __init__(self, interval_ms: float = 50.0, reader: Callable[[], list[Reading]] | None = None):
         self.interval_s = min(interval_ms, 50.0) / 1e3
         if reader is None:
-            reader, self.status = _nvml_reader()
+            reader, self.status = nvml_reader()
         else:
             self.status = {"available": True, "num_gpus": None}
         self._read = reader

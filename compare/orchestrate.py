@@ -2,6 +2,7 @@
 
 Every engine is constructed (and so validated) and every prompt planned and checked against every
 context limit before anything is measured. Each engine then starts once and runs every scenario.
+Sweeps, ablation sets and isolated engines come here through compare/sweep_run.py, one point at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.console import Console
 
 from compare.comparisons import compare_pairs, comparison_lines
 from compare.config import RunConfig, engine_args_for
+from compare.resume import find_previous
 from compare.search import search_max_rate
 from compare.session import RunOptions, run_scenario
 from compare.tables import print_report
@@ -73,7 +75,7 @@ def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
     return HttpCompletionsEngine(model, http_args, launch=launch)
 
 
-async def run_all(config: RunConfig) -> int:
+async def run_one(config: RunConfig) -> int:
     console = Console(width=None if sys.stdout.isatty() else 200)
     for name in config.engines:
         load_engine_class(name)  # an unknown or missing engine fails before any model is built
@@ -95,6 +97,13 @@ async def run_all(config: RunConfig) -> int:
                          profile=config.profile)  # fmt: skip
     failures, finished = 0, []
     for run in runs:
+        previous = {s.name: _previous(config, run, s, model.spec) for s in config.scenarios}
+        todo = [s for s in config.scenarios if not (previous[s.name] and previous[s.name][1].get("status") == "complete")]
+        for scenario in [s for s in config.scenarios if s not in todo]:
+            console.print(f"== {run.name} / {scenario.name}: complete in {previous[scenario.name][0]}, skipped (--resume)",
+                          highlight=False, markup=False)  # fmt: skip
+        if not todo:
+            continue
         try:
             await run.engine.start()
         except UsageError:
@@ -104,14 +113,14 @@ async def run_all(config: RunConfig) -> int:
             failures += 1
             continue
         try:
-            for scenario in config.scenarios:
+            for scenario in todo:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
                 try:
                     if config.find_max_rate:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
                         continue
                     results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
-                                                 options, console, run.variant)  # fmt: skip
+                                                 options, console, run.variant, previous[scenario.name])  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
                     print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     failures += 1
@@ -119,9 +128,21 @@ async def run_all(config: RunConfig) -> int:
                 finished.append(results)
                 print_report(results.doc, console)
                 console.print(f"results: {results.path}", highlight=False, markup=False)
+                failed = sum(c["summary"]["num_requests"] - c["summary"]["num_ok"] for c in results.doc["cells"])
+                if failed and not config.allow_failures:
+                    print(f"error: {failed} request(s) of {run.name!r} on {scenario.name!r} failed (errors in "
+                          f"{results.path}); exit 1 (--allow-failures: exit 0)", file=sys.stderr)  # fmt: skip
+                    failures += 1
         finally:
             await run.engine.stop()
     for name, comparison in compare_pairs(finished):
         for line in comparison_lines(name, comparison):
             console.print(line, highlight=False, markup=False)
     return 1 if failures else 0
+
+
+def _previous(config: RunConfig, run: EngineRun, scenario, model_spec: str):
+    """--resume: this run's newest file in the folder, or None."""
+    if config.resume is None:
+        return None
+    return find_previous(config.out_dir, run.name, run.variant, scenario.to_json(), model_spec, config.quick)

@@ -20,6 +20,8 @@ from compare.records import RequestRecord, StreamRecorder, batch_records
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
 from workloads.plan import CellPlan
 
+RESET_TIMEOUT_S = 120.0
+
 Decode = Callable[[list[int]], str]
 
 
@@ -68,8 +70,11 @@ async def run_cell(
 async def _reset(engine: Engine, cell: CellRun, when: str) -> None:
     started = perf_counter_ns()
     try:
-        await engine.reset_cache()
+        async with asyncio.timeout(RESET_TIMEOUT_S):  # a dead engine may never answer (vLLM after EngineCore died)
+            await engine.reset_cache()
         cell.cache_resets.append({"when": when, "ok": True, "duration_ns": perf_counter_ns() - started})
+    except TimeoutError:
+        cell.cache_resets.append({"when": when, "ok": False, "error": f"timeout: no answer within {RESET_TIMEOUT_S:g} s"})
     except Exception as exc:  # recorded, not hidden: the cell may then start with a warm cache
         cell.cache_resets.append({"when": when, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 

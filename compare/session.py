@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from compare import environment
 from compare.gpu import GpuSampler
 from compare.results import ResultsFile, results_path
+from compare.resume import continue_file, kept_cell_ids
 from compare.runner import CellRun, run_cell
 from compare.observe import CellObserver
 from compare.slo import goodput
@@ -96,31 +98,48 @@ async def run_scenario(
     options: RunOptions,
     console: Console,
     variant: dict[str, Any],
+    previous: tuple[Path, dict[str, Any]] | None = None,
 ) -> ResultsFile:
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
-    `variant`: what this run is a variant of (results.py), so stored runs can be paired later."""
+    `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
+    `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run."""
     description = dataclasses.asdict(engine.describe())
-    results = ResultsFile(
-        results_path(options.out_dir, engine_name, scenario.name),
-        {
-            "metadata": environment.collect(),
-            "engine": description,
-            "model": model.to_json(),
-            "scenario": scenario.to_json(),
-            "quick": options.quick,
-            "variant": variant,
-        },
-    )
+    if previous is not None:
+        results = continue_file(*previous)
+    else:
+        results = ResultsFile(
+            results_path(options.out_dir, engine_name, scenario.name),
+            {
+                "metadata": environment.collect(),
+                "engine": description,
+                "run_name": engine_name,
+                "model": model.to_json(),
+                "scenario": scenario.to_json(),
+                "quick": options.quick,
+                "variant": variant,
+            },
+        )
+    kept = kept_cell_ids(results)
+    todo = [plan for plan in plans if kept.get(plan.spec.cell_id) != prompts_sha256(plan)]
+    if kept:
+        results.doc["cells"] = [c for c in results.doc["cells"] if c["cell_id"] not in {p.spec.cell_id for p in todo}]
+        console.print(f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
+                      highlight=False, markup=False)  # fmt: skip
     results.write()
     decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
     try:
         with _progress(console, options.show_progress) as progress:
-            for plan in plans:
+            for plan in todo:
                 await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console)
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
-        results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+        try:
+            results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+        except OSError as write_error:  # e.g. disk full: the last complete write stays on disk
+            print(f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
+                  file=sys.stderr)  # fmt: skip
         raise
+    results.doc["cells"].sort(key=lambda c: [p.spec.cell_id for p in plans].index(c["cell_id"]))
     results.finish("complete")
     return results
 

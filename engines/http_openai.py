@@ -40,6 +40,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "ready_timeout_s": 600.0,
     "max_connections": 256,  # at least the highest concurrency
     "log_dir": "results",
+    "port": 0,  # the launched server's port; 0: a free one
 }
 TOKEN_ID_PROMPTS = {"vllm", "sglang"}
 METRICS = {  # our name -> the server's gauge names, newest first
@@ -93,6 +94,7 @@ class HttpCompletionsEngine(StreamingEngine):
                 COMMANDS[self.args["server"]], launch.model,
                 Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
                 extra_args=(*launch.flags, *self.args["server_args"].split()),
+                port=self.args["port"] or None,
                 ready_timeout_s=self.args["ready_timeout_s"],
                 env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
             )  # fmt: skip

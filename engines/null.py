@@ -19,6 +19,9 @@ DEFAULT_ARGS = {
     "prefill_ms": 0.0,  # added before the first chunk
     "capacity": 0,  # requests served at once; 0 = unlimited
     "tokens_per_chunk": 1,
+    # fault injection for the fault-table tests (tests/test_faults.py); 0: off
+    "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
+    "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
 }
 
 
@@ -27,14 +30,17 @@ class NullEngine(StreamingEngine):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)
         self._slots: asyncio.Semaphore | None = None
-        self.running, self.waiting = 0, 0
+        self.running, self.waiting, self.num_started = 0, 0, 0
+        self._ballast: bytearray | None = None
 
     async def start(self) -> None:
         capacity = self.args["capacity"]
         self._slots = asyncio.Semaphore(capacity) if capacity > 0 else None
+        if self.args["start_alloc_mib"]:
+            self._ballast = bytearray(self.args["start_alloc_mib"] << 20)  # zero-filled: every page touched
 
     async def stop(self) -> None:
-        self._slots = None
+        self._slots, self._ballast = None, None
 
     async def reset_cache(self) -> None:
         return None
@@ -68,7 +74,11 @@ class NullEngine(StreamingEngine):
         finally:
             self.waiting -= 1
         self.running += 1
+        self.num_started += 1
         try:
+            hang_after = self.args["hang_after_requests"]
+            if hang_after and self.num_started > hang_after:
+                await asyncio.Event().wait()  # never set: a hung engine
             deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3
             emitted = 0
             while emitted < total:

@@ -86,7 +86,8 @@ class ServerProcess:
                  cpus: set[int] | None = None):  # fmt: skip
         """`cpus`: the cores the server (and every process it starts) may run on; None: all."""
         if port is not None and port_in_use(port):
-            raise ServerFailed(f"port {port} on {HOST} is already in use; free it or leave the port unset")
+            raise ServerFailed(f"port {port} on {HOST} is already in use; free it, or leave --engine-arg http.port unset "
+                               "and a free port is chosen")
         self.command, self.log_path, self.ready_timeout_s = command, log_path, ready_timeout_s
         self.port = port or free_port()
         fill = {"port": str(self.port), "host": HOST, "model": model}

@@ -238,8 +238,19 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
     async def reset_cache(self) -> None:
         if not self.args["enable_prefix_caching"]:
             return
-        if not await self._engine.reset_prefix_cache():
+        if not await self._unless_dead(self._engine.reset_prefix_cache()):
             raise RuntimeError("vLLM reset_prefix_cache() returned False (requests still running?)")
+
+    async def _unless_dead(self, call):
+        """Await an engine call, failing it as soon as the engine is dead: a call sent as EngineCore died is never
+        answered (seen on vLLM CPU after a SIGKILL to EngineCore), while its death is noticed within a second."""
+        task = asyncio.ensure_future(call)
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and self._engine.errored:
+                task.cancel()
+                raise self._engine.dead_error
+        return task.result()
 
     def describe(self) -> EngineDescription:
         return self._describe(self._engine, batch=False)

@@ -14,10 +14,10 @@ LAYERS = {  # higher may import lower or equal, never higher
     "results/report": (2, ("compare.records", "compare.results", "compare.tables", "compare.figures", "compare.report_md")),
     "analysis": (3, ("compare.metrics", "compare.checks", "compare.summaries", "compare.overhead", "compare.fidelity",
                      "compare.comparisons", "compare.stats", "compare.cellstats", "compare.ratios", "compare.runsets",
-                     "compare.verdicts", "compare.hypotheses", "compare.hypotheses_load", "compare.roofline", "compare.vs", "compare.slo", "compare.telemetry")),
+                     "compare.verdicts", "compare.hypotheses", "compare.hypotheses_load", "compare.roofline", "compare.vs", "compare.slo", "compare.telemetry", "compare.ablation_table")),
     "running": (4, ("compare.runner", "compare.session", "compare.gpu", "compare.environment", "compare.observe",
-                    "compare.search")),
-    "orchestration": (5, ("compare.config", "compare.orchestrate")),
+                    "compare.search", "compare.isolate", "compare.resume")),
+    "orchestration": (5, ("compare.config", "compare.orchestrate", "compare.sweep", "compare.ablations", "compare.sweep_run")),
     "cli": (6, ("compare.cli", "compare.report", "compare.anchor_vllm", "compare.__main__")),
 }  # fmt: skip
 

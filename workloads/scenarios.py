@@ -244,3 +244,17 @@ def apply_overrides(scenario: Scenario, quick: bool, overrides: dict[str, Any]) 
     updated = dataclasses.replace(scenario, **changes)
     validate(updated, f"scenario {scenario.name!r} after overrides")
     return updated
+
+
+def with_min_requests(scenario: Scenario, minimum: int) -> Scenario:
+    """Cells of at least `minimum` measured requests (an interval over requests needs them); the same scenario
+    where every cell already has them. Prefix-cache style cells (one request per worker) are left alone."""
+    if scenario.num_requests == "concurrency":
+        return scenario
+    smallest = min(scenario.requests_for(c) for c in scenario.concurrency)
+    if smallest >= minimum:
+        return scenario
+    if scenario.num_requests is not None:
+        return dataclasses.replace(scenario, num_requests=minimum)
+    reps = -(-minimum // min(scenario.concurrency))
+    return dataclasses.replace(scenario, repetitions=reps)

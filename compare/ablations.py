@@ -1,0 +1,82 @@
+"""Named ablation sets for `--ablation NAME`: each a list of points, baseline first, and the question it answers.
+
+A point is (label, engine, engine-arg pairs, mode). Engine defaults are the baseline, so a point changes one
+thing; the table then gives each point against the baseline with a 95% interval and significant or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Ablation:
+    question: str
+    points: tuple[tuple[str, str, tuple[str, ...], str], ...]
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(engine for _, engine, _, _ in self.points))
+
+
+def _one_engine(engine: str, question: str, *changes: tuple[str, tuple[str, ...]]) -> Ablation:
+    points = (("baseline", engine, (), "inprocess"),) + tuple((label, engine, pairs, "inprocess") for label, pairs in changes)
+    return Ablation(question, points)
+
+
+def _values(engine: str, key: str, values: tuple[str, ...], question: str) -> Ablation:
+    points = tuple((f"{key}={v}", engine, (f"{key}={v}",), "inprocess") for v in values)
+    return Ablation(question, points)
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "vllm-prefix-chunked": _one_engine(
+        "vllm", "what do vLLM's prefix caching and chunked prefill save or cost on this workload?",
+        ("no-prefix-caching", ("enable_prefix_caching=false",)),
+        ("no-chunked-prefill", ("enable_chunked_prefill=false",))),
+    "vllm-cuda-graphs": _one_engine(
+        "vllm", "what do CUDA graphs (and torch.compile) buy vLLM? (enforce_eager turns both off)",
+        ("enforce-eager", ("enforce_eager=true",))),
+    "vllm-stream-interval": _values(
+        "vllm", "stream_interval", ("1", "4", "16"),
+        "how much of vLLM's per-token cost is output streaming? (tokens per stream update)"),
+    "vllm-batched-tokens": _values(
+        "vllm", "max_num_batched_tokens", ("8192", "2048"),
+        "does a smaller token budget per step trade TTFT for ITL? (chunked prefill's chunk size)"),
+    "vllm-max-seqs": _values(
+        "vllm", "max_num_seqs", ("256", "64", "16"),
+        "where does capping the running batch start to queue requests?"),
+    "sglang-radix": _one_engine(
+        "sglang", "what does SGLang's radix cache save or cost on this workload?",
+        ("no-radix-cache", ("disable_radix_cache=true",))),
+    "sglang-overlap": _one_engine(
+        "sglang", "what does SGLang's overlap scheduler (CPU scheduling hidden behind the GPU step) buy?",
+        ("no-overlap", ("disable_overlap_schedule=true",))),
+    "sglang-chunked-prefill": _values(
+        "sglang", "chunked_prefill_size", ("8192", "2048"),
+        "does SGLang's prefill chunk size trade TTFT for ITL?"),
+    "sglang-stream-interval": _values(
+        "sglang", "stream_interval", ("1", "4", "16"),
+        "how much of SGLang's per-token cost is output streaming?"),
+    "llamacpp-threads": _values(
+        "llamacpp", "n_threads", ("1", "2"),
+        "how does llama.cpp scale with CPU threads on this machine?"),
+    "llamacpp-batch": _values(
+        "llamacpp", "n_batch", ("512", "64"),
+        "does llama.cpp's prompt batch size change TTFT?"),
+    "llamacpp-quant": _values(
+        "llamacpp", "quant", ("f16", "q8_0", "q4_k_m"),
+        "what does GGUF quantization buy in speed? (the outputs differ: compare knowingly)"),
+    "vllm-streaming": Ablation(
+        "what does streaming every token cost vLLM? (batch generate, one timestamp per request, vs streamed)",
+        (("streamed", "vllm", (), "inprocess"), ("batch", "vllm-batch", (), "inprocess"))),
+    "vllm-http": Ablation(
+        "what does vLLM's own HTTP server add to each request?",
+        (("in-process", "vllm", (), "inprocess"), ("http", "vllm", (), "http"))),
+    "sglang-http": Ablation(
+        "what does SGLang's own HTTP server add to each request?",
+        (("in-process", "sglang", (), "inprocess"), ("http", "sglang", (), "http"))),
+    "llamacpp-http": Ablation(
+        "what does llama-cpp-python's server add to each request?",
+        (("in-process", "llamacpp", (), "inprocess"), ("http", "llamacpp", (), "http"))),
+}  # fmt: skip

@@ -1,0 +1,194 @@
+"""Runs of several points (a sweep, an ablation set, or engines to keep apart): one at a time, each isolated.
+
+With isolation each point is `python -m compare` in its own child process and session (compare/isolate.py)
+writing its own results files; without it, each point runs in this process. Either way one point's failure
+is recorded (status, reason, log tail) and the next point runs. A sweep lives in one folder with a manifest,
+`sweep.json`, rewritten atomically after every point, and ends with the ablation table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from compare.ablation_table import ablation_lines, ablation_markdown, ablation_rows
+from compare.comparisons import compare_pairs, comparison_lines
+from compare.config import RunConfig
+from compare.isolate import ChildOutcome, child_echo, run_child
+from compare.results import load_run, write_json_atomic
+from compare.orchestrate import run_one
+from compare.sweep import Point, points_for
+from engines import load_engine_class
+
+MANIFEST = "sweep.json"
+
+
+GPU_ENGINES = {"vllm", "vllm-batch", "sglang"}
+
+
+def run(config: RunConfig) -> int:
+    """The whole run: one point in this process, or several points (sweep, ablation, isolation) in turn."""
+    for name in config.engines:
+        load_engine_class(name)  # an unknown or missing engine fails before anything starts
+    points, question = points_for(config.engines, config.sweeps, config.ablation, config.mode)
+    sweep_name = config.ablation or ("sweep" if config.sweeps else None)
+    if config.repeat_baseline and sweep_name:
+        points.append(dataclasses.replace(points[0], label=f"{points[0].label} (A/A)"))
+    if config.isolate is None:  # default: on for sweeps, for SGLang, and for GPU engines next to other engines
+        gpu = {p.engine for p in points} & GPU_ENGINES
+        isolate = bool(sweep_name) or "sglang" in gpu or bool(gpu and len(points) > 1)
+    else:
+        isolate = config.isolate
+    if not sweep_name and not isolate:
+        return asyncio.run(run_one(config))
+    for point in points:
+        load_engine_class(point.engine)
+    return run_points(config, points, question, isolate, sweep_name)
+
+
+def sweep_folder(config: RunConfig, name: str) -> Path:
+    if config.resume is not None:
+        return config.resume
+    return config.out_dir / f"sweep_{name}_{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
+    return dataclasses.replace(config, engines=(point.engine,), engine_args=config.engine_args + point.engine_args,
+                               mode=point.mode, out_dir=out_dir, sweeps=(), ablation=None, isolate=False,
+                               resume=out_dir if config.resume is not None else None)  # fmt: skip
+
+
+def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
+    argv = [sys.executable, "-m", "compare", *config.child_args, "--engine", point.engine, "--mode", point.mode,
+            "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
+    for pair in point.engine_args:
+        argv += ["--engine-arg", pair]
+    if config.resume is not None:
+        argv += ["--resume", str(out_dir)]
+    return argv
+
+
+def run_points(config: RunConfig, points: list[Point], question: str, isolate: bool, name: str | None) -> int:
+    """`name`: the sweep's name (a folder and a manifest); None: plain engines, written to --out as usual."""
+    root = sweep_folder(config, name) if name else (config.resume or config.out_dir)
+    manifest_path = root / MANIFEST
+    previous = _previous_entries(manifest_path) if config.resume is not None else {}
+    manifest = {"schema_version": 1, "name": name, "question": question, "isolated": isolate,
+                "baseline": points[0].label, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "points": []}  # fmt: skip
+    print(f"== {len(points)} point(s){' in ' + str(root) if name else ''}: {question or 'each engine on its own'}", flush=True)
+    try:
+        for index, point in enumerate(points):
+            out_dir = root / f"{index:02d}-{point.slug}" if name else root
+            entry = {**point.to_json(), "dir": str(out_dir)}
+            done = previous.get(point.slug)
+            if done and done.get("status") == "complete":
+                print(f"-- point {index + 1}/{len(points)} {point.label}: complete in {out_dir}, skipped (--resume)", flush=True)
+                manifest["points"].append(done)
+                continue
+            print(f"-- point {index + 1}/{len(points)}: {point.run_name} {point.label}", flush=True)
+            started, started_wall = time.monotonic(), time.time()
+            if isolate:
+                outcome = run_child(child_argv(config, point, out_dir), out_dir / "logs" / f"{point.slug}.log",
+                                    config.deadline_s, child_echo(point.label))  # fmt: skip
+            else:
+                outcome = _in_process(point_config(config, point, out_dir), started)
+            entry.update(outcome.to_json(), files=_files(out_dir, point, started_wall))
+            manifest["points"].append(entry)
+            print(f"-- point {point.label}: {outcome.status} ({outcome.reason}), {outcome.elapsed_s:.0f} s"
+                  + _gpu_line(outcome.gpu_memory), flush=True)  # fmt: skip
+            if name:
+                write_json_atomic(manifest_path, manifest)
+    except KeyboardInterrupt:
+        if name:
+            manifest["points"].append({**point.to_json(), "status": "interrupted", "reason": "SIGINT"})
+            write_json_atomic(manifest_path, manifest)
+        print(f"interrupted: finished points and cells are on disk; continue with --resume {root}", file=sys.stderr)
+        return 130
+    if name:
+        _write_table(manifest, root, points)
+        write_json_atomic(manifest_path, manifest)
+    _print_pairs(manifest["points"])
+    return _exit_code([p["status"] for p in manifest["points"]])
+
+
+def _in_process(config: RunConfig, started: float) -> ChildOutcome:
+    try:
+        code = asyncio.run(run_one(config))
+        reason = "exit 0" if code == 0 else f"exit {code}"
+    except Exception as exc:  # a usage error in one point (e.g. a bad engine arg value) fails that point only
+        code, reason = 2, f"{type(exc).__name__}: {exc}"
+    status = {0: "complete", 2: "bad-input"}.get(code, "failed")
+    return ChildOutcome(status, reason, code, round(time.monotonic() - started, 3), "(in this process)",
+                        gpu_memory={"checked": False, "why": "not isolated"})  # fmt: skip
+
+
+def _files(out_dir: Path, point: Point, since_wall: float) -> list[str]:
+    """The point's results files written (or continued) since it started."""
+    files = out_dir.glob(f"{point.run_name.replace(':', '_').replace('/', '_')}_*.json")
+    return sorted(str(p) for p in files if p.stat().st_mtime >= since_wall - 1)
+
+
+def _previous_entries(manifest_path: Path) -> dict[str, dict[str, Any]]:
+    import json
+
+    try:
+        doc = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {Point(p["label"], p["engine"], tuple(p["engine_args"]), p["mode"]).slug: p for p in doc.get("points", [])}
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    if not gpu.get("checked"):
+        return ""
+    return "; GPU memory released" if gpu.get("released") else f"; GPU memory NOT released: {gpu.get('after_mib')} MiB"
+
+
+def _write_table(manifest: dict[str, Any], root: Path, points: list[Point]) -> None:
+    """Each point's newest complete file per scenario, against the baseline point's."""
+    by_point: dict[str, dict[str, Any]] = {}
+    for entry in manifest["points"]:
+        runs: dict[str, Any] = {}
+        for path in entry.get("files") or []:
+            try:
+                run = load_run(Path(path))
+            except (OSError, ValueError):
+                continue
+            if run.doc.get("status") == "complete":
+                runs[run.doc["scenario"]["name"]] = run
+        by_point[entry["label"]] = runs
+    baseline = points[0].label
+    others = {label: runs for label, runs in by_point.items() if label != baseline}
+    again = f"{baseline} (A/A)"
+    rows = ablation_rows(by_point.get(baseline, {}), others, aa_label=again if again in by_point else None)
+    for line in ablation_lines(rows, baseline):
+        print(line, flush=True)
+    (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"]), encoding="utf-8")
+    manifest["ablation_table"] = [row.to_json() for row in rows]
+    print(f"ablation table: {root / 'ablation.md'}", flush=True)
+
+
+def _print_pairs(entries: list[dict[str, Any]]) -> None:
+    """HTTP overhead and streaming fidelity of the points' paired files, as one process prints them."""
+    runs = []
+    for entry in entries:
+        for path in entry.get("files") or []:
+            try:
+                runs.append(load_run(Path(path)))
+            except (OSError, ValueError):
+                continue
+    for pair_name, comparison in compare_pairs(runs):
+        for line in comparison_lines(pair_name, comparison):
+            print(line, flush=True)
+
+
+def _exit_code(statuses: list[str]) -> int:
+    if all(s == "complete" for s in statuses):
+        return 0
+    return 2 if "bad-input" in statuses and all(s in ("complete", "bad-input") for s in statuses) else 1
