@@ -12,6 +12,7 @@ Batch engines get the whole cell in one call instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
@@ -122,10 +123,7 @@ async def open_loop(
 
     async def one(index: int) -> None:
         await sleep_until(origin_ns + arrivals_ns[index])
-        if slots is not None:
-            async with slots:
-                results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
-        else:
+        async with slots or contextlib.nullcontext():
             results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
         if on_request_done is not None:
             on_request_done()

@@ -119,10 +119,11 @@ async def run_scenario(
                 "variant": variant,
             },
         )
-    kept = kept_cell_ids(results)
-    todo = [plan for plan in plans if kept.get(plan.spec.cell_id) != prompts_sha256(plan)]
-    if kept:
-        results.doc["cells"] = [c for c in results.doc["cells"] if c["cell_id"] not in {p.spec.cell_id for p in todo}]
+    kept, todo = kept_cell_ids(results), plans
+    if kept:  # a kept cell whose prompts differ is run again
+        todo = [plan for plan in plans if kept.get(plan.spec.cell_id) != prompts_sha256(plan)]
+        rerun = {plan.spec.cell_id for plan in todo}
+        results.doc["cells"] = [c for c in results.doc["cells"] if c["cell_id"] not in rerun]
         console.print(f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
                       highlight=False, markup=False)  # fmt: skip
     results.write()
@@ -139,7 +140,9 @@ async def run_scenario(
             print(f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
                   file=sys.stderr)  # fmt: skip
         raise
-    results.doc["cells"].sort(key=lambda c: [p.spec.cell_id for p in plans].index(c["cell_id"]))
+    if kept:  # kept cells first, then the ones run now: back into the plan's order
+        order = {plan.spec.cell_id: index for index, plan in enumerate(plans)}
+        results.doc["cells"].sort(key=lambda c: order[c["cell_id"]])
     results.finish("complete")
     return results
 

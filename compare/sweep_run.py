@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,8 +27,6 @@ from compare.sweep import Point, points_for
 from engines import load_engine_class
 
 MANIFEST = "sweep.json"
-
-
 GPU_ENGINES = {"vllm", "vllm-batch", "sglang"}
 
 
@@ -135,8 +134,6 @@ def _files(out_dir: Path, point: Point, since_wall: float) -> list[str]:
 
 
 def _previous_entries(manifest_path: Path) -> dict[str, dict[str, Any]]:
-    import json
-
     try:
         doc = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
