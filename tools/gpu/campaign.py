@@ -74,8 +74,9 @@ def plan(results: Path, engines: tuple[str, ...] = ("vllm", "sglang")) -> list[C
         estimate = ENGINE_START_S[engine] + HTTP_RUN_S
         steps.append(CampaignStep(engine, Step(f"{engine}-http", argv, estimate, optional=True), int(estimate * 1.4)))
     if "vllm" in engines:
+        # 2 runs per tool, not 4: the GPU machine's clients do not share cores with the server, and time is scarce
         anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
-                  "--num-prompts", "64", "--out", str(results / "anchor-vllm"))  # fmt: skip
+                  "--num-prompts", "64", "--repetitions", "2", "--out", str(results / "anchor-vllm"))  # fmt: skip
         estimate = ENGINE_START_S["vllm"] + 60
         steps.append(CampaignStep("vllm", Step("anchor-vllm-bench", anchor, estimate, optional=True), int(estimate * 1.4)))
     return steps

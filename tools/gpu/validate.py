@@ -58,8 +58,9 @@ def plan(engine: str, results: Path, mode: str = "both") -> list[Step]:
     starts = 2 if mode == "both" else 1
     steps = [Step(f"scenarios-{mode}", (*base, "--quick", *scenarios, "--mode", mode), starts * (start + SCENARIOS_RUN_S))]
     if engine == "vllm":
+        # 2 runs per tool, not 4: the GPU machine's clients do not share cores with the server, and time is scarce
         anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
-                  "--num-prompts", "64", "--out", str(results))  # fmt: skip
+                  "--num-prompts", "64", "--repetitions", "2", "--out", str(results))  # fmt: skip
         steps.append(Step("anchor-vllm-bench", anchor, start + 60, optional=True))
     return steps
 
