@@ -24,6 +24,11 @@ def _one_engine(engine: str, question: str, *changes: tuple[str, tuple[str, ...]
     return Ablation(question, points)
 
 
+def _http(engine: str, server: str) -> Ablation:
+    return Ablation(f"what does {server} add to each request?",
+                    (("in-process", engine, (), "inprocess"), ("http", engine, (), "http")))
+
+
 def _values(engine: str, key: str, values: tuple[str, ...], question: str) -> Ablation:
     points = tuple((f"{key}={v}", engine, (f"{key}={v}",), "inprocess") for v in values)
     return Ablation(question, points)
@@ -70,13 +75,7 @@ ABLATIONS: dict[str, Ablation] = {
     "vllm-streaming": Ablation(
         "what does streaming every token cost vLLM? (batch generate, one timestamp per request, vs streamed)",
         (("streamed", "vllm", (), "inprocess"), ("batch", "vllm-batch", (), "inprocess"))),
-    "vllm-http": Ablation(
-        "what does vLLM's own HTTP server add to each request?",
-        (("in-process", "vllm", (), "inprocess"), ("http", "vllm", (), "http"))),
-    "sglang-http": Ablation(
-        "what does SGLang's own HTTP server add to each request?",
-        (("in-process", "sglang", (), "inprocess"), ("http", "sglang", (), "http"))),
-    "llamacpp-http": Ablation(
-        "what does llama-cpp-python's server add to each request?",
-        (("in-process", "llamacpp", (), "inprocess"), ("http", "llamacpp", (), "http"))),
+    "vllm-http": _http("vllm", "vLLM's own HTTP server"),
+    "sglang-http": _http("sglang", "SGLang's own HTTP server"),
+    "llamacpp-http": _http("llamacpp", "llama-cpp-python's server"),
 }  # fmt: skip

@@ -201,7 +201,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
     scenarios = load_scenarios(args.scenario or ["smoke"], args.quick, scenario_overrides(args), args.distinct_prompts)
     min_requests = args.min_requests or (MIN_SWEEP_REQUESTS if args.sweep or args.ablation else 0)
-    if min_requests and not (args.num_requests or args.repetitions):
+    raise_requests = bool(min_requests) and not (args.num_requests or args.repetitions)  # those choose exactly
+    if raise_requests:
         scenarios = tuple(sized(s, min_requests) for s in scenarios)
     if args.resume is not None and not args.resume.is_dir():
         raise UsageError(f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue")
@@ -226,9 +227,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         deadline_s=args.deadline if args.deadline > 0 else None,
         allow_failures=args.allow_failures,
         repeat_baseline=args.repeat_baseline,
-        child_args=child_args(sys.argv[1:] if argv is None else argv)
-        + (("--min-requests", str(min_requests)) if min_requests and not (args.min_requests or args.num_requests
-                                                                           or args.repetitions) else ()),
+        child_args=child_args(sys.argv[1:] if argv is None else argv)  # a sweep's implied minimum goes to its children
+        + (("--min-requests", str(min_requests)) if raise_requests and not args.min_requests else ()),
     )
 
 

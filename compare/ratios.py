@@ -25,12 +25,18 @@ def mean_ratio(a: np.ndarray, b: np.ndarray) -> Interval:
     return ratio_interval(resampled(a, mean_stat, seed=1), resampled(b, mean_stat, seed=2), float(a.mean()), float(b.mean()))
 
 
+def percentile_pair(cell_a: dict, cell_b: dict, what: str, q: float) -> tuple[float, float, Interval]:
+    """Each cell's measured percentile, and b / a with its interval (one bootstrap per cell)."""
+    records_a, records_b = ok_records(cell_a), ok_records(cell_b)
+    a, a_res = latency_resamples(records_a, what, q, seed=1)
+    b, b_res = latency_resamples(records_b, what, q, seed=2)
+    if min(len(records_a), len(records_b)) < MIN_REQUESTS:
+        return a, b, unbounded(b / a)
+    return a, b, ratio_interval(a_res, b_res, a, b)
+
+
 def percentile_ratio(cell_a: dict, cell_b: dict, what: str, q: float) -> Interval:
-    a, a_res = latency_resamples(ok_records(cell_a), what, q, seed=1)
-    b, b_res = latency_resamples(ok_records(cell_b), what, q, seed=2)
-    if min(len(ok_records(cell_a)), len(ok_records(cell_b))) < MIN_REQUESTS:
-        return unbounded(b / a)
-    return ratio_interval(a_res, b_res, a, b)
+    return percentile_pair(cell_a, cell_b, what, q)[2]
 
 
 def throughput_ratio(cell_a: dict, cell_b: dict) -> Interval:

@@ -109,10 +109,13 @@ def run_points(config: RunConfig, points: list[Point], question: str, isolate: b
             write_json_atomic(manifest_path, manifest)
         print(f"interrupted: finished points and cells are on disk; continue with --resume {root}", file=sys.stderr)
         return 130
+    runs = _load_runs(manifest["points"])
     if name:
-        _write_table(manifest, root, points)
+        _write_table(manifest, root, points, runs)
         write_json_atomic(manifest_path, manifest)
-    _print_pairs(manifest["points"])
+    for pair_name, comparison in compare_pairs([run for point_runs in runs for run in point_runs]):
+        for line in comparison_lines(pair_name, comparison):  # HTTP overhead, streaming fidelity: as one process prints
+            print(line, flush=True)
     return _exit_code([p["status"] for p in manifest["points"]])
 
 
@@ -147,21 +150,25 @@ def _gpu_line(gpu: dict[str, Any]) -> str:
     return "; GPU memory released" if gpu.get("released") else f"; GPU memory NOT released: {gpu.get('after_mib')} MiB"
 
 
-def _write_table(manifest: dict[str, Any], root: Path, points: list[Point]) -> None:
-    """Each point's newest complete file per scenario, against the baseline point's."""
-    by_point: dict[str, dict[str, Any]] = {}
-    for entry in manifest["points"]:
-        runs: dict[str, Any] = {}
+def _load_runs(entries: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per manifest entry, its readable results files, each loaded once, in file order."""
+    runs: list[list[Any]] = []
+    for entry in entries:
+        runs.append([])
         for path in entry.get("files") or []:
             try:
-                run = load_run(Path(path))
+                runs[-1].append(load_run(Path(path)))
             except (OSError, ValueError):
                 continue
-            if run.doc.get("status") == "complete":
-                runs[run.doc["scenario"]["name"]] = run
-        by_point[entry["label"]] = runs
+    return runs
+
+
+def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs: list[list[Any]]) -> None:
+    """Each point's newest complete file per scenario, against the baseline point's."""
+    by_point = {entry["label"]: {run.doc["scenario"]["name"]: run for run in point_runs if run.doc.get("status") == "complete"}
+                for entry, point_runs in zip(manifest["points"], runs)}  # fmt: skip
     baseline = points[0].label
-    others = {label: runs for label, runs in by_point.items() if label != baseline}
+    others = {label: by_scenario for label, by_scenario in by_point.items() if label != baseline}
     again = f"{baseline} (A/A)"
     rows = ablation_rows(by_point.get(baseline, {}), others, aa_label=again if again in by_point else None)
     for line in ablation_lines(rows, baseline):
@@ -169,20 +176,6 @@ def _write_table(manifest: dict[str, Any], root: Path, points: list[Point]) -> N
     (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"]), encoding="utf-8")
     manifest["ablation_table"] = [row.to_json() for row in rows]
     print(f"ablation table: {root / 'ablation.md'}", flush=True)
-
-
-def _print_pairs(entries: list[dict[str, Any]]) -> None:
-    """HTTP overhead and streaming fidelity of the points' paired files, as one process prints them."""
-    runs = []
-    for entry in entries:
-        for path in entry.get("files") or []:
-            try:
-                runs.append(load_run(Path(path)))
-            except (OSError, ValueError):
-                continue
-    for pair_name, comparison in compare_pairs(runs):
-        for line in comparison_lines(pair_name, comparison):
-            print(line, flush=True)
 
 
 def _exit_code(statuses: list[str]) -> int:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from compare.cellstats import latency_resamples, ok_records
-from compare.ratios import MIN_REQUESTS, percentile_ratio, throughput_ratio
+from compare.cellstats import ok_records
+from compare.ratios import MIN_REQUESTS, percentile_pair, throughput_ratio
 from compare.stats import Interval
 
 ROWS = (("TTFT p50", "ttft", 50), ("TTFT p99", "ttft", 99), ("ITL p50", "itl", 50), ("ITL p99", "itl", 99),
@@ -61,9 +61,7 @@ def compare_runs(a, b, min_effect: float = MIN_EFFECT) -> list[VsRow]:
             continue
         for metric, what, q in ROWS:
             try:
-                va, _ = latency_resamples(ok_records(cell_a), what, q, seed=1)
-                vb, _ = latency_resamples(ok_records(cell_b), what, q, seed=2)
-                ratio = percentile_ratio(cell_a, cell_b, what, q)  # unbounded below MIN_REQUESTS requests
+                va, vb, ratio = percentile_pair(cell_a, cell_b, what, q)  # unbounded below MIN_REQUESTS requests
             except ValueError:  # no samples (e.g. one-token outputs have no ITL)
                 continue
             rows.append(VsRow(cell_a["cell_id"], metric, va, vb, ratio, False, min_effect))
