@@ -2,7 +2,9 @@
 
 Covers unstable samples (coefficient of variation >= 10%), failures and timeouts, early EOS,
 truncated or re-counted prompts, warm caches, failed cache resets, engine-side queueing, effective
-concurrency below the requested level, and engine clocks that disagree with the harness.
+concurrency below the requested level, and engine clocks that disagree with the harness. Then what the
+harness observed around the cell (`observed_warnings`): a profiler that ran, a load generator that fell
+behind its schedule, and a harness that was itself the bottleneck (client-bound).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from compare.metrics import coefficient_of_variation
 from compare.records import RequestRecord
 
 CV_THRESHOLD = 0.10
+SEND_LAG_WARN_MS = 10.0
+CLIENT_BOUND_SHARE = 0.85  # the loop thread busy this share of the cell's wall time: requests queue in the client
 _STABILITY_METRICS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E latency"}
 
 
@@ -102,3 +106,25 @@ def _concurrency_warnings(num_requests: int, config: dict[str, Any], capabilitie
             "wait inside it and their TTFT includes that wait"
         )
     return warnings
+
+
+def observed_warnings(cell: dict[str, Any]) -> list[str]:
+    """From what the harness watched around the cell (compare/observe.py), stored beside its records."""
+    warnings = []
+    profiled = cell.get("profiled") or {}
+    if profiled.get("started"):
+        warnings.append(f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
+                        "its numbers carry the profiler's cost")  # fmt: skip
+    lag = cell["summary"].get("send_lag_ms", {})
+    if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
+        warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
+                        "still count from the schedule")  # fmt: skip
+    if is_client_bound(cell):
+        warnings.append(f"client-bound: the harness used {cell['harness']['loop_thread_cpu_share']:.0%} of a core; "
+                        "latencies include client-side queueing")  # fmt: skip
+    return warnings
+
+
+def is_client_bound(cell: dict[str, Any]) -> bool:
+    share = (cell.get("harness") or {}).get("loop_thread_cpu_share")
+    return share is not None and share >= CLIENT_BOUND_SHARE

@@ -7,6 +7,8 @@
 - TPOT = (t_last - t_first) / (n - 1), for requests with n >= 2 tokens.
 - E2E = end of stream - send (open loop: - the scheduled send).
 - Send lag (open loop) = actual send - scheduled send: how far the load generator fell behind.
+- SSE events per read (HTTP mode) = the cell's SSE events over its reads of response bodies: how many
+  events, on average, one read of the socket brought (they form one chunk, stamped once).
 """
 
 from __future__ import annotations
@@ -78,11 +80,21 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         "tokens_per_chunk_mean": output_tokens / num_chunks if num_chunks else None,
         "cached_tokens_total": sum(cached) if cached else None,
         "requests_with_cached_tokens": sum(1 for c in cached if c > 0) if cached else None,
+        **sse_reads_summary(ok),
         "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
             r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),
     }
+
+
+def sse_reads_summary(ok: list[RequestRecord]) -> dict[str, Any]:
+    """HTTP mode: SSE events and body reads over the cell, and their ratio; nothing for other engines."""
+    counted = [r.engine for r in ok if r.engine and r.engine.get("sse_reads") is not None]
+    if not counted:
+        return {}
+    events, reads = sum(e["sse_events"] for e in counted), sum(e["sse_reads"] for e in counted)
+    return {"sse_events_total": events, "sse_reads_total": reads, "sse_events_per_read": events / reads if reads else None}
 
 
 def prefix_cache_summary(records: list[RequestRecord]) -> dict[str, Any] | None:

@@ -46,7 +46,9 @@ def tables_section(tables: list) -> list[str]:
                   "precision, hardware and prompts."]  # fmt: skip
         lines.append("")
         for cell_id, rows in table.cells.items():
-            lines.append(f"**{cell_id}**")
+            bound = table.client_bound.get(cell_id)
+            lines.append(f"**{cell_id}**" + (f" (client-bound: {', '.join(bound)}; latencies include client-side queueing)"
+                                             if bound else ""))  # fmt: skip
             lines.append("")
             lines.append("| metric | " + " | ".join(table.columns) + " |")
             lines.append("|---|" + "---|" * len(table.columns))

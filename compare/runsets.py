@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compare.cellstats import Figure, cell_figures
+from compare.checks import is_client_bound
 
 
 @dataclass
@@ -18,6 +19,7 @@ class ScenarioTable:
     columns: list[str]  # run labels
     notes: list[str]  # comparability, said in the table's header
     cells: dict[str, dict[str, dict[str, Figure]]] = field(default_factory=dict)  # cell -> row -> column -> figure
+    client_bound: dict[str, list[str]] = field(default_factory=dict)  # cell -> columns whose harness was the bottleneck
 
 
 def engine_of(run) -> str:
@@ -119,6 +121,8 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
                     continue
                 for row, figure in cell_figures(cell).items():
                     rows[row][names[id(run)]] = figure
+                if is_client_bound(cell):
+                    table.client_bound.setdefault(cell_id, []).append(names[id(run)])
             table.cells[cell_id] = dict(rows)
         tables.append(table)
     return tables

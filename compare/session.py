@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compare import environment
+from compare.checks import observed_warnings
 from compare.gpu import GpuSampler
 from compare.results import ResultsFile, results_path
 from compare.resume import continue_file, kept_cell_ids
@@ -28,9 +29,6 @@ from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
 from workloads.scenarios import Scenario
-
-
-SEND_LAG_WARN_MS = 10.0
 
 
 @dataclass(frozen=True)
@@ -177,14 +175,7 @@ def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: di
         extra["telemetry"]["summary"] = summarize_telemetry(extra["telemetry"]["rows"], records, int(wall_s * 1e9))
     if slo:
         extra["slo"] = goodput(records, slo, wall_s)
-    warnings = list(document["warnings"])
-    if (extra.get("profiled") or {}).get("started"):
-        warnings.append(f"profiled: the engine's profiler ran during this cell (trace {extra['profiled'].get('trace')}); "
-                        "its numbers carry the profiler's cost")  # fmt: skip
-    lag = document["summary"].get("send_lag_ms", {})
-    if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
-        warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
-                        "still count from the schedule")  # fmt: skip
+    warnings = list(document["warnings"]) + observed_warnings({**document, **extra})
     extra["warnings"] = warnings
     return extra
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compare.checks import cell_warnings
+from compare.checks import cell_warnings, observed_warnings
 from compare.metrics import language_summary, prefix_cache_summary, summarize
 from compare.records import RequestRecord
 
@@ -34,4 +34,5 @@ def recompute(doc: dict[str, Any]) -> dict[str, Any]:
     capabilities = doc["engine"]["capabilities"]
     for cell in doc["cells"]:
         cell.update(summarize_cell(cell["requests"], cell["config"], capabilities, cell["cache_resets"]))
+        cell["warnings"] += observed_warnings(cell)
     return doc

@@ -44,7 +44,7 @@ def cell_table(doc: dict[str, Any]) -> Table:
     for cell in doc["cells"]:
         s = cell["summary"]
         table.add_row(
-            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)"),
+            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)") + (" (client-bound)" if _client_bound(cell) else ""),
             f"{s['num_ok']}/{s['num_requests']}",
             _stat(s, "ttft_ms", "p50"), _stat(s, "ttft_ms", "p99"),
             _stat(s, "itl_ms", "p50"), _stat(s, "itl_ms", "p99"),
@@ -54,8 +54,14 @@ def cell_table(doc: dict[str, Any]) -> Table:
             _fmt(s.get("cached_tokens_total")),
             _gpu_peak(cell.get("gpu", {})),
         )  # fmt: skip
-    table.caption = "latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token"
+    table.caption = ("latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token; client-bound: the "
+                     "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing")
     return table
+
+
+def _client_bound(cell: dict[str, Any]) -> bool:
+    """Marked where the cell's warnings say so (compare/checks.py: observed_warnings)."""
+    return any(w.startswith("client-bound:") for w in cell.get("warnings", []))
 
 
 def _gpu_peak(gpu: dict[str, Any]) -> str:

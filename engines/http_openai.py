@@ -5,9 +5,13 @@ variable named by `api_key_env` and never written to results), or `server=vllm|l
 launch that engine's own server on 127.0.0.1 (engines/servers.py; its log goes beside the results).
 
 Prompts go as token-id lists where the server takes them (vLLM, SGLang), else as the exact-length
-text (llama.cpp's server). Tokens per SSE chunk are counted exactly from `token_ids` where the server
-sends them (vLLM: `return_token_ids`); otherwise each chunk counts as one token and the final usage
-(`stream_options.include_usage`) cross-checks the total. The method is recorded per request.
+text (llama.cpp's server). The stream is read by engines/sse_client.py: the SSE events that one read of the
+response body brings form one `Chunk` (tokens summed, ids and text joined, the last finish reason kept), so
+the runner stamps them once, on receipt, as in-process. Tokens per event are counted exactly from
+`token_ids` where the server sends them (vLLM: `return_token_ids`); otherwise an event with text counts as
+one token (a text-less event that only ends the stream counts none), and the final usage
+(`stream_options.include_usage`) cross-checks the total. The counting method, and the numbers of SSE events
+and of body reads, are recorded per request.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from engines.base import (
     token_count_mismatch,
 )
 from engines.servers import COMMANDS, ServerProcess
+from engines.sse_client import MalformedStream, SseClient
 
 DEFAULT_ARGS: dict[str, Any] = {
     "endpoint": "",  # an existing server's base URL; "" launches `server`
@@ -66,10 +71,6 @@ def prometheus_values(text: str) -> dict[str, float]:
     return values
 
 
-class MalformedStream(Exception):
-    pass
-
-
 class HttpCompletionsEngine(StreamingEngine):
     name = "http"
 
@@ -85,7 +86,8 @@ class HttpCompletionsEngine(StreamingEngine):
         self.server: ServerProcess | None = None
         self.base_url = self.args["endpoint"].rstrip("/")
         self.served_model: str | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # control calls: models, metrics, cache reset
+        self._sse: SseClient | None = None  # the measured streams
 
     async def start(self) -> None:
         if not self.base_url:
@@ -108,6 +110,7 @@ class HttpCompletionsEngine(StreamingEngine):
             headers["Authorization"] = f"Bearer {key}"
         limits = httpx.Limits(max_connections=self.args["max_connections"], max_keepalive_connections=self.args["max_connections"])
         self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=None)
+        self._sse = SseClient(self.base_url, headers, max_idle=self.args["max_connections"])
         try:
             models = (await self._client.get("/v1/models")).json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -125,6 +128,9 @@ class HttpCompletionsEngine(StreamingEngine):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._sse is not None:
+            await self._sse.aclose()
+            self._sse = None
         if self.server is not None:
             self.server.stop()
 
@@ -186,35 +192,67 @@ class HttpCompletionsEngine(StreamingEngine):
         return body
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
-        counted, method, finish, usage = 0, "chunks", None, None
-        async with self._client.stream("POST", "/v1/completions", json=self._body(request)) as response:
-            if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
-            async for line in response.aiter_lines():
-                if not line or line.startswith(":"):
-                    continue
-                if not line.startswith("data:"):
-                    raise MalformedStream(f"malformed SSE line: {line[:80]!r}")
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    event = json.loads(data)
-                except json.JSONDecodeError:
-                    raise MalformedStream(f"malformed SSE data: {data[:80]!r}") from None
-                usage = event.get("usage") or usage
-                for choice in event.get("choices") or []:
-                    ids = choice.get("token_ids")
-                    if ids is not None:
-                        method = "token_ids"
-                    count = len(ids) if ids is not None else 1
-                    finish = choice.get("finish_reason") or finish
-                    if count and (ids is not None or choice.get("text") is not None):
-                        counted += count
-                        yield Chunk(count, token_ids=ids, text=choice.get("text"))
-        yield Chunk(0, finish_reason=finish, num_prompt_tokens=(usage or {}).get("prompt_tokens"),
-                    num_cached_tokens=((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens"),
-                    engine_metrics=_usage_metrics(usage, counted, method))  # fmt: skip
+        tally = _StreamTally()
+        body = json.dumps(self._body(request)).encode()
+        async for payloads in self._sse.stream("/v1/completions", body):
+            chunk = tally.read(payloads)
+            if chunk is not None:
+                yield chunk
+            if tally.error is not None:  # the tokens before it were kept
+                raise tally.error
+        usage = tally.usage or {}
+        yield Chunk(0, finish_reason=tally.finish, num_prompt_tokens=usage.get("prompt_tokens"),
+                    num_cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+                    engine_metrics=tally.metrics())  # fmt: skip
+
+
+class _StreamTally:
+    """One request's stream: per read, the events' tokens merged into one chunk; over the request, the counts."""
+
+    __slots__ = ("counted", "method", "finish", "usage", "num_events", "num_reads", "done", "error")
+
+    def __init__(self) -> None:
+        self.counted, self.method, self.finish, self.usage = 0, "chunks", None, None
+        self.num_events = self.num_reads = 0
+        self.done = False
+        self.error: MalformedStream | None = None
+
+    def read(self, payloads: list[bytes]) -> Chunk | None:
+        """The events of one body read as one chunk (None when they carried no token)."""
+        self.num_reads += 1
+        count, ids, texts, finish = 0, [], [], None
+        for data in payloads:
+            self.num_events += 1
+            if data == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                event = json.loads(data)
+            except json.JSONDecodeError:
+                self.error = MalformedStream(f"malformed SSE data: {data[:80].decode(errors='replace')!r}")
+                break
+            self.usage = event.get("usage") or self.usage
+            for choice in event.get("choices") or []:
+                finish = choice.get("finish_reason") or finish
+                token_ids, text = choice.get("token_ids"), choice.get("text")
+                if token_ids is not None:
+                    self.method = "token_ids"
+                    count += len(token_ids)
+                    ids += token_ids
+                elif text or (text is not None and not choice.get("finish_reason")):  # "" mid-stream: a partial character
+                    count += 1
+                if text:
+                    texts.append(text)
+        self.finish = finish or self.finish
+        if not count:
+            return None
+        self.counted += count
+        return Chunk(count, token_ids=ids or None, text="".join(texts) or None, finish_reason=finish)
+
+    def metrics(self) -> dict[str, Any]:
+        metrics = _usage_metrics(self.usage, self.counted, self.method)
+        metrics.update(sse_events=self.num_events, sse_reads=self.num_reads, sse_done=self.done)
+        return metrics
 
 
 def _usage_metrics(usage: dict[str, Any] | None, counted: int, method: str) -> dict[str, Any]:

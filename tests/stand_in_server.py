@@ -6,7 +6,7 @@
 import argparse
 import subprocess
 import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, required=True)
@@ -50,4 +50,4 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-HTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()  # several connections: control and streams

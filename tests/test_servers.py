@@ -152,6 +152,9 @@ def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_ca
             assert r["output_tokens"] == r["target_output_tokens"] == sum(r["chunk_tokens"])
             assert r["prompt_tokens_reported"] == r["prompt_tokens"]
             assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []
+            assert r["engine"]["sse_done"] and 1 <= len(r["chunk_ns"]) <= r["engine"]["sse_reads"] <= r["engine"]["sse_events"]
+        summary = cell["summary"]
+        assert summary["sse_events_per_read"] == summary["sse_events_total"] / summary["sse_reads_total"] >= 1
 
 
 class KillsServerMidStream:

@@ -1,0 +1,149 @@
+"""HTTP mode stamps what one read of the socket brought as one chunk, and a harness that is itself the
+bottleneck is warned about. Known answers come from a FAKE SSE server (tests/fake_sse_server.py) whose
+true inter-token latency and tokens per write are set by the test."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from compare.checks import CLIENT_BOUND_SHARE, observed_warnings
+from compare.records import itl_samples_ns
+from compare.summaries import recompute
+from engines.base import Request
+from engines.http_openai import HttpCompletionsEngine, _StreamTally
+from engines.servers import ServerCommand, ServerProcess
+from engines.sse_client import MalformedStream, SseSplitter
+from tests.fake_sse_server import FakeSseServer
+
+FAKE_SERVER = os.path.join(os.path.dirname(__file__), "fake_sse_server.py")
+
+
+@pytest.mark.unit
+def test_the_splitter_keeps_a_partial_event_for_the_next_read_and_drops_comments():
+    splitter = SseSplitter()
+    assert splitter.feed(b': ping\n\ndata: {"a": 1}\n\ndata: {"b"') == [b'{"a": 1}']
+    assert splitter.feed(b': 2}\r\n\r\nid: 3\ndata: x\ndata: y\n\n') == [b'{"b": 2}', b"x\ny"]
+    assert splitter.feed(b"data: 1\n\nthis is not an SSE line\n\ndata: 2\n\n") == [b"1"]  # what came before it counts
+    assert isinstance(splitter.error, MalformedStream) and "this is not an SSE line" in str(splitter.error)
+
+
+@pytest.mark.unit
+def test_the_events_of_one_read_become_one_chunk_and_non_token_events_count_nothing():
+    tally = _StreamTally()
+    role_only = b'{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}'
+    assert tally.read([role_only]) is None  # no token: no chunk, so no stamp
+    chunk = tally.read([b'{"choices": [{"text": "a", "token_ids": [1]}]}', b'{"choices": [{"text": "bc", "token_ids": [2, 3]}]}',
+                        b'{"choices": [{"text": "", "token_ids": [], "finish_reason": "length"}]}'])  # fmt: skip
+    assert (chunk.num_new_tokens, chunk.token_ids, chunk.text, chunk.finish_reason) == (3, [1, 2, 3], "abc", "length")
+    assert tally.read([b'{"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}', b"[DONE]"]) is None
+    metrics = tally.metrics()
+    assert (metrics["sse_events"], metrics["sse_reads"], metrics["token_counting"]) == (6, 3, "token_ids")
+    assert metrics["token_count_mismatches"] == []
+
+
+@pytest.mark.unit
+def test_text_only_events_count_one_token_each_but_a_text_less_finish_counts_none():
+    tally = _StreamTally()
+    chunk = tally.read([b'{"choices": [{"text": "a"}]}', b'{"choices": [{"text": ""}]}',
+                        b'{"choices": [{"text": "", "finish_reason": "stop"}]}'])  # fmt: skip
+    assert chunk.num_new_tokens == 2 and tally.finish == "stop"  # "" mid-stream: a partial character, still a token
+
+
+def _measure(tokens_per_write: int, interval_ms: float, num_tokens: int = 40, comments: bool = False):
+    """Two requests at concurrency 1 through HTTP mode against the fake server, in this process."""
+    from compare.runner import closed_loop
+
+    async def go():
+        server = FakeSseServer(tokens_per_write, interval_ms, comments)
+        await server.start()
+        engine = HttpCompletionsEngine(None, {"endpoint": server.url})
+        await engine.start()
+        try:
+            requests = tuple(Request(f"r{i}", (1, 2, 3), num_tokens, num_tokens) for i in range(2))
+            return await closed_loop(engine, requests, 1, timeout_s=30)
+        finally:
+            await engine.stop()
+            await server.stop()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("tokens_per_write", [1, 4])
+def test_http_itl_is_the_servers_interval_whether_events_come_alone_or_k_to_a_write(tokens_per_write):
+    interval_ms = 10.0
+    records = _measure(tokens_per_write, interval_ms, comments=True)
+    assert all(r.ok and r.output_tokens == 40 for r in records)
+    itl_ms = np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) for r in records]) / 1e6
+    assert np.median(itl_ms) == pytest.approx(interval_ms, rel=0.2)
+    sizes = [size for r in records for size in r.chunk_tokens]
+    assert np.median(sizes) == tokens_per_write  # one chunk per write, not one per event
+    for r in records:
+        assert r.engine["sse_reads"] <= r.engine["sse_events"]
+        assert r.engine["sse_events"] == 40 + 4  # tokens, role-only, finish, usage, [DONE]; none for the comment
+        assert r.prompt_tokens_reported == 3 and r.finish_reason == "length"
+
+
+@pytest.mark.unit
+def test_a_cell_busy_past_the_threshold_is_client_bound_and_the_mark_survives_recompute():
+    def cell(share):
+        return {"summary": {}, "harness": {"loop_thread_cpu_share": share}}
+
+    assert observed_warnings(cell(CLIENT_BOUND_SHARE - 0.01)) == []
+    (warning,) = observed_warnings(cell(0.97))
+    assert warning == "client-bound: the harness used 97% of a core; latencies include client-side queueing"
+    from tests.fakes import record
+
+    stored = {"engine": {"capabilities": {}}, "cells": [{**cell(0.97), "requests": [record([1, 2, 3])], "config": {
+        "prompt_mode": "distinct", "concurrency": 1}, "cache_resets": []}]}  # fmt: skip
+    assert recompute(stored)["cells"][0]["warnings"][-1].startswith("client-bound: the harness used 97%")
+
+
+def _run_cli_pinned(args, cache, out, core):
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, ENGINEBENCH_CACHE=str(cache), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "compare", *args, "--out", str(out)]
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, preexec_fn=pin)
+
+
+def _cells(out):
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.engine
+def test_an_instant_server_at_high_concurrency_makes_the_cell_client_bound(tiny_llama3, model_cache, tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    server_core, client_core = (cores[-1], cores[0]) if len(cores) > 1 else (None, None)
+
+    async def go():
+        command = ServerCommand("fake-sse", (sys.executable, FAKE_SERVER, "--port", "{port}", "--interval-ms", "0"), "/health")
+        async with ServerProcess(command, "m", tmp_path / "fake.log", cpus={server_core} if server_core is not None else None) as server:
+            return await asyncio.to_thread(_run_cli_pinned, [
+                "--engine", "http", "--engine-arg", f"endpoint={server.url}", "--scenario", "concurrent",
+                "--concurrency", "64", "--num-requests", "256", "--input-tokens", "32", "--output-tokens", "256",
+                "--warmups", "0"], model_cache, tmp_path / "out", client_core)  # fmt: skip
+
+    result = asyncio.run(go())
+    assert result.returncode == 0, result.stderr[-2000:]
+    (cell,) = _cells(tmp_path / "out")
+    assert cell["harness"]["loop_thread_cpu_share"] >= CLIENT_BOUND_SHARE
+    assert any(w.startswith("client-bound: the harness used") for w in cell["warnings"])
+    assert "(client-bound)" in result.stdout  # marked in the printed table
+
+
+@pytest.mark.engine
+def test_a_slow_engine_at_low_load_is_not_client_bound(model_cache, tmp_path):
+    result = _run_cli_pinned(["--engine", "null", "--engine-arg", "interval_ms=20", "--scenario", "smoke",
+                              "--concurrency", "1"], model_cache, tmp_path, None)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (cell,) = _cells(tmp_path)
+    assert cell["harness"]["loop_thread_cpu_share"] < 0.5
+    assert not any(w.startswith("client-bound") for w in cell["warnings"])
