@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from compare.runner import run_request
+from compare.run.runner import run_request
 from engines.base import Request
 from engines.null import NullEngine
 

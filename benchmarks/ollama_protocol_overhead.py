@@ -12,8 +12,8 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from compare.metrics import summarize
-from compare.runner import closed_loop
+from compare.analysis.metrics import summarize
+from compare.run.runner import closed_loop
 from engines.llamacpp_offline import LlamaCppEngine
 from engines.ollama_client import OllamaEngine
 from tests.ollama_peer import OllamaTestPeer

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from compare.runner import open_loop
+from compare.run.runner import open_loop
 from engines.base import Request
 from engines.null import NullEngine
 from workloads.arrivals import arrival_offsets_ns

@@ -15,7 +15,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
-from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, require_local_model, resolve_engine_args
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    Request,
+    StreamingEngine,
+    require_local_model,
+    resolve_engine_args,
+)
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS = {

@@ -1,4 +1,5 @@
-"""vLLM in-process: `vllm` streams through `AsyncLLM`, `vllm-batch` runs `LLM.generate` on a whole cell.
+"""vLLM in-process: `vllm` streams through `AsyncLLM` (here); `vllm-batch` runs `LLM.generate` on a whole cell
+(engines/vllm_batch.py), on the same base: resolved args, sampling, engine timestamps, description.
 
 `vllm` sends token ids (`TokensPrompt`) with `RequestOutputKind.DELTA`; one yield may carry several
 tokens, and the adapter counts them. With stats on, vLLM's `RequestStateStats` gives engine-core
@@ -15,8 +16,6 @@ import os
 from typing import Any, AsyncIterator
 
 from engines.base import (
-    BatchEngine,
-    BatchOutput,
     Capabilities,
     Chunk,
     EngineDescription,
@@ -284,53 +283,3 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
                 num_cached_tokens=output.num_cached_tokens,
                 engine_metrics=self._engine_metrics(output.metrics),
             )
-
-
-class VLLMBatchEngine(_VLLMBase, BatchEngine):
-    """Offline batch: `LLM.generate` over a whole cell at once. No per-token timestamps, by design."""
-
-    name = "vllm-batch"
-
-    def __init__(self, model, engine_args=None):
-        super().__init__(model, engine_args)
-        self._llm = None
-        self.notes.append("offline batch: LLM.generate over all of a cell's requests at once; no per-token timestamps")
-
-    async def start(self) -> None:
-        from vllm import LLM
-
-        self._apply_cpu_environment()
-        self._llm = await asyncio.to_thread(lambda: LLM(**self.resolved))
-
-    async def stop(self) -> None:
-        if self._llm is not None:
-            self._llm.llm_engine.engine_core.shutdown()
-            self._llm = None
-
-    async def reset_cache(self) -> None:
-        if self.args["enable_prefix_caching"] and not await asyncio.to_thread(self._llm.reset_prefix_cache):
-            raise RuntimeError("vLLM reset_prefix_cache() returned False")
-
-    def describe(self) -> EngineDescription:
-        return self._describe(self._llm.llm_engine if self._llm else None, batch=True)
-
-    def http_server(self) -> None:
-        return None  # the offline batch path has no server; its streaming twin `vllm` has one
-
-    async def generate_batch(self, requests: tuple[Request, ...]) -> list[BatchOutput]:
-        from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
-
-        prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_token_ids)) for r in requests]
-        params = [self._sampling_params(r, RequestOutputKind.FINAL_ONLY) for r in requests]
-        outputs = await asyncio.to_thread(self._llm.generate, prompts, params, use_tqdm=False)
-        return [
-            BatchOutput(
-                num_output_tokens=len(out.outputs[0].token_ids),
-                finish_reason=out.outputs[0].finish_reason,
-                num_prompt_tokens=len(out.prompt_token_ids or ()),
-                num_cached_tokens=out.num_cached_tokens,
-                engine_metrics=self._engine_metrics(out.metrics),
-            )
-            for out in outputs
-        ]

@@ -7,7 +7,7 @@ import asyncio
 import zipfile
 from pathlib import Path
 
-from compare.records import RequestRecord
+from compare.results.records import RequestRecord
 from engines.base import (
     BatchEngine,
     BatchOutput,
@@ -145,8 +145,8 @@ def fake_run(engine: str, scenario: str, cells: list[tuple[dict, list[RequestRec
              hardware: str = "NVIDIA H100 80GB HBM3", dtype: str = "bfloat16", quick: bool = False):  # fmt: skip
     """A FAKE stored run: a results document with the given cells (config, records), summaries derived as the
     harness derives them, on the named GPU (or `hardware=None`: a CPU)."""
-    from compare.results import StoredRun
-    from compare.summaries import summarize_cell
+    from compare.analysis.summaries import summarize_cell
+    from compare.results.store import StoredRun
 
     gpus = {"available": True, "devices": [{"name": hardware}]} if hardware else {"available": False}
     doc = {"metadata": {"gpus": gpus, "cpu": {"model": "fake CPU", "affinity_cores": 2}, "date_utc": "2026-01-01T00:00:00"},

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from compare.anchor_vllm import TOLERANCE, agreement, harness_figures, harness_scenario
+from compare.anchors.vllm_bench import TOLERANCE, agreement, harness_figures, harness_scenario
 from tests.fakes import record
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from compare.checks import cell_warnings
-from compare.metrics import summarize
+from compare.analysis.checks import cell_warnings
+from compare.analysis.metrics import summarize
 from tests.fakes import record
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import engines
-from compare.cli import main
+from compare.cli.main import main
 from engines import EngineEntry
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from compare.results import load
+from compare.results.store import load
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.engine

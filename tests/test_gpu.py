@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from compare.gpu import GpuSampler, summarize_samples
+from compare.run.gpu import GpuSampler, summarize_samples
 
 pytestmark = pytest.mark.unit
 

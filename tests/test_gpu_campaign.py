@@ -12,12 +12,10 @@ import time
 
 import pytest
 
+from tests.fakes import fake_wheel
 from tools.gpu import campaign, device, pack, prepare
 from tools.gpu.validate import Step
 from tools.gpu.wheelsets import resolve
-
-from tests.fakes import fake_wheel
-
 
 
 def fake_parts(tmp_path, engine="vllm", imports=("fakeengine",)):

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import fake_wheel
 from tools.gpu import device, pack, prepare, validate
 from tools.gpu.stage import DropRule, apply_drops, install_wheel
 from tools.gpu.wheelsets import canonical, load_lock, resolve
-
-from tests.fakes import fake_wheel
-
 
 
 def lock_with(*entries, common=(), image=("torch", "transformers")):

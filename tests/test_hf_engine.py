@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from compare.report import main as report_main
+from compare.report.command import main as report_main
 from engines.base import EngineUnavailable, Request
 from engines.hf_transformers import HFTransformersEngine
 from tests.conftest import ROOT, run_cli
@@ -58,8 +58,8 @@ def test_summaries_recompute_identically_from_the_raw_records(smoke_results, cap
     path, doc, _ = smoke_results
     assert report_main([str(path), "--recompute", "--out", str(tmp_path / "report")]) == 0
     assert "c2-in32" in capsys.readouterr().out
-    from compare.results import load
-    from compare.summaries import summarize_cell
+    from compare.analysis.summaries import summarize_cell
+    from compare.results.store import load
 
     for cell in load(path)["cells"]:
         again = summarize_cell(cell["requests"], cell["config"], doc["engine"]["capabilities"], cell["cache_resets"])
@@ -74,7 +74,7 @@ def test_hf_refuses_a_config_only_model(model_cache):
 
 
 def test_a_timed_out_request_stops_the_worker_and_the_next_one_runs(tiny_llama3):
-    from compare.runner import closed_loop
+    from compare.run.runner import closed_loop
 
     async def go():
         engine = HFTransformersEngine(tiny_llama3, {})

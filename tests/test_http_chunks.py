@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from compare.checks import CLIENT_BOUND_SHARE, observed_warnings
-from compare.records import itl_samples_ns
-from compare.summaries import recompute
+from compare.analysis.checks import CLIENT_BOUND_SHARE, observed_warnings
+from compare.analysis.summaries import recompute
+from compare.results.records import itl_samples_ns
 from engines.base import Request
 from engines.http_openai import HttpCompletionsEngine, _StreamTally
 from engines.servers import ServerCommand, ServerProcess
@@ -56,7 +56,7 @@ def test_text_only_events_count_one_token_each_but_a_text_less_finish_counts_non
 
 def _measure(tokens_per_write: int, interval_ms: float, num_tokens: int = 40, comments: bool = False):
     """Two requests at concurrency 1 through HTTP mode against the fake server, in this process."""
-    from compare.runner import closed_loop
+    from compare.run.runner import closed_loop
 
     async def go():
         server = FakeSseServer(tokens_per_write, interval_ms, comments)

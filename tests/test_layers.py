@@ -1,25 +1,17 @@
-"""Imports run one way: cli -> orchestration -> running -> analysis -> results/report -> workloads -> engine
-contract, and no module imports itself back through others (lazy imports inside functions count too)."""
+"""Imports run one way, down the layers of compare/__init__.py's LAYERS (cli -> run -> report -> analysis ->
+results -> workloads -> engine contract), and no module imports itself back through others (lazy imports
+inside functions count too)."""
 
 import ast
 from pathlib import Path
 
 import pytest
 
+from compare import LAYERS as TOP_DOWN
+
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {  # higher may import lower or equal, never higher
-    "engine contract": (0, ("engines",)),
-    "workloads": (1, ("workloads",)),
-    "results/report": (2, ("compare.records", "compare.results", "compare.tables", "compare.figures", "compare.report_md")),
-    "analysis": (3, ("compare.metrics", "compare.checks", "compare.summaries", "compare.overhead", "compare.fidelity",
-                     "compare.comparisons", "compare.stats", "compare.cellstats", "compare.ratios", "compare.runsets",
-                     "compare.verdicts", "compare.hypotheses", "compare.hypotheses_load", "compare.roofline", "compare.vs", "compare.slo", "compare.telemetry", "compare.ablation_table")),
-    "running": (4, ("compare.runner", "compare.session", "compare.gpu", "compare.environment", "compare.observe",
-                    "compare.search", "compare.isolate", "compare.resume")),
-    "orchestration": (5, ("compare.config", "compare.orchestrate", "compare.sweep", "compare.ablations", "compare.sweep_run")),
-    "cli": (6, ("compare.cli", "compare.report", "compare.anchor_vllm", "compare.__main__")),
-}  # fmt: skip
+LAYERS = {name: (len(TOP_DOWN) - index, prefixes) for index, (name, prefixes) in enumerate(TOP_DOWN)}  # higher rank: higher
 
 
 def module_name(path: Path) -> str:
@@ -28,6 +20,8 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> tuple[int, str]:
+    if module == "compare":  # compare/__init__.py: the map itself, imported by nothing in the harness
+        return len(TOP_DOWN) + 1, "the layer map"
     for name, (rank, prefixes) in LAYERS.items():
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return rank, name
@@ -36,7 +30,7 @@ def layer_of(module: str) -> tuple[int, str]:
 
 def project_modules() -> dict[str, Path]:
     """Every module; a package's __init__ only where it holds code (engines/__init__.py is the registry)."""
-    files = [p for package in ("engines", "workloads", "compare") for p in (ROOT / package).glob("*.py")]
+    files = [p for package in ("engines", "workloads", "compare") for p in (ROOT / package).rglob("*.py")]
     return {module_name(p): p for p in files if p.name != "__init__.py" or p.read_text().strip()}
 
 
@@ -89,5 +83,18 @@ def test_no_module_imports_itself_back_through_others():
 def test_the_layer_check_sees_an_upward_import(tmp_path):
     """The check itself can fail: a lower module that imports the CLI is caught."""
     fake = tmp_path / "fake.py"
-    fake.write_text("def f():\n    from compare.cli import main\n")
-    assert imports_of(fake, project_modules()) == {"compare.cli"}
+    fake.write_text("def f():\n    from compare.cli.main import main\n")
+    assert imports_of(fake, project_modules()) == {"compare.cli.main"}
+    assert layer_of("compare.cli.main")[0] > layer_of("compare.analysis.metrics")[0]
+
+
+def test_compare_shows_its_layers_at_a_glance():
+    """Whoever opens compare/ sees the layers: each a package whose __init__ says what it owns and may import."""
+    entries = sorted(p.name for p in (ROOT / "compare").iterdir() if p.name != "__pycache__")
+    packages = [p for p in (ROOT / "compare").iterdir() if (p / "__init__.py").exists()]
+    assert len(entries) <= 9 and len(packages) == 6
+    for package in packages:
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert doc and "May import" in doc, package
+    listed = {prefix for _, prefixes in TOP_DOWN for prefix in prefixes}
+    assert {f"compare.{p.name}" for p in packages} <= listed

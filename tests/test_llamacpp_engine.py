@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from compare.runner import closed_loop  # noqa: E402
+from compare.run.runner import closed_loop  # noqa: E402
 from engines.base import Request  # noqa: E402
+from engines.gguf import export_gguf  # noqa: E402
 from engines.llamacpp_offline import LlamaCppEngine  # noqa: E402
 from tests.conftest import ROOT, run_cli  # noqa: E402
-from engines.gguf import export_gguf  # noqa: E402
 
 pytestmark = pytest.mark.engine
 

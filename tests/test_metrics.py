@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from compare.metrics import describe, language_summary, prefix_cache_summary, summarize
-from compare.records import RequestRecord, itl_samples_ns
+from compare.analysis.metrics import describe, language_summary, prefix_cache_summary, summarize
+from compare.results.records import RequestRecord, itl_samples_ns
 from tests.fakes import MS, record
 
 pytestmark = pytest.mark.unit

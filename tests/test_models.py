@@ -7,7 +7,6 @@ import pytest
 from engines.base import UsageError
 from workloads.models import MANIFEST, PRESETS, build_preset, resolve_model
 
-
 KO = "대한민국의 경제 발전 과정을 시대별로 자세히 설명해주세요."
 EN = "Please explain South Korea's economic development process in detail by era."
 

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from compare.metrics import summarize
-from compare.records import itl_samples_ns
-from compare.runner import closed_loop
+from compare.analysis.metrics import summarize
+from compare.results.records import itl_samples_ns
+from compare.run.runner import closed_loop
 from engines.base import Request
 from engines.null import NullEngine
 

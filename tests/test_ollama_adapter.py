@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("ollama")
 pytest.importorskip("llama_cpp")
 
-from compare.checks import cell_warnings  # noqa: E402
-from compare.metrics import summarize  # noqa: E402
-from compare.runner import closed_loop  # noqa: E402
+from compare.analysis.checks import cell_warnings  # noqa: E402
+from compare.analysis.metrics import summarize  # noqa: E402
+from compare.run.runner import closed_loop  # noqa: E402
 from engines.base import EngineUnavailable  # noqa: E402
 from engines.ollama_client import OllamaEngine  # noqa: E402
 from tests.ollama_peer import PEER_VERSION, OllamaTestPeer  # noqa: E402

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from compare.runner import open_loop
-from compare.slo import goodput, parse_slo
+from compare.analysis.slo import goodput, parse_slo
+from compare.run.runner import open_loop
 from engines.base import Request, UsageError
 from engines.null import NullEngine
 from tests.fakes import record

@@ -3,15 +3,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pathlib import Path
-
-from compare.cli import main
-from compare.comparisons import paired_runs
-from compare.overhead import cell_overhead
-from compare.results import StoredRun, variant_from_name
+from compare.analysis.pairs import cell_overhead, paired_runs
+from compare.cli.main import main
+from compare.results.store import StoredRun, variant_from_name
 from engines.vllm_offline import server_flags
 from tests.conftest import ROOT, run_cli
 from tests.fakes import record

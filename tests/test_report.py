@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compare.cli import main as compare_main
-from compare.report import main as report_main
-from compare.results import load_run
-from compare.vs import compare_runs
+from compare.analysis.vs import compare_runs
+from compare.cli.main import main as compare_main
+from compare.report.command import main as report_main
+from compare.results.store import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_RUN = ROOT / "results" / "gpu" / "2026-11-23-nvidia-h100-x1"

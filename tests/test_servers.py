@@ -109,7 +109,7 @@ def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, mod
 @pytest.mark.engine
 @pytest.mark.parametrize("sse", ["good", "malformed"])
 def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_llama3, tmp_path):
-    from compare.runner import closed_loop
+    from compare.run.runner import closed_loop
     from engines.base import Request
     from engines.http_openai import HttpCompletionsEngine
 
@@ -186,7 +186,7 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
 
     from rich.console import Console
 
-    from compare.session import RunOptions, run_scenario
+    from compare.run.session import RunOptions, run_scenario
     from engines.http_openai import HttpCompletionsEngine
     from engines.llamacpp_offline import LlamaCppEngine
     from workloads.plan import plan_scenario

@@ -20,8 +20,8 @@ import asyncio
 
 import pytest
 
-from compare.records import itl_samples_ns
-from compare.runner import closed_loop
+from compare.results.records import itl_samples_ns
+from compare.run.runner import closed_loop
 from engines.base import EngineUnavailable, Request
 from engines.sglang_offline import NO_GPU, SGLangEngine, StreamAccounting, launch_flags, server_args
 
@@ -223,7 +223,7 @@ def test_without_a_gpu_the_engine_refuses_in_one_line(model):
 def test_cli_says_what_to_install_when_sglang_is_missing(model, capsys):
     import importlib.util
 
-    from compare.cli import main
+    from compare.cli.main import main
 
     if importlib.util.find_spec("sglang") is not None:
         pytest.skip("sglang is installed here")

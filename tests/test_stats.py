@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compare.stats import Interval, clustered_interval, clustered_percentile, interval, judge, percentile_stat
+from compare.analysis.stats import Interval, clustered_interval, clustered_percentile, interval, judge, percentile_stat
 
 pytestmark = pytest.mark.unit
 

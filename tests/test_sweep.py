@@ -5,13 +5,12 @@ import signal
 
 import pytest
 
-from compare.ablation_table import ablation_lines, ablation_rows
-from compare.ablations import ABLATIONS
-from compare.cli import build_parser, child_args, run_config
-from compare.isolate import classify
-from compare.results import StoredRun
-from compare.sweep import grid, parse_sweep, points_for
-from compare.sweep_run import child_argv
+from compare.analysis.ablation_table import ablation_lines, ablation_rows
+from compare.cli.main import build_parser, child_args, run_config
+from compare.results.store import StoredRun
+from compare.run.ablations import ABLATIONS
+from compare.run.isolate import classify
+from compare.run.sweep import child_argv, grid, parse_sweep, points_for
 from engines import REGISTRY
 from engines.base import UsageError
 from tests.fakes import record
@@ -116,8 +115,8 @@ def test_the_ablation_table_calls_a_real_difference_significant_and_an_equal_poi
 
 
 def test_a_sweep_gives_every_cell_enough_requests_for_an_interval_and_tells_its_children(config_only_model, tmp_path):
-    from compare.cli import MIN_SWEEP_REQUESTS
-    from compare.ratios import MIN_REQUESTS
+    from compare.analysis.ratios import MIN_REQUESTS
+    from compare.cli.main import MIN_SWEEP_REQUESTS
 
     assert MIN_SWEEP_REQUESTS == MIN_REQUESTS
     argv = ["--engine", "null", "--scenario", "single", "--quick", "--sweep", "null.interval_ms=1,2",
@@ -131,7 +130,7 @@ def test_a_sweep_gives_every_cell_enough_requests_for_an_interval_and_tells_its_
 
 
 def test_an_in_process_sweep_writes_a_manifest_and_a_table_with_an_a_a_row(config_only_model, tmp_path, capsys):
-    from compare.cli import main
+    from compare.cli.main import main
 
     code = main(["--engine", "null", "--scenario", "single", "--quick", "--input-tokens", "128", "--output-tokens", "8", "--no-isolate",
                  "--sweep", "null.interval_ms=5,15", "--repeat-baseline", "--model", str(config_only_model),

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from compare.telemetry import itl_by_step_kind, summarize_telemetry
+from compare.analysis.telemetry import itl_by_step_kind, summarize_telemetry
 from engines.http_openai import prometheus_values
 from tests.fakes import MS, record
 

@@ -2,10 +2,9 @@
 
 import pytest
 
-from compare.hypotheses import h1_shared_prefix, h2_concurrency, h3_single_latency
-from compare.hypotheses_load import h4_degradation, h5_korean
-from compare.roofline import decode_mbu, device_for, parameter_counts, roofline
-from compare.records import RequestRecord
+from compare.report.hypotheses import h1_shared_prefix, h2_concurrency, h3_single_latency, h4_degradation, h5_korean
+from compare.report.roofline import decode_mbu, device_for, parameter_counts, roofline
+from compare.results.records import RequestRecord
 from tests.fakes import fake_run, steady_records
 
 pytestmark = pytest.mark.unit

@@ -12,11 +12,12 @@ import pytest
 
 pytest.importorskip("vllm")
 
-from compare.fidelity import streaming_fidelity  # noqa: E402
-from compare.results import ResultsFile, _jsonable  # noqa: E402
-from compare.runner import CellRun, run_cell  # noqa: E402
-from compare.session import cell_document  # noqa: E402
-from engines.vllm_offline import VLLMBatchEngine, VLLMEngine  # noqa: E402
+from compare.analysis.pairs import streaming_fidelity  # noqa: E402
+from compare.results.store import ResultsFile, _jsonable  # noqa: E402
+from compare.run.runner import CellRun, run_cell  # noqa: E402
+from compare.run.session import cell_document  # noqa: E402
+from engines.vllm_batch import VLLMBatchEngine  # noqa: E402
+from engines.vllm_offline import VLLMEngine  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402
 from workloads.scenarios import apply_overrides, load_scenario  # noqa: E402
 

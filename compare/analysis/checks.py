@@ -1,0 +1,130 @@
+"""Warnings stored and printed with every cell: nothing that skews a number passes silently.
+
+Covers unstable samples (coefficient of variation >= 10%), failures and timeouts, early EOS,
+truncated or re-counted prompts, warm caches, failed cache resets, engine-side queueing, effective
+concurrency below the requested level, and engine clocks that disagree with the harness. Then what the
+harness observed around the cell (`observed_warnings`): a profiler that ran, a load generator that fell
+behind its schedule, and a harness that was itself the bottleneck (client-bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compare.analysis.metrics import coefficient_of_variation
+from compare.results.records import RequestRecord
+
+CV_THRESHOLD = 0.10
+SEND_LAG_WARN_MS = 10.0
+CLIENT_BOUND_SHARE = 0.85  # the loop thread busy this share of the cell's wall time: requests queue in the client
+_STABILITY_METRICS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E latency"}
+
+
+def cell_warnings(
+    records: list[RequestRecord],
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    capabilities: dict[str, Any],
+    cache_resets: list[dict[str, Any]],
+) -> list[str]:
+    warnings: list[str] = []
+    ok = [r for r in records if r.ok]
+    for key, label in _STABILITY_METRICS.items():
+        cv = coefficient_of_variation(summary[key])
+        if cv is not None and cv >= CV_THRESHOLD:
+            warnings.append(f"unstable: {label} coefficient of variation {cv:.0%} (>= {CV_THRESHOLD:.0%})")
+    failed = [r for r in records if not r.ok]
+    if failed:
+        warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0].error})")
+    short = [r for r in ok if r.output_tokens < r.target_output_tokens]
+    if short:
+        reasons = sorted({str(r.finish_reason) for r in short})
+        warnings.append(
+            f"early stop: {len(short)} requests ended before {short[0].target_output_tokens} tokens "
+            f"(finish_reason {', '.join(reasons)}); their tokens still count"
+        )
+    mismatched = [r for r in ok if r.prompt_tokens_reported not in (None, r.prompt_tokens)]
+    if mismatched:
+        r = mismatched[0]
+        warnings.append(
+            f"prompt mismatch: engine counted {r.prompt_tokens_reported} tokens for a {r.prompt_tokens}-token "
+            f"prompt in {len(mismatched)} requests (truncated or re-tokenised)"
+        )
+    warnings += _cache_warnings(ok, config, cache_resets)
+    if any(r.timing == "batch" for r in records):
+        warnings.append(
+            f"offline batch: all {len(records)} requests went to the engine at once (concurrency does not apply); "
+            "no per-token timestamps, so TTFT, ITL and TPOT are not measured"
+        )
+    else:
+        warnings += _concurrency_warnings(len(records), config, capabilities)
+    if config.get("inexact_text_prompts"):
+        warnings.append(
+            f"prompt text: {config['inexact_text_prompts']} prompts' text does not re-encode to the exact ids; "
+            "engines fed text see other lengths"
+        )
+    mismatched_counts = [r for r in ok if r.engine and r.engine.get("token_count_mismatches")]
+    if mismatched_counts:
+        warnings.append(
+            f"token accounting: in {len(mismatched_counts)} requests the engine's token count and its output ids "
+            "disagreed on some chunk (the engine's count was used; details in engine.token_count_mismatches)"
+        )
+    if any(r.engine and r.engine.get("clock_consistent") is False for r in ok):
+        warnings.append("clock: the engine's first-token time is after the harness's receipt; delivery lag not trusted")
+    return warnings
+
+
+def _cache_warnings(ok: list[RequestRecord], config: dict[str, Any], resets: list[dict[str, Any]]) -> list[str]:
+    warnings = [f"cache reset {r['when']} failed ({r['error']}): the cell may start warm" for r in resets if not r["ok"]]
+    cached = [r.cached_tokens for r in ok if r.cached_tokens]
+    mode = config.get("prompt_mode")
+    if not cached:
+        return warnings
+    mean = sum(cached) / len(cached)
+    if mode == "same":
+        warnings.append(
+            f"warm cache by design: every request shares one prompt; {len(cached)} of {len(ok)} requests were served "
+            f"{mean:.0f} cached prompt tokens on average (--distinct-prompts for cold prefills)"
+        )
+    elif mode != "shared-prefix":
+        warnings.append(
+            f"warm cache: {len(cached)} of {len(ok)} requests had {mean:.0f} cached prompt tokens on average "
+            "although their prompts are distinct"
+        )
+    return warnings
+
+
+def _concurrency_warnings(num_requests: int, config: dict[str, Any], capabilities: dict[str, Any]) -> list[str]:
+    warnings = []
+    concurrency = config["concurrency"]
+    if num_requests < concurrency:
+        warnings.append(f"concurrency: only {num_requests} requests at concurrency {concurrency}")
+    limit = capabilities.get("max_concurrent_requests")
+    if limit is not None and concurrency > limit:
+        warnings.append(
+            f"engine queueing: the engine serves {limit} request(s) at a time; at concurrency {concurrency} the rest "
+            "wait inside it and their TTFT includes that wait"
+        )
+    return warnings
+
+
+def observed_warnings(cell: dict[str, Any]) -> list[str]:
+    """From what the harness watched around the cell (compare/run/observe.py), stored beside its records."""
+    warnings = []
+    profiled = cell.get("profiled") or {}
+    if profiled.get("started"):
+        warnings.append(f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
+                        "its numbers carry the profiler's cost")  # fmt: skip
+    lag = cell["summary"].get("send_lag_ms", {})
+    if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
+        warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
+                        "still count from the schedule")  # fmt: skip
+    if is_client_bound(cell):
+        warnings.append(f"client-bound: the harness used {cell['harness']['loop_thread_cpu_share']:.0%} of a core; "
+                        "latencies include client-side queueing")  # fmt: skip
+    return warnings
+
+
+def is_client_bound(cell: dict[str, Any]) -> bool:
+    share = (cell.get("harness") or {}).get("loop_thread_cpu_share")
+    return share is not None and share >= CLIENT_BOUND_SHARE

@@ -1,0 +1,71 @@
+"""What one `python -m compare` run is asked to do, as a frozen value: the CLI builds it from argv, the
+anchor and the tests build it directly, and orchestration only ever sees this."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engines import REGISTRY
+from engines.base import UsageError
+from workloads.models import DEFAULT_MODEL
+from workloads.scenarios import Scenario, apply_overrides, builtin_names, load_scenario
+
+MODES = ("inprocess", "http", "both")
+DEFAULT_DEADLINE_S = 7200.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    engines: tuple[str, ...]
+    scenarios: tuple[Scenario, ...]
+    model: str = DEFAULT_MODEL
+    tokenizer: str | None = None  # build prompts with this model's tokenizer (required for ollama:<tag>)
+    out_dir: Path = Path("results")
+    engine_args: tuple[str, ...] = ()  # K=V or ENGINE.K=V, as given
+    mode: str = "inprocess"
+    quick: bool = False
+    cache_dir: Path | None = None
+    show_progress: bool = True
+    slo: dict[str, float] | None = None  # latency limits for goodput
+    profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
+    find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
+    sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/run/sweep.py)
+    ablation: str | None = None  # a named set of points (compare/run/ablations.py)
+    isolate: bool | None = None  # each point in its own child process; None: on for sweeps and GPU engines
+    resume: Path | None = None  # skip runs complete in this folder, continue partial ones
+    deadline_s: float | None = DEFAULT_DEADLINE_S  # an isolated point still running after this is killed
+    allow_failures: bool = False  # exit 0 even when requests failed
+    repeat_baseline: bool = False  # a sweep runs its baseline again last: the A/A row is the between-run noise
+    child_args: tuple[str, ...] = ()  # argv an isolated point's child repeats (the parent-only options removed)
+
+
+def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:
+    """Built-in names, 'all' or JSON files; `--quick` first, then the overrides (None: not given)."""
+    if "all" in names:
+        names = [n for n in builtin_names() if n != "smoke"]
+    scenarios = []
+    for name in names:
+        scenario = apply_overrides(load_scenario(name), quick, overrides)
+        if distinct_prompts and scenario.prompt_mode == "same":
+            scenario = dataclasses.replace(scenario, prompt_mode="distinct")
+        scenarios.append(scenario)
+    return tuple(scenarios)
+
+
+def engine_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The K=V pairs that apply to `engine`: unscoped ones, and ENGINE.K=V for this engine."""
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--engine-arg {pair!r} must look like key=value (or engine.key=value)")
+        scope, dot, name = key.partition(".")
+        if dot and scope in REGISTRY:
+            if scope == engine:
+                args[name] = value
+            continue
+        args[key] = value
+    return args

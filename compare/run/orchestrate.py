@@ -1,0 +1,148 @@
+"""From a RunConfig to results files: validate everything first, then measure, then compare the runs.
+
+Every engine is constructed (and so validated) and every prompt planned and checked against every
+context limit before anything is measured. Each engine then starts once and runs every scenario.
+Sweeps, ablation sets and isolated engines come here through compare/run/sweep.py, one point at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from compare.analysis.pairs import compare_pairs, comparison_lines
+from compare.report.tables import print_report
+from compare.run.config import RunConfig, engine_args_for
+from compare.run.resume import find_previous
+from compare.run.search import search_max_rate
+from compare.run.session import RunOptions, run_scenario
+from engines import REGISTRY, load_engine_class
+from engines.base import BatchEngine, Engine, StreamingEngine, UsageError
+from workloads.models import resolve_model
+from workloads.plan import check_fits, plan_scenario
+
+
+@dataclass
+class EngineRun:
+    """One engine to drive, and what it is a variant of (results.py: `variant`)."""
+
+    name: str
+    engine: Engine
+    variant: dict[str, Any]
+
+
+def tokenizer_for(model, config: RunConfig):
+    """The model's own tokenizer; `--tokenizer` overrides it and is required for `ollama:<tag>`."""
+    if config.tokenizer:
+        return resolve_model(config.tokenizer, config.cache_dir).load_tokenizer()
+    if model.kind == "ollama":
+        raise UsageError(
+            "--model ollama:<tag> needs --tokenizer with the same vocabulary to build exact prompts "
+            "(a local HF folder, or e.g. synthetic:llama-3.1-8b for llama3.1 tags)"
+        )
+    return model.load_tokenizer()
+
+
+def build_engines(config: RunConfig, model) -> list[EngineRun]:
+    """Construct every engine (validating its args); with --mode http/both, `X-http` drives X's own server."""
+    runs = []
+    for name in config.engines:
+        given = engine_args_for(name, config.engine_args)
+        engine = load_engine_class(name)(model, given)
+        if not isinstance(engine, (StreamingEngine, BatchEngine)):
+            raise UsageError(f"engine {name!r} implements neither StreamingEngine nor BatchEngine (engines/base.py)")
+        entry = REGISTRY.get(name)
+        base = entry.variant_of if entry and entry.variant_of else name
+        kind = "batch" if isinstance(engine, BatchEngine) else "inprocess"
+        variant = {"of": base, "kind": kind, "engine_args": given}
+        if config.mode in ("inprocess", "both"):
+            runs.append(EngineRun(name, engine, variant))
+        if config.mode in ("http", "both"):
+            runs.append(EngineRun(f"{name}-http", http_twin(name, engine, model, config), {**variant, "kind": "http"}))
+    return runs
+
+
+def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
+    from engines.http_openai import HttpCompletionsEngine
+
+    launch = engine.http_server()
+    if launch is None:
+        raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, sglang, llamacpp")
+    http_args = {"log_dir": str(config.out_dir), **engine_args_for("http", config.engine_args)}
+    return HttpCompletionsEngine(model, http_args, launch=launch)
+
+
+async def run_one(config: RunConfig) -> int:
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for name in config.engines:
+        load_engine_class(name)  # an unknown or missing engine fails before any model is built
+    model = resolve_model(config.model, config.cache_dir)
+    tokenizer = tokenizer_for(model, config)
+    plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in config.scenarios}
+    runs = build_engines(config, model)
+    for run in runs:
+        limit, arg = run.engine.max_context_tokens, run.engine.context_arg
+        fix = f"raise it with --engine-arg {run.name}.{arg}=N" if arg else "use a longer-context model"
+        for scenario in config.scenarios:
+            check_fits(scenario, plans[scenario.name], limit, f"the context of engine {run.name!r}", fix)
+    if config.find_max_rate and not config.slo:
+        raise UsageError("--find-max-rate needs --slo: the search keeps the highest rate at which 99% of requests meet it")
+    if config.profile is not None:
+        for run in runs:  # engines that set their profiler up at start learn the folder now
+            run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
+    options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
+                         profile=config.profile)  # fmt: skip
+    failures, finished = 0, []
+    for run in runs:
+        previous = {s.name: _previous(config, run, s, model.spec) for s in config.scenarios}
+        todo = [s for s in config.scenarios if not (previous[s.name] and previous[s.name][1].get("status") == "complete")]
+        for scenario in [s for s in config.scenarios if s not in todo]:
+            console.print(f"== {run.name} / {scenario.name}: complete in {previous[scenario.name][0]}, skipped (--resume)",
+                          highlight=False, markup=False)  # fmt: skip
+        if not todo:
+            continue
+        try:
+            await run.engine.start()
+        except UsageError:
+            raise  # e.g. no server to talk to: one line, exit 2; earlier engines' files are written
+        except Exception as exc:  # an engine that cannot start: one line, the other engines go on
+            print(f"error: engine {run.name!r} failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            for scenario in todo:
+                console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
+                try:
+                    if config.find_max_rate:
+                        await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
+                        continue
+                    results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
+                                                 options, console, run.variant, previous[scenario.name])  # fmt: skip
+                except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
+                    print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    failures += 1
+                    continue
+                finished.append(results)
+                print_report(results.doc, console)
+                console.print(f"results: {results.path}", highlight=False, markup=False)
+                failed = sum(c["summary"]["num_requests"] - c["summary"]["num_ok"] for c in results.doc["cells"])
+                if failed and not config.allow_failures:
+                    print(f"error: {failed} request(s) of {run.name!r} on {scenario.name!r} failed (errors in "
+                          f"{results.path}); exit 1 (--allow-failures: exit 0)", file=sys.stderr)  # fmt: skip
+                    failures += 1
+        finally:
+            await run.engine.stop()
+    for name, comparison in compare_pairs(finished):
+        for line in comparison_lines(name, comparison):
+            console.print(line, highlight=False, markup=False)
+    return 1 if failures else 0
+
+
+def _previous(config: RunConfig, run: EngineRun, scenario, model_spec: str):
+    """--resume: this run's newest file in the folder, or None."""
+    if config.resume is None:
+        return None
+    return find_previous(config.out_dir, run.name, run.variant, scenario.to_json(), model_spec, config.quick)

@@ -1,0 +1,175 @@
+"""The runner: closed-loop concurrency or open-loop arrivals, one receipt timestamp per chunk, raw
+records per request.
+
+Per cell: warmups at concurrency 1 (stored apart), a cache reset, then either N workers that each send
+their next request when the last one finishes (closed loop), or every request sent at its scheduled
+time whatever is still in flight (open loop; `max_concurrency` may cap it, and then a request waits in
+the harness, and that wait counts, since latency is measured from the schedule). The per-chunk hot path is a clock read and two
+appends (compare/results/records.py: StreamRecorder); everything else is derived after the request ends.
+Batch engines get the whole cell in one call instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any, Callable
+
+from compare.results.records import RequestRecord, StreamRecorder, batch_records
+from engines.base import BatchEngine, Engine, Request, StreamingEngine
+from workloads.plan import CellPlan
+
+RESET_TIMEOUT_S = 120.0
+
+Decode = Callable[[list[int]], str]
+
+
+@dataclass
+class CellRun:
+    """Filled while the cell runs, so an interrupt can still save what was measured."""
+
+    plan: CellPlan
+    warmups: list[RequestRecord] = field(default_factory=list)
+    records: list[RequestRecord | None] = field(default_factory=list)
+    cache_resets: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    origin_ns: int | None = None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
+
+    def finished_records(self) -> list[RequestRecord]:
+        return [r for r in self.records if r is not None]
+
+
+async def run_cell(
+    engine: Engine,
+    cell: CellRun,
+    timeout_s: float,
+    decode: Decode | None = None,
+    on_request_done: Callable[[], None] | None = None,
+) -> None:
+    plan = cell.plan
+    await _reset(engine, cell, "before warmups")
+    if isinstance(engine, BatchEngine):  # offline batch engines take the whole cell at once
+        cell.warmups.extend(await run_batch(engine, plan.warmups, timeout_s) if plan.warmups else [])
+        await _reset(engine, cell, "after warmups")
+        cell.records = await run_batch(engine, plan.requests, timeout_s)
+    else:
+        cell.warmups.extend(await closed_loop(engine, plan.warmups, 1, timeout_s, decode))
+        await _reset(engine, cell, "after warmups")
+        cell.records = [None] * len(plan.requests)
+        cell.origin_ns = perf_counter_ns()
+        if plan.arrivals_ns is not None:
+            await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
+                            on_request_done, cell.origin_ns)  # fmt: skip
+        else:
+            await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done,
+                              cell.origin_ns)  # fmt: skip
+    cell.complete = True
+
+
+async def _reset(engine: Engine, cell: CellRun, when: str) -> None:
+    started = perf_counter_ns()
+    try:
+        async with asyncio.timeout(RESET_TIMEOUT_S):  # a dead engine may never answer (vLLM after EngineCore died)
+            await engine.reset_cache()
+        cell.cache_resets.append({"when": when, "ok": True, "duration_ns": perf_counter_ns() - started})
+    except TimeoutError:
+        cell.cache_resets.append({"when": when, "ok": False, "error": f"timeout: no answer within {RESET_TIMEOUT_S:g} s"})
+    except Exception as exc:  # recorded, not hidden: the cell may then start with a warm cache
+        cell.cache_resets.append({"when": when, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def closed_loop(
+    engine: StreamingEngine,
+    requests: tuple[Request, ...],
+    concurrency: int,
+    timeout_s: float,
+    decode: Decode | None = None,
+    results: list[RequestRecord | None] | None = None,
+    on_request_done: Callable[[], None] | None = None,
+    origin_ns: int | None = None,
+) -> list[RequestRecord]:
+    """N workers share one queue of requests; each sends its next one when its last one ends."""
+    results = results if results is not None else [None] * len(requests)
+    pending = iter(range(len(requests)))
+    origin_ns = origin_ns or perf_counter_ns()
+
+    async def worker() -> None:
+        for index in pending:  # one event loop: workers never take the same index
+            results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode)
+            if on_request_done is not None:
+                on_request_done()
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
+    return results  # type: ignore[return-value]
+
+
+async def open_loop(
+    engine: StreamingEngine,
+    requests: tuple[Request, ...],
+    arrivals_ns: tuple[int, ...],
+    max_concurrency: int,
+    timeout_s: float,
+    decode: Decode | None = None,
+    results: list[RequestRecord | None] | None = None,
+    on_request_done: Callable[[], None] | None = None,
+    origin_ns: int | None = None,
+) -> list[RequestRecord]:
+    """Each request goes at its due time (origin + arrival), whatever is in flight; max_concurrency > 0 caps it."""
+    results = results if results is not None else [None] * len(requests)
+    origin_ns = origin_ns or perf_counter_ns()
+    slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+
+    async def one(index: int) -> None:
+        await sleep_until(origin_ns + arrivals_ns[index])
+        async with slots or contextlib.nullcontext():
+            results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
+        if on_request_done is not None:
+            on_request_done()
+
+    await asyncio.gather(*(one(i) for i in range(len(requests))))
+    return results  # type: ignore[return-value]
+
+
+async def sleep_until(due_ns: int) -> None:
+    """Sleep to `due_ns` (perf_counter). The loop's timer wakes up to about a millisecond late (epoll waits in
+    whole ms); a spin to the exact time would cost a core at high rates, which a CPU engine would feel, so the
+    harness takes the lateness and records it per request (`send_lag_ns`); latency counts from the schedule."""
+    delay_ns = due_ns - perf_counter_ns()
+    if delay_ns > 0:
+        await asyncio.sleep(delay_ns / 1e9)
+
+
+async def run_request(
+    engine: StreamingEngine, request: Request, timeout_s: float, origin_ns: int, decode: Decode | None = None,
+    scheduled_ns: int | None = None,
+) -> RequestRecord:  # fmt: skip
+    recorder = StreamRecorder(request, origin_ns, scheduled_ns)
+    error = None
+    stream = engine.generate(request)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in stream:
+                recorder.on_chunk(chunk)
+    except TimeoutError:
+        error = f"timeout: no end of stream within {timeout_s:g} s"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        await stream.aclose()
+    return recorder.finish(error, decode)
+
+
+async def run_batch(engine: BatchEngine, requests: tuple[Request, ...], timeout_s: float) -> list[RequestRecord]:
+    """One call for all requests: each record gets the batch's send and end, and no token times."""
+    error, outputs = None, []
+    sent_ns = perf_counter_ns()
+    try:
+        async with asyncio.timeout(timeout_s * max(1, len(requests))):
+            outputs = await engine.generate_batch(requests)
+    except TimeoutError:
+        error = f"timeout: batch did not finish within {timeout_s * len(requests):g} s"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return batch_records(requests, outputs, sent_ns, perf_counter_ns(), error)

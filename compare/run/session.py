@@ -1,0 +1,218 @@
+"""One (engine, scenario) run: start the engine, run every cell, write results after each cell."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from compare.analysis.checks import observed_warnings
+from compare.analysis.slo import goodput
+from compare.analysis.summaries import summarize_cell
+from compare.analysis.telemetry import summarize_telemetry
+from compare.results.store import ResultsFile, results_path
+from compare.run import environment
+from compare.run.gpu import GpuSampler
+from compare.run.observe import CellObserver
+from compare.run.resume import continue_file, kept_cell_ids
+from compare.run.runner import CellRun, run_cell
+from engines.base import Engine
+from workloads.models import ResolvedModel
+from workloads.plan import CellPlan
+from workloads.scenarios import Scenario
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: Path
+    quick: bool = False
+    gpu_interval_ms: float = 50.0
+    show_progress: bool = True
+    slo: dict[str, float] | None = None  # latency limits for goodput (compare/analysis/slo.py)
+    profile: str | None = None  # a cell id to run under the engine's profiler ("": the first cell)
+
+
+def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
+    spec = plan.spec
+    return {
+        "concurrency": spec.concurrency,
+        "input_tokens": spec.input_tokens,
+        "prompt_tokens": plan.target_prompt_tokens,
+        "shared_prefix_tokens": scenario.shared_prefix_tokens,
+        "output_tokens": scenario.output_tokens,
+        "num_requests": spec.num_requests,
+        "warmup_requests": len(plan.warmups),
+        "language": spec.language,
+        "kind": spec.kind,
+        "prompt_mode": scenario.prompt_mode,
+        "ignore_eos": scenario.ignore_eos,
+        "timeout_s": scenario.timeout_s,
+        "inexact_text_prompts": plan.num_inexact_text_prompts,
+        "prompts_sha256": prompts_sha256(plan),
+        "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
+        "burstiness": scenario.burstiness if spec.request_rate is not None else None,
+    }
+
+
+def prompts_sha256(plan: CellPlan) -> str:
+    """One hash of every measured prompt's token ids, in order: two runs with equal hashes sent the same requests."""
+    digest = hashlib.sha256()
+    for request in plan.requests:
+        digest.update(json.dumps(request.prompt_token_ids).encode())
+    return digest.hexdigest()
+
+
+def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
+    config = cell_config(scenario, cell.plan)
+    records = cell.finished_records()
+    return {
+        "cell_id": cell.plan.spec.cell_id,
+        "config": config,
+        "complete": cell.complete,
+        "cache_resets": cell.cache_resets,
+        "warmups": [w for w in cell.warmups if w is not None],
+        "requests": records,
+        **summarize_cell(records, config, capabilities, cell.cache_resets),
+        "gpu": gpu,
+    }
+
+
+async def run_scenario(
+    engine_name: str,
+    engine: Engine,
+    model: ResolvedModel,
+    scenario: Scenario,
+    plans: list[CellPlan],
+    tokenizer,
+    options: RunOptions,
+    console: Console,
+    variant: dict[str, Any],
+    previous: tuple[Path, dict[str, Any]] | None = None,
+) -> ResultsFile:
+    """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
+    `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
+    `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run."""
+    description = dataclasses.asdict(engine.describe())
+    if previous is not None:
+        results = continue_file(*previous)
+    else:
+        results = ResultsFile(
+            results_path(options.out_dir, engine_name, scenario.name),
+            {
+                "metadata": environment.collect(),
+                "engine": description,
+                "run_name": engine_name,
+                "model": model.to_json(),
+                "scenario": scenario.to_json(),
+                "quick": options.quick,
+                "variant": variant,
+            },
+        )
+    kept, todo = kept_cell_ids(results), plans
+    if kept:  # a kept cell whose prompts differ is run again
+        todo = [plan for plan in plans if kept.get(plan.spec.cell_id) != prompts_sha256(plan)]
+        rerun = {plan.spec.cell_id for plan in todo}
+        results.doc["cells"] = [c for c in results.doc["cells"] if c["cell_id"] not in rerun]
+        console.print(f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
+                      highlight=False, markup=False)  # fmt: skip
+    results.write()
+    decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
+    try:
+        with _progress(console, options.show_progress) as progress:
+            for plan in todo:
+                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console)
+    except BaseException as exc:
+        interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
+        try:
+            results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+        except OSError as write_error:  # e.g. disk full: the last complete write stays on disk
+            print(f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    if kept:  # kept cells first, then the ones run now: back into the plan's order
+        order = {plan.spec.cell_id: index for index, plan in enumerate(plans)}
+        results.doc["cells"].sort(key=lambda c: order[c["cell_id"]])
+    results.finish("complete")
+    return results
+
+
+async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:
+    cell = CellRun(plan)
+    task = progress.add_task(plan.spec.cell_id, total=len(plan.requests))
+    profile = options.profile
+    if profile == "" and results.doc["cells"]:
+        profile = None  # --profile without a cell id: the scenario's first cell only
+    observer = CellObserver(engine, plan.spec.cell_id, profile, options.out_dir / "profiles" / plan.spec.cell_id)
+    await observer.start()
+    sampler = GpuSampler(options.gpu_interval_ms)
+    sampler.start()
+    try:
+        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task))
+    finally:
+        gpu = sampler.stop()
+        observed = await observer.stop(cell.origin_ns)
+        document = cell_document(scenario, cell, description["capabilities"], gpu)
+        document.update(observed_figures(document, observed, options.slo))
+        results.add_cell(document)  # written even when the cell was interrupted
+        progress.remove_task(task)
+    console.print(_cell_line(document), highlight=False, markup=False)
+
+
+def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None) -> dict[str, Any]:
+    """Telemetry with its summary, harness CPU, goodput, and the warnings they bring."""
+    records, wall_s = document["requests"], document["summary"]["wall_s"]
+    extra = dict(observed)
+    if "telemetry" in extra:
+        extra["telemetry"]["summary"] = summarize_telemetry(extra["telemetry"]["rows"], records, int(wall_s * 1e9))
+    if slo:
+        extra["slo"] = goodput(records, slo, wall_s)
+    warnings = list(document["warnings"]) + observed_warnings({**document, **extra})
+    extra["warnings"] = warnings
+    return extra
+
+
+def _cell_line(cell: dict[str, Any]) -> str:
+    s = cell["summary"]
+    ttft, tok_s = s["ttft_ms"].get("p50"), s["output_tok_per_s"]
+    line = f"cell {cell['cell_id']}: {s['num_ok']}/{s['num_requests']} ok"
+    if ttft is not None and tok_s is not None:
+        line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
+    harness = cell.get("harness") or {}
+    if harness.get("loop_thread_cpu_share") is not None:
+        line += f", harness CPU {harness['process_cpu_share']:.0%} (loop thread {harness['loop_thread_cpu_share']:.0%})"
+    telemetry = (cell.get("telemetry") or {}).get("summary") or {}
+    if telemetry.get("running_max") is not None:
+        line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
+    slo = cell.get("slo")
+    if slo and slo["share_met"] is not None:
+        line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
+        line += f"; most missed: {slo['most_missed']})" if slo["most_missed"] else ")"
+    return line + f", {len(cell['warnings'])} warning(s)"
+
+
+def _decoder(tokenizer):
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    return decode
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )

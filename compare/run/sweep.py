@@ -1,0 +1,263 @@
+"""Sweeps: the points of `--sweep KEY=V1,V2` grids and named `--ablation` sets, and their runs.
+
+A point is one engine run: an engine, a mode and the engine args it adds to the run's own. The first point
+of a grid (every key at its first value) is the baseline the ablation table compares the others with.
+Points (of a sweep, an ablation set, or engines to keep apart) run one at a time, each isolated: with
+isolation each point is `python -m compare` in its own child process and session (compare/run/isolate.py)
+writing its own results files; without it, each point runs in this process. Either way one point's failure
+is recorded (status, reason, log tail) and the next point runs. A sweep lives in one folder with a manifest,
+`sweep.json`, rewritten atomically after every point, and ends with the ablation table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from compare.analysis.ablation_table import ablation_lines, ablation_markdown, ablation_rows
+from compare.analysis.pairs import compare_pairs, comparison_lines
+from compare.results.store import load_run, write_json_atomic
+from compare.run.ablations import ABLATIONS
+from compare.run.config import RunConfig
+from compare.run.isolate import ChildOutcome, child_echo, run_child
+from compare.run.orchestrate import run_one
+from engines import REGISTRY, load_engine_class
+from engines.base import UsageError
+
+
+@dataclass(frozen=True)
+class Point:
+    label: str  # "baseline", "enable_prefix_caching=false", "vllm-batch"
+    engine: str
+    engine_args: tuple[str, ...] = ()  # K=V pairs added after the run's own --engine-arg (so they win)
+    mode: str = "inprocess"
+
+    @property
+    def run_name(self) -> str:
+        """The name its results file carries: `X-http` for HTTP mode, as a plain run names it."""
+        return f"{self.engine}-http" if self.mode == "http" else self.engine
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{self.engine}-{self.mode}-{self.label}")[:120]
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "engine": self.engine, "engine_args": list(self.engine_args), "mode": self.mode}
+
+
+def parse_sweep(text: str) -> tuple[str | None, str, tuple[str, ...]]:
+    """`KEY=V1,V2` or `ENGINE.KEY=V1,V2` as (engine or None, key, values)."""
+    key, sep, values = text.partition("=")
+    parsed = tuple(v.strip() for v in values.split(",") if v.strip())
+    if not sep or not key or not parsed:
+        raise UsageError(f"--sweep {text!r} must look like key=v1,v2 (or engine.key=v1,v2)")
+    scope, dot, name = key.partition(".")
+    if dot and scope in REGISTRY:
+        return scope, name, parsed
+    return None, key, parsed
+
+
+def grid(engines: tuple[str, ...], sweeps: tuple[str, ...], mode: str) -> list[Point]:
+    """One point per engine and combination of values; keys scoped to another engine are left out."""
+    parsed = [parse_sweep(s) for s in sweeps]
+    points = []
+    for engine in engines:
+        axes = [(key, values) for scope, key, values in parsed if scope in (None, engine)]
+        for combo in itertools.product(*(values for _, values in axes)):
+            pairs = tuple(f"{key}={value}" for (key, _), value in zip(axes, combo))
+            label = ",".join(pairs) if pairs else "baseline"
+            points.append(Point(label, engine, tuple(f"{engine}.{p}" for p in pairs), mode))
+    return points
+
+
+def ablation_points(name: str, engines: tuple[str, ...] | None) -> tuple[list[Point], str]:
+    """A named set's points (baseline first) and the question it answers."""
+    if name not in ABLATIONS:
+        raise UsageError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)} (python -m compare --list)")
+    ablation = ABLATIONS[name]
+    if engines and set(engines) - set(ablation.engines):
+        raise UsageError(f"ablation {name!r} runs {', '.join(ablation.engines)}; drop --engine "
+                         f"{' '.join(sorted(set(engines) - set(ablation.engines)))} or pick another set")  # fmt: skip
+    points = []
+    for label, engine, pairs, mode in ablation.points:
+        points.append(Point(label, engine, tuple(f"{engine}.{p}" for p in pairs), mode))
+    return points, ablation.question
+
+
+def points_for(engines: tuple[str, ...], sweeps: tuple[str, ...], ablation: str | None, mode: str) -> tuple[list[Point], str]:
+    """The run's points and the question they answer; a plain run is one baseline point per engine."""
+    if ablation and sweeps:
+        raise UsageError("give --ablation NAME or --sweep KEY=V1,V2, not both")
+    if ablation:
+        return ablation_points(ablation, engines)
+    modes = ("inprocess", "http") if mode == "both" else (mode,)
+    points = [p for m in modes for p in grid(engines, sweeps, m)]
+    question = "how do " + ", ".join(parse_sweep(s)[1] for s in sweeps) + " change latency and throughput?" if sweeps else ""
+    return points, question
+
+
+MANIFEST = "sweep.json"
+GPU_ENGINES = {"vllm", "vllm-batch", "sglang"}
+
+
+def run(config: RunConfig) -> int:
+    """The whole run: one point in this process, or several points (sweep, ablation, isolation) in turn."""
+    for name in config.engines:
+        load_engine_class(name)  # an unknown or missing engine fails before anything starts
+    points, question = points_for(config.engines, config.sweeps, config.ablation, config.mode)
+    sweep_name = config.ablation or ("sweep" if config.sweeps else None)
+    if config.repeat_baseline and sweep_name:
+        points.append(dataclasses.replace(points[0], label=f"{points[0].label} (A/A)"))
+    if config.isolate is None:  # default: on for sweeps, for SGLang, and for GPU engines next to other engines
+        gpu = {p.engine for p in points} & GPU_ENGINES
+        isolate = bool(sweep_name) or "sglang" in gpu or bool(gpu and len(points) > 1)
+    else:
+        isolate = config.isolate
+    if not sweep_name and not isolate:
+        return asyncio.run(run_one(config))
+    for point in points:
+        load_engine_class(point.engine)
+    return run_points(config, points, question, isolate, sweep_name)
+
+
+def sweep_folder(config: RunConfig, name: str) -> Path:
+    if config.resume is not None:
+        return config.resume
+    return config.out_dir / f"sweep_{name}_{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
+    return dataclasses.replace(config, engines=(point.engine,), engine_args=config.engine_args + point.engine_args,
+                               mode=point.mode, out_dir=out_dir, sweeps=(), ablation=None, isolate=False,
+                               resume=out_dir if config.resume is not None else None)  # fmt: skip
+
+
+def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
+    argv = [sys.executable, "-m", "compare", *config.child_args, "--engine", point.engine, "--mode", point.mode,
+            "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
+    for pair in point.engine_args:
+        argv += ["--engine-arg", pair]
+    if config.resume is not None:
+        argv += ["--resume", str(out_dir)]
+    return argv
+
+
+def run_points(config: RunConfig, points: list[Point], question: str, isolate: bool, name: str | None) -> int:
+    """`name`: the sweep's name (a folder and a manifest); None: plain engines, written to --out as usual."""
+    root = sweep_folder(config, name) if name else (config.resume or config.out_dir)
+    manifest_path = root / MANIFEST
+    previous = _previous_entries(manifest_path) if config.resume is not None else {}
+    manifest = {"schema_version": 1, "name": name, "question": question, "isolated": isolate,
+                "baseline": points[0].label, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "points": []}  # fmt: skip
+    print(f"== {len(points)} point(s){' in ' + str(root) if name else ''}: {question or 'each engine on its own'}", flush=True)
+    try:
+        for index, point in enumerate(points):
+            out_dir = root / f"{index:02d}-{point.slug}" if name else root
+            entry = {**point.to_json(), "dir": str(out_dir)}
+            done = previous.get(point.slug)
+            if done and done.get("status") == "complete":
+                print(f"-- point {index + 1}/{len(points)} {point.label}: complete in {out_dir}, skipped (--resume)", flush=True)
+                manifest["points"].append(done)
+                continue
+            print(f"-- point {index + 1}/{len(points)}: {point.run_name} {point.label}", flush=True)
+            started, started_wall = time.monotonic(), time.time()
+            if isolate:
+                outcome = run_child(child_argv(config, point, out_dir), out_dir / "logs" / f"{point.slug}.log",
+                                    config.deadline_s, child_echo(point.label))  # fmt: skip
+            else:
+                outcome = _in_process(point_config(config, point, out_dir), started)
+            entry.update(outcome.to_json(), files=_files(out_dir, point, started_wall))
+            manifest["points"].append(entry)
+            print(f"-- point {point.label}: {outcome.status} ({outcome.reason}), {outcome.elapsed_s:.0f} s"
+                  + _gpu_line(outcome.gpu_memory), flush=True)  # fmt: skip
+            if name:
+                write_json_atomic(manifest_path, manifest)
+    except KeyboardInterrupt:
+        if name:
+            manifest["points"].append({**point.to_json(), "status": "interrupted", "reason": "SIGINT"})
+            write_json_atomic(manifest_path, manifest)
+        print(f"interrupted: finished points and cells are on disk; continue with --resume {root}", file=sys.stderr)
+        return 130
+    runs = _load_runs(manifest["points"])
+    if name:
+        _write_table(manifest, root, points, runs)
+        write_json_atomic(manifest_path, manifest)
+    for pair_name, comparison in compare_pairs([run for point_runs in runs for run in point_runs]):
+        for line in comparison_lines(pair_name, comparison):  # HTTP overhead, streaming fidelity: as one process prints
+            print(line, flush=True)
+    return _exit_code([p["status"] for p in manifest["points"]])
+
+
+def _in_process(config: RunConfig, started: float) -> ChildOutcome:
+    try:
+        code = asyncio.run(run_one(config))
+        reason = "exit 0" if code == 0 else f"exit {code}"
+    except Exception as exc:  # a usage error in one point (e.g. a bad engine arg value) fails that point only
+        code, reason = 2, f"{type(exc).__name__}: {exc}"
+    status = {0: "complete", 2: "bad-input"}.get(code, "failed")
+    return ChildOutcome(status, reason, code, round(time.monotonic() - started, 3), "(in this process)",
+                        gpu_memory={"checked": False, "why": "not isolated"})  # fmt: skip
+
+
+def _files(out_dir: Path, point: Point, since_wall: float) -> list[str]:
+    """The point's results files written (or continued) since it started."""
+    files = out_dir.glob(f"{point.run_name.replace(':', '_').replace('/', '_')}_*.json")
+    return sorted(str(p) for p in files if p.stat().st_mtime >= since_wall - 1)
+
+
+def _previous_entries(manifest_path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        doc = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {Point(p["label"], p["engine"], tuple(p["engine_args"]), p["mode"]).slug: p for p in doc.get("points", [])}
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    if not gpu.get("checked"):
+        return ""
+    return "; GPU memory released" if gpu.get("released") else f"; GPU memory NOT released: {gpu.get('after_mib')} MiB"
+
+
+def _load_runs(entries: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per manifest entry, its readable results files, each loaded once, in file order."""
+    runs: list[list[Any]] = []
+    for entry in entries:
+        runs.append([])
+        for path in entry.get("files") or []:
+            try:
+                runs[-1].append(load_run(Path(path)))
+            except (OSError, ValueError):
+                continue
+    return runs
+
+
+def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs: list[list[Any]]) -> None:
+    """Each point's newest complete file per scenario, against the baseline point's."""
+    by_point = {entry["label"]: {run.doc["scenario"]["name"]: run for run in point_runs if run.doc.get("status") == "complete"}
+                for entry, point_runs in zip(manifest["points"], runs)}  # fmt: skip
+    baseline = points[0].label
+    others = {label: by_scenario for label, by_scenario in by_point.items() if label != baseline}
+    again = f"{baseline} (A/A)"
+    rows = ablation_rows(by_point.get(baseline, {}), others, aa_label=again if again in by_point else None)
+    for line in ablation_lines(rows, baseline):
+        print(line, flush=True)
+    (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"]), encoding="utf-8")
+    manifest["ablation_table"] = [row.to_json() for row in rows]
+    print(f"ablation table: {root / 'ablation.md'}", flush=True)
+
+
+def _exit_code(statuses: list[str]) -> int:
+    if all(s == "complete" for s in statuses):
+        return 0
+    return 2 if "bad-input" in statuses and all(s in ("complete", "bad-input") for s in statuses) else 1
