@@ -26,6 +26,7 @@ class Request:
     ignore_eos: bool = True
     temperature: float = 0.0
     reuse_prefix: bool = False  # the scenario measures prefix reuse: engines must not clear it per request
+    tags: tuple[tuple[str, int], ...] = ()  # its place in the workload: ("group", 3), ("conversation", 2), ("turn", 1)
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -138,6 +139,10 @@ class Engine(Protocol):
         return False
 
     async def stop_profile(self) -> str | None:
+        return None
+
+    # KV capacity in tokens once started (a `kv_pressure` scenario sizes its working set by it); None: unknown.
+    def kv_capacity_tokens(self) -> int | None:
         return None
 
 

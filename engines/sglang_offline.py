@@ -240,6 +240,15 @@ class SGLangEngine(StreamingEngine):
         await self._engine.tokenizer_manager.stop_profile()
         return self._profile_folder
 
+    def kv_capacity_tokens(self) -> int | None:
+        """SGLang's `max_total_num_tokens` (the KV pool), from its server info."""
+        try:
+            info = self._engine.get_server_info()
+        except Exception:
+            return None
+        value = info.get("max_total_num_tokens") or (info.get("internal_states") or [{}])[0].get("max_total_num_tokens")
+        return int(value) if value else None
+
     def describe(self) -> EngineDescription:
         resolved = dict(self.kwargs)
         server = getattr(self._engine, "server_args", None)

@@ -115,6 +115,12 @@ class _VLLMBase:
             "arrival_time_unix_s": getattr(stats, "arrival_time", None),
         }
 
+    def _kv_capacity(self, engine) -> int | None:
+        """Tokens the KV cache holds: blocks x block size, as the engine sized it at start."""
+        cache = getattr(getattr(engine, "vllm_config", None), "cache_config", None)
+        blocks = getattr(cache, "num_gpu_blocks", None)
+        return blocks * cache.block_size if blocks else None
+
     def _describe(self, engine, batch: bool) -> EngineDescription:
         config = getattr(engine, "vllm_config", None)
         model_config = getattr(config, "model_config", None)
@@ -125,6 +131,7 @@ class _VLLMBase:
         if cache_config is not None:
             resolved["block_size"] = cache_config.block_size
             resolved["num_kv_blocks"] = getattr(cache_config, "num_gpu_blocks", None)
+            resolved["kv_capacity_tokens"] = self._kv_capacity(engine)
         parallel = getattr(config, "parallel_config", None)
         if parallel is not None:
             resolved["effective_distributed_executor_backend"] = parallel.distributed_executor_backend
@@ -190,6 +197,9 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         self._engine = None
         self.telemetry_rows: list[dict[str, Any]] | None = [] if self.args["step_telemetry"] else None
         self.profile_folder: str | None = None  # set before start() to open profiler windows later
+
+    def kv_capacity_tokens(self) -> int | None:
+        return self._kv_capacity(self._engine)
 
     def _observability_args(self) -> dict[str, Any]:
         """What telemetry and the profiler add to the engine args, where this vLLM version has the fields."""

@@ -10,8 +10,15 @@ from workloads.scenarios import apply_overrides, builtin_names, load_scenario
 pytestmark = pytest.mark.unit
 
 
-def test_builtin_scenarios_are_the_design_docs_five_plus_smoke():
-    assert builtin_names() == ["concurrent", "korean", "long-context", "prefix-cache", "single", "smoke"]
+def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_workloads():
+    assert builtin_names() == ["concurrent", "korean", "long-context", "multi-turn", "prefix-cache", "shared-prefix",
+                               "single", "smoke", "trace"]  # fmt: skip
+
+
+def test_shared_prefix_has_sglang_bench_servings_defaults():
+    s = load_scenario("shared-prefix")
+    assert (s.num_groups, s.prompts_per_group, s.shared_prefix_tokens, s.input_tokens, s.output_tokens) == (64, 16, 2048, (128,), 256)
+    assert [c.num_requests for c in s.cells()] == [1024, 1024] and s.group_order == "shuffled"
 
 
 def test_single_matches_design_doc_5_1():

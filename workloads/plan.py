@@ -7,25 +7,20 @@ is reported before anything is measured, and every engine sees byte-identical pr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
-from engines.base import Request, UsageError
+from engines.base import UsageError
 from workloads.arrivals import arrival_offsets_ns
-from workloads.prompts import Prompt, PromptBuilder, load_corpus
+from workloads.cellplan import CellPlan, draw_lengths, make_request
+from workloads.prompts import PromptBuilder, load_corpus
 from workloads.scenarios import CellSpec, Scenario
+from workloads.traffic import groups_for_pressure, plan_conversations, plan_groups, plan_trace
+
+__all__ = ["CellPlan", "check_fits", "plan_scenario"]
 
 
-@dataclass(frozen=True)
-class CellPlan:
-    spec: CellSpec
-    warmups: tuple[Request, ...]
-    requests: tuple[Request, ...]
-    target_prompt_tokens: int | None  # None for natural-length prompts
-    num_inexact_text_prompts: int  # prompts whose text does not re-encode to the exact ids
-    arrivals_ns: tuple[int, ...] | None = None  # open loop: each request's due time after the cell's start
-
-
-def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None) -> list[CellPlan]:
+def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
+                  kv_capacity_tokens: int | None = None) -> list[CellPlan]:  # fmt: skip
+    """`kv_capacity_tokens`: the engine's KV cache size, which a `kv_pressure` scenario sizes its groups by."""
     builders: dict[str, PromptBuilder] = {}
 
     def builder_for(language: str) -> PromptBuilder:
@@ -34,13 +29,18 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None)
             builders[language] = PromptBuilder(tokenizer, text)
         return builders[language]
 
-    plans = []
-    for index, cell in enumerate(scenario.cells()):
-        plan = _plan_cell(scenario, cell, builder_for(cell.language))
-        if cell.request_rate is not None:
-            arrivals = arrival_offsets_ns(len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index)
-            plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
-        plans.append(plan)
+    if scenario.kv_pressure and kv_capacity_tokens:
+        scenario = dataclasses.replace(scenario, num_groups=groups_for_pressure(scenario, kv_capacity_tokens))
+    if scenario.prompt_mode == "trace":
+        plans = [plan_trace(scenario, builder_for(scenario.languages[0]))]
+    else:
+        plans = []
+        for index, cell in enumerate(scenario.cells()):
+            plan = _plan_cell(scenario, cell, builder_for(cell.language))
+            if cell.request_rate is not None:
+                arrivals = arrival_offsets_ns(len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index)
+                plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
+            plans.append(plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
     return plans
@@ -51,51 +51,45 @@ def check_fits(scenario: Scenario, plans: list[CellPlan], limit: int | None, own
     if not limit:
         return
     for plan in plans:
-        longest = max(len(r.prompt_token_ids) for r in plan.requests + plan.warmups)
-        if longest + scenario.output_tokens > limit:
-            raise UsageError(
-                f"cell {plan.spec.cell_id}: prompt {longest} + output {scenario.output_tokens} tokens exceed "
-                f"{owner} ({limit} tokens); {fix}"
-            )
+        prompt, output = plan.longest_sequence
+        if prompt + output > limit:
+            raise UsageError(f"cell {plan.spec.cell_id}: prompt {prompt} + output {output} tokens exceed {owner} "
+                             f"({limit} tokens); {fix}")  # fmt: skip
 
 
 def _plan_cell(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> CellPlan:
+    if scenario.prompt_mode == "multi-turn":
+        return plan_conversations(scenario, cell, builder)
+    if scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group:
+        return plan_groups(scenario, cell, builder)
     count, warmups = cell.num_requests, scenario.warmup_requests
     offsets = builder.offsets(count + warmups + 1, scenario.seed)
     measured_offsets, warmup_offsets = offsets[: count + 1], offsets[count + 1 :]
     mode = scenario.prompt_mode
+    lengths = draw_lengths(scenario, cell, count)
     if mode == "language-pairs":
         pair = next(p for p in scenario.pairs if p["kind"] == cell.kind)
         prompts = [builder.natural(pair[cell.language])] * count
         target = None
     else:
-        target = scenario.prompt_tokens_for(cell)
+        target = scenario.prompt_tokens_for(cell) if cell.input_dist is None else None
+        inputs = [n + scenario.shared_prefix_tokens for n in lengths.inputs]
         if mode == "same":
-            prompts = [builder.exact(target, measured_offsets[0])] * count
+            prompts = [builder.exact(inputs[0], measured_offsets[0])] * count
         elif mode == "distinct":
-            prompts = [builder.exact(target, offset) for offset in measured_offsets[:count]]
+            prompts = [builder.exact(n, offset) for n, offset in zip(inputs, measured_offsets[:count])]
         else:  # shared-prefix: one system prompt, then a distinct question per request
             system = builder.exact(scenario.shared_prefix_tokens, measured_offsets[0])
-            prompts = [builder.exact(target, offset, prefix=system) for offset in measured_offsets[1:]]
+            prompts = [builder.exact(n, offset, prefix=system) for n, offset in zip(inputs, measured_offsets[1:])]
     warmup_length = target if target is not None else prompts[0].num_tokens
     warmup_prompts = [builder.exact(warmup_length, offset) for offset in warmup_offsets]
+    out = scenario.output_lengths.mean
     return CellPlan(
         spec=cell,
-        warmups=tuple(_request(scenario, f"{cell.cell_id}-warmup{i}", p) for i, p in enumerate(warmup_prompts)),
-        requests=tuple(_request(scenario, f"{cell.cell_id}-{i}", p) for i, p in enumerate(prompts)),
+        warmups=tuple(make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, out, p.text) for i, p in enumerate(warmup_prompts)),
+        requests=tuple(make_request(scenario, f"{cell.cell_id}-{i}", p.token_ids, n, p.text)
+                       for i, (p, n) in enumerate(zip(prompts, lengths.outputs))),
         target_prompt_tokens=target,
         num_inexact_text_prompts=sum(not p.text_roundtrip_exact for p in prompts),
-    )
-
-
-def _request(scenario: Scenario, request_id: str, prompt: Prompt) -> Request:
-    return Request(
-        request_id=request_id,
-        prompt_token_ids=prompt.token_ids,
-        max_output_tokens=scenario.output_tokens,
-        min_output_tokens=scenario.output_tokens if scenario.ignore_eos else 0,
-        prompt_text=prompt.text,
-        ignore_eos=scenario.ignore_eos,
-        temperature=scenario.temperature,
-        reuse_prefix=scenario.prompt_mode == "shared-prefix",
-    )
+        traffic=lengths.describe(),
+    )  # fmt: skip

@@ -51,6 +51,15 @@ class PromptBuilder:
         self._empty_ids = tuple(self._encode(""))  # BOS for tokenizers that add one
         self._extend_source(1)
 
+    @property
+    def bos_ids(self) -> tuple[int, ...]:
+        """What the tokenizer puts before any text (BOS, or nothing)."""
+        return self._empty_ids
+
+    def corpus_ids(self) -> list[int]:
+        """The source text's ids, one copy, no BOS (for workloads that cut their own blocks)."""
+        return self.tokenizer(self._source_text, add_special_tokens=False, verbose=False)["input_ids"]
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
 

@@ -15,19 +15,21 @@ from typing import Any
 
 from engines.base import UsageError
 from workloads.arrivals import rate_label
+from workloads.lengths import LengthDist, parse_length
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 TEXTS_DIR = Path(__file__).parent / "texts"
-PROMPT_MODES = ("same", "distinct", "shared-prefix", "language-pairs")
+PROMPT_MODES = ("same", "distinct", "shared-prefix", "language-pairs", "multi-turn", "trace")
+GROUP_ORDERS = ("grouped", "shuffled")
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
-    concurrency: tuple[int, ...]
-    output_tokens: int
-    input_tokens: tuple[int, ...] = ()
+    concurrency: tuple[int, ...]  # closed-loop workers; multi-turn: conversations active at once
+    output_tokens: int | LengthDist  # a length or a distribution (workloads/lengths.py)
+    input_tokens: tuple[int | LengthDist, ...] = ()  # one cell per entry; multi-turn: each new user turn
     num_requests: int | str | None = None  # per cell; "concurrency" = one request per worker
     repetitions: int | None = None  # per worker: a cell has repetitions x concurrency requests
     warmup_requests: int = 3
@@ -44,6 +46,18 @@ class Scenario:
     request_rate: tuple[float, ...] = ()  # open loop: one cell per rate (req/s; inf: all at once) instead of per concurrency
     burstiness: float = 1.0  # open loop: gamma shape of the gaps (1: Poisson)
     max_concurrency: int = 0  # open loop: requests in flight at most (0: no cap)
+    # shared-prefix groups (prompt_mode shared-prefix): G groups x P prompts, each group its own system prompt
+    num_groups: int = 1
+    prompts_per_group: int = 0  # 0: every measured request in one group (the design's prefix-cache scenario)
+    group_order: str = "grouped"  # grouped: a group's prompts one after another; shuffled: seeded order
+    kv_pressure: float = 0.0  # > 0: num_groups sized so groups x prefix = this x the engine's KV capacity
+    # multi-turn conversations (prompt_mode multi-turn): each turn's prompt is the whole history + a new turn
+    num_conversations: int = 0
+    num_turns: int = 0
+    think_time_ms: int | LengthDist = 0  # between a turn's answer and the next turn
+    # trace replay (prompt_mode trace): Mooncake JSONL, open loop at the trace's times
+    trace: str = ""
+    trace_speedup: float = 1.0
 
     def cells(self) -> list[CellSpec]:
         if self.request_rate:
@@ -56,11 +70,12 @@ class Scenario:
                         cell_id = f"c{concurrency}-{pair['kind']}-{language}"
                         cells.append(CellSpec(cell_id, concurrency, None, language, pair["kind"], self.requests_for(concurrency)))
                 continue
-            for input_tokens in self.input_tokens:
+            for length in self.input_lengths:
                 for language in self.languages:
                     suffix = f"-{language}" if len(self.languages) > 1 else ""
-                    cell_id = f"c{concurrency}-in{input_tokens}{suffix}"
-                    cells.append(CellSpec(cell_id, concurrency, input_tokens, language, None, self.requests_for(concurrency)))
+                    cell_id = f"c{concurrency}-in{length.label}{suffix}"
+                    cells.append(CellSpec(cell_id, concurrency, length.mean, language, None, self.requests_for(concurrency),
+                                          input_dist=None if length.is_fixed else length))
         return cells  # fmt: skip
 
     def _open_loop_cells(self) -> list[CellSpec]:
@@ -68,14 +83,31 @@ class Scenario:
         count = self.requests_for(max(self.concurrency))
         cells = []
         for rate in self.request_rate:
-            for input_tokens in self.input_tokens:
+            for length in self.input_lengths:
                 for language in self.languages:
                     suffix = f"-{language}" if len(self.languages) > 1 else ""
-                    cell_id = f"{rate_label(rate)}-in{input_tokens}{suffix}"
-                    cells.append(CellSpec(cell_id, self.max_concurrency, input_tokens, language, None, count, rate))
+                    cell_id = f"{rate_label(rate)}-in{length.label}{suffix}"
+                    cells.append(CellSpec(cell_id, self.max_concurrency, length.mean, language, None, count, rate,
+                                          None if length.is_fixed else length))  # fmt: skip
         return cells
 
+    @property
+    def input_lengths(self) -> tuple[LengthDist, ...]:
+        return tuple(parse_length(value, "input_tokens") for value in self.input_tokens)
+
+    @property
+    def output_lengths(self) -> LengthDist:
+        return parse_length(self.output_tokens, "output_tokens")
+
+    @property
+    def think_times_ms(self) -> LengthDist:
+        return LengthDist("fixed", 0, min=0) if self.think_time_ms == 0 else parse_length(self.think_time_ms, "think_time_ms")
+
     def requests_for(self, concurrency: int) -> int:
+        if self.prompt_mode == "multi-turn":
+            return self.num_conversations * self.num_turns
+        if self.prompt_mode == "shared-prefix" and self.prompts_per_group:
+            return self.num_groups * self.prompts_per_group
         if self.num_requests == "concurrency":
             return concurrency
         if self.num_requests is not None:
@@ -89,6 +121,9 @@ class Scenario:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["input_tokens"] = [length.to_json() for length in self.input_lengths]
+        data["output_tokens"] = self.output_lengths.to_json()
+        data["think_time_ms"] = self.think_times_ms.to_json() if self.think_time_ms else 0
         data["request_rate"] = ["inf" if math.isinf(r) else r for r in self.request_rate]
         data["corpus"] = {lang: f"<{len(text)} characters>" for lang, text in self.corpus.items()}
         return data
@@ -103,6 +138,7 @@ class CellSpec:
     kind: str | None  # language-pairs prompt kind
     num_requests: int
     request_rate: float | None = None  # open loop (req/s); None: closed loop at `concurrency`
+    input_dist: LengthDist | None = None  # per-request lengths drawn from it (input_tokens is then its mean)
 
 
 def builtin_names() -> list[str]:
@@ -157,7 +193,7 @@ def _find_text(name: str, base: Path) -> Path:
     raise UsageError(f"text file {name!r} not found next to the scenario or in {TEXTS_DIR}")
 
 
-_TUPLE_FIELDS = {"concurrency": int, "input_tokens": int, "languages": str}
+_TUPLE_FIELDS = {"concurrency": int, "languages": str}
 
 
 def _rates(value: Any, source: str) -> tuple[float, ...]:
@@ -165,6 +201,12 @@ def _rates(value: Any, source: str) -> tuple[float, ...]:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) or v == "inf" for v in value):
         raise UsageError(f"{source}: field 'request_rate' must be a list of req/s numbers or \"inf\"")
     return tuple(float(v) for v in value)
+
+
+def _length(value: Any, field: str) -> int | LengthDist:
+    """A fixed length stays an int (as before); a distribution becomes a LengthDist."""
+    length = parse_length(value, field)
+    return length.mean if length.is_fixed else length
 
 
 def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
@@ -184,6 +226,16 @@ def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
                 raise UsageError(f"{source}: field {name!r} must be a list of {kind.__name__}")
             data[name] = tuple(value)
     data["pairs"] = tuple(data.get("pairs") or ())
+    try:
+        if "input_tokens" in data:
+            if not isinstance(data["input_tokens"], list):
+                raise UsageError("'input_tokens' must be a list of lengths (ints or distributions)")
+            data["input_tokens"] = tuple(_length(v, "input_tokens") for v in data["input_tokens"])
+        for name in ("output_tokens", "think_time_ms"):
+            if name in data and not (name == "think_time_ms" and data[name] == 0):
+                data[name] = _length(data[name], name)
+    except UsageError as exc:
+        raise UsageError(f"{source}: {exc}") from None
     if "request_rate" in data:
         data["request_rate"] = _rates(data["request_rate"], source)
     try:
@@ -200,8 +252,10 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
 
     if not scenario.concurrency or min(scenario.concurrency) < 1:
         fail("'concurrency' needs at least one level, each >= 1")
-    if not isinstance(scenario.output_tokens, int) or scenario.output_tokens < 1:
-        fail("'output_tokens' must be an int >= 1")
+    try:
+        scenario.output_lengths, scenario.input_lengths, scenario.think_times_ms  # noqa: B018 (parsing validates)
+    except UsageError as exc:
+        fail(str(exc))
     if scenario.prompt_mode not in PROMPT_MODES:
         fail(f"'prompt_mode' must be one of {', '.join(PROMPT_MODES)}")
     if scenario.prompt_mode == "language-pairs":
@@ -211,8 +265,8 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
             missing = [lang for lang in ("kind", *scenario.languages) if not isinstance(pair.get(lang), str)]
             if missing:
                 fail(f"every pair needs text for {missing[0]!r}")
-    elif not scenario.input_tokens or min(scenario.input_tokens) < 1:
-        fail("'input_tokens' needs at least one length, each >= 1")
+    elif scenario.prompt_mode != "trace" and not scenario.input_tokens:
+        fail("'input_tokens' needs at least one length")
     if scenario.num_requests is not None and scenario.num_requests != "concurrency":
         if not isinstance(scenario.num_requests, int) or scenario.num_requests < 1:
             fail("'num_requests' must be an int >= 1 or \"concurrency\"")
@@ -225,10 +279,29 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
     if scenario.request_rate:
         if min(scenario.request_rate) <= 0:
             fail("'request_rate' needs rates > 0 (req/s) or inf")
-        if scenario.prompt_mode in ("language-pairs", "shared-prefix"):
-            fail(f"'request_rate' (open loop) works with prompt_mode same or distinct, not {scenario.prompt_mode}")
+        grouped = scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group
+        if scenario.prompt_mode in ("language-pairs", "multi-turn", "trace") or (scenario.prompt_mode == "shared-prefix" and not grouped):
+            fail(f"'request_rate' (open loop) works with prompt_mode same, distinct or shared-prefix groups, not {scenario.prompt_mode}")
+    _validate_traffic(scenario, fail)
     if scenario.burstiness <= 0 or scenario.max_concurrency < 0:
         fail("'burstiness' must be > 0 (1 = Poisson) and 'max_concurrency' >= 0 (0 = no cap)")
+
+
+def _validate_traffic(scenario: Scenario, fail) -> None:
+    if scenario.num_groups < 1 or scenario.prompts_per_group < 0 or scenario.kv_pressure < 0:
+        fail("'num_groups' must be >= 1, 'prompts_per_group' >= 0 and 'kv_pressure' >= 0")
+    if scenario.group_order not in GROUP_ORDERS:
+        fail(f"'group_order' must be one of {', '.join(GROUP_ORDERS)}")
+    if (scenario.num_groups > 1 or scenario.kv_pressure) and not (scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group):
+        fail("'num_groups' and 'kv_pressure' need prompt_mode shared-prefix with 'prompts_per_group' >= 1")
+    if scenario.kv_pressure and not scenario.shared_prefix_tokens:
+        fail("'kv_pressure' needs 'shared_prefix_tokens' >= 1 (groups x prefix is sized against the KV cache)")
+    if scenario.prompt_mode == "multi-turn" and (scenario.num_conversations < 1 or scenario.num_turns < 1):
+        fail("prompt_mode multi-turn needs 'num_conversations' >= 1 and 'num_turns' >= 1")
+    if scenario.prompt_mode == "trace" and not scenario.trace:
+        fail("prompt_mode trace needs 'trace' (a Mooncake JSONL file; or --trace FILE)")
+    if scenario.trace_speedup <= 0:
+        fail("'trace_speedup' must be > 0")
 
 
 def apply_overrides(scenario: Scenario, quick: bool, overrides: dict[str, Any]) -> Scenario:

@@ -86,7 +86,7 @@ def _cache_warnings(ok: list[RequestRecord], config: dict[str, Any], resets: lis
             f"warm cache by design: every request shares one prompt; {len(cached)} of {len(ok)} requests were served "
             f"{mean:.0f} cached prompt tokens on average (--distinct-prompts for cold prefills)"
         )
-    elif mode != "shared-prefix":
+    elif mode not in ("shared-prefix", "multi-turn", "trace"):  # those reuse prefixes by design
         warnings.append(
             f"warm cache: {len(cached)} of {len(ok)} requests had {mean:.0f} cached prompt tokens on average "
             "although their prompts are distinct"

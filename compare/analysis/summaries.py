@@ -10,6 +10,7 @@ from typing import Any
 
 from compare.analysis.checks import cell_warnings, observed_warnings
 from compare.analysis.metrics import language_summary, prefix_cache_summary, summarize
+from compare.analysis.traffic import traffic_summary
 from compare.results.records import RequestRecord
 
 
@@ -21,10 +22,12 @@ def summarize_cell(
 ) -> dict[str, Any]:
     summary = summarize(records)
     mode = config["prompt_mode"]
+    traffic = traffic_summary(records, config)
     return {
         "summary": summary,
-        "prefix_cache": prefix_cache_summary(records) if mode == "shared-prefix" else None,
+        "prefix_cache": prefix_cache_summary(records) if mode == "shared-prefix" and traffic is None else None,
         "language": language_summary(records) if mode == "language-pairs" else None,
+        **({"traffic": traffic} if traffic is not None else {}),
         "warnings": cell_warnings(records, summary, config, capabilities, cache_resets),
     }
 

@@ -25,6 +25,9 @@ examples:
   python -m compare --engine vllm --scenario single --quick --ablation vllm-prefix-chunked
   python -m compare --engine llamacpp --scenario single --sweep n_threads=1,2 --sweep n_batch=64,512
   python -m compare --engine vllm --engine sglang --scenario all --resume results/  # after a crash or Ctrl-C
+  python -m compare --engine vllm --scenario shared-prefix --quick   # 4 groups x 4 prompts, 2048-token prefixes
+  python -m compare --engine vllm --scenario multi-turn --quick      # conversations whose history grows
+  python -m compare --engine vllm --trace workloads/traces/synthetic-small.jsonl --quick --trace-speedup 2
   python -m compare --list                            # engines, scenarios, model presets, ablation sets
 
 Scenario fields given as flags override the scenario (after --quick). Results go to
@@ -138,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     fields.add_argument("--min-requests", type=int, default=0, metavar="N",
                         help=f"raise every cell to at least N measured requests (sweeps: {MIN_SWEEP_REQUESTS}, so the "
                              "ablation table has intervals)")
+    fields.add_argument("--trace", metavar="FILE.jsonl",
+                        help="replay a Mooncake-format trace (timestamp ms, input_length, output_length, hash_ids of "
+                             "512-token blocks) open loop at its times; e.g. workloads/traces/synthetic-small.jsonl")
+    fields.add_argument("--trace-speedup", type=float, metavar="X", help="replay the trace X times faster (default 1)")
     fields.add_argument("--distinct-prompts", action="store_true",
                         help="give every request its own prompt (concurrent uses one shared prompt by default)")
     return parser
@@ -156,6 +163,7 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "request_rate": tuple(args.request_rate) if args.request_rate else None,
         "burstiness": args.burstiness,
         "max_concurrency": args.max_concurrency,
+        "trace_speedup": args.trace_speedup,
     }
 
 
@@ -199,7 +207,10 @@ def default_engines(ablation: str | None) -> tuple[str, ...]:
 
 def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
-    scenarios = load_scenarios(args.scenario or ["smoke"], args.quick, scenario_overrides(args), args.distinct_prompts)
+    names = args.scenario or ([] if args.trace else ["smoke"])
+    scenarios = load_scenarios(names, args.quick, scenario_overrides(args), args.distinct_prompts)
+    if args.trace:
+        scenarios += load_scenarios(["trace"], args.quick, {**scenario_overrides(args), "trace": args.trace})
     min_requests = args.min_requests or (MIN_SWEEP_REQUESTS if args.sweep or args.ablation else 0)
     raise_requests = bool(min_requests) and not (args.num_requests or args.repetitions)  # those choose exactly
     if raise_requests:

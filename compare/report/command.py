@@ -24,7 +24,7 @@ from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.analysis.runsets import hardware, label, precision, scenario_tables, unique_labels, usable
 from compare.analysis.summaries import recompute
 from compare.analysis.vs import MIN_EFFECT, compare_runs, vs_lines
-from compare.report import figures, markdown
+from compare.report import figures, markdown, traffic_figures
 from compare.report.hypotheses import verdicts_by_machine
 from compare.report.roofline import roofline
 from compare.report.tables import print_report
@@ -90,6 +90,7 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     made = figures.concurrency_curves(runs, names, out) + figures.latency_cdfs(runs, names, out)
     made += figures.prefix_cache_ttft(runs, names, out) + figures.korean_bars(runs, names, out)
     made += figures.http_overhead_bars(pairs, out)
+    made += traffic_figures.turn_ttft(runs, names, out) + traffic_figures.hit_rate_over_time(runs, names, out)
     run, cell_id = timeline_target(runs, names, timeline_spec)
     if run is not None:
         made += figures.timeline(run, names[id(run)], cell_id, out)

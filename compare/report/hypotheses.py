@@ -10,12 +10,19 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
-
-from compare.analysis.cellstats import latency_resamples, ok_records, per_request
+from compare.analysis.cellstats import ok_records, per_request
 from compare.analysis.ratios import MIN_REQUESTS, mean_ratio, percentile_ratio, throughput_ratio, unbounded
 from compare.analysis.runsets import engine_of
 from compare.analysis.stats import Interval, judge, ratio_interval
+from compare.report.load_curves import (
+    H4_ENGINES,
+    curve,
+    korean_profile,
+    latency_knee,
+    ratio_of_ratios,
+    saturation,
+    ttft_growth,
+)
 from compare.report.verdicts import (
     BATCHING_ENGINES,
     SEQUENTIAL_STAND_INS,
@@ -37,6 +44,7 @@ def h1_shared_prefix(runs: list) -> Verdict:
         "H1", "SGLang shows higher throughput than vLLM on shared prefixes (RadixAttention vs PagedAttention prefix caching)",
         "prefix-cache: the requests after the first (their 2048-token prefix cached) run at least 5% faster per request "
         "on SGLang than on vLLM: mean per-request output tok/s, ratio SGLang / vLLM > 1.05", threshold=1.05)  # fmt: skip
+    h1_under_load(runs, verdict)
     chosen = pick(runs, [("sglang",), ("vllm",)], "prefix-cache")
     if chosen is None:
         verdict.missing = f"python -m compare --engine sglang --engine vllm --scenario prefix-cache {GPU_MODEL}  (one GPU machine)"
@@ -59,6 +67,31 @@ def h1_shared_prefix(runs: list) -> Verdict:
     verdict.data = [cite(sglang, [cs["cell_id"]]), cite(vllm, [cv["cell_id"]])]
     verdict.caveats = caveats(chosen) + ["one request at a time: the effect is per-request speed, not batching"]
     return verdict
+
+
+def h1_under_load(runs: list, verdict: Verdict) -> None:
+    """The claim under load, beside the sequential one: on shared-prefix groups at the same open-loop rate or at
+    concurrency >= 16, SGLang / vLLM output tok/s (> 1.05 supports) and TTFT p50, and the two hit rates."""
+    chosen = pick(runs, [("sglang",), ("vllm",)], "shared-prefix")
+    if chosen is None:
+        verdict.details.append("under load: not testable without shared-prefix runs of both engines: python -m compare "
+                               f"--engine sglang --engine vllm --scenario shared-prefix {GPU_MODEL}")  # fmt: skip
+        return
+    sglang, vllm = chosen
+    for cs in sglang.doc["cells"]:
+        cv = cell(vllm, cs["cell_id"])
+        loaded = cs["config"].get("request_rate") is not None or cs["config"]["concurrency"] >= 16
+        if cv is None or not loaded or not ok_records(cs) or not ok_records(cv):
+            continue
+        closed = cs["config"].get("request_rate") is None
+        tok = throughput_ratio(cv, cs) if closed else unbounded(cs["summary"]["output_tok_per_s"] / cv["summary"]["output_tok_per_s"])
+        ttft = percentile_ratio(cv, cs, "ttft", 50)
+        hits = ["-" if (h := (c.get("traffic") or {}).get("prefix_hit_rate")) is None else f"{100 * h:.1f}%" for c in (cs, cv)]
+        verdict.details.append(f"under load, {cs['cell_id']}: SGLang / vLLM output tok/s {fmt_ci(tok, 3)} "
+                               f"({judge(tok, verdict.threshold)} at > {verdict.threshold}), TTFT p50 {fmt_ci(ttft, 3)}; "
+                               f"prefix hit rate SGLang {hits[0]} vs vLLM {hits[1]}")  # fmt: skip
+        verdict.data.append(cite(sglang, [cs["cell_id"]]))
+        verdict.data.append(cite(vllm, [cv["cell_id"]]))
 
 
 def h2_concurrency(runs: list) -> Verdict:
@@ -123,31 +156,6 @@ def h3_single_latency(runs: list) -> Verdict:
     return verdict
 
 
-SATURATION_GAIN = 1.10  # output tok/s rising less than 10% per doubling of concurrency: saturated
-H4_ENGINES = ("sglang", "vllm", "ollama", "llamacpp", "hf")
-
-
-def curve(run) -> list[dict]:
-    """The concurrent scenario's cells in concurrency order."""
-    return sorted(run.doc["cells"], key=lambda c: c["config"]["concurrency"])
-
-
-def saturation(cells: list[dict]) -> str:
-    for before, after in zip(cells, cells[1:]):
-        doublings = math.log2(after["config"]["concurrency"] / before["config"]["concurrency"])
-        gain = (after["summary"]["output_tok_per_s"] / before["summary"]["output_tok_per_s"]) ** (1 / doublings)
-        if gain < SATURATION_GAIN:
-            return f"saturates after c={before['config']['concurrency']} (x{gain:.2f} per doubling to c={after['config']['concurrency']})"
-    return f"still rising >= 10% per doubling at c={cells[-1]['config']['concurrency']}"
-
-
-def ttft_growth(low: dict, high: dict, seed: int) -> tuple[float, np.ndarray]:
-    """TTFT p50 at the top concurrency over TTFT p50 at concurrency 1, with resamples."""
-    a, a_res = latency_resamples(ok_records(low), "ttft", 50, seed=seed)
-    b, b_res = latency_resamples(ok_records(high), "ttft", 50, seed=seed + 100)
-    return b / a, b_res / a_res
-
-
 def h4_degradation(runs: list) -> Verdict:
     verdict = Verdict(
         "H4", "How performance degrades as concurrency rises differs between frameworks (scheduler architecture)",
@@ -159,6 +167,7 @@ def h4_degradation(runs: list) -> Verdict:
         levels = set.intersection(*(set(c["config"]["concurrency"] for c in r.doc["cells"]) for r in present)) if present else set()
         if len(present) >= 2 and 1 in levels and max(levels) >= 8 and (best_group is None or len(present) > len(best_group[0])):
             best_group = (present, max(levels))
+    verdict.details += [line for run in runs if (line := latency_knee(run))]
     if best_group is None:
         verdict.missing = f"python -m compare --engine vllm --engine sglang --scenario concurrent {GPU_MODEL}  (one GPU machine)"
         return verdict
@@ -180,31 +189,6 @@ def h4_degradation(runs: list) -> Verdict:
     verdict.effect = f"TTFT growth {fast} / {slow}: {fmt_ci(verdict.ci)}"
     verdict.caveats = caveats(present) + ["closed loop: load rises with concurrency, and so does queueing inside engines"]
     return verdict
-
-
-def language_cells(run) -> dict[tuple[int, str], dict[str, dict]]:
-    """(concurrency, kind) -> language -> cell, for the korean scenario."""
-    found: dict[tuple[int, str], dict[str, dict]] = {}
-    for c in run.doc["cells"]:
-        found.setdefault((c["config"]["concurrency"], c["config"]["kind"]), {})[c["config"]["language"]] = c
-    return found
-
-
-def chars_per_s(c: dict) -> np.ndarray:
-    return np.array([r.output_chars / (r.end_ns / 1e9) for r in ok_records(c) if r.output_chars and r.end_ns])
-
-
-def korean_profile(run) -> dict:
-    """Per engine: Korean / English prompt tokens for the same meaning, and output chars/s KO / EN at c=1."""
-    token_ratio, speed = {}, {}
-    for (concurrency, kind), cells in language_cells(run).items():
-        if "ko" not in cells or "en" not in cells:
-            continue
-        ko, en = cells["ko"], cells["en"]
-        token_ratio[kind] = ko["requests"][0].prompt_tokens / en["requests"][0].prompt_tokens
-        if concurrency == 1 and chars_per_s(ko).size and chars_per_s(en).size:
-            speed[kind] = (chars_per_s(en), chars_per_s(ko))
-    return {"token_ratio": token_ratio, "speed": speed}
 
 
 def h5_korean(runs: list) -> Verdict:
@@ -242,14 +226,6 @@ def h5_korean(runs: list) -> Verdict:
                                           "engine's dummy weights generate other tokens, so only the prompt-token "
                                           "ratios speak of the languages"]  # fmt: skip
     return verdict
-
-
-def ratio_of_ratios(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> Interval:
-    """(b's KO / EN mean chars/s) / (a's), each mean ratio bootstrapped."""
-    ra, rb = mean_ratio(*a), mean_ratio(*b)
-    if math.isinf(ra.high) or math.isinf(rb.high):
-        return unbounded(rb.value / ra.value)
-    return Interval(rb.value / ra.value, rb.low / ra.high, rb.high / ra.low)
 
 
 def all_verdicts(runs: list) -> list[Verdict]:

@@ -87,11 +87,36 @@ def detail_lines(cell: dict[str, Any]) -> list[str]:
             f"{_fmt(language['prompt_chars_mean'])} chars ({_fmt(language['prompt_tokens_per_char'], 3)} tok/char); "
             f"output {_fmt(language['output_tokens_mean'])} tokens, {_fmt(language['output_chars_per_s'])} chars/s"
         )
+    lines += traffic_lines(cell)
     lag = cell["summary"].get("delivery_lag_ms", {})
     if lag.get("count"):
         lines.append(f"{cell['cell_id']}: first-token delivery lag (engine -> harness) p50 {_fmt(lag['p50'], 3)} ms")
     lines += [f"{cell['cell_id']}: WARNING {w}" for w in cell.get("warnings", [])]
     return lines
+
+
+def traffic_lines(cell: dict[str, Any]) -> list[str]:
+    """Groups, turns and the hit rate (compare/analysis/traffic.py), where the cell is such a workload."""
+    traffic, cid = cell.get("traffic"), cell["cell_id"]
+    if not traffic:
+        return []
+    lines = [f"{cid}: prefix hit rate {_pct(traffic.get('prefix_hit_rate'))} (cached / prompt tokens, as the engine reports)"]
+    groups = traffic.get("groups")
+    if groups:
+        lines.append(f"{cid}: {groups['num_groups']} groups: TTFT p50 first {_fmt(groups['first_ttft_ms'].get('p50'))} ms vs later "
+                     f"{_fmt(groups['later_ttft_ms'].get('p50'))} ms; hit rate first {_pct(groups['first_hit_rate'])} vs later "
+                     f"{_pct(groups['later_hit_rate'])}")  # fmt: skip
+    for turn, row in (traffic.get("turns") or {}).items():
+        lines.append(f"{cid}: turn {turn}: {row['count']} requests, prompt {_fmt(row['prompt_tokens_mean'], 0)} tokens, cached "
+                     f"{_fmt(row['cached_tokens_mean'], 0)}, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms")  # fmt: skip
+    for bucket, row in (traffic.get("by_prompt_length") or {}).items():
+        lines.append(f"{cid}: prompt {bucket} tokens: {row['count']} requests, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms, "
+                     f"TPOT p50 {_fmt(row['tpot_ms_p50'], 2)} ms")  # fmt: skip
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def print_report(doc: dict[str, Any], console: Console | None = None) -> None:

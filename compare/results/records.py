@@ -43,6 +43,8 @@ class RequestRecord:
     engine: dict[str, Any] | None = None
     timing: str = "stream"  # "stream": receipt time per chunk; "batch": one call for the whole cell
     scheduled_ns: int | None = None  # open loop: when the request was due, from the cell's origin
+    tags: dict[str, int] | None = None  # its place in the workload: group, conversation, turn, trace index
+    output_ids: list[int] | None = None  # the engine's output ids, kept in memory for the next turn; never stored
 
     @property
     def send_lag_ns(self) -> int:
@@ -94,6 +96,7 @@ class RequestRecord:
             "output_tokens": self.output_tokens, "output_chars": self.output_chars, "cached_tokens": self.cached_tokens,
             "sent_ns": self.sent_ns, "end_ns": self.end_ns, "chunk_ns": self.chunk_ns, "chunk_tokens": self.chunk_tokens,
             "engine": self.engine, "timing": self.timing, "scheduled_ns": self.scheduled_ns,
+            **({"tags": self.tags} if self.tags else {}),
         }  # fmt: skip
 
     @classmethod
@@ -114,7 +117,7 @@ class RequestRecord:
             error=None if data.get("ok", True) else data.get("error") or "failed",
             finish_reason=data.get("finish_reason"), prompt_tokens_reported=data.get("prompt_tokens_reported"),
             output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
-            timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"),
+            timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"), tags=data.get("tags"),
         )  # fmt: skip
 
 
@@ -173,7 +176,8 @@ class StreamRecorder:
             prompt_tokens_reported=self.meta.get("num_prompt_tokens"), output_chars=self._output_chars(decode),
             cached_tokens=self.meta.get("num_cached_tokens"),
             engine=engine_side(self.meta.get("engine_metrics"), sent, chunk_ns[0] if chunk_ns else None),
-            scheduled_ns=self.scheduled_ns,
+            scheduled_ns=self.scheduled_ns, tags=dict(request.tags) if request.tags else None,
+            output_ids=self.output_ids if any(key == "turn" for key, _ in request.tags) else None,
         )  # fmt: skip
 
     def _output_chars(self, decode: Callable[[list[int]], str] | None) -> int | None:

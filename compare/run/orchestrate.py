@@ -115,6 +115,8 @@ async def run_one(config: RunConfig) -> int:
         try:
             for scenario in todo:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
+                if scenario.kv_pressure:  # the working set is sized against this engine's KV cache, known now
+                    plans[scenario.name] = replan_for_pressure(run, scenario, tokenizer, console)
                 try:
                     if config.find_max_rate:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
@@ -139,6 +141,18 @@ async def run_one(config: RunConfig) -> int:
         for line in comparison_lines(name, comparison):
             console.print(line, highlight=False, markup=False)
     return 1 if failures else 0
+
+
+def replan_for_pressure(run: EngineRun, scenario, tokenizer, console) -> list:
+    capacity = run.engine.kv_capacity_tokens()
+    if not capacity:
+        raise UsageError(f"scenario {scenario.name!r} sets kv_pressure, but engine {run.name!r} does not report its KV "
+                         "capacity; drop kv_pressure and set num_groups")  # fmt: skip
+    plans = plan_scenario(scenario, tokenizer, run.engine.max_context_tokens, kv_capacity_tokens=capacity)
+    groups = plans[0].traffic["num_groups"]
+    console.print(f"kv_pressure {scenario.kv_pressure:g}: KV capacity {capacity} tokens -> {groups} groups x "
+                  f"{scenario.shared_prefix_tokens}-token prefixes", highlight=False, markup=False)  # fmt: skip
+    return plans
 
 
 def _previous(config: RunConfig, run: EngineRun, scenario, model_spec: str):

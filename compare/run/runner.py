@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
 
 from compare.results.records import RequestRecord, StreamRecorder, batch_records
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
-from workloads.plan import CellPlan
+from workloads.cellplan import CellPlan
 
 RESET_TIMEOUT_S = 120.0
 
@@ -57,9 +58,11 @@ async def run_cell(
     else:
         cell.warmups.extend(await closed_loop(engine, plan.warmups, 1, timeout_s, decode))
         await _reset(engine, cell, "after warmups")
-        cell.records = [None] * len(plan.requests)
+        cell.records = [None] * plan.num_measured
         cell.origin_ns = perf_counter_ns()
-        if plan.arrivals_ns is not None:
+        if plan.conversations:
+            await conversation_loop(engine, plan, timeout_s, decode, cell.records, on_request_done, cell.origin_ns)
+        elif plan.arrivals_ns is not None:
             await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
                             on_request_done, cell.origin_ns)  # fmt: skip
         else:
@@ -103,6 +106,56 @@ async def closed_loop(
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
     return results  # type: ignore[return-value]
+
+
+async def conversation_loop(
+    engine: StreamingEngine,
+    plan: CellPlan,
+    timeout_s: float,
+    decode: Decode | None,
+    results: list[RequestRecord | None],
+    on_request_done: Callable[[], None] | None,
+    origin_ns: int,
+) -> None:
+    """At most `concurrency` conversations at once, interleaved; each sends its turns in order. A turn's prompt is
+    the whole history (earlier user turns and the engine's own output ids) plus its new user turn; after the
+    answer comes, the conversation thinks for its planned time. A failed turn ends its conversation: the turns
+    not sent are recorded as failed."""
+    pending = iter(plan.conversations)
+    template = plan.requests[0]
+
+    async def worker() -> None:
+        for conversation in pending:
+            history: tuple[int, ...] = ()
+            turns = len(conversation.user_turns)
+            for turn, user in enumerate(conversation.user_turns):
+                out = conversation.output_tokens[turn]
+                request = dataclasses.replace(
+                    template, request_id=f"{plan.spec.cell_id}-c{conversation.index}-t{turn}", prompt_token_ids=history + user,
+                    max_output_tokens=out, min_output_tokens=out if template.ignore_eos else 0,
+                    tags=(("conversation", conversation.index), ("turn", turn)))  # fmt: skip
+                record = await run_request(engine, request, timeout_s, origin_ns, decode)
+                results[conversation.index * turns + turn] = record
+                if on_request_done is not None:
+                    on_request_done()
+                if record.ok and len(record.output_ids or ()) != record.output_tokens:
+                    record.error = "multi-turn needs the engine's output token ids to build the next turn; it sent none"
+                if not record.ok:
+                    for later in range(turn + 1, turns):
+                        results[conversation.index * turns + later] = not_sent(plan.spec.cell_id, request, conversation.index, later, turn)
+                    break
+                history = request.prompt_token_ids + tuple(record.output_ids)
+                record.output_ids = None
+                if turn + 1 < turns:
+                    await asyncio.sleep(conversation.think_ns[turn] / 1e9)
+
+    await asyncio.gather(*(worker() for _ in range(min(plan.spec.concurrency, len(plan.conversations)))))
+
+
+def not_sent(cell_id: str, request: Request, conversation: int, turn: int, failed_turn: int) -> RequestRecord:
+    return RequestRecord(id=f"{cell_id}-c{conversation}-t{turn}", prompt_tokens=0,
+                         target_output_tokens=request.max_output_tokens, error=f"not sent: turn {failed_turn} failed",
+                         tags={"conversation": conversation, "turn": turn})  # fmt: skip
 
 
 async def open_loop(

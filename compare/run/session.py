@@ -48,7 +48,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "input_tokens": spec.input_tokens,
         "prompt_tokens": plan.target_prompt_tokens,
         "shared_prefix_tokens": scenario.shared_prefix_tokens,
-        "output_tokens": scenario.output_tokens,
+        "output_tokens": scenario.output_lengths.to_json(),
         "num_requests": spec.num_requests,
         "warmup_requests": len(plan.warmups),
         "language": spec.language,
@@ -60,6 +60,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "prompts_sha256": prompts_sha256(plan),
         "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
+        **({"traffic": plan.traffic} if plan.traffic else {}),
     }
 
 
@@ -115,6 +116,7 @@ async def run_scenario(
                 "scenario": scenario.to_json(),
                 "quick": options.quick,
                 "variant": variant,
+                "kv_capacity_tokens": engine.kv_capacity_tokens(),  # the KV cache as the engine sized it (None: unknown)
             },
         )
     kept, todo = kept_cell_ids(results), plans
@@ -147,7 +149,7 @@ async def run_scenario(
 
 async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:
     cell = CellRun(plan)
-    task = progress.add_task(plan.spec.cell_id, total=len(plan.requests))
+    task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
     profile = options.profile
     if profile == "" and results.doc["cells"]:
         profile = None  # --profile without a cell id: the scenario's first cell only
