@@ -118,3 +118,29 @@ def test_roofline_on_a_cpu_run_says_why_not():
 
 def test_fakes_are_plain_records():
     assert isinstance(steady_records(1, 10, 5)[0], RequestRecord)
+
+
+GROUPS = {"cell_id": "c16-in128", "concurrency": 16, "prompt_mode": "shared-prefix", "request_rate": None,
+          "traffic": {"kind": "shared-prefix groups"}}  # fmt: skip
+
+
+def test_h1_under_load_compares_shared_prefix_cells_at_concurrency_16_with_both_hit_rates():
+    def groups_run(engine, itl_ms, cached, seed):
+        records = steady_records(40, 30, itl_ms, concurrency=16, seed=seed, cached_tokens=cached, prompt_tokens=2176)
+        return fake_run(engine, "shared-prefix", [(GROUPS, records)])
+
+    verdict = h1_shared_prefix([groups_run("sglang", 5.0, 2048, 0), groups_run("vllm", 6.0, 1024, 1)])
+    (line,) = [d for d in verdict.details if d.startswith("under load, c16-in128")]
+    assert "supported at > 1.05" in line and "prefix hit rate SGLang 94.1% vs vLLM 47.1%" in line
+    assert verdict.verdict == "not testable"  # the sequential claim still needs its prefix-cache runs
+
+
+def test_the_latency_knee_is_the_lowest_rate_whose_ttft_p50_doubles():
+    from compare.report.load_curves import latency_knee
+
+    cells = [({"cell_id": f"r{rate}-in512", "concurrency": 0, "request_rate": rate, "input_tokens": 512},
+              steady_records(10, ttft, 6.0, seed=rate)) for rate, ttft in ((1, 20.0), (4, 30.0), (8, 45.0), (16, 200.0))]  # fmt: skip
+    line = latency_knee(fake_run("vllm", "concurrent", cells))
+    assert line.startswith("vllm open loop, input 512: knee at 8 req/s")
+    flat = [(config, steady_records(10, 20.0, 6.0, seed=i)) for i, (config, _) in enumerate(cells)]
+    assert "no knee up to 16 req/s" in latency_knee(fake_run("vllm", "concurrent", flat))
