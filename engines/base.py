@@ -8,6 +8,7 @@ harness: engine-side timings travel in `engine_metrics`, apart from the harness'
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
@@ -172,7 +173,8 @@ def resolve_engine_args(engine: str, given: dict[str, str], defaults: dict[str, 
     """Cast `--engine-arg k=v` strings to the type of each default; unknown keys are a usage error."""
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise UsageError(f"engine {engine!r} has no engine arg {unknown[0]!r}; valid: {', '.join(sorted(defaults))}")
+        near = difflib.get_close_matches(unknown[0], sorted(defaults), n=3, cutoff=0.0)
+        raise UsageError(f"engine {engine!r} has no engine arg {unknown[0]!r}; nearest: {', '.join(near)}")
     resolved = dict(defaults)
     for key, raw in given.items():
         resolved[key] = _cast(engine, key, raw, defaults[key])

@@ -10,6 +10,7 @@ torch and transformers are imported when the engine is constructed.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,11 @@ from engines.base import (
     EngineDescription,
     Request,
     StreamingEngine,
+    UsageError,
     require_local_model,
     resolve_engine_args,
 )
+from engines.engine_args import check_keys
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS = {
@@ -31,7 +34,21 @@ DEFAULT_ARGS = {
     "threads": 1,  # torch intra-op threads
     "device": "cpu",  # or cuda
     "attn_implementation": "sdpa",
+    "model_kwargs": "",  # JSON object: more from_pretrained(...) kwargs, e.g. {"low_cpu_mem_usage": true}
+    "generate_kwargs": "",  # JSON object: more generate(...) kwargs; keys checked against GenerationConfig
 }
+
+
+def json_object(key: str, text: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"engine 'hf': {key} must be a JSON object ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"engine 'hf': {key} must be a JSON object, e.g. {{\"top_k\": 5}}")
+    return value
 
 
 class _TokenStreamer:
@@ -81,6 +98,12 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
         import torch  # noqa: F401  (a missing torch fails here, before anything is measured)
 
         self.args = resolve_engine_args("hf", engine_args or {}, DEFAULT_ARGS)
+        self.model_kwargs = json_object("model_kwargs", self.args["model_kwargs"])
+        self.generate_kwargs = json_object("generate_kwargs", self.args["generate_kwargs"])
+        if self.generate_kwargs:
+            from transformers import GenerationConfig
+
+            check_keys("hf generate_kwargs", self.generate_kwargs, set(GenerationConfig().to_dict()))
         require_local_model("hf", model)
         self.model_spec = model
         self._model = None
@@ -104,7 +127,8 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
         dtype = self.args["dtype"]
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(
-            str(self.model_spec.path), dtype=torch_dtype, attn_implementation=self.args["attn_implementation"]
+            str(self.model_spec.path), **{"dtype": torch_dtype, "attn_implementation": self.args["attn_implementation"],
+                                          **self.model_kwargs}  # fmt: skip
         )
         eos = model.generation_config.eos_token_id
         self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
@@ -217,5 +241,6 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
                 pad_token_id=pad_id,
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_CancelOnEvent(cancel)]),
+                **self.generate_kwargs,
             )
         return output[0, input_ids.shape[1] :].tolist()

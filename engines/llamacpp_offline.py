@@ -16,6 +16,7 @@ The GGUF file is exported into the run's cache (`--cache-dir`); llama_cpp is imp
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +33,7 @@ from engines.base import (
     require_local_model,
     resolve_engine_args,
 )
+from engines.engine_args import annotation_text, split_args, validate
 from engines.gguf import export_gguf
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
@@ -43,13 +45,30 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def llama_fields() -> dict[str, str]:
+    """`llama_cpp.Llama(...)`'s parameters with their annotations, from the installed package's signature."""
+    import inspect
+
+    import llama_cpp
+
+    skip = {"self", "model_path", "kwargs"}
+    return {name: annotation_text(p.annotation) for name, p in inspect.signature(llama_cpp.Llama.__init__).parameters.items()
+            if name not in skip}  # fmt: skip
+
+
 class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
+
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        validate("llamacpp", given, DEFAULT_ARGS, llama_fields())
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import llama_cpp  # noqa: F401  (a missing package fails here, before anything is measured)
 
-        self.args = resolve_engine_args("llamacpp", engine_args or {}, DEFAULT_ARGS)
+        given = engine_args or {}
+        self.passed_through = split_args("llamacpp", given, DEFAULT_ARGS, llama_fields())  # any Llama(...) parameter
+        self.args = resolve_engine_args("llamacpp", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
         require_local_model("llamacpp", model)
         self.model_spec = model
         self.n_ctx = capped_context(self.args["n_ctx"], model)
@@ -67,16 +86,9 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     def _load(self, path: Path):
         import llama_cpp
 
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=self.n_ctx,
-            n_threads=self.args["n_threads"],
-            n_threads_batch=self.args["n_threads"],
-            n_batch=self.args["n_batch"],
-            n_gpu_layers=0,
-            seed=0,
-            verbose=False,
-        )
+        kwargs = dict(n_ctx=self.n_ctx, n_threads=self.args["n_threads"], n_threads_batch=self.args["n_threads"],
+                      n_batch=self.args["n_batch"], n_gpu_layers=0, seed=0, verbose=False)  # fmt: skip
+        return llama_cpp.Llama(model_path=str(path), **{**kwargs, **self.passed_through})  # given knobs win
 
     async def stop(self) -> None:
         if self._executor is not None:
@@ -89,7 +101,9 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
         path, _ = export_gguf(self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         flags = ("--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
-                 "--interrupt_requests", "False")  # its default cuts a running stream off when the next request arrives
+                 "--interrupt_requests", "False",  # its default cuts a running stream off when the next request arrives
+                 *(item for key, value in self.passed_through.items() for item in (f"--{key}", json.dumps(value)
+                   if isinstance(value, (dict, list)) else str(value))))  # fmt: skip
         return ServerLaunch("llamacpp", str(path), flags)
 
     async def reset_cache(self) -> None:
@@ -102,7 +116,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         return EngineDescription(
             name="llamacpp",
             version=llama_cpp.__version__,
-            engine_args={**self.args, "n_ctx": self.n_ctx, "gguf": self.gguf},
+            engine_args={**self.args, "n_ctx": self.n_ctx, "gguf": self.gguf, **self.passed_through,
+                         "passed_through": sorted(self.passed_through)},
             model={
                 "id": self.model_spec.spec,
                 "architecture": metadata.get("general.architecture", self.model_spec.architecture),

@@ -32,6 +32,7 @@ from engines.base import (
     resolve_engine_args,
     token_count_mismatch,
 )
+from engines.engine_args import annotation_text, split_args
 from engines.gguf import export_gguf
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -45,13 +46,22 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def options_fields() -> dict[str, str]:
+    """The `options` keys of the installed Ollama client (`ollama.Options`), with their annotations."""
+    from ollama._types import Options
+
+    return {name: annotation_text(field.annotation) for name, field in Options.model_fields.items()}
+
+
 class OllamaEngine(StreamingEngine):
     context_arg = "num_ctx"
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import ollama  # noqa: F401  (a missing client fails here, before anything is measured)
 
-        self.args = resolve_engine_args("ollama", engine_args or {}, DEFAULT_ARGS)
+        given = engine_args or {}
+        self.passed_through = split_args("ollama", given, DEFAULT_ARGS, options_fields())  # any Options key
+        self.args = resolve_engine_args("ollama", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
         if self.args["mode"] not in ("generate", "chat"):
             raise EngineUnavailable("engine 'ollama': --engine-arg mode must be generate or chat")
         self.host = self.args["host"] or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
@@ -96,7 +106,8 @@ class OllamaEngine(StreamingEngine):
         return EngineDescription(
             name="ollama",
             version=f"server {self.server.get('version')}, client {importlib.metadata.version('ollama')}",
-            engine_args={**self.args, "host": self.host, "num_ctx": self.num_ctx, "tag": self.tag, "server": self.server},
+            engine_args={**self.args, "host": self.host, "num_ctx": self.num_ctx, "tag": self.tag, "server": self.server,
+                         "options": dict(self.passed_through)},
             model={
                 "id": self.model_spec.spec,
                 "ollama_tag": self.tag,
@@ -122,7 +133,7 @@ class OllamaEngine(StreamingEngine):
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         options = {"num_predict": request.max_output_tokens, "temperature": request.temperature,
-                   "seed": self.args["seed"], "num_ctx": self.num_ctx}  # fmt: skip
+                   "seed": self.args["seed"], "num_ctx": self.num_ctx, **self.passed_through}  # fmt: skip
         if self.args["mode"] == "chat":
             messages = [{"role": "user", "content": request.prompt_text}]
             stream = await self._client.chat(model=self.tag, messages=messages, stream=True, options=options,

@@ -9,6 +9,7 @@ line naming the reason and the end of its log.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -61,7 +62,7 @@ def cli_flags(kwargs: dict[str, Any], skip: tuple[str, ...] = (), when_false: Ca
             negative = when_false(key) if when_false and not value else None
             flags += [flag] if value else ([negative] if negative else [])
         else:
-            flags += [flag, str(value)]
+            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]  # JSON, as servers parse it
     return flags
 
 

@@ -34,29 +34,11 @@ from engines.base import (
     resolve_engine_args,
     token_count_mismatch,
 )
-from engines.servers import cli_flags
+from engines.engine_args import split_args, validate
+from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args, server_args_fields
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "disable_radix_cache": False,
-    "chunked_prefill_size": 0,  # 0: SGLang's choice; -1 disables chunked prefill
-    "mem_fraction_static": 0.0,  # 0: SGLang's choice
-    "disable_overlap_schedule": False,
-    "stream_interval": 1,
-    "incremental_streaming_output": False,
-    "attention_backend": "",  # "": SGLang's choice (e.g. fa3 on Hopper, triton, flashinfer)
-    "tp_size": 1,
-    "dp_size": 1,
-    "load_format": "auto",  # "dummy" is chosen for models without weight files
-    "dtype": "auto",
-    "kv_cache_dtype": "auto",
-    "context_length": 0,  # 0: the model's
-    "enable_metrics": True,  # engine-side timestamps in meta_info
-    "random_seed": 0,
-    "log_level": "error",
-    "skip_server_warmup": False,
-}
 FLUSH_RETRIES = 50
 FLUSH_RETRY_DELAY_S = 0.1
 # meta_info stamp -> our name; all wall-clock epoch seconds
@@ -68,24 +50,6 @@ WALL_STAMPS = {
     "request_finished_ts": "finished",
 }
 DURATIONS = {"queue_time": "queue", "e2e_latency": "e2e", "prefill_launch_latency": "prefill_launch"}
-
-
-def server_args(args: dict[str, Any], model) -> dict[str, Any]:
-    """Our engine args to `sglang.Engine(**kwargs)`: zeros and empty strings mean "SGLang decides"."""
-    kwargs = {"model_path": str(model.path), "tokenizer_path": str(model.path)}
-    for key, value in args.items():
-        if value in (0, 0.0, "") and not isinstance(value, bool) and key not in ("random_seed",):
-            continue
-        kwargs[key] = value
-    if kwargs.get("load_format", "auto") == "auto" and not model.has_weights:
-        kwargs["load_format"] = "dummy"
-    return kwargs
-
-
-def launch_flags(kwargs: dict[str, Any]) -> list[str]:
-    """`sglang.Engine` kwargs as `python -m sglang.launch_server` flags (model path given by the launcher);
-    SGLang's boolean flags are store_true, so a false one is left out."""
-    return cli_flags(kwargs, skip=("model_path",))
 
 
 def finish_reason_name(reason: Any) -> str | None:
@@ -157,6 +121,8 @@ class StreamAccounting:
             "num_chunks": self.num_chunks,
             "token_count_mismatches": self.mismatches,
         }
+        if meta.get("spec_accept_length") is not None:  # speculative decoding on: SGLang's accepted tokens per step
+            metrics["spec_accept_length"] = meta["spec_accept_length"]
         if stamps:
             metrics["clock"] = "perf_counter"
             metrics["clock_note"] = "SGLang wall-clock stamps aligned with the harness's time.time()-perf_counter() offset at send"
@@ -168,14 +134,20 @@ class SGLangEngine(StreamingEngine):
     name = "sglang"
     context_arg = "context_length"
 
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        validate("sglang", given, DEFAULT_ARGS, server_args_fields())
+
     def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
-        self.args = resolve_engine_args("sglang", engine_args or {}, DEFAULT_ARGS)
+        given = engine_args or {}
+        self.passed_through = split_args("sglang", given, DEFAULT_ARGS, server_args_fields())  # any ServerArgs field
+        self.args = resolve_engine_args("sglang", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
         require_local_model("sglang", model, needs_weights=False)  # dummy weights for config-only models
         if runtime is None and not _cuda_available():
             raise EngineUnavailable(NO_GPU)
         self.model_spec = model
-        self.kwargs = server_args(self.args, model)
+        self.kwargs = {**server_args(self.args, model), **self.passed_through}
         self.max_context_tokens = self.args["context_length"] or None  # None: the model's own limit
         self._engine = runtime
         self.internal_state: Any = None

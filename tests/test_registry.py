@@ -35,7 +35,7 @@ def test_engine_args_are_cast_to_the_defaults_types():
     defaults = {"threads": 1, "interval_ms": 1.0, "eager": False, "dtype": "auto"}
     args = resolve_engine_args("x", {"threads": "4", "interval_ms": "2.5", "eager": "true"}, defaults)
     assert args == {"threads": 4, "interval_ms": 2.5, "eager": True, "dtype": "auto"}
-    with pytest.raises(UsageError, match="engine 'x' has no engine arg 'thread'; valid: dtype, eager, interval_ms, threads"):
+    with pytest.raises(UsageError, match="engine 'x' has no engine arg 'thread'; nearest: threads, eager, interval_ms"):
         resolve_engine_args("x", {"thread": "4"}, defaults)
     with pytest.raises(UsageError, match="threads='four' is not a valid int"):
         resolve_engine_args("x", {"threads": "four"}, defaults)

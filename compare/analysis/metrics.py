@@ -81,11 +81,18 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         "cached_tokens_total": sum(cached) if cached else None,
         "requests_with_cached_tokens": sum(1 for c in cached if c > 0) if cached else None,
         **sse_reads_summary(ok),
+        **spec_accept_summary(ok),
         "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
             r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),
     }
+
+
+def spec_accept_summary(ok: list[RequestRecord]) -> dict[str, Any]:
+    """SGLang with speculative decoding: its per-request `spec_accept_length`; nothing where no engine reports it."""
+    lengths = [r.engine["spec_accept_length"] for r in ok if r.engine and r.engine.get("spec_accept_length") is not None]
+    return {"spec_accept_length": describe(lengths)} if lengths else {}
 
 
 def sse_reads_summary(ok: list[RequestRecord]) -> dict[str, Any]:

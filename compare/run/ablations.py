@@ -72,6 +72,30 @@ ABLATIONS: dict[str, Ablation] = {
     "llamacpp-quant": _values(
         "llamacpp", "quant", ("f16", "q8_0", "q4_k_m"),
         "what does GGUF quantization buy in speed? (the outputs differ: compare knowingly)"),
+    "vllm-async-scheduling": _values(
+        "vllm", "async_scheduling", ("false", "true"),
+        "does overlapping the scheduler with the model step (async scheduling) cut ITL?"),
+    "vllm-cudagraph-sizes": _one_engine(
+        "vllm", "which CUDA-graph capture sizes pay for their start-up time? (default, a short list, eager)",
+        ("sizes-1-8-32", ('cudagraph_capture_sizes=[1,8,32]',)), ("eager", ("enforce_eager=true",))),
+    "vllm-block-size": _values(
+        "vllm", "block_size", ("16", "32", "64"),
+        "how does the KV block size change prefix-cache hits (whole blocks only) and step time?"),
+    "vllm-scheduling-policy": _values(
+        "vllm", "scheduling_policy", ("fcfs", "priority"),
+        "does priority scheduling change tail latency under open-loop load? (use --request-rate)"),
+    "vllm-long-prefill": _values(
+        "vllm", "long_prefill_token_threshold", ("0", "512"),
+        "does capping long prefills per step protect the ITL of running requests?"),
+    "vllm-ngram-spec": _one_engine(
+        "vllm", "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
+        ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',))),
+    "sglang-schedule-policy": _values(
+        "sglang", "schedule_policy", ("fcfs", "lpm"),
+        "does SGLang's longest-prefix-match scheduling raise hits and throughput on shared prefixes? (shared-prefix)"),
+    "sglang-cuda-graph-bs": _values(
+        "sglang", "cuda_graph_max_bs_decode", ("160", "32"),
+        "how much decode batch do SGLang's CUDA graphs need to cover? (0.5.17's cuda_graph_max_bs_decode)"),
     "vllm-streaming": Ablation(
         "what does streaming every token cost vLLM? (batch generate, one timestamp per request, vs streamed)",
         (("streamed", "vllm", (), "inprocess"), ("batch", "vllm-batch", (), "inprocess"))),

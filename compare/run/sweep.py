@@ -27,7 +27,7 @@ from compare.analysis.ablation_table import ablation_lines, ablation_markdown, a
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
 from compare.run.ablations import ABLATIONS
-from compare.run.config import RunConfig
+from compare.run.config import RunConfig, engine_args_for
 from compare.run.isolate import ChildOutcome, child_echo, run_child
 from compare.run.orchestrate import run_one
 from engines import REGISTRY, load_engine_class
@@ -124,8 +124,10 @@ def run(config: RunConfig) -> int:
         isolate = config.isolate
     if not sweep_name and not isolate:
         return asyncio.run(run_one(config))
-    for point in points:
-        load_engine_class(point.engine)
+    for point in points:  # every point's engine and args checked before the first one runs
+        engine_class = load_engine_class(point.engine)
+        if hasattr(engine_class, "check_args"):
+            engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
     return run_points(config, points, question, isolate, sweep_name)
 
 

@@ -1,0 +1,122 @@
+"""Any engine knob as --engine-arg: keys and types from the engine's own signature, checked before anything is
+measured (unit, on fake dataclasses and SGLang's committed field list), and for real on vLLM's CPU build."""
+
+import dataclasses
+import json
+from typing import Any, Literal, Optional
+
+import pytest
+
+from engines.base import UsageError
+from engines.engine_args import dataclass_fields, parse_typed, split_args
+from engines.servers import cli_flags
+
+
+@dataclasses.dataclass
+class FakeArgs:  # a FAKE engine-args dataclass with real type objects
+    max_num_seqs: int = 256
+    enforce_eager: bool = False
+    gpu_memory_utilization: float = 0.9
+    block_size: Optional[int] = None
+    scheduling_policy: Literal["fcfs", "priority"] = "fcfs"
+    compilation_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cudagraph_capture_sizes: list[int] | None = None
+
+
+STRING_FIELDS = {  # the same fields as a `from __future__ import annotations` dataclass keeps them
+    "max_num_seqs": "int", "enforce_eager": "bool", "gpu_memory_utilization": "float", "block_size": "int | None",
+    "scheduling_policy": "Literal['fcfs', 'priority']", "compilation_config": "dict[str, Any] | CompilationConfig",
+    "cudagraph_capture_sizes": "list[int] | None",
+}  # fmt: skip
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("fields", [dataclass_fields(FakeArgs), STRING_FIELDS], ids=["types", "strings"])
+def test_values_are_typed_from_each_fields_annotation(fields):
+    given = {"max_num_seqs": "64", "enforce_eager": "true", "gpu_memory_utilization": "0.5", "block_size": "none",
+             "scheduling_policy": "priority", "compilation_config": '{"level": 0}', "cudagraph_capture_sizes": "[1, 8]"}  # fmt: skip
+    typed = split_args("fake", given, {}, fields)
+    assert typed == {"max_num_seqs": 64, "enforce_eager": True, "gpu_memory_utilization": 0.5, "block_size": None,
+                     "scheduling_policy": "priority", "compilation_config": {"level": 0}, "cudagraph_capture_sizes": [1, 8]}  # fmt: skip
+    assert split_args("fake", {"block_size": "16"}, {}, fields) == {"block_size": 16}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("key, raw, message", [
+    ("max_num_seq", "4", "has no engine arg 'max_num_seq'; nearest: max_num_seqs"),
+    ("max_num_seqs", "many", "max_num_seqs='many' does not parse as int"),
+    ("scheduling_policy", "lifo", "scheduling_policy='lifo' does not parse as Literal['fcfs', 'priority']"),
+    ("compilation_config", "{level: 0}", "compilation_config='{level: 0}' is not valid JSON"),
+    ("enforce_eager", "maybe", "enforce_eager='maybe' does not parse as bool"),
+])  # fmt: skip
+def test_a_typo_or_a_bad_value_is_one_line_naming_the_nearest_keys_or_the_type(key, raw, message):
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        split_args("fake", {key: raw}, {}, STRING_FIELDS)
+
+
+@pytest.mark.unit
+def test_an_unknown_key_names_three_near_ones():
+    with pytest.raises(UsageError) as error:
+        split_args("fake", {"schedule_polcy": "fcfs"}, {"seed": 0}, STRING_FIELDS)
+    near = str(error.value).split("nearest: ")[1].split(", ")
+    assert len(near) == 3 and near[0] == "scheduling_policy"
+
+
+@pytest.mark.unit
+def test_sglang_knobs_are_checked_and_typed_on_a_machine_without_sglang():
+    from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args_fields
+
+    fields = server_args_fields()
+    assert len(fields) > 400 and fields["schedule_policy"].startswith("Literal['lpm'")
+    typed = split_args("sglang", {"schedule_policy": "lpm", "cuda_graph_max_bs_decode": "32", "disable_radix_cache": "true"},
+                       DEFAULT_ARGS, fields)  # fmt: skip
+    assert typed == {"schedule_policy": "lpm", "cuda_graph_max_bs_decode": 32}  # disable_radix_cache is one of ours
+    with pytest.raises(UsageError, match="has no engine arg 'cuda_graph_max_bs'; nearest: cuda_graph_max_bs_decode"):
+        split_args("sglang", {"cuda_graph_max_bs": "32"}, DEFAULT_ARGS, fields)
+    assert launch_flags({"model_path": "m", "schedule_policy": "lpm", "json_model_override_args": {"a": 1}}) == [
+        "--schedule-policy", "lpm", "--json-model-override-args", '{"a": 1}']
+
+
+@pytest.mark.unit
+def test_every_named_sglang_ablation_uses_real_server_args():
+    from compare.run.ablations import ABLATIONS
+    from engines.sglang_args import DEFAULT_ARGS, server_args_fields
+
+    valid = set(server_args_fields()) | set(DEFAULT_ARGS)
+    keys = {pair.split("=", 1)[0] for a in ABLATIONS.values() for _, engine, pairs, _ in a.points if engine == "sglang" for pair in pairs}
+    assert keys and keys <= valid
+
+
+@pytest.mark.unit
+def test_json_values_reach_a_server_as_json_flags():
+    assert cli_flags({"compilation_config": {"level": 0}, "cudagraph_capture_sizes": [1, 8], "block_size": 16}) == [
+        "--compilation-config", '{"level": 0}', "--cudagraph-capture-sizes", "[1, 8]", "--block-size", "16"]
+
+
+@pytest.mark.engine
+def test_vllm_takes_any_async_engine_args_field_and_records_what_it_resolved(model_cache, tmp_path):
+    pytest.importorskip("vllm")
+    from compare.run.ablations import ABLATIONS
+    from engines.vllm_args import DEFAULT_ARGS, vllm_fields
+    from tests.conftest import ROOT, run_cli
+
+    valid = set(vllm_fields()) | set(DEFAULT_ARGS)
+    named = {pair.split("=", 1)[0] for a in ABLATIONS.values() for _, engine, pairs, _ in a.points if engine == "vllm" for pair in pairs}
+    assert named <= valid  # every named vLLM ablation set uses real fields of the installed vLLM
+    base = ["--engine", "vllm", "--scenario", "smoke", "--engine-arg", "vllm.enforce_eager=true", "--no-progress"]
+    result = run_cli([*base, "--engine-arg", "vllm.block_size=64", "--engine-arg", "vllm.long_prefill_token_threshold=256",
+                      "--out", str(tmp_path / "knobs")], model_cache, ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = (tmp_path / "knobs").glob("vllm_smoke_*.json")
+    args = json.loads(path.read_text())["engine"]["engine_args"]
+    assert args["effective_config"]["block_size"] == 64 and args["effective_config"]["long_prefill_token_threshold"] == 256
+    assert args["passed_through"] == ["block_size", "long_prefill_token_threshold"]
+    assert "gpu_memory_utilization" in args["ours_vs_vllm_defaults"] and args["harness_args"]["step_telemetry"] is True
+    typo = run_cli([*base, "--engine-arg", "vllm.blok_size=64", "--out", str(tmp_path / "typo")], model_cache, ROOT)
+    assert typo.returncode == 2 and "has no engine arg 'blok_size'; nearest: block_size" in typo.stderr
+    sweep = run_cli([*base, "--sweep", "vllm.long_prefill_token_threshold=0,64", "--num-requests", "5", "--out",
+                     str(tmp_path / "sweep")], model_cache, ROOT)  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    (manifest,) = (tmp_path / "sweep").glob("sweep_*/sweep.json")
+    points = json.loads(manifest.read_text())["points"]
+    assert [p["status"] for p in points] == ["complete", "complete"]
