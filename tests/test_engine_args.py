@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional
 import pytest
 
 from engines.base import UsageError
-from engines.engine_args import dataclass_fields, parse_typed, split_args
+from engines.engine_args import dataclass_fields, split_args
 from engines.servers import cli_flags
 
 

@@ -72,30 +72,6 @@ ABLATIONS: dict[str, Ablation] = {
     "llamacpp-quant": _values(
         "llamacpp", "quant", ("f16", "q8_0", "q4_k_m"),
         "what does GGUF quantization buy in speed? (the outputs differ: compare knowingly)"),
-    "vllm-async-scheduling": _values(
-        "vllm", "async_scheduling", ("false", "true"),
-        "does overlapping the scheduler with the model step (async scheduling) cut ITL?"),
-    "vllm-cudagraph-sizes": _one_engine(
-        "vllm", "which CUDA-graph capture sizes pay for their start-up time? (default, a short list, eager)",
-        ("sizes-1-8-32", ('cudagraph_capture_sizes=[1,8,32]',)), ("eager", ("enforce_eager=true",))),
-    "vllm-block-size": _values(
-        "vllm", "block_size", ("16", "32", "64"),
-        "how does the KV block size change prefix-cache hits (whole blocks only) and step time?"),
-    "vllm-scheduling-policy": _values(
-        "vllm", "scheduling_policy", ("fcfs", "priority"),
-        "does priority scheduling change tail latency under open-loop load? (use --request-rate)"),
-    "vllm-long-prefill": _values(
-        "vllm", "long_prefill_token_threshold", ("0", "512"),
-        "does capping long prefills per step protect the ITL of running requests?"),
-    "vllm-ngram-spec": _one_engine(
-        "vllm", "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
-        ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',))),
-    "sglang-schedule-policy": _values(
-        "sglang", "schedule_policy", ("fcfs", "lpm"),
-        "does SGLang's longest-prefix-match scheduling raise hits and throughput on shared prefixes? (shared-prefix)"),
-    "sglang-cuda-graph-bs": _values(
-        "sglang", "cuda_graph_max_bs_decode", ("160", "32"),
-        "how much decode batch do SGLang's CUDA graphs need to cover? (0.5.17's cuda_graph_max_bs_decode)"),
     "vllm-streaming": Ablation(
         "what does streaming every token cost vLLM? (batch generate, one timestamp per request, vs streamed)",
         (("streamed", "vllm", (), "inprocess"), ("batch", "vllm-batch", (), "inprocess"))),
@@ -103,3 +79,26 @@ ABLATIONS: dict[str, Ablation] = {
     "sglang-http": _http("sglang", "SGLang's own HTTP server"),
     "llamacpp-http": _http("llamacpp", "llama-cpp-python's server"),
 }  # fmt: skip
+
+# knobs beyond the harness's own defaults (any engine arg works; these are the questions engine developers ask first)
+_VALUE_SETS = (  # name, engine, key, values (baseline first), question
+    ("vllm-async-scheduling", "vllm", "async_scheduling", ("false", "true"),
+     "does overlapping the scheduler with the model step (async scheduling) cut ITL?"),
+    ("vllm-block-size", "vllm", "block_size", ("16", "32", "64"),
+     "how does the KV block size change prefix-cache hits (whole blocks only) and step time?"),
+    ("vllm-scheduling-policy", "vllm", "scheduling_policy", ("fcfs", "priority"),
+     "does priority scheduling change tail latency under open-loop load? (use --request-rate)"),
+    ("vllm-long-prefill", "vllm", "long_prefill_token_threshold", ("0", "512"),
+     "does capping long prefills per step protect the ITL of running requests?"),
+    ("sglang-schedule-policy", "sglang", "schedule_policy", ("fcfs", "lpm"),
+     "does SGLang's longest-prefix-match scheduling raise hits and throughput on shared prefixes? (shared-prefix)"),
+    ("sglang-cuda-graph-bs", "sglang", "cuda_graph_max_bs_decode", ("160", "32"),
+     "how much decode batch do SGLang's CUDA graphs need to cover? (0.5.17's cuda_graph_max_bs_decode)"),
+)  # fmt: skip
+ABLATIONS.update({name: _values(engine, key, values, question) for name, engine, key, values, question in _VALUE_SETS})
+ABLATIONS["vllm-cudagraph-sizes"] = _one_engine(
+    "vllm", "which CUDA-graph capture sizes pay for their start-up time? (default, a short list, eager)",
+    ("sizes-1-8-32", ("cudagraph_capture_sizes=[1,8,32]",)), ("eager", ("enforce_eager=true",)))
+ABLATIONS["vllm-ngram-spec"] = _one_engine(
+    "vllm", "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
+    ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',)))
