@@ -169,12 +169,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def check_keys(engine: str, given: dict[str, str], valid: dict[str, Any] | set[str]) -> None:
+    """Every key must be valid; an unknown one is a UsageError naming the three nearest valid keys."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(valid), n=3, cutoff=0.0)
+        raise UsageError(f"engine {engine!r} has no engine arg {unknown[0]!r}; nearest: {', '.join(near)}")
+
+
 def resolve_engine_args(engine: str, given: dict[str, str], defaults: dict[str, Any]) -> dict[str, Any]:
     """Cast `--engine-arg k=v` strings to the type of each default; unknown keys are a usage error."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        near = difflib.get_close_matches(unknown[0], sorted(defaults), n=3, cutoff=0.0)
-        raise UsageError(f"engine {engine!r} has no engine arg {unknown[0]!r}; nearest: {', '.join(near)}")
+    check_keys(engine, given, defaults)
     resolved = dict(defaults)
     for key, raw in given.items():
         resolved[key] = _cast(engine, key, raw, defaults[key])

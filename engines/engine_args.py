@@ -11,12 +11,11 @@ or a value that does not parse is a UsageError naming the three nearest keys, or
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 from typing import Any
 
-from engines.base import UsageError
+from engines.base import UsageError, check_keys, resolve_engine_args
 
 _TRUE, _FALSE, _NONE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}, {"none", "null"}
 _JSON_TYPES = re.compile(r"\b(dict|list|tuple|set|Dict|List|Tuple|Set|[A-Z]\w*Config)\b")
@@ -76,23 +75,14 @@ def parse_typed(engine: str, key: str, raw: str, annotation: str) -> Any:
     raise UsageError(f"engine {engine!r}: {key}={raw!r} does not parse as {annotation}")
 
 
-def check_keys(engine: str, given: dict[str, str], valid: dict[str, Any] | set[str]) -> None:
-    """Every key must be valid; an unknown one names the three nearest valid keys."""
-    for key in given:
-        if key not in valid:
-            near = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.0)
-            raise UsageError(f"engine {engine!r} has no engine arg {key!r}; nearest: {', '.join(near)}")
-
-
 def split_args(engine: str, given: dict[str, str], ours: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
     """The given args that are not ours (the harness's own defaults), typed by the engine's fields."""
     check_keys(engine, given, {**ours, **fields})
     return {key: parse_typed(engine, key, raw, fields[key]) for key, raw in given.items() if key not in ours}
 
 
-def validate(engine: str, given: dict[str, str], ours: dict[str, Any], fields: dict[str, str]) -> None:
-    """All of `given`, checked without building the engine (a sweep checks every point before the first runs)."""
-    from engines.base import resolve_engine_args
 
-    split_args(engine, given, ours, fields)
-    resolve_engine_args(engine, {k: v for k, v in given.items() if k in ours}, ours)
+def resolve_args(engine: str, given: dict[str, str], ours: dict[str, Any], fields: dict[str, str]) -> tuple[dict, dict]:
+    """(our args, cast to our defaults' types; every other given arg, typed by the engine's fields). Checks only:
+    a sweep calls it for every point before the first runs."""
+    return resolve_engine_args(engine, {k: v for k, v in given.items() if k in ours}, ours), split_args(engine, given, ours, fields)

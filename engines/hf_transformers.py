@@ -23,10 +23,10 @@ from engines.base import (
     Request,
     StreamingEngine,
     UsageError,
+    check_keys,
     require_local_model,
     resolve_engine_args,
 )
-from engines.engine_args import check_keys
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS = {

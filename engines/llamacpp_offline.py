@@ -31,9 +31,8 @@ from engines.base import (
     StreamingEngine,
     capped_context,
     require_local_model,
-    resolve_engine_args,
 )
-from engines.engine_args import annotation_text, split_args, validate
+from engines.engine_args import annotation_text, resolve_args
 from engines.gguf import export_gguf
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
@@ -61,14 +60,13 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
-        validate("llamacpp", given, DEFAULT_ARGS, llama_fields())
+        resolve_args("llamacpp", given, DEFAULT_ARGS, llama_fields())
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import llama_cpp  # noqa: F401  (a missing package fails here, before anything is measured)
 
-        given = engine_args or {}
-        self.passed_through = split_args("llamacpp", given, DEFAULT_ARGS, llama_fields())  # any Llama(...) parameter
-        self.args = resolve_engine_args("llamacpp", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
+        # ours cast to our defaults' types; any Llama(...) parameter passed through, typed
+        self.args, self.passed_through = resolve_args("llamacpp", engine_args or {}, DEFAULT_ARGS, llama_fields())
         require_local_model("llamacpp", model)
         self.model_spec = model
         self.n_ctx = capped_context(self.args["n_ctx"], model)

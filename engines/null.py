@@ -66,7 +66,8 @@ class NullEngine(StreamingEngine):
         interval_s = self.args["interval_ms"] / 1e3
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
-        full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk)  # shared: the runner only reads it (ids: multi-turn)
+        with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
+        full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk if with_ids else None)  # shared: the runner only reads it
         self.waiting += 1
         try:
             if self._slots is not None:
@@ -88,7 +89,7 @@ class NullEngine(StreamingEngine):
                     await asyncio.sleep(delay if delay > 0 else 0)
                 count = min(per_chunk, total - emitted)
                 emitted += count
-                yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count)
+                yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
         finally:
             self.running -= 1
             if self._slots is not None:

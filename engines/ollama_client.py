@@ -29,10 +29,9 @@ from engines.base import (
     Request,
     StreamingEngine,
     capped_context,
-    resolve_engine_args,
     token_count_mismatch,
 )
-from engines.engine_args import annotation_text, split_args
+from engines.engine_args import annotation_text, resolve_args
 from engines.gguf import export_gguf
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -59,9 +58,8 @@ class OllamaEngine(StreamingEngine):
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import ollama  # noqa: F401  (a missing client fails here, before anything is measured)
 
-        given = engine_args or {}
-        self.passed_through = split_args("ollama", given, DEFAULT_ARGS, options_fields())  # any Options key
-        self.args = resolve_engine_args("ollama", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
+        # ours cast to our defaults' types; any Options key passed through, typed
+        self.args, self.passed_through = resolve_args("ollama", engine_args or {}, DEFAULT_ARGS, options_fields())
         if self.args["mode"] not in ("generate", "chat"):
             raise EngineUnavailable("engine 'ollama': --engine-arg mode must be generate or chat")
         self.host = self.args["host"] or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"

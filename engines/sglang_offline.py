@@ -31,10 +31,9 @@ from engines.base import (
     ServerLaunch,
     StreamingEngine,
     require_local_model,
-    resolve_engine_args,
     token_count_mismatch,
 )
-from engines.engine_args import split_args, validate
+from engines.engine_args import resolve_args
 from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args, server_args_fields
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
@@ -136,13 +135,12 @@ class SGLangEngine(StreamingEngine):
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
-        validate("sglang", given, DEFAULT_ARGS, server_args_fields())
+        resolve_args("sglang", given, DEFAULT_ARGS, server_args_fields())
 
     def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
-        given = engine_args or {}
-        self.passed_through = split_args("sglang", given, DEFAULT_ARGS, server_args_fields())  # any ServerArgs field
-        self.args = resolve_engine_args("sglang", {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
+        # ours cast to our defaults' types; any ServerArgs field passed through, typed
+        self.args, self.passed_through = resolve_args("sglang", engine_args or {}, DEFAULT_ARGS, server_args_fields())
         require_local_model("sglang", model, needs_weights=False)  # dummy weights for config-only models
         if runtime is None and not _cuda_available():
             raise EngineUnavailable(NO_GPU)

@@ -23,9 +23,8 @@ from engines.base import (
     ServerLaunch,
     StreamingEngine,
     require_local_model,
-    resolve_engine_args,
 )
-from engines.engine_args import split_args, validate
+from engines.engine_args import resolve_args
 from engines.vllm_args import (
     CPU_KV_CACHE_BYTES,
     DEFAULT_ARGS,
@@ -48,11 +47,9 @@ class _VLLMBase:
 
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
         self.model_spec = model
-        given = engine_args or {}
-        self.given_keys = set(given)
-        self.fields = vllm_fields()
-        self.passed_through = split_args(self.name, given, DEFAULT_ARGS, self.fields)  # any AsyncEngineArgs field
-        self.args = resolve_engine_args(self.name, {k: v for k, v in given.items() if k in DEFAULT_ARGS}, DEFAULT_ARGS)
+        self.given_keys = set(engine_args or {})
+        # ours cast to our defaults' types; any AsyncEngineArgs field passed through, typed
+        self.args, self.passed_through = resolve_args(self.name, engine_args or {}, DEFAULT_ARGS, vllm_fields())
         self.on_cpu = current_platform.is_cpu()
         self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()
@@ -62,7 +59,7 @@ class _VLLMBase:
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
-        validate(cls.name, given, DEFAULT_ARGS, vllm_fields())
+        resolve_args(cls.name, given, DEFAULT_ARGS, vllm_fields())
 
     def _resolve(self) -> dict[str, Any]:
         """Engine args as passed to vLLM, with every automatic choice made explicit."""

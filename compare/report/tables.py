@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from compare.analysis.checks import is_client_bound
+
 
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -44,7 +46,7 @@ def cell_table(doc: dict[str, Any]) -> Table:
     for cell in doc["cells"]:
         s = cell["summary"]
         table.add_row(
-            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)") + (" (client-bound)" if _client_bound(cell) else ""),
+            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)") + (" (client-bound)" if is_client_bound(cell) else ""),
             f"{s['num_ok']}/{s['num_requests']}",
             _stat(s, "ttft_ms", "p50"), _stat(s, "ttft_ms", "p99"),
             _stat(s, "itl_ms", "p50"), _stat(s, "itl_ms", "p99"),
@@ -57,11 +59,6 @@ def cell_table(doc: dict[str, Any]) -> Table:
     table.caption = ("latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token; client-bound: the "
                      "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing")
     return table
-
-
-def _client_bound(cell: dict[str, Any]) -> bool:
-    """Marked where the cell's warnings say so (compare/analysis/checks.py: observed_warnings)."""
-    return any(w.startswith("client-bound:") for w in cell.get("warnings", []))
 
 
 def _gpu_peak(gpu: dict[str, Any]) -> str:
