@@ -99,6 +99,7 @@ class EngineDescription:
     model: dict[str, Any]  # id, architecture, dtype, quantization, ...
     capabilities: Capabilities
     notes: list[str] = field(default_factory=list)
+    parallel: dict[str, Any] | None = None  # engines/parallel.py: tp/pp/dp and GPUs used; None: not recorded
 
 
 @runtime_checkable

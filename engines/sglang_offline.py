@@ -34,6 +34,7 @@ from engines.base import (
     token_count_mismatch,
 )
 from engines.engine_args import resolve_args
+from engines.parallel import parallel_layout
 from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args, server_args_fields
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
@@ -243,6 +244,7 @@ class SGLangEngine(StreamingEngine):
                 ignore_eos=True,
             ),
             notes=[f"internal state at start: {self.internal_state!r}"[:2000]],
+            parallel=parallel_layout("sglang", {**self.kwargs, **resolved.get("resolved_server_args", {})}),
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:

@@ -25,6 +25,7 @@ from engines.base import (
     require_local_model,
 )
 from engines.engine_args import resolve_args
+from engines.parallel import VLLM_KEYS, parallel_layout
 from engines.vllm_args import (
     CPU_KV_CACHE_BYTES,
     DEFAULT_ARGS,
@@ -159,7 +160,17 @@ class _VLLMBase:
                 offline_batch=batch,
             ),
             notes=list(self.notes),
+            parallel=parallel_layout(self.name, self._parallel_args(parallel)),
         )
+
+    def _parallel_args(self, parallel_config) -> dict[str, Any]:
+        """The parallel knobs as the started engine resolved them, else as passed."""
+        args = dict(self.resolved)
+        for key in VLLM_KEYS:
+            value = getattr(parallel_config, key, None)
+            if value is not None:
+                args[key] = value
+        return args
 
 
 _CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",

@@ -9,7 +9,7 @@ inter-token latency is `interval_ms` and the true tokens per chunk `tokens_per_w
 the whole response in one write, at once (an instant server). It also answers GET /health, /v1/models and
 POST /reset_prefix_cache.
 
-    python tests/fake_sse_server.py --port P [--tokens-per-write K] [--interval-ms I]
+    python tests/fake_sse_server.py --port P [--tokens-per-write K] [--interval-ms I] [--cpu C] [--uvloop]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 
 
@@ -35,6 +36,7 @@ class FakeSseServer:
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._instant: dict[tuple[int, int], bytes] = {}  # (max_tokens, prompt tokens) -> the whole response
 
     async def start(self, port: int = 0) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
@@ -78,6 +80,9 @@ class FakeSseServer:
         n, k = int(request["max_tokens"]), self.tokens_per_write
         prompt = request.get("prompt")
         prompt_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        if self.interval_ms <= 0 and (n, prompt_tokens) in self._instant:  # built once: the server stays cheap
+            writer.write(self._instant[n, prompt_tokens])
+            return
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
         if self.comments:
             head += _http_chunk(b": ping\n\n") + _event({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
@@ -86,7 +91,8 @@ class FakeSseServer:
                 + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
                 + _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")  # fmt: skip
         if self.interval_ms <= 0:
-            writer.write(head + b"".join(tokens) + tail)
+            self._instant[n, prompt_tokens] = head + b"".join(tokens) + tail
+            writer.write(self._instant[n, prompt_tokens])
             return
         writer.write(head)
         for index, first in enumerate(range(0, n, k)):
@@ -97,6 +103,8 @@ class FakeSseServer:
 
 
 async def _main(args) -> None:
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     server = FakeSseServer(args.tokens_per_write, args.interval_ms)
     await server.start(args.port)
     print(f"fake SSE server on {server.url}", flush=True)
@@ -108,4 +116,11 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens-per-write", type=int, default=1)
     parser.add_argument("--interval-ms", type=float, default=10.0)
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop (if installed)")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_main(args))

@@ -17,7 +17,7 @@ from compare.results.records import itl_samples_ns
 from engines.base import Request
 from engines.http_openai import HttpCompletionsEngine, _StreamTally
 from engines.servers import ServerCommand, ServerProcess
-from engines.sse_client import MalformedStream, SseSplitter
+from engines.sse_client import ChunkedDecoder, MalformedStream, SseSplitter
 from tests.fake_sse_server import FakeSseServer
 
 FAKE_SERVER = os.path.join(os.path.dirname(__file__), "fake_sse_server.py")
@@ -96,7 +96,8 @@ def test_a_cell_busy_past_the_threshold_is_client_bound_and_the_mark_survives_re
 
     assert observed_warnings(cell(CLIENT_BOUND_SHARE - 0.01)) == []
     (warning,) = observed_warnings(cell(0.97))
-    assert warning == "client-bound: the harness used 97% of a core; latencies include client-side queueing"
+    assert warning == ("client-bound: the harness used 97% of a core; latencies include client-side queueing "
+                       "(--client-procs N spreads the client, docs/scale.md)")
     from tests.fakes import record
 
     stored = {"engine": {"capabilities": {}}, "cells": [{**cell(0.97), "requests": [record([1, 2, 3])], "config": {
@@ -147,3 +148,18 @@ def test_a_slow_engine_at_low_load_is_not_client_bound(model_cache, tmp_path):
     (cell,) = _cells(tmp_path)
     assert cell["harness"]["loop_thread_cpu_share"] < 0.5
     assert not any(w.startswith("client-bound") for w in cell["warnings"])
+
+
+@pytest.mark.unit
+def test_the_chunked_decoder_takes_chunks_split_anywhere_and_ends_after_the_trailer():
+    body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    for cut in range(1, len(body)):  # every split into two reads
+        decoder = ChunkedDecoder()
+        assert decoder.feed(body[:cut]) + decoder.feed(body[cut:]) == b"hello, world"
+        assert decoder.done and decoder.leftover == b""
+    one_by_one = ChunkedDecoder()
+    assert b"".join(one_by_one.feed(body[i : i + 1]) for i in range(len(body))) == b"hello, world" and one_by_one.done
+    with pytest.raises(MalformedStream, match="bad chunk size"):
+        ChunkedDecoder().feed(b"zz\r\nhello\r\n")
+    with pytest.raises(MalformedStream, match="does not end in CRLF"):
+        ChunkedDecoder().feed(b"2\r\nhiXX")

@@ -120,11 +120,23 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
         warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
                         "still count from the schedule")  # fmt: skip
     if is_client_bound(cell):
-        warnings.append(f"client-bound: the harness used {cell['harness']['loop_thread_cpu_share']:.0%} of a core; "
-                        "latencies include client-side queueing")  # fmt: skip
+        workers = cell.get("client_workers")
+        who = f"the busiest of {len(workers)} client workers" if workers else "the harness"
+        warnings.append(f"client-bound: {who} used {client_cpu_share(cell):.0%} of a core; latencies include "
+                        "client-side queueing" + ("" if workers else " (--client-procs N spreads the client, docs/scale.md)"))  # fmt: skip
     return warnings
 
 
+def client_cpu_share(cell: dict[str, Any]) -> float | None:
+    """The client's busiest event-loop thread as a share of one core: the harness's own, or with client workers
+    (--client-procs, --ray) the busiest worker's."""
+    workers = cell.get("client_workers")
+    if workers:
+        shares = [w["loop_thread_cpu_share"] for w in workers if w.get("loop_thread_cpu_share") is not None]
+        return max(shares) if shares else None
+    return (cell.get("harness") or {}).get("loop_thread_cpu_share")
+
+
 def is_client_bound(cell: dict[str, Any]) -> bool:
-    share = (cell.get("harness") or {}).get("loop_thread_cpu_share")
+    share = client_cpu_share(cell)
     return share is not None and share >= CLIENT_BOUND_SHARE

@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="CELL",
                         help="run this cell (default: each scenario's first) under the engine's own profiler "
                              "(vLLM torch profiler, SGLang, torch for hf); traces go to OUT/profiles/")
+    clients = parser.add_argument_group("client scale (HTTP mode)")
+    clients.add_argument("--client-procs", type=int, default=1, metavar="N",
+                         help="send the HTTP requests from N client processes on this host (each its own event loop "
+                              "and connections; the records merge on CLOCK_MONOTONIC); docs/scale.md")
+    clients.add_argument("--ray", metavar="auto|HOST:PORT",
+                         help="place the --client-procs workers as Ray actors (pip install -e '.[ray]'): auto joins a "
+                              "running cluster or starts a local one; clock offsets measured per actor")
     points = parser.add_argument_group("sweeps, isolation and resume")
     points.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                         help="run every combination of these engine-arg values (repeatable; ENGINE.KEY= scopes one "
@@ -205,6 +212,21 @@ def default_engines(ablation: str | None) -> tuple[str, ...]:
     return ABLATIONS[ablation].engines if ablation in ABLATIONS else (best_installed_engine(),)
 
 
+def check_client_scale(client_procs: int, ray: str | None, mode: str, engines: list[str]) -> None:
+    if client_procs < 1:
+        raise UsageError(f"--client-procs {client_procs}: give 1 or more client processes")
+    if (client_procs > 1 or ray) and mode == "inprocess" and set(engines) != {"http"}:
+        flag = "--ray" if ray else "--client-procs"
+        raise UsageError(f"{flag} works in HTTP mode only (an in-process engine lives in the harness's one process); "
+                         "add --mode http or --mode both")  # fmt: skip
+    if ray:
+        from compare.run.rayclients import check_reachable, import_ray
+
+        import_ray()
+        if ray != "auto":
+            check_reachable(ray)
+
+
 def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
     names = args.scenario or ([] if args.trace else ["smoke"])
@@ -217,6 +239,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         scenarios = tuple(sized(s, min_requests) for s in scenarios)
     if args.resume is not None and not args.resume.is_dir():
         raise UsageError(f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue")
+    check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
     return RunConfig(
         engines=tuple(args.engine or default_engines(args.ablation)),
         scenarios=scenarios,
@@ -237,6 +260,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         resume=args.resume,
         deadline_s=args.deadline if args.deadline > 0 else None,
         allow_failures=args.allow_failures,
+        client_procs=args.client_procs,
+        ray=args.ray,
         repeat_baseline=args.repeat_baseline,
         child_args=child_args(sys.argv[1:] if argv is None else argv)  # a sweep's implied minimum goes to its children
         + (("--min-requests", str(min_requests)) if raise_requests and not args.min_requests else ()),

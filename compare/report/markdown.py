@@ -97,11 +97,13 @@ def roofline_section(entries: list[tuple[str, dict]]) -> list[str]:
         if "why_not" in roof:
             lines.append(f"- {name}: {roof['why_not']}")
         else:
-            devices[roof["device"]] = (roof["peak_tb_s"], roof["peak_tflop_s"], roof["weights_total"], roof["weights_read_per_step"],
-                                       roof["bytes_per_weight"])  # fmt: skip
+            gpus = roof.get("num_gpus", 1)
+            devices[roof["device"] if gpus == 1 else f"{gpus} x {roof['device']}"] = (
+                roof.get("peak_tb_s_total", roof["peak_tb_s"]), roof.get("peak_tflop_s_total", roof["peak_tflop_s"]),
+                roof["weights_total"], roof["weights_read_per_step"], roof["bytes_per_weight"])  # fmt: skip
     for device, (tb_s, tflop_s, total, read, width) in devices.items():
-        lines.append(f"- {device}: {tb_s} TB/s, {tflop_s} bf16 TFLOP/s; model {total / 1e9:.2f} B weights, "
-                     f"{read / 1e9:.2f} B read per decode step, {width} bytes each")  # fmt: skip
+        lines.append(f"- {device}: {tb_s:g} TB/s, {tflop_s:g} bf16 TFLOP/s (the peaks of every GPU used); model "
+                     f"{total / 1e9:.2f} B weights, {read / 1e9:.2f} B read per decode step, {width} bytes each")  # fmt: skip
     rows = [(name, cell_id, row) for name, roof in entries if "why_not" not in roof for cell_id, row in roof["cells"].items()]
     if rows:
         lines += ["", "| run | cell | batch | GB read per step | ITL p50 ms | TB/s | decode MBU | prefill tokens | prefill ms (from) "

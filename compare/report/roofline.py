@@ -12,13 +12,15 @@
   where no other request shares the step, and none where prompts repeat and the engine does not report
   cached tokens.
 
-Peaks are datasheet figures (dense bf16, HBM/GDDR bandwidth). Both utilizations are lower bounds of what
-the kernels achieve: they count only the bytes and FLOPs the model needs, not what an engine re-reads.
+Peaks are datasheet figures (dense bf16, HBM/GDDR bandwidth) of one device times the GPUs the run used
+(`engine.parallel.num_gpus`, engines/parallel.py; 1 where not recorded). Both utilizations are lower bounds of what
+the kernels achieve: they count only the bytes and FLOPs the model needs, not what an engine re-reads (with data
+parallel, every replica reads its own weights, and a concurrency-1 prefill runs on one replica only).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -119,6 +121,10 @@ def prefill_mfu(shape: dict[str, Any], cell: dict[str, Any], device: Device) -> 
             "achieved_tflop_s": flops / prefill_s / 1e12, "mfu": flops / prefill_s / (device.bf16_tflop_s * 1e12)}  # fmt: skip
 
 
+def num_gpus_used(doc: dict[str, Any]) -> int:
+    return int((doc["engine"].get("parallel") or {}).get("num_gpus") or 1)
+
+
 def roofline(run) -> dict[str, Any]:
     """Per cell MBU and MFU of one run, or why there is none."""
     doc = run.doc
@@ -133,12 +139,15 @@ def roofline(run) -> dict[str, Any]:
     dtype_bytes = DTYPE_BYTES.get(precision.lower())
     if shape is None or dtype_bytes is None:
         return {"why_not": f"model shape or bytes per weight unknown (precision {precision})"}
+    num_gpus = num_gpus_used(doc)
+    peak = replace(device, bandwidth_tb_s=device.bandwidth_tb_s * num_gpus, bf16_tflop_s=device.bf16_tflop_s * num_gpus)
     cells = {}
     for cell in doc["cells"]:
-        row = {"decode": decode_mbu(shape, dtype_bytes, cell, device), "prefill": prefill_mfu(shape, cell, device)}
+        row = {"decode": decode_mbu(shape, dtype_bytes, cell, peak), "prefill": prefill_mfu(shape, cell, peak)}
         if row["decode"] or row["prefill"]:
             cells[cell["cell_id"]] = row
     counts = parameter_counts(shape)
     return {"device": device.name, "peak_tb_s": device.bandwidth_tb_s, "peak_tflop_s": device.bf16_tflop_s,
+            "num_gpus": num_gpus, "peak_tb_s_total": peak.bandwidth_tb_s, "peak_tflop_s_total": peak.bf16_tflop_s,
             "weights_total": counts["total"], "weights_read_per_step": counts["read_per_decode_step"],
             "bytes_per_weight": dtype_bytes, "cells": cells}  # fmt: skip

@@ -38,6 +38,8 @@ class RunConfig:
     resume: Path | None = None  # skip runs complete in this folder, continue partial ones
     deadline_s: float | None = DEFAULT_DEADLINE_S  # an isolated point still running after this is killed
     allow_failures: bool = False  # exit 0 even when requests failed
+    client_procs: int = 1  # HTTP mode: client worker processes (compare/run/clientprocs.py)
+    ray: str | None = None  # HTTP mode: place the client workers as Ray actors: "auto" or HOST:PORT of a Ray head
     repeat_baseline: bool = False  # a sweep runs its baseline again last: the A/A row is the between-run noise
     child_args: tuple[str, ...] = ()  # argv an isolated point's child repeats (the parent-only options removed)
 

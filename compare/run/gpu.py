@@ -2,7 +2,8 @@
 
 Memory is device-wide (`nvmlDeviceGetMemoryInfo.used`), so it includes every process on the GPU;
 the caching allocators of vLLM and SGLang reserve most of it at start, which is what it shows.
-Without a GPU (or without pynvml) the sampler reports "not available" and never fails a run.
+Every GPU NVML enumerates is sampled (NVML ignores CUDA_VISIBLE_DEVICES), each under `per_gpu`, and `total`
+sums or averages them. Without a GPU (or without pynvml) the sampler reports "not available" and never fails a run.
 """
 
 from __future__ import annotations
@@ -90,4 +91,17 @@ def summarize_samples(samples: list[tuple[int, list[Reading]]]) -> dict[str, Any
             "utilization_pct_mean": sum(util) / len(util),
             "power_w_mean": sum(power) / len(power) if power else None,
         })  # fmt: skip
-    return {"num_samples": len(samples), "per_gpu": per_gpu}
+    return {"num_samples": len(samples), "per_gpu": per_gpu, "total": _totals(samples, per_gpu)}
+
+
+def _totals(samples: list[tuple[int, list[Reading]]], per_gpu: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over every sampled GPU: memory and power summed, utilization averaged."""
+    memory_sums = [sum(r["memory_used_mib"] for r in readings) for _, readings in samples]
+    power = [g["power_w_mean"] for g in per_gpu if g["power_w_mean"] is not None]
+    return {
+        "num_gpus": len(per_gpu),
+        "memory_used_mib_peak": max(memory_sums) if memory_sums else 0.0,
+        "memory_used_mib_mean": sum(g["memory_used_mib_mean"] for g in per_gpu),
+        "utilization_pct_mean": sum(g["utilization_pct_mean"] for g in per_gpu) / len(per_gpu) if per_gpu else None,
+        "power_w_mean": sum(power) if power else None,
+    }

@@ -112,7 +112,9 @@ async def run_one(config: RunConfig) -> int:
             print(f"error: engine {run.name!r} failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
             failures += 1
             continue
+        clients = None
         try:
+            clients = await start_clients(run, config, tokenizer, console)
             for scenario in todo:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
                 if scenario.kv_pressure:  # the working set is sized against this engine's KV cache, known now
@@ -122,7 +124,7 @@ async def run_one(config: RunConfig) -> int:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
                         continue
                     results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
-                                                 options, console, run.variant, previous[scenario.name])  # fmt: skip
+                                                 options, console, run.variant, previous[scenario.name], clients)  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
                     print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     failures += 1
@@ -136,11 +138,35 @@ async def run_one(config: RunConfig) -> int:
                           f"{results.path}); exit 1 (--allow-failures: exit 0)", file=sys.stderr)  # fmt: skip
                     failures += 1
         finally:
+            if clients is not None:
+                await clients.stop()
             await run.engine.stop()
     for name, comparison in compare_pairs(finished):
         for line in comparison_lines(name, comparison):
             console.print(line, highlight=False, markup=False)
     return 1 if failures else 0
+
+
+async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
+    """--client-procs N / --ray: the HTTP run's client workers, started once for all its cells (None: one process)."""
+    from compare.run.clientprocs import LocalClientPool
+    from engines.http_openai import HttpCompletionsEngine
+
+    if not isinstance(run.engine, HttpCompletionsEngine) or (config.client_procs <= 1 and not config.ray):
+        return None
+    engine = run.engine
+    worker_args = {"endpoint": engine.base_url, "server": engine.args["server"], "api_key_env": engine.args["api_key_env"],
+                   "max_connections": engine.args["max_connections"]}  # fmt: skip
+    if config.ray:
+        from compare.run.rayclients import RayClientPool
+
+        pool = RayClientPool(worker_args, config.client_procs, config.ray, tokenizer)
+    else:
+        pool = LocalClientPool(worker_args, config.client_procs, tokenizer)
+    await pool.start()
+    console.print(f"clients: {config.client_procs} worker(s) as {pool.placement} against {engine.base_url}",
+                  highlight=False, markup=False)  # fmt: skip
+    return pool
 
 
 def replan_for_pressure(run: EngineRun, scenario, tokenizer, console) -> list:

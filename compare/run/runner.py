@@ -37,6 +37,7 @@ class CellRun:
     cache_resets: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
     origin_ns: int | None = None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
+    client_workers: list[dict[str, Any]] | None = None  # --client-procs / --ray: per worker, where and how busy
 
     def finished_records(self) -> list[RequestRecord]:
         return [r for r in self.records if r is not None]
@@ -48,7 +49,9 @@ async def run_cell(
     timeout_s: float,
     decode: Decode | None = None,
     on_request_done: Callable[[], None] | None = None,
+    measured: Callable[[CellPlan], Any] | None = None,
 ) -> None:
+    """`measured`: sends the measured requests from client workers elsewhere (a ClientOutcome: origin, records)."""
     plan = cell.plan
     await _reset(engine, cell, "before warmups")
     if isinstance(engine, BatchEngine):  # offline batch engines take the whole cell at once
@@ -60,8 +63,12 @@ async def run_cell(
         await _reset(engine, cell, "after warmups")
         cell.records = [None] * plan.num_measured
         cell.origin_ns = perf_counter_ns()
-        if plan.conversations:
-            await conversation_loop(engine, plan, timeout_s, decode, cell.records, on_request_done, cell.origin_ns)
+        if measured is not None:  # client workers in other processes (compare/run/clientprocs.py)
+            outcome = await measured(plan)
+            cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
+        elif plan.conversations:
+            await conversation_loop(engine, plan.conversations, plan.requests[0], plan.spec.cell_id, plan.spec.concurrency,
+                                    timeout_s, decode, cell.records, on_request_done, cell.origin_ns)  # fmt: skip
         elif plan.arrivals_ns is not None:
             await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
                             on_request_done, cell.origin_ns)  # fmt: skip
@@ -110,7 +117,10 @@ async def closed_loop(
 
 async def conversation_loop(
     engine: StreamingEngine,
-    plan: CellPlan,
+    conversations: tuple,
+    template: Request,
+    cell_id: str,
+    concurrency: int,
     timeout_s: float,
     decode: Decode | None,
     results: list[RequestRecord | None],
@@ -121,8 +131,7 @@ async def conversation_loop(
     the whole history (earlier user turns and the engine's own output ids) plus its new user turn; after the
     answer comes, the conversation thinks for its planned time. A failed turn ends its conversation: the turns
     not sent are recorded as failed."""
-    pending = iter(plan.conversations)
-    template = plan.requests[0]
+    pending = iter(conversations)
 
     async def worker() -> None:
         for conversation in pending:
@@ -131,7 +140,7 @@ async def conversation_loop(
             for turn, user in enumerate(conversation.user_turns):
                 out = conversation.output_tokens[turn]
                 request = dataclasses.replace(
-                    template, request_id=f"{plan.spec.cell_id}-c{conversation.index}-t{turn}", prompt_token_ids=history + user,
+                    template, request_id=f"{cell_id}-c{conversation.index}-t{turn}", prompt_token_ids=history + user,
                     max_output_tokens=out, min_output_tokens=out if template.ignore_eos else 0,
                     tags=(("conversation", conversation.index), ("turn", turn)))  # fmt: skip
                 record = await run_request(engine, request, timeout_s, origin_ns, decode)
@@ -142,14 +151,14 @@ async def conversation_loop(
                     record.error = "multi-turn needs the engine's output token ids to build the next turn; it sent none"
                 if not record.ok:
                     for later in range(turn + 1, turns):
-                        results[conversation.index * turns + later] = not_sent(plan.spec.cell_id, request, conversation.index, later, turn)
+                        results[conversation.index * turns + later] = not_sent(cell_id, request, conversation.index, later, turn)
                     break
                 history = request.prompt_token_ids + tuple(record.output_ids)
                 record.output_ids = None
                 if turn + 1 < turns:
                     await asyncio.sleep(conversation.think_ns[turn] / 1e9)
 
-    await asyncio.gather(*(worker() for _ in range(min(plan.spec.concurrency, len(plan.conversations)))))
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(conversations)))))
 
 
 def not_sent(cell_id: str, request: Request, conversation: int, turn: int, failed_turn: int) -> RequestRecord:
@@ -183,6 +192,22 @@ async def open_loop(
 
     await asyncio.gather(*(one(i) for i in range(len(requests))))
     return results  # type: ignore[return-value]
+
+
+async def run_share(engine: StreamingEngine, share, origin_ns: int, decode: Decode | None) -> list[tuple[int, RequestRecord]]:
+    """A client worker's part of a cell (compare/run/shares.py), as (the cell's request index, record) pairs."""
+    if share.kind == "conversations":
+        turns = share.turns
+        results: list[RequestRecord | None] = [None] * ((max(share.indices) + 1) * turns)
+        await conversation_loop(engine, share.conversations, share.requests[0], share.cell_id, share.concurrency,
+                                share.timeout_s, decode, results, None, origin_ns)  # fmt: skip
+        return [(index, record) for index, record in enumerate(results) if record is not None]
+    if share.kind == "open":
+        records = await open_loop(engine, share.requests, share.arrivals_ns, share.concurrency, share.timeout_s, decode,
+                                  origin_ns=origin_ns)  # fmt: skip
+    else:
+        records = await closed_loop(engine, share.requests, share.concurrency, share.timeout_s, decode, origin_ns=origin_ns)
+    return list(zip(share.indices, records))
 
 
 async def sleep_until(due_ns: int) -> None:

@@ -98,10 +98,12 @@ async def run_scenario(
     console: Console,
     variant: dict[str, Any],
     previous: tuple[Path, dict[str, Any]] | None = None,
+    clients=None,
 ) -> ResultsFile:
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
     `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
-    `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run."""
+    `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run.
+    `clients`: a started client pool (compare/run/clientprocs.py, rayclients.py) that sends the measured requests."""
     description = dataclasses.asdict(engine.describe())
     if previous is not None:
         results = continue_file(*previous)
@@ -117,6 +119,7 @@ async def run_scenario(
                 "quick": options.quick,
                 "variant": variant,
                 "kv_capacity_tokens": engine.kv_capacity_tokens(),  # the KV cache as the engine sized it (None: unknown)
+                "clients": clients_header(clients),
             },
         )
     kept, todo = kept_cell_ids(results), plans
@@ -131,7 +134,7 @@ async def run_scenario(
     try:
         with _progress(console, options.show_progress) as progress:
             for plan in todo:
-                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console)
+                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients)
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
         try:
@@ -147,7 +150,15 @@ async def run_scenario(
     return results
 
 
-async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console) -> None:
+def clients_header(clients) -> dict[str, Any]:
+    """Who sent the requests: this process, or a pool of client workers (with where each one runs)."""
+    if clients is None:
+        return {"placement": "harness process", "num_workers": 1}
+    return {"placement": clients.placement, "num_workers": len(clients.info), "workers": clients.info,
+            **({"ray_address": clients.address} if clients.placement == "ray" else {})}  # fmt: skip
+
+
+async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients) -> None:
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
     profile = options.profile
@@ -158,11 +169,20 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
     sampler = GpuSampler(options.gpu_interval_ms)
     sampler.start()
     try:
-        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task))
+        measured = None
+        if clients is not None:
+            from compare.run.clientprocs import client_plan
+
+            async def measured(cell_plan):
+                return await clients.run(client_plan(cell_plan, scenario.timeout_s))
+
+        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured)
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
         document = cell_document(scenario, cell, description["capabilities"], gpu)
+        if cell.client_workers is not None:
+            document["client_workers"] = cell.client_workers
         document.update(observed_figures(document, observed, options.slo))
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
@@ -189,7 +209,10 @@ def _cell_line(cell: dict[str, Any]) -> str:
     if ttft is not None and tok_s is not None:
         line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
     harness = cell.get("harness") or {}
-    if harness.get("loop_thread_cpu_share") is not None:
+    if cell.get("client_workers"):
+        shares = "/".join(f"{w['loop_thread_cpu_share']:.0%}" for w in cell["client_workers"])
+        line += f", client workers' loop threads {shares}"
+    elif harness.get("loop_thread_cpu_share") is not None:
         line += f", harness CPU {harness['process_cpu_share']:.0%} (loop thread {harness['loop_thread_cpu_share']:.0%})"
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
