@@ -8,7 +8,7 @@ Prompts go as token-id lists where the server takes them (vLLM, SGLang), else as
 text (llama.cpp's server). The stream is read by engines/sse_client.py: the SSE events that one read of the
 response body brings form one `Chunk` (tokens summed, ids and text joined, the last finish reason kept), so
 the runner stamps them once, on receipt, as in-process. Tokens per event are counted exactly from
-`token_ids` where the server sends them (vLLM: `return_token_ids`); otherwise an event with text counts as
+`token_ids` where the server sends them (vLLM and SGLang, asked with `return_token_ids`); otherwise an event with text counts as
 one token (a text-less event that only ends the stream counts none), and the final usage
 (`stream_options.include_usage`) cross-checks the total. The counting method, and the numbers of SSE events
 and of body reads, are recorded per request.
@@ -16,6 +16,7 @@ and of body reads, are recorded per request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -53,12 +54,33 @@ DEFAULT_ARGS: dict[str, Any] = {
     "port": 0,  # the launched server's port; 0: a free one
 }
 TOKEN_ID_PROMPTS = {"vllm", "sglang"}
+TOKEN_ID_STREAMS = {"vllm", "sglang"}  # servers that send each chunk's token ids when asked (`return_token_ids`)
+RESET_PATHS = {"vllm": ("/reset_prefix_cache", None), "sglang": ("/flush_cache", {"timeout": 30})}
+RESET_RETRIES = 50
+RESET_RETRY_DELAY_S = 0.2
 METRICS = {  # our name -> the server's gauge names, newest first
     "vllm": {"running": ("vllm:num_requests_running",), "waiting": ("vllm:num_requests_waiting",),
              "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")},
     "sglang": {"running": ("sglang:num_running_reqs",), "waiting": ("sglang:num_queue_reqs",),
                "kv_cache_usage": ("sglang:token_usage",)},
 }  # fmt: skip
+
+
+def reset_outcome(server: str, status: int, body: bytes) -> tuple[bool, bool, str]:
+    """(reset done, worth retrying, what the server said) for a cache-reset answer."""
+    text = body.decode(errors="replace").strip()[:200]
+    if server == "vllm":
+        if status != 200:
+            return False, False, f"HTTP {status} {text} (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)"
+        try:
+            answer = json.loads(body) if body.strip() else {}
+        except ValueError:
+            answer = {}
+        success = answer.get("success", True) if isinstance(answer, dict) else True  # older vLLM: an empty 200
+        return bool(success), not success, text or "HTTP 200"
+    if status == 200:
+        return True, False, text
+    return False, status == 400, f"HTTP {status} {text}"  # 400: not idle yet, or another flush in progress
 
 
 def prometheus_values(text: str) -> dict[str, float]:
@@ -139,14 +161,24 @@ class HttpCompletionsEngine(StreamingEngine):
         if self.server is not None:
             self.server.stop()
 
-    async def reset_cache(self) -> None:
-        """vLLM: POST /reset_prefix_cache (dev mode); SGLang: POST /flush_cache; llama.cpp's server has none."""
-        path = {"vllm": "/reset_prefix_cache", "sglang": "/flush_cache"}.get(self.args["server"])
-        if path is None:
+    async def reset_cache(self) -> dict[str, Any]:
+        """vLLM: POST /reset_prefix_cache (dev mode), which answers 200 {"success": false} while blocks are still
+        held; SGLang: POST /flush_cache?timeout=30 (waits for an idle scheduler), which answers 400 while it is
+        not idle or another flush runs. Either is retried briefly; then it fails loudly. llama.cpp has none."""
+        server = self.args["server"]
+        if server not in RESET_PATHS:
             raise RuntimeError("llama.cpp's server has no cache reset endpoint")
-        response = await self._client.post(path)
-        if response.status_code != 200:
-            raise RuntimeError(f"POST {path} answered HTTP {response.status_code}")
+        path, params = RESET_PATHS[server]
+        message = ""
+        for attempt in range(1, RESET_RETRIES + 1):
+            response = await self._client.post(path, params=params)
+            done, retry, message = reset_outcome(server, response.status_code, response.content)
+            if done:
+                return {"attempts": attempt}
+            if not retry:
+                break
+            await asyncio.sleep(RESET_RETRY_DELAY_S)
+        raise RuntimeError(f"POST {path} did not reset the cache after {attempt} attempt(s): {message}")
 
     async def telemetry_snapshot(self) -> dict[str, Any] | None:
         """The server's Prometheus /metrics (vLLM, SGLang with metrics on): running, waiting, KV-cache usage."""
@@ -192,7 +224,7 @@ class HttpCompletionsEngine(StreamingEngine):
         }
         if self.args["server"] != "llamacpp":
             body.update(ignore_eos=request.ignore_eos, min_tokens=request.min_new_tokens)
-        if self.args["server"] == "vllm":
+        if self.args["server"] in TOKEN_ID_STREAMS:  # exact counts: SGLang merges queued outputs into one chunk
             body["return_token_ids"] = True
         return body
 

@@ -19,6 +19,7 @@ SGLang needs an NVIDIA GPU here: PyPI has no CPU build of `sgl_kernel`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any, AsyncIterator
 
@@ -49,7 +50,22 @@ WALL_STAMPS = {
     "response_sent_to_client_ts": "first_chunk_sent",
     "request_finished_ts": "finished",
 }
-DURATIONS = {"queue_time": "queue", "e2e_latency": "e2e", "prefill_launch_latency": "prefill_launch"}
+# meta_info durations (seconds); 0.5.17 has no prefill_launch_latency (the prefill comes from the stamps instead)
+DURATIONS = {"queue_time": "queue", "e2e_latency": "e2e"}
+FLUSH_WAIT_S = 30.0  # flush_cache(timeout_s=): the scheduler flushes once idle instead of refusing at once
+
+
+def resolved_server_args(engine) -> dict[str, Any]:
+    """The server args in effect, read as SGLang's own `Engine.get_server_info` reads them (0.5.17:
+    `tokenizer_manager.resolved_config_dict(asdict(server_args))`), with where they came from."""
+    manager = getattr(engine, "tokenizer_manager", None)
+    if manager is None or not hasattr(manager, "resolved_config_dict"):
+        return {"resolved_server_args_source": "not available (engine not started, or an SGLang without resolved_config_dict)"}
+    try:
+        resolved = manager.resolved_config_dict(dataclasses.asdict(manager.server_args))
+    except Exception as exc:  # recorded, never fatal
+        return {"resolved_server_args_source": f"failed: {type(exc).__name__}: {exc}"}
+    return {"resolved_server_args": resolved, "resolved_server_args_source": "tokenizer_manager.resolved_config_dict"}
 
 
 def finish_reason_name(reason: Any) -> str | None:
@@ -171,18 +187,18 @@ class SGLangEngine(StreamingEngine):
             self._engine.shutdown()  # note: kills every child process of this process
             self._engine = None
 
-    async def reset_cache(self) -> None:
-        """`flush_cache()` only succeeds with an idle scheduler: retry, then fail loudly."""
+    async def reset_cache(self) -> dict[str, Any] | None:
+        """`flush_cache(timeout_s=30)` waits for an idle scheduler; a refusal is retried, then it fails loudly."""
         if self.args["disable_radix_cache"]:
-            return
+            return None
         message = None
         for attempt in range(1, FLUSH_RETRIES + 1):
-            result = await self._engine.tokenizer_manager.flush_cache()
+            result = await self._engine.tokenizer_manager.flush_cache(timeout_s=FLUSH_WAIT_S)
             success = getattr(result, "success", result)
             message = getattr(result, "message", None)
             if success:
                 self.cache_flushes.append({"attempts": attempt})
-                return
+                return {"attempts": attempt}
             await asyncio.sleep(FLUSH_RETRY_DELAY_S)
         raise RuntimeError(f"SGLang flush_cache failed {FLUSH_RETRIES} times: {message or 'scheduler not idle'}")
 
@@ -222,9 +238,7 @@ class SGLangEngine(StreamingEngine):
 
     def describe(self) -> EngineDescription:
         resolved = dict(self.kwargs)
-        server = getattr(self._engine, "server_args", None)
-        if server is not None and hasattr(server, "resolved_dict"):
-            resolved["resolved_server_args"] = server.resolved_dict()
+        resolved.update(resolved_server_args(self._engine))
         return EngineDescription(
             name="sglang",
             version=_sglang_version(),

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.fakes import fake_wheel
-from tools.gpu import campaign, device, pack, prepare
+from tools.gpu import campaign, campaign_plan, device, pack, prepare, step_records
 from tools.gpu.validate import Step
 from tools.gpu.wheelsets import resolve
 
@@ -109,7 +109,7 @@ def test_start_returns_at_once_and_the_run_outlives_the_starting_process(tmp_pat
         deadline = time.monotonic() + 10
         while not (home / "state.json").is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert campaign.read_state(home)["steps"][0]["step"] == "vllm-inprocess"
+        assert campaign.read_state(home)["steps"][0]["step"] == "vllm-traffic"
         again = subprocess.run(argv, capture_output=True, text=True, check=True)
         assert "already running" in again.stdout
     finally:
@@ -125,11 +125,104 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.unit
-def test_the_plan_puts_both_engines_in_process_first_and_marks_the_rest_optional(tmp_path):
+def test_the_plan_runs_traffic_first_then_http_ablations_and_the_matrix(tmp_path):
     steps = campaign.plan(tmp_path)
-    assert [s.step.name for s in steps] == ["vllm-inprocess", "sglang-inprocess", "sglang-http", "vllm-http",
-                                            "anchor-vllm-bench"]  # fmt: skip
-    assert [s.step.optional for s in steps] == [False, False, True, True, True]
-    inprocess = steps[0].step.argv
-    assert inprocess[inprocess.index("--mode") + 1] == "inprocess"
-    assert "prefix-cache" in inprocess and "long-context" in inprocess and "tools/gpu/concurrent-gpu.json" in inprocess
+    assert [s.step.name for s in steps] == [
+        "vllm-traffic", "sglang-traffic", "sglang-http", "vllm-http", "anchor-vllm-bench", "vllm-cuda-graphs",
+        "vllm-async-scheduling", "sglang-radix", "sglang-overlap", "vllm-matrix", "sglang-matrix"]  # fmt: skip
+    assert [s.step.optional for s in steps[:3]] == [False, False, True] and all(s.step.optional for s in steps[2:])
+    vllm, sglang = steps[0].step.argv, steps[1].step.argv
+    assert "tools/gpu/shared-prefix-gpu.json" in vllm and "multi-turn" in vllm and "--profile" not in vllm
+    assert sglang[sglang.index("--profile") + 1] == campaign_plan.PROFILED_CELL and "smoke" in sglang
+    assert any(a.startswith("vllm.compilation_config={\"cudagraph_capture_sizes\"") for a in vllm)  # a start cut, an arg
+    assert "sglang.cuda_graph_max_bs_decode=64" in sglang and "sglang.skip_server_warmup=true" in sglang
+    http = steps[2].step.argv
+    assert http[http.index("--mode") + 1] == "http" and "--quick" in http
+    assert steps[5].step.argv[steps[5].step.argv.index("--ablation") + 1] == "vllm-cuda-graphs"
+
+
+@pytest.mark.unit
+def test_the_observability_checks_say_what_sglang_telemetry_and_its_profiler_left():
+    good = {"cells": [{"cell_id": "a", "telemetry": {"rows": [{"t_ns": 0}]}},
+                      {"cell_id": "c1-in32", "telemetry": {"rows": [{"t_ns": 0}]},
+                       "profiled": {"started": True, "files": ["trace-TP-0.json.gz"]}}]}  # fmt: skip
+    checks = step_records.observability_checks([good])
+    assert checks["telemetry_ok"] and checks["profiler_ok"] and checks["profiler_files"] == ["trace-TP-0.json.gz"]
+    bad = {"cells": [{"cell_id": "a"}, {"cell_id": "c1-in32", "profiled": {"started": True, "files": []}}]}
+    checks = step_records.observability_checks([bad])
+    assert not checks["telemetry_ok"] and checks["profiler_started"] and not checks["profiler_ok"]
+
+
+@pytest.mark.engine
+def test_the_null_engine_runs_the_campaign_and_its_engine_start_is_recorded_and_packed(tmp_path, monkeypatch):
+    """The kit end to end on CPU: a FAKE device (fake wheels staged as parts) and the real harness on the null engine;
+    the matrix step no longer fits and is skipped on record."""
+    monkeypatch.setattr(campaign_plan, "TRAFFIC_SCENARIOS", ("smoke",))
+    monkeypatch.setattr(campaign_plan, "INPROCESS_SCENARIOS", ("smoke",))
+    carry, device_home, home = fake_parts(tmp_path, engine="null"), tmp_path / "device", tmp_path / "campaign"
+    device.stage("null", carry=carry, home=device_home)
+    steps = campaign.plan(home / "results", engines=("null",))
+    assert [s.step.name for s in steps] == ["null-traffic", "null-matrix"]
+    state = campaign.run(240, home, device_home=device_home, steps=steps, install_wait_s=20)
+    traffic, matrix = state["steps"]
+    assert traffic["outcome"] == "done" and traffic["returncode"] == 0, (home / "results" / "null-traffic").glob("*.log")
+    assert len(traffic["engine_start_s"]) == 1 and traffic["engine_start_s"][0] >= 0
+    assert traffic["start_phases"] == {}  # the null engine logs no start phases
+    assert matrix["outcome"].startswith("skipped: ~460 s needed")
+    with tarfile.open(home / "packed" / "results-campaign.tar.xz") as bundle:
+        names = bundle.getnames()
+    assert any(n.startswith("null-traffic/") and n.endswith(".json") for n in names) and "campaign-state.json" in names
+    polled = campaign.poll(home, wait_s=0, out=tmp_path / "out")
+    assert polled["packed"] == ["results-campaign.tar.xz"] and (tmp_path / "out" / "results-campaign.tar.xz").is_file()
+
+
+@pytest.mark.engine
+def test_a_step_cut_by_the_deadline_leaves_the_finished_ones_packed(tmp_path):
+    carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
+    device.stage("vllm", carry=carry, home=device_home)
+    steps = [python_step("first", "print('cell c1: ok')"), python_step("hangs", "import time; time.sleep(60)", cap_s=60)]
+    state = campaign.run(4, home, device_home=device_home, steps=steps, install_wait_s=20)
+    assert state["steps"][1]["outcome"].startswith("out of budget") and state["steps"][1]["wall_s"] < 15
+    with tarfile.open(home / "packed" / "results-campaign.tar.xz") as bundle:
+        assert "first/first.log" in bundle.getnames()
+
+
+@pytest.mark.unit
+def test_a_compile_cache_travels_out_of_one_lease_and_into_the_next(tmp_path):
+    first, second, out = tmp_path / "lease1", tmp_path / "lease2", tmp_path / "out"
+    (first / "compile-cache" / "vllm" / "torch_compile_cache").mkdir(parents=True)
+    (first / "compile-cache" / "vllm" / "torch_compile_cache" / "graph.py").write_text("compiled = 1\n")
+    out.mkdir()
+    packed = campaign.pack_compile_cache(first, out)
+    assert packed["packed"] and packed["file"] == "compile-cache.tar.xz"
+    second.mkdir()
+    campaign.unpack_compile_cache(out / "compile-cache.tar.xz", second)
+    assert (second / "compile-cache" / "vllm" / "torch_compile_cache" / "graph.py").read_text() == "compiled = 1\n"
+    assert json.loads((second / "compile-cache-in.json").read_text())["file"] == "compile-cache.tar.xz"
+    assert campaign.pack_compile_cache(tmp_path / "nothing", out) == {"packed": False, "why": "no compile cache written"}
+
+
+@pytest.mark.engine
+def test_every_campaign_command_parses_and_its_start_cuts_are_knobs_the_engines_take(tmp_path):
+    """A lease must not spend an engine start on a typo: each step's argv goes through the CLI's own checks, and its
+    engine args through the engine's (vLLM: the installed AsyncEngineArgs; SGLang: the pinned ServerArgs list,
+    the adapter built on a FAKE runtime since SGLang has no CPU build)."""
+    from compare.cli.main import build_parser, run_config
+    from compare.run.config import engine_args_for
+    from compare.run.orchestrate import build_engines
+    from engines.sglang_offline import SGLangEngine
+    from workloads.models import resolve_model
+
+    model = None
+    for planned in campaign_plan.plan(tmp_path):
+        argv = list(planned.step.argv)
+        if argv[2] != "compare":
+            continue  # the anchor has its own parser
+        config = run_config(build_parser().parse_args(argv[3:]), argv[3:])
+        model = model or resolve_model(config.model, None)
+        if planned.engine == "sglang":
+            engine = SGLangEngine(model, engine_args_for("sglang", config.engine_args), runtime=object())
+            assert engine.kwargs["cuda_graph_max_bs_decode"] == 64 and engine.kwargs["load_snapshot_publish_interval"] == 1
+        else:
+            (run,) = build_engines(config, model)
+            assert "cudagraph_capture_sizes" in run.variant["engine_args"]["compilation_config"]  # recorded (`variant`)

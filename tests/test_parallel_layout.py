@@ -1,6 +1,8 @@
 """The parallel layout recorded per run (engines/parallel.py), the roofline's peak over the GPUs used, and the
 sampler's totals over several GPUs (FAKE runs and FAKE readings: tests/fakes.py)."""
 
+from dataclasses import dataclass
+
 import pytest
 
 from compare.report.roofline import roofline
@@ -75,13 +77,25 @@ def test_sampler_summary_has_each_gpu_and_their_totals():
     assert total["utilization_pct_mean"] == 60.0 and total["power_w_mean"] == 800.0
 
 
-class FakeSGLangRuntimeWithServerArgs:
-    """A FAKE started `sglang.Engine`: only the server args it resolved. Not SGLang."""
+@dataclass
+class FakeServerArgs:  # a FAKE of sglang's ServerArgs: the parallel fields only
+    tp_size: int = 4
+    dp_size: int = 2
+    pp_size: int = 1
+    ep_size: int = 1
+    nnodes: int = 1
 
-    class server_args:
+
+class FakeSGLangRuntimeWithServerArgs:
+    """A FAKE started `sglang.Engine`: only the server args it resolved, read as 0.5.17's get_server_info reads them
+    (`tokenizer_manager.resolved_config_dict(asdict(server_args))`). Not SGLang."""
+
+    class tokenizer_manager:
+        server_args = FakeServerArgs()
+
         @staticmethod
-        def resolved_dict():
-            return {"tp_size": 4, "dp_size": 2, "pp_size": 1, "ep_size": 1, "nnodes": 1}
+        def resolved_config_dict(base):
+            return dict(base)
 
 
 def test_sglang_describe_records_the_layout_the_engine_resolved(config_only_8b):

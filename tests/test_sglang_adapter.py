@@ -137,6 +137,7 @@ class FakeSGLangRuntime:
     def __init__(self, sizes, gap_s=0.01, flush_failures=0):
         self.sizes, self.gap_s, self.flush_failures = sizes, gap_s, flush_failures
         self.calls = []
+        self.flush_timeouts = []
         self.tokenizer_manager = self
 
     async def async_generate(self, input_ids, sampling_params, stream):
@@ -148,7 +149,9 @@ class FakeSGLangRuntime:
 
         return replay()
 
-    async def flush_cache(self):
+    async def flush_cache(self, timeout_s=None):
+        self.flush_timeouts.append(timeout_s)
+
         class Result:
             success = self.flush_failures <= 0
             message = "Cache not flushed because there are pending requests"
@@ -183,9 +186,10 @@ def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(m
     import engines.sglang_offline
 
     monkeypatch.setattr(engines.sglang_offline, "FLUSH_RETRY_DELAY_S", 0.001)  # the count matters here, not the wait
-    engine = SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1], flush_failures=3))
-    asyncio.run(engine.reset_cache())
-    assert engine.cache_flushes == [{"attempts": 4}]
+    runtime = FakeSGLangRuntime([1], flush_failures=3)
+    engine = SGLangEngine(model, {}, runtime=runtime)
+    assert asyncio.run(engine.reset_cache()) == {"attempts": 4}  # the runner records it with the reset
+    assert engine.cache_flushes == [{"attempts": 4}] and set(runtime.flush_timeouts) == {30.0}  # waits for idle
     stuck = SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1], flush_failures=10**6))
     with pytest.raises(RuntimeError, match="flush_cache failed 50 times: Cache not flushed"):
         asyncio.run(stuck.reset_cache())

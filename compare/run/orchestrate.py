@@ -8,6 +8,7 @@ Sweeps, ablation sets and isolated engines come here through compare/run/sweep.p
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ class EngineRun:
     name: str
     engine: Engine
     variant: dict[str, Any]
+    start_s: float | None = None  # wall seconds engine.start() took (weights, compile, graphs, KV cache, server)
 
 
 def tokenizer_for(model, config: RunConfig):
@@ -105,7 +107,9 @@ async def run_one(config: RunConfig) -> int:
         if not todo:
             continue
         try:
+            started = time.perf_counter()
             await run.engine.start()
+            run.start_s = time.perf_counter() - started
         except UsageError:
             raise  # e.g. no server to talk to: one line, exit 2; earlier engines' files are written
         except Exception as exc:  # an engine that cannot start: one line, the other engines go on
@@ -124,7 +128,8 @@ async def run_one(config: RunConfig) -> int:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
                         continue
                     results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
-                                                 options, console, run.variant, previous[scenario.name], clients)  # fmt: skip
+                                                 options, console, run.variant, previous[scenario.name], clients,
+                                                 run.start_s)  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
                     print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     failures += 1

@@ -82,8 +82,9 @@ async def _reset(engine: Engine, cell: CellRun, when: str) -> None:
     started = perf_counter_ns()
     try:
         async with asyncio.timeout(RESET_TIMEOUT_S):  # a dead engine may never answer (vLLM after EngineCore died)
-            await engine.reset_cache()
-        cell.cache_resets.append({"when": when, "ok": True, "duration_ns": perf_counter_ns() - started})
+            answer = await engine.reset_cache()
+        cell.cache_resets.append({"when": when, "ok": True, "duration_ns": perf_counter_ns() - started,
+                                  **(answer if isinstance(answer, dict) else {})})  # fmt: skip
     except TimeoutError:
         cell.cache_resets.append({"when": when, "ok": False, "error": f"timeout: no answer within {RESET_TIMEOUT_S:g} s"})
     except Exception as exc:  # recorded, not hidden: the cell may then start with a warm cache

@@ -99,6 +99,7 @@ async def run_scenario(
     variant: dict[str, Any],
     previous: tuple[Path, dict[str, Any]] | None = None,
     clients=None,
+    engine_start_s: float | None = None,
 ) -> ResultsFile:
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
     `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
@@ -120,6 +121,7 @@ async def run_scenario(
                 "variant": variant,
                 "kv_capacity_tokens": engine.kv_capacity_tokens(),  # the KV cache as the engine sized it (None: unknown)
                 "clients": clients_header(clients),
+                "engine_start_s": engine_start_s,  # this run's engine.start(), wall seconds (None: not timed)
             },
         )
     kept, todo = kept_cell_ids(results), plans

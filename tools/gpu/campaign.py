@@ -1,21 +1,27 @@
-"""On the lent GPU machine: the whole matrix as one background run that outlives the device call.
+"""On the lent GPU machine: one background campaign per lease (now 900 s of device time in all, start-up included),
+the steps in order of value, stopped cleanly at its deadline with everything finished already packed.
 
-    python3 -m tools.gpu.campaign plan  --deadline-s 1400          # the steps, their estimates, what fits
-    python3 -m tools.gpu.campaign start --deadline-s 1400          # returns at once; the run goes on (setsid)
+    python3 -m tools.gpu.campaign plan  --deadline-s 700           # the steps, their estimates, what fits
+    python3 -m tools.gpu.campaign start --deadline-s 700 [--compile-cache FILE]   # returns at once (setsid)
     python3 -m tools.gpu.campaign poll  [--wait-s 540]             # progress; every finished file into $OUT
 
-The device machine keeps a process that started its own session running until the machine goes back
-(idle 30 s between calls, 30 minutes held at most). `start` copies the repo to the campaign's home and
-launches `run` there in a new session; `poll` waits up to --wait-s (returning early when the run ends),
-then prints the state and packs everything written so far into $OUT, so the last poll that came back
-holds every finished results file.
+The device machine keeps a process that started its own session running until the machine goes back.
+`start` copies the repo to the campaign's home and launches `run` there in a new session; `poll` waits up to
+--wait-s (returning early when the run ends), prints the state and puts the packed results into $OUT.
 
-`run` installs each engine once all its parts are staged (`device stage --no-install`; the next engine's
-install overlaps the previous engine's run), then runs the steps in order of value: in-process for both
-engines first (one engine start serves every scenario), then HTTP mode, then the `vllm bench serve`
-anchor. Each engine runs in its own child process, so one engine's crash or memory does not spoil
-the next. A step gets at most its cap and what is left before the deadline; one that runs over gets
-SIGINT (finished cells are kept), then SIGKILL. A step whose estimate no longer fits is skipped, on record.
+`run` installs each engine once all its parts are staged, then runs the steps (each engine in its own child
+process; one engine start serves every scenario of a step):
+  1. shared-prefix and multi-turn in-process on vLLM, then on SGLang (H1 under load); SGLang's step also runs
+     one profiler window (`--profile`) and its telemetry, and both are validated on record;
+  2. HTTP mode on both engines (`concurrent --quick`), and the `vllm bench serve` anchor;
+  3. ablations: CUDA graphs and async scheduling (vLLM), radix cache and overlap scheduler (SGLang);
+  4. the rest of the in-process matrix at full request counts.
+Only step 1 is required; the rest run when their estimate still fits. A step gets at most its cap and what is
+left before the deadline; one that runs over gets SIGINT (finished cells are kept), then SIGKILL. After every
+step the results are packed (`packed/`), so a deadline never leaves finished work unpacked. Each step records
+its engine's start, phase by phase (tools/gpu/start_phases.py). Engine start is cut where it does not change
+what the cells measure, and each cut is an engine arg or an environment variable, so it is in the results
+(START_CUTS, COMPILE_CACHE_ENV).
 """
 
 from __future__ import annotations
@@ -28,58 +34,23 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tools.gpu.campaign_plan import COMPILE_CACHE_ENV, START_CUTS, CampaignStep, plan
 from tools.gpu.device import HOME, engine_home, install, status
-from tools.gpu.validate import ENGINE_ARGS, ENGINE_START_S, MODEL, pack_results, run_step, Step
+from tools.gpu.pack import write_tar_xz
+from tools.gpu.step_records import step_records
+from tools.gpu.validate import pack_results, run_step
+
+COMPILE_CACHE_OUT_LIMIT = 60 << 20
 
 ROOT = Path(__file__).resolve().parents[2]
-KIT = Path("tools/gpu")
-INPROCESS_SCENARIOS = (str(KIT / "concurrent-gpu.json"), "prefix-cache", "long-context", "single", str(KIT / "korean-gpu.json"))
-# the five in-process scenarios once an engine is up, measured 2026-11-23 on one H100 with the 8B model:
-# vLLM 430 s, SGLang 450 s (results/gpu/2026-11-23-nvidia-h100-x1/)
-INPROCESS_RUN_S = 450
-HTTP_RUN_S = 110
 INSTALL_WAIT_S = 900  # an engine whose parts never all arrive is given up after this long
-
-
-@dataclass(frozen=True)
-class CampaignStep:
-    engine: str
-    step: Step
-    cap_s: int  # at most this long, even when the deadline is further away
 
 
 def home_dir(home: Path = HOME) -> Path:
     return home / "campaign"
-
-
-def compare_argv(engine: str, results: Path, mode: str, scenarios: tuple[str, ...]) -> tuple[str, ...]:
-    named = tuple(arg for name in scenarios for arg in ("--scenario", name))
-    return (sys.executable, "-m", "compare", "--engine", engine, "--model", MODEL, "--out", str(results),
-            "--no-progress", "--mode", mode, *ENGINE_ARGS.get(engine, ()), *named)  # fmt: skip
-
-
-def plan(results: Path, engines: tuple[str, ...] = ("vllm", "sglang")) -> list[CampaignStep]:
-    """In order of value: in-process for every engine (H1, H4), then HTTP mode, then the anchor."""
-    steps = []
-    for engine in engines:
-        argv = compare_argv(engine, results / f"{engine}-inprocess", "inprocess", INPROCESS_SCENARIOS)
-        estimate = ENGINE_START_S[engine] + INPROCESS_RUN_S
-        steps.append(CampaignStep(engine, Step(f"{engine}-inprocess", argv, estimate), int(estimate * 1.4)))
-    for engine in reversed(engines):  # SGLang's server was never reached; vLLM's was, on 2026-11-22
-        argv = compare_argv(engine, results / f"{engine}-http", "http", (str(KIT / "concurrent-gpu.json"),))
-        estimate = ENGINE_START_S[engine] + HTTP_RUN_S
-        steps.append(CampaignStep(engine, Step(f"{engine}-http", argv, estimate, optional=True), int(estimate * 1.4)))
-    if "vllm" in engines:
-        # 2 runs per tool, not 4: the GPU machine's clients do not share cores with the server, and time is scarce
-        anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
-                  "--num-prompts", "64", "--repetitions", "2", "--out", str(results / "anchor-vllm"))  # fmt: skip
-        estimate = ENGINE_START_S["vllm"] + 60
-        steps.append(CampaignStep("vllm", Step("anchor-vllm-bench", anchor, estimate, optional=True), int(estimate * 1.4)))
-    return steps
 
 
 def read_state(home: Path) -> dict[str, Any]:
@@ -134,13 +105,27 @@ def installs(home: Path) -> dict[str, Any]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((home / "installs").glob("*.json"))}
 
 
-def engine_env(engine: str, device_home: Path, repo: Path, cache: Path) -> dict[str, str]:
+def engine_env(engine: str, device_home: Path, repo: Path, cache: Path, compile_cache: Path | None = None) -> dict[str, str]:
     from tools.gpu.pack import read_manifest
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ENGINEBENCH_CACHE": str(cache), "PYTHONPATH": f"{engine_home(engine, device_home) / 'site'}:{repo}"}  # fmt: skip
+           "ENGINEBENCH_CACHE": str(cache), "VLLM_LOGGING_LEVEL": "INFO",
+           "PYTHONPATH": f"{engine_home(engine, device_home) / 'site'}:{repo}"}  # fmt: skip
+    if compile_cache is not None:
+        env.update({name: str(compile_cache / sub) for name, sub in COMPILE_CACHE_ENV.items()})
     env.update(read_manifest(engine_home(engine, device_home) / "manifest.json").get("env", {}))
     return env
+
+
+def pack_now(home: Path, state: dict[str, Any]) -> list[str]:
+    """Everything written so far, with the state, into home/packed (what `poll` hands out)."""
+    results = home / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "campaign-state.json").write_text(json.dumps({**state, "installs": installs(home)}, indent=1))
+    packed = home / "packed"
+    shutil.rmtree(packed, ignore_errors=True)
+    packed.mkdir(parents=True)
+    return pack_results(results, packed, "campaign")
 
 
 def run(deadline_s: float, home: Path, device_home: Path = HOME, steps: list[CampaignStep] | None = None,
@@ -157,6 +142,10 @@ def run(deadline_s: float, home: Path, device_home: Path = HOME, steps: list[Cam
              "steps": [{"step": s.step.name, "outcome": "pending", "estimate_s": s.step.estimate_s} for s in steps]}  # fmt: skip
     write_state(home, state)
     repo = home / "repo" if (home / "repo").is_dir() else ROOT  # start() copies it there
+    compile_cache = home / "compile-cache"
+    state["compile_cache"] = {"env": {name: str(compile_cache / sub) for name, sub in COMPILE_CACHE_ENV.items()},
+                              "carried_in": (home / "compile-cache-in.json").is_file()}  # fmt: skip
+    state["start_cuts"] = {engine: list(START_CUTS.get(engine, ())) for engine in engines}
     for index, planned in enumerate(steps):
         remaining = deadline_s - (time.monotonic() - started)
         entry = state["steps"][index]
@@ -175,19 +164,24 @@ def run(deadline_s: float, home: Path, device_home: Path = HOME, steps: list[Cam
         entry.update(outcome="running", started_s=round(time.monotonic() - started, 1))
         write_state(home, state)
         (results / planned.step.name).mkdir(parents=True, exist_ok=True)
-        env = engine_env(planned.engine, device_home, repo, home / "cache")
-        log = results / planned.step.name / f"{planned.step.name}.log"
+        env = engine_env(planned.engine, device_home, repo, home / "cache", compile_cache)
+        folder = results / planned.step.name
+        log = folder / f"{planned.step.name}.log"
         entry.update(run_step(planned.step, min(remaining, planned.cap_s), log, env, cwd=repo))
+        entry.update(step_records(planned.engine, folder, log))
         write_state(home, state)
+        pack_now(home, state)
     state["finished"] = True
     state["wall_s"] = round(time.monotonic() - started, 1)
     state["installs"] = installs(home)
     write_state(home, state)
+    state["packed"] = pack_now(home, state)
     return state
 
 
-def start(deadline_s: float, home: Path, repo: Path = ROOT) -> int:
-    """Copy the repo (the call's copy goes away with the call), then launch `run` in its own session."""
+def start(deadline_s: float, home: Path, repo: Path = ROOT, compile_cache: Path | None = None) -> int:
+    """Copy the repo (the call's copy goes away with the call), unpack a carried compile cache, then launch `run`
+    in its own session."""
     if (home / "state.json").is_file() and not read_state(home).get("finished", True):
         print(f"campaign: already running in {home}; poll it")
         return 0
@@ -195,6 +189,8 @@ def start(deadline_s: float, home: Path, repo: Path = ROOT) -> int:
     home.mkdir(parents=True, exist_ok=True)
     skip = shutil.ignore_patterns(".gpu", ".git", ".venv", "results", "__pycache__", "build", "*.egg-info", ".pytest_cache")
     shutil.copytree(repo, home / "repo", ignore=skip)
+    if compile_cache is not None:
+        unpack_compile_cache(compile_cache, home)
     argv = [sys.executable, "-m", "tools.gpu.campaign", "run", "--deadline-s", str(deadline_s), "--home", str(home)]
     with (home / "campaign.log").open("a") as log:
         process = subprocess.Popen(argv, cwd=home / "repo", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -204,17 +200,49 @@ def start(deadline_s: float, home: Path, repo: Path = ROOT) -> int:
     return 0
 
 
-def poll(home: Path, wait_s: float, out: Path) -> dict[str, Any]:
-    """Wait until the run ends or wait_s passes, then pack every result so far into out."""
+def poll(home: Path, wait_s: float, out: Path, pack_cache: bool = False) -> dict[str, Any]:
+    """Wait until the run ends or wait_s passes, then put every result so far into out: what the run packed
+    after its last step, or, while a step is still running, a fresh pack."""
     waited = time.monotonic()
     while time.monotonic() - waited < wait_s and not read_state(home).get("finished", False):
         time.sleep(5)
     state = read_state(home)
     out.mkdir(parents=True, exist_ok=True)
-    if (home / "results").is_dir():
-        (home / "results" / "campaign-state.json").write_text(json.dumps({**state, "installs": installs(home)}, indent=1))
-        state["packed"] = pack_results(home / "results", out, "campaign")
+    if not state.get("finished") and (home / "results").is_dir():
+        pack_now(home, state)
+    packed = home / "packed"
+    if packed.is_dir():
+        shutil.copytree(packed, out, dirs_exist_ok=True)
+        state["packed"] = sorted(str(p.relative_to(packed)) for p in packed.rglob("*") if p.is_file())
+    if pack_cache:
+        state["compile_cache_out"] = pack_compile_cache(home, out)
     return state
+
+
+def unpack_compile_cache(bundle: Path, home: Path) -> None:
+    """A compile-cache.tar.xz from an earlier lease into home/compile-cache, noted for the state."""
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        tar.extractall(home / "compile-cache", filter="data")
+    (home / "compile-cache-in.json").write_text(json.dumps({"file": bundle.name, "bytes": bundle.stat().st_size}))
+
+
+def pack_compile_cache(home: Path, out: Path) -> dict[str, Any]:
+    """The compile caches as one .tar.xz in out, for the next lease to carry in; skipped when too large to travel."""
+    cache = home / "compile-cache"
+    if not cache.is_dir():
+        return {"packed": False, "why": "no compile cache written"}
+    bundle = out / "compile-cache.tar.xz"
+    try:
+        write_tar_xz(cache, bundle, preset=6)
+    except ValueError as exc:  # e.g. a symbolic link in a cache
+        return {"packed": False, "why": str(exc)}
+    size = bundle.stat().st_size
+    if size > COMPILE_CACHE_OUT_LIMIT:
+        bundle.unlink()
+        return {"packed": False, "why": f"{size / 2**20:.0f} MiB packed, over the {COMPILE_CACHE_OUT_LIMIT >> 20} MiB a call carries"}
+    return {"packed": True, "file": bundle.name, "bytes": size}
 
 
 def progress_lines(state: dict[str, Any], home: Path) -> list[str]:
@@ -222,7 +250,11 @@ def progress_lines(state: dict[str, Any], home: Path) -> list[str]:
     for engine, done in installs(home).items():
         lines.append(f"  install {engine}: ok={done.get('ok')} {done.get('wall_s', '')} s {done.get('error', '')}")
     for entry in state.get("steps", []):
-        lines.append(f"  {entry['step']:20} {entry['outcome']}  rc={entry.get('returncode')} wall={entry.get('wall_s')}")
+        lines.append(f"  {entry['step']:24} {entry['outcome']}  rc={entry.get('returncode')} wall={entry.get('wall_s')}")
+        if entry.get("start_phases"):
+            lines.append(f"    start phases: {entry['start_phases']}")
+        if entry.get("checks"):
+            lines.append(f"    checks: {entry['checks']}")
         log = home / "results" / entry["step"] / f"{entry['step']}.log"
         if entry["outcome"] == "running" and log.is_file():
             tail = [line for line in log.read_text(errors="replace").splitlines() if line.startswith(("cell ", "== "))]
@@ -233,7 +265,11 @@ def progress_lines(state: dict[str, Any], home: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.campaign", description=__doc__.split("\n\n")[0])
     parser.add_argument("verb", choices=("plan", "start", "run", "poll"))
-    parser.add_argument("--deadline-s", type=float, default=1200.0, help="seconds the run may take from its start")
+    parser.add_argument("--deadline-s", type=float, default=700.0,
+                        help="seconds the run may take from its start (a 900 s lease: what is left after staging, "
+                             "less ~60 s for the last poll)")  # fmt: skip
+    parser.add_argument("--compile-cache", type=Path, help="start: a compile-cache.tar.xz from an earlier lease")
+    parser.add_argument("--pack-cache", action="store_true", help="poll: also pack the compile caches into $OUT")
     parser.add_argument("--wait-s", type=float, default=0.0, help="poll: wait this long unless the run ends first")
     parser.add_argument("--home", type=Path, default=home_dir())
     args = parser.parse_args(argv)
@@ -242,15 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         for planned in plan(args.home / "results"):
             total += planned.step.estimate_s
             fits = "fits" if total <= args.deadline_s else "past the deadline"
-            print(f"{planned.step.name:20} ~{planned.step.estimate_s:4d} s (cap {planned.cap_s} s, cumulative {total} s, {fits})"
+            print(f"{planned.step.name:24} ~{planned.step.estimate_s:4d} s (cap {planned.cap_s} s, cumulative {total} s, {fits})"
                   f"{' optional' if planned.step.optional else ''}: {' '.join(planned.step.argv[1:])}")  # fmt: skip
         return 0
     if args.verb == "start":
-        return start(args.deadline_s, args.home)
+        return start(args.deadline_s, args.home, compile_cache=args.compile_cache)
     if args.verb == "run":
         run(args.deadline_s, args.home)
         return 0
-    state = poll(args.home, args.wait_s, Path(os.environ.get("OUT", "/tmp/enginebench-gpu/out")))
+    state = poll(args.home, args.wait_s, Path(os.environ.get("OUT", "/tmp/enginebench-gpu/out")), args.pack_cache)
     print("\n".join(progress_lines(state, args.home)))
     print(f"campaign: packed {', '.join(state.get('packed', [])) or 'nothing yet'}")
     return 0
