@@ -68,7 +68,8 @@ class ClientWorker:
         await self.engine.start()
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
-    def clock_ns(self) -> int:
+    async def clock_ns(self) -> int:
+        """Its clock as it reports it (async: Ray calls it on the actor's event loop)."""
         return perf_counter_ns() + self.clock_skew_ns
 
     async def run(self, share: WorkerShare, origin_ns: int) -> tuple[list[tuple[int, RequestRecord]], dict[str, Any]]:
@@ -158,9 +159,11 @@ class LocalClientPool:
         for (_, conn), share in used:
             conn.send(("run", share, origin_ns))
         answers = await asyncio.gather(*(asyncio.to_thread(conn.recv) for (_, conn), _ in used))
-        outcome = merge(plan, answers, [self.info[i] for i, share in enumerate(shares) if share is not None])
-        outcome.origin_ns = origin_ns
-        return outcome
+        info = [self.info[i] for i, share in enumerate(shares) if share is not None]
+        for (kind, payload), where in zip(answers, info):
+            if kind != "done":
+                raise RuntimeError(f"client worker on {where.get('host')} (pid {where.get('pid')}) failed: {payload}")
+        return merge(plan, [payload for _, payload in answers], info, origin_ns)
 
     async def stop(self) -> None:
         for process, conn in self.workers:
@@ -175,20 +178,16 @@ class LocalClientPool:
         self.workers = []
 
 
-def merge(plan: ClientPlan, answers: list, info: list[dict[str, Any]]) -> ClientOutcome:
+def merge(plan: ClientPlan, answers: list, info: list[dict[str, Any]], origin_ns: int) -> ClientOutcome:
     """Every worker's (global index, record) pairs into the cell's one list, in the plan's order."""
     size = len(plan.conversations) * len(plan.conversations[0].user_turns) if plan.conversations else len(plan.requests)
     records: list[RequestRecord | None] = [None] * size
     workers = []
-    for answer, where in zip(answers, info):
-        kind, payload = answer
-        if kind != "done":
-            raise RuntimeError(f"client worker on {where.get('host')} (pid {where.get('pid')}) failed: {payload}")
-        indexed, stats = payload
+    for (indexed, stats), where in zip(answers, info):
         for index, record in indexed:
             records[index] = record
         workers.append({**where, **stats})
-    return ClientOutcome(records, workers)
+    return ClientOutcome(records, workers, origin_ns)
 
 
 async def run_client_procs(engine_args: dict[str, Any], plan: ClientPlan, num_procs: int, cpus: list[int] | None = None,

@@ -54,25 +54,6 @@ def check_reachable(address: str) -> None:
                          "`ray start --head` or use --ray auto") from None  # fmt: skip
 
 
-class _ActorBody:
-    """What runs inside each Ray actor (a ClientWorker behind async methods)."""
-
-    def __init__(self, engine_args: dict[str, Any], tokenizer, clock_skew_ns: int):
-        self.worker = ClientWorker(engine_args, tokenizer, clock_skew_ns)
-
-    async def start(self) -> dict[str, Any]:
-        return await self.worker.start()
-
-    async def clock_ns(self) -> int:
-        return self.worker.clock_ns()
-
-    async def run(self, share, origin_ns: int):
-        return await self.worker.run(share, origin_ns)
-
-    async def stop(self) -> None:
-        await self.worker.stop()
-
-
 class RayClientPool:
     placement = "ray"
 
@@ -94,7 +75,7 @@ class RayClientPool:
             ray.init(address=self.address if self.address != "auto" else None, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)  # fmt: skip
             self._owns_runtime = True
-        actor_class = ray.remote(num_cpus=1)(_ActorBody)
+        actor_class = ray.remote(num_cpus=1)(ClientWorker)  # each actor: one ClientWorker, its methods async
         self.actors = [actor_class.options(scheduling_strategy="SPREAD").remote(self.engine_args, self.tokenizer, skew)
                        for skew in self.clock_skews_ns[: self.num_workers]]  # fmt: skip
         where = await asyncio.gather(*(actor.start.remote() for actor in self.actors))
@@ -114,9 +95,7 @@ class RayClientPool:
         used = [(i, share) for i, share in enumerate(shares) if share is not None]
         answers = await asyncio.gather(*(self.actors[i].run.remote(share, origin_ns + self.info[i]["clock_offset_ns"])
                                          for i, share in used))  # fmt: skip
-        outcome = merge(plan, [("done", answer) for answer in answers], [self.info[i] for i, _ in used])
-        outcome.origin_ns = origin_ns
-        return outcome
+        return merge(plan, answers, [self.info[i] for i, _ in used], origin_ns)
 
     async def stop(self) -> None:
         if self._ray is None:
