@@ -166,6 +166,7 @@ class SGLangEngine(StreamingEngine):
         self.max_context_tokens = self.args["context_length"] or None  # None: the model's own limit
         self._engine = runtime
         self.internal_state: Any = None
+        self.kv_capacity: int | None = None
         self.cache_flushes: list[dict[str, Any]] = []
 
     def http_server(self) -> ServerLaunch:
@@ -181,6 +182,7 @@ class SGLangEngine(StreamingEngine):
             self.internal_state = await self._engine.tokenizer_manager.get_internal_state()
         except Exception as exc:  # recorded, never fatal
             self.internal_state = {"error": f"{type(exc).__name__}: {exc}"}
+        self.kv_capacity = self._read_kv_capacity()
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -228,12 +230,16 @@ class SGLangEngine(StreamingEngine):
         return self._profile_folder
 
     def kv_capacity_tokens(self) -> int | None:
-        """SGLang's `max_total_num_tokens` (the KV pool), from its server info."""
-        try:
-            info = self._engine.get_server_info()
-        except Exception:
-            return None
-        value = info.get("max_total_num_tokens") or (info.get("internal_states") or [{}])[0].get("max_total_num_tokens")
+        """SGLang's KV pool (`max_total_num_tokens`), read at start from the schedulers' init info. (Its
+        `get_server_info()` calls `loop.run_until_complete` on the harness's running loop and always failed.)"""
+        return self.kv_capacity
+
+    def _read_kv_capacity(self) -> int | None:
+        init = getattr(self._engine, "_scheduler_init_result", None)  # 0.5.17: Engine._scheduler_init_result
+        infos = getattr(init, "scheduler_infos", None) or []
+        value = infos[0].get("max_total_num_tokens") if infos else None
+        if not value and isinstance(self.internal_state, (list, tuple)) and self.internal_state:
+            value = (self.internal_state[0] or {}).get("max_total_num_tokens")
         return int(value) if value else None
 
     def describe(self) -> EngineDescription:

@@ -26,6 +26,7 @@ from engines.base import (
 )
 from engines.engine_args import resolve_args
 from engines.parallel import VLLM_KEYS, parallel_layout
+from engines.vllm_telemetry import quiet_step_logger
 from engines.vllm_args import (
     CPU_KV_CACHE_BYTES,
     DEFAULT_ARGS,
@@ -44,6 +45,7 @@ class _VLLMBase:
 
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
+        logging_config = quiet_step_logger()  # INFO for the start phases, without vLLM's per-step log line on our loop
         from vllm.platforms import current_platform
 
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
@@ -55,7 +57,7 @@ class _VLLMBase:
         self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()
         self.max_context_tokens = self.resolved["max_model_len"]
-        self.notes: list[str] = []
+        self.notes: list[str] = [f"VLLM_LOGGING_CONFIG_PATH={logging_config}: INFO, its per-step stat logger at WARNING"] if logging_config else []
         self._request_ids = itertools.count()
 
     @classmethod

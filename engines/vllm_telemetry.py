@@ -12,6 +12,8 @@ The stats classes are not a stable vLLM interface, so every field is read option
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
@@ -60,3 +62,19 @@ def timeline_logger(rows: list[dict[str, Any]]):
             pass
 
     return StepTimeline
+
+
+INFO_LOGGING_CONFIG = Path(__file__).with_name("vllm_logging_info.json")
+
+
+def quiet_step_logger() -> str | None:
+    """vLLM (0.26-0.32 `StatLoggerManager`) adds its LoggingStatLogger when `vllm.v1.metrics.loggers` logs at INFO,
+    and with iteration details on that logger writes one line per engine step on the harness's event loop. At
+    VLLM_LOGGING_LEVEL=INFO (wanted for the start phases) vLLM is given a logging config (VLLM_LOGGING_CONFIG_PATH)
+    that keeps everything at INFO but that one logger at WARNING. A level set in code would not hold: vLLM's
+    dictConfig resets child loggers, and 0.32 configures logging again when the engine is built. Call it before
+    vLLM is imported; returns the config path it set, or None (another level, or the user's own config)."""
+    if os.environ.get("VLLM_LOGGING_LEVEL", "").upper() != "INFO" or os.environ.get("VLLM_LOGGING_CONFIG_PATH"):
+        return None
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(INFO_LOGGING_CONFIG)
+    return str(INFO_LOGGING_CONFIG)

@@ -123,7 +123,7 @@ def test_prepare_builds_parts_once_and_stage_install_checks_them_on_a_fake_devic
     assert manifest["rebuilt"] and manifest["dropped_bytes"] == 5000 and len(manifest["parts"]) >= 2
     again = prepare.build(wheel_set, tmp_path / "work", part_bytes=150)
     assert not again["rebuilt"] and again["bundle_sha256"] == manifest["bundle_sha256"]  # idempotent
-    assert "device call(s) to stage" in prepare.summary_lines(manifest)[0]
+    assert "3 part(s) of up to" in prepare.summary_lines(manifest)[0]
 
     # the device: one part per call, carried under .gpu/carry/vllm/, installed after the last
     home, carried = tmp_path / "device-tmp", tmp_path / "call" / "vllm"

@@ -243,3 +243,39 @@ def test_http_server_is_a_typed_launch_of_the_same_configuration(model):
     launch = engine.http_server()
     assert (launch.server, launch.model) == ("sglang", str(model.path))
     assert "--disable-radix-cache" in launch.flags and "--load-format" in launch.flags
+
+
+class FakeSGLangRuntimeWithSchedulerInfo(FakeSGLangRuntime):
+    """A FAKE started `sglang.Engine` as 0.5.17 has it: the schedulers' init info on `_scheduler_init_result`, and a
+    `get_server_info()` that calls `loop.run_until_complete`, which fails inside the harness's running loop."""
+
+    def __init__(self, max_total_num_tokens):
+        super().__init__([1])
+
+        class InitResult:
+            scheduler_infos = [{"max_total_num_tokens": max_total_num_tokens, "max_req_input_len": 8000}]
+
+        self._scheduler_init_result = InitResult()
+
+    async def get_internal_state(self):
+        return [{"last_gen_throughput": 0.0}]
+
+    def get_server_info(self):
+        pending = asyncio.sleep(0)
+        try:  # as 0.5.17 does: refused inside a running loop
+            asyncio.get_event_loop().run_until_complete(pending)
+        finally:
+            pending.close()
+
+
+def test_kv_capacity_is_read_from_the_schedulers_init_info_at_start_not_from_get_server_info(model):
+    engine = SGLangEngine(model, {}, runtime=FakeSGLangRuntimeWithSchedulerInfo(262_144))
+
+    async def start_then_ask():
+        with pytest.raises(RuntimeError):  # the old path: get_server_info inside a running loop
+            engine._engine.get_server_info()
+        await engine.start()
+        return engine.kv_capacity_tokens()
+
+    assert asyncio.run(start_then_ask()) == 262_144
+    assert SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1])).kv_capacity_tokens() is None  # not started: unknown

@@ -2,6 +2,9 @@
 /metrics parser, and vLLM's stat-logger timeline and profiler window for real on the CPU build (engine)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -61,3 +64,19 @@ def test_vllm_step_timeline_and_profiler_window_on_the_cpu_build(model_cache, tm
     assert c4["profiled"]["started"] and any(name.endswith(".pt.trace.json.gz") for name in c4["profiled"]["files"])
     assert any(w.startswith("profiled:") for w in c4["warnings"]) and "profiled" not in c1
     assert 0 < c1["harness"]["loop_thread_cpu_share"] <= c1["harness"]["process_cpu_share"] + 0.05
+
+
+@pytest.mark.engine
+def test_vllm_info_logs_keep_its_per_step_stat_logger_off():
+    """VLLM_LOGGING_LEVEL=INFO (for the start phases) would make StatLoggerManager add LoggingStatLogger, which logs
+    one line per engine step on the harness's loop with iteration details on; the adapter's logging config holds
+    that one logger at WARNING, and it holds when vLLM configures logging again (0.32 does, building the engine)."""
+    code = ("from engines.vllm_telemetry import quiet_step_logger\n"
+            "print(quiet_step_logger() is not None)\n"
+            "import logging, vllm.logger, vllm.v1.metrics.loggers as loggers\n"
+            "vllm.logger._configure_vllm_root_logger()\n"  # 0.26 does this at import, 0.32 when the engine is built
+            "vllm.logger._configure_vllm_root_logger()\n"
+            "print(loggers.logger.isEnabledFor(logging.INFO), logging.getLogger('vllm.v1.worker.gpu_worker').isEnabledFor(logging.INFO))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})  # fmt: skip
+    assert run.stdout.split() == ["True", "False", "True"], run.stderr[-2000:]  # start-phase INFO lines stay on

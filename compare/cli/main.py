@@ -128,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     points.add_argument("--repeat-baseline", action="store_true",
                         help="run the sweep's baseline again as its last point: that A/A row of the ablation table "
                              "shows the noise between two runs of the same thing")
+    points.add_argument("--start-together", action="store_true",
+                        help="start every engine of the run at once, each in its own child process, then measure them "
+                             "one at a time while the others wait idle: one long start instead of one per engine, on a "
+                             "GPU that holds them all (give each a memory share, e.g. --engine-arg "
+                             "vllm.gpu_memory_utilization=0.45 --engine-arg sglang.mem_fraction_static=0.45); recorded "
+                             "in every results file as start_together, and each cell warns that the GPU was shared")
+    points.add_argument("--start-barrier", type=Path, metavar="DIR",
+                        help="once the engine is up, write DIR/<engine>.ready and wait for DIR/<engine>.go before "
+                             "measuring: engines started together on one big GPU, measured one at a time (the GPU "
+                             "campaign releases them; compare/run/together.py); recorded as start_together")
     points.add_argument("--allow-failures", action="store_true", help="exit 0 even when some requests failed")
     parser.add_argument("--list", action="store_true", help="list engines, scenarios, model presets and ablation sets, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -176,7 +186,7 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 MIN_SWEEP_REQUESTS = 5  # compare/analysis/ratios.py MIN_REQUESTS: fewer requests give no interval
 PARENT_ONLY = {"--engine": True, "--mode": True, "--out": True, "--sweep": True, "--ablation": True, "--resume": True,
-               "--deadline": True, "--repeat-baseline": False, "--isolate": False, "--no-isolate": False, "--no-progress": False}  # takes a value?
+               "--deadline": True, "--repeat-baseline": False, "--start-together": False, "--isolate": False, "--no-isolate": False, "--no-progress": False}  # takes a value?
 
 
 def child_args(argv: list[str]) -> tuple[str, ...]:
@@ -263,6 +273,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         client_procs=args.client_procs,
         ray=args.ray,
         repeat_baseline=args.repeat_baseline,
+        start_barrier=args.start_barrier,
+        start_together=args.start_together,
         child_args=child_args(sys.argv[1:] if argv is None else argv)  # a sweep's implied minimum goes to its children
         + (("--min-requests", str(min_requests)) if raise_requests and not args.min_requests else ()),
     )
@@ -296,11 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_everything()
         return 0
+    from compare.run.side_by_side import run as run_together
     from compare.run.sweep import run
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a deadline's SIGTERM: cells written, file interrupted
     try:
-        return run(run_config(args, argv))
+        config = run_config(args, argv)
+        return run_together(config) if config.start_together else run(config)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -42,6 +42,8 @@ class RunConfig:
     ray: str | None = None  # HTTP mode: place the client workers as Ray actors: "auto" or HOST:PORT of a Ray head
     repeat_baseline: bool = False  # a sweep runs its baseline again last: the A/A row is the between-run noise
     child_args: tuple[str, ...] = ()  # argv an isolated point's child repeats (the parent-only options removed)
+    start_barrier: Path | None = None  # once started, wait here for this engine's turn (compare/run/together.py)
+    start_together: bool = False  # every engine in its own child, started at once, released one at a time
 
 
 def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:

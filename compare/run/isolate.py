@@ -42,37 +42,64 @@ class ChildOutcome:
         return asdict(self)
 
 
+@dataclass
+class RunningChild:
+    """A started child: its process, the thread teeing its output, and what run_child needs to judge its end."""
+
+    process: subprocess.Popen
+    reader: threading.Thread
+    log: Any
+    log_path: Path
+    tail: deque
+    started: float
+    gpu_before: list[float] | None
+    oom_before: int
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+
+def start_child(argv: list[str], log_path: Path, echo: Callable[[str], None] | None = None,
+                env: dict[str, str] | None = None) -> RunningChild:  # fmt: skip
+    """Start argv in its own session, its output teed to the log (and the console); returns at once."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    gpu_before, oom_before = gpu_memory_used_mib(), oom_kills()
+    tail: deque[str] = deque(maxlen=20)
+    log = log_path.open("w", encoding="utf-8")
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, env=env, text=True, errors="replace", bufsize=1)  # fmt: skip
+    reader = threading.Thread(target=_tee, args=(child.stdout, log, tail, echo), daemon=True)
+    reader.start()
+    return RunningChild(child, reader, log, log_path, tail, time.monotonic(), gpu_before, oom_before)
+
+
+def finish_child(running: RunningChild, deadline_s: float | None, check_release: bool = True) -> ChildOutcome:
+    """Wait for the child to its end (or its deadline); never raises for what the child does. SIGINT to the parent
+    is passed on to the child, which writes its files as interrupted; then KeyboardInterrupt goes on up."""
+    child, timed_out = running.process, False
+    try:
+        child.wait(timeout=deadline_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _stop_group(child, signal.SIGTERM, KILL_GRACE_S)
+    except KeyboardInterrupt:
+        _stop_group(child, signal.SIGINT, INTERRUPT_GRACE_S)
+        raise
+    finally:
+        _kill_group(child.pid)  # what the child started and left behind (EngineCore, schedulers)
+        running.reader.join(timeout=5)
+        running.log.close()
+    elapsed_s = time.monotonic() - running.started
+    status, reason = classify(child.returncode, timed_out, deadline_s, oom_kills() - running.oom_before, list(running.tail))
+    outcome = ChildOutcome(status, reason, child.returncode, round(elapsed_s, 3), str(running.log_path), list(running.tail)[-8:])
+    outcome.gpu_memory = wait_gpu_released(running.gpu_before) if check_release else {"checked": False, "why": "other engines still hold the GPU"}
+    return outcome
+
+
 def run_child(argv: list[str], log_path: Path, deadline_s: float | None, echo: Callable[[str], None] | None = None,
               env: dict[str, str] | None = None) -> ChildOutcome:  # fmt: skip
-    """Run argv to its end (or its deadline); never raises for what the child does. SIGINT to the parent is
-    passed on to the child, which writes its files as interrupted; then KeyboardInterrupt goes on up."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    gpu_before = gpu_memory_used_mib()
-    oom_before = oom_kills()
-    tail: deque[str] = deque(maxlen=20)
-    started = time.monotonic()
-    with log_path.open("w", encoding="utf-8") as log:
-        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, env=env, text=True, errors="replace", bufsize=1)  # fmt: skip
-        reader = threading.Thread(target=_tee, args=(child.stdout, log, tail, echo), daemon=True)
-        reader.start()
-        timed_out = False
-        try:
-            child.wait(timeout=deadline_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop_group(child, signal.SIGTERM, KILL_GRACE_S)
-        except KeyboardInterrupt:
-            _stop_group(child, signal.SIGINT, INTERRUPT_GRACE_S)
-            raise
-        finally:
-            _kill_group(child.pid)  # what the child started and left behind (EngineCore, schedulers)
-            reader.join(timeout=5)
-    elapsed_s = time.monotonic() - started
-    status, reason = classify(child.returncode, timed_out, deadline_s, oom_kills() - oom_before, list(tail))
-    outcome = ChildOutcome(status, reason, child.returncode, round(elapsed_s, 3), str(log_path), list(tail)[-8:])
-    outcome.gpu_memory = wait_gpu_released(gpu_before)
-    return outcome
+    """Run argv to its end (or its deadline) in its own session; see finish_child."""
+    return finish_child(start_child(argv, log_path, echo, env), deadline_s)
 
 
 def classify(returncode: int | None, timed_out: bool, deadline_s: float | None, new_oom_kills: int,

@@ -20,6 +20,7 @@ from compare.run.config import RunConfig, engine_args_for
 from compare.run.resume import find_previous
 from compare.run.search import search_max_rate
 from compare.run.session import RunOptions, run_scenario
+from compare.run.together import arrive
 from engines import REGISTRY, load_engine_class
 from engines.base import BatchEngine, Engine, StreamingEngine, UsageError
 from workloads.models import resolve_model
@@ -34,6 +35,7 @@ class EngineRun:
     engine: Engine
     variant: dict[str, Any]
     start_s: float | None = None  # wall seconds engine.start() took (weights, compile, graphs, KV cache, server)
+    start_together: dict[str, Any] | None = None  # --start-barrier: what it waited, who else held the GPU
 
 
 def tokenizer_for(model, config: RunConfig):
@@ -110,6 +112,10 @@ async def run_one(config: RunConfig) -> int:
             started = time.perf_counter()
             await run.engine.start()
             run.start_s = time.perf_counter() - started
+            if config.start_barrier is not None:  # up: wait for this engine's turn (compare/run/together.py)
+                console.print(f"== {run.name}: started in {run.start_s:.1f} s; waiting at the start barrier", highlight=False, markup=False)
+                info = {"engine_start_s": round(run.start_s, 3), "kv_capacity_tokens": run.engine.kv_capacity_tokens()}
+                run.start_together = await arrive(config.start_barrier, run.name, info)
         except UsageError:
             raise  # e.g. no server to talk to: one line, exit 2; earlier engines' files are written
         except Exception as exc:  # an engine that cannot start: one line, the other engines go on
@@ -129,7 +135,7 @@ async def run_one(config: RunConfig) -> int:
                         continue
                     results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
                                                  options, console, run.variant, previous[scenario.name], clients,
-                                                 run.start_s)  # fmt: skip
+                                                 run.start_s, run.start_together)  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
                     print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     failures += 1

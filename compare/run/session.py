@@ -25,6 +25,7 @@ from compare.run.gpu import GpuSampler
 from compare.run.observe import CellObserver
 from compare.run.resume import continue_file, kept_cell_ids
 from compare.run.runner import CellRun, run_cell
+from compare.run.together import shared_gpu_warning
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
@@ -100,6 +101,7 @@ async def run_scenario(
     previous: tuple[Path, dict[str, Any]] | None = None,
     clients=None,
     engine_start_s: float | None = None,
+    start_together: dict[str, Any] | None = None,
 ) -> ResultsFile:
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
     `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
@@ -122,6 +124,7 @@ async def run_scenario(
                 "kv_capacity_tokens": engine.kv_capacity_tokens(),  # the KV cache as the engine sized it (None: unknown)
                 "clients": clients_header(clients),
                 "engine_start_s": engine_start_s,  # this run's engine.start(), wall seconds (None: not timed)
+                "start_together": start_together,  # --start-barrier: started beside other engines, then released
             },
         )
     kept, todo = kept_cell_ids(results), plans
@@ -136,7 +139,8 @@ async def run_scenario(
     try:
         with _progress(console, options.show_progress) as progress:
             for plan in todo:
-                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients)
+                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
+                                    shared_gpu_warning(start_together))  # fmt: skip
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
         try:
@@ -160,7 +164,8 @@ def clients_header(clients) -> dict[str, Any]:
             **({"ray_address": clients.address} if clients.placement == "ray" else {})}  # fmt: skip
 
 
-async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients) -> None:
+async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
+                        shared_gpu: str | None = None) -> None:  # fmt: skip
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
     profile = options.profile
@@ -186,6 +191,8 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
         if cell.client_workers is not None:
             document["client_workers"] = cell.client_workers
         document.update(observed_figures(document, observed, options.slo))
+        if shared_gpu:
+            document["warnings"].append(shared_gpu)
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
     console.print(_cell_line(document), highlight=False, markup=False)

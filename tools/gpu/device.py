@@ -1,11 +1,13 @@
 """On the lent GPU machine (no network): take in the carried parts, install, and check every import.
 
-    python3 -m tools.gpu.device stage --engine vllm     # one carried part per call; installs after the last
-    python3 -m tools.gpu.device install --engine vllm   # join, verify, unpack, check (stage calls it)
-    python3 -m tools.gpu.device status                  # what this machine holds (empty after it went cold)
+    python3 -m tools.gpu.device stage --from .gpu/calls/01   # the parts one call carries (any engines)
+    python3 -m tools.gpu.device stage --engine vllm          # or one engine's parts from .gpu/carry/vllm/
+    python3 -m tools.gpu.device install --engine vllm        # join, verify, unpack, check (stage calls it)
+    python3 -m tools.gpu.device status                       # what this machine holds (empty after it went cold)
 
-Parts arrive as `.gpu/carry/<engine>/part-NNN` in the call's copy of the repo, next to `manifest.json`,
-and are kept in /tmp/enginebench-gpu/<engine>/parts while the machine stays warm. `install` unpacks
+Parts arrive as `<folder>/<engine>/part-NNN` in the call's copy of the repo, next to `manifest.json`
+(tools/gpu/calls.py bins them into one folder per call), and are kept in /tmp/enginebench-gpu/<engine>/parts
+while the machine stays warm. `install` unpacks
 into /tmp/enginebench-gpu/<engine>/site (used through PYTHONPATH, never over the image's packages) and
 reports a missing piece by name: a part, a distribution that a staged wheel requires, or a module.
 """
@@ -19,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from typing import Any
 from tools.gpu.pack import extract, join, read_manifest, sha256_file
 from tools.gpu.wheelsets import canonical
 
-HOME = Path("/tmp/enginebench-gpu")
+HOME = Path(os.environ.get("ENGINEBENCH_GPU_HOME", "/tmp/enginebench-gpu"))  # a fake device sets its own
 CARRY = Path(".gpu/carry")
 
 
@@ -55,6 +58,14 @@ def stage(engine: str, carry: Path = CARRY, home: Path = HOME) -> dict[str, Any]
     return {"engine": engine, "held": held, "missing": missing}
 
 
+def stage_call(folder: Path, home: Path = HOME) -> list[dict[str, Any]]:
+    """Every engine's parts in one call's folder (.gpu/calls/NN/<engine>/)."""
+    engines = sorted(p.parent.name for p in folder.glob("*/manifest.json"))
+    if not engines:
+        raise FileNotFoundError(f"{folder} holds no <engine>/manifest.json: carry a folder that tools.gpu.calls wrote")
+    return [stage(engine, carry=folder, home=home) for engine in engines]
+
+
 def install(engine: str, home: Path = HOME, python: str = sys.executable) -> dict[str, Any]:
     base = engine_home(engine, home)
     manifest = read_manifest(base / "manifest.json")
@@ -64,7 +75,9 @@ def install(engine: str, home: Path = HOME, python: str = sys.executable) -> dic
     num_files = extract(bundle, site)
     bundle.unlink()
     missing, conflicts = unmet_requirements(site)
-    imports = {module: check_import(python, module, site) for module in manifest["imports"]}
+    with ThreadPoolExecutor(max_workers=len(manifest["imports"]) or 1) as pool:  # each import is its own interpreter
+        checked = pool.map(lambda module: check_import(python, module, site), manifest["imports"])
+    imports = dict(zip(manifest["imports"], checked))
     return {"engine": engine, "site": str(site), "num_files": num_files, "missing_distributions": missing,
             "version_conflicts": conflicts, "imports": imports}  # fmt: skip
 
@@ -119,14 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.device", description=__doc__.split("\n\n")[0])
     parser.add_argument("verb", choices=("stage", "install", "status"))
     parser.add_argument("--engine", choices=("vllm", "sglang"))
+    parser.add_argument("--from", dest="folder", type=Path, help="stage: a call's folder (.gpu/calls/NN), every engine in it")
     parser.add_argument("--no-install", action="store_true",
                         help="stage: only hold the part (a running campaign installs once all are held)")
     args = parser.parse_args(argv)
     if args.verb == "status":
         print(json.dumps(status(), indent=1))
         return 0
+    if args.verb == "stage" and args.folder:
+        for held in stage_call(args.folder):
+            print(f"stage {held['engine']}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"
+                  + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else "; all held"), flush=True)  # fmt: skip
+        return 0
     if not args.engine:
-        parser.error("--engine is required for stage and install")
+        parser.error("--engine (or stage --from FOLDER) is required")
     if args.verb == "stage":
         held = stage(args.engine)
         print(f"stage {args.engine}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1 << 20
-# a device call carries at most 64 MiB, working tree included (about 0.5 MiB): parts stay well under
-PART_BYTES = 60 * MiB
 XZ_PRESET = 6  # measured here on vLLM kernels: -6 gives 9.6% at 2.8 MB/s, -9 is ~5x slower for ~1% less
 
 
@@ -40,12 +38,14 @@ def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def write_tar_xz(tree: Path, out: Path, preset: int = XZ_PRESET) -> dict[str, Any]:
-    """Pack `tree` (its contents, paths relative to it) into `out`; returns counts and sizes."""
+def write_tar_xz(tree: Path, out: Path, preset: int = XZ_PRESET, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """Pack `tree` (its contents, paths relative to it, minus `exclude`) into `out`; returns counts and sizes."""
     num_files, raw_bytes = 0, 0
     tmp = out.with_name(out.name + ".tmp")
     with lzma.open(tmp, "wb", preset=preset) as xz, tarfile.open(fileobj=xz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix()):
+            if path.relative_to(tree).as_posix() in exclude:
+                continue
             if path.is_symlink():
                 raise ValueError(f"{path}: symbolic links are not packed")
             info = _normalised(tar.gettarinfo(str(path), arcname=path.relative_to(tree).as_posix()))
@@ -60,15 +60,16 @@ def write_tar_xz(tree: Path, out: Path, preset: int = XZ_PRESET) -> dict[str, An
     return {"num_files": num_files, "raw_bytes": raw_bytes, "packed_bytes": out.stat().st_size}
 
 
-def split(bundle: Path, out_dir: Path, part_bytes: int = PART_BYTES) -> list[dict[str, Any]]:
-    """Cut `bundle` into out_dir/part-000, part-001, ...; stale parts from an earlier split are removed."""
+def split(bundle: Path, out_dir: Path, part_bytes: int, first_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Cut `bundle` into out_dir/part-000, part-001, ...; stale parts from an earlier split are removed.
+    `first_bytes`: a shorter first part, to fill the call that the previous engine's last part left open."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("part-*"):
         stale.unlink()
     parts = []
     with bundle.open("rb") as handle:
         for index in range(10_000):
-            data = handle.read(part_bytes)
+            data = handle.read(first_bytes if index == 0 and first_bytes else part_bytes)
             if not data:
                 break
             path = out_dir / f"part-{index:03d}"

@@ -22,10 +22,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tools.gpu.device import engine_home
 from tools.gpu.pack import read_manifest, split, write_tar_xz
+from tools.gpu.proctree import MARK, kill_marked
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "synthetic:llama-3.1-8b"
@@ -73,24 +74,36 @@ def fits(steps: list[Step], budget_s: float) -> bool:
     return sum(s.estimate_s for s in steps if not s.optional) + PACK_MARGIN_S <= budget_s
 
 
-def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd: Path = ROOT) -> dict[str, Any]:
+def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd: Path = ROOT,
+             wait: Callable[[subprocess.Popen, float], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run one step to its end or its time; then kill whatever it left, in any session (tools/gpu/proctree.py).
+    `wait` replaces the plain wait (the campaign's start barrier releases engines in turn)."""
     started = time.monotonic()
+    env = {**env, MARK: step.name}
     with log.open("w") as handle:
         process = subprocess.Popen(step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                    start_new_session=True)  # fmt: skip
-        outcome = "done"
-        try:
-            process.wait(timeout=max(remaining_s, 1))
-        except subprocess.TimeoutExpired:
-            outcome = "out of budget: interrupted (finished cells kept)"
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        outcome = finish(process, remaining_s, step.name, wait)
+    leftovers = kill_marked(step.name)
     return {"step": step.name, "argv": list(step.argv), "returncode": process.returncode, "outcome": outcome,
-            "wall_s": round(time.monotonic() - started, 1), "log": log.name}  # fmt: skip
+            "wall_s": round(time.monotonic() - started, 1), "log": log.name, "leftover_processes_killed": len(leftovers)}  # fmt: skip
+
+
+def finish(process: subprocess.Popen, remaining_s: float, name: str,
+           wait: Callable[[subprocess.Popen, float], None] | None = None) -> str:  # fmt: skip
+    """Wait for the step; past its time, SIGINT everything it started (finished cells are kept), then SIGKILL."""
+    try:
+        (wait or (lambda p, t: p.wait(timeout=t)))(process, max(remaining_s, 1))
+        process.wait(timeout=max(remaining_s, 1))
+        return "done"
+    except subprocess.TimeoutExpired:
+        kill_marked(name, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill_marked(name, signal.SIGKILL)
+            process.wait()
+        return "out of budget: interrupted (finished cells kept)"
 
 
 def pack_results(results: Path, out: Path, engine: str) -> list[str]:
