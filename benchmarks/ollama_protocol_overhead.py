@@ -19,7 +19,7 @@ from engines.ollama_client import OllamaEngine
 from tests.ollama_peer import OllamaTestPeer
 from workloads.models import DEFAULT_MODEL, resolve_model
 from workloads.plan import plan_scenario
-from workloads.scenarios import apply_overrides, load_scenario
+from workloads.scenario_files import apply_overrides, load_scenario
 
 
 async def measure(engine, requests):

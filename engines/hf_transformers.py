@@ -94,6 +94,10 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
     max_context_tokens: int | None = None  # the model's own limit
     context_arg: str | None = None
 
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        resolve_engine_args("hf", given, DEFAULT_ARGS)
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import torch  # noqa: F401  (a missing torch fails here, before anything is measured)
 

@@ -101,6 +101,10 @@ def prometheus_values(text: str) -> dict[str, float]:
 class HttpCompletionsEngine(StreamingEngine):
     name = "http"
 
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        resolve_engine_args("http", given, DEFAULT_ARGS)
+
     def __init__(self, model, engine_args: dict[str, str] | None = None, launch: ServerLaunch | None = None):
         """`launch`: an in-process engine's `http_server()`, for --mode http/both."""
         self.args = resolve_engine_args("http", engine_args or {}, DEFAULT_ARGS)

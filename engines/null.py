@@ -26,6 +26,10 @@ DEFAULT_ARGS = {
 
 
 class NullEngine(StreamingEngine):
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        resolve_engine_args("null", given, DEFAULT_ARGS)
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)

@@ -55,6 +55,10 @@ def options_fields() -> dict[str, str]:
 class OllamaEngine(StreamingEngine):
     context_arg = "num_ctx"
 
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> None:
+        resolve_args("ollama", given, DEFAULT_ARGS, options_fields())
+
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         import ollama  # noqa: F401  (a missing client fails here, before anything is measured)
 

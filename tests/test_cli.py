@@ -67,12 +67,37 @@ def test_malformed_engine_arg(cli):
     assert_usage_error(cli("--engine", "null", "--engine-arg", "interval=1"), "has no engine arg 'interval'")
 
 
-def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path):
-    code, _, err = cli("--engine", "null", "--engine-arg", "hf.threads=2", "--engine-arg", "null.interval_ms=1",
-                       "--out", str(tmp_path / "out"))  # fmt: skip
+def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(engines.REGISTRY, "null2", EngineEntry("engines.null:NullEngine", (), "", "a second null, for this test"))
+    code, _, err = cli("--engine", "null", "--engine", "null2", "--engine-arg", "null2.interval_ms=3",
+                       "--engine-arg", "null.interval_ms=1", "--out", str(tmp_path / "out"), "--no-isolate")  # fmt: skip
     assert code == 0, err
-    (path,) = (tmp_path / "out").glob("null_smoke_*.json")
-    assert json.loads(path.read_text())["engine"]["engine_args"]["interval_ms"] == 1.0
+    (first,) = (tmp_path / "out").glob("null_smoke_*.json")
+    (second,) = (tmp_path / "out").glob("null2_smoke_*.json")
+    assert json.loads(first.read_text())["engine"]["engine_args"]["interval_ms"] == 1.0
+    assert json.loads(second.read_text())["engine"]["engine_args"]["interval_ms"] == 3.0
+
+
+def test_an_engine_prefix_naming_an_engine_not_in_the_run_is_refused(cli):
+    assert_usage_error(cli("--engine", "null", "--engine-arg", "vllm.block_size=16"),
+                       "engine 'vllm' is not in this run (its engines: null); fix the prefix or add --engine vllm")  # fmt: skip
+    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "vlm.block_size=16,32"), "has no engine arg 'vlm.block_size'")
+    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "hf.threads=1,2"), "engine 'hf' is not in this run")
+
+
+def test_a_profile_cell_that_no_scenario_has_is_refused_naming_the_cells(cli):
+    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--profile", "nocell"),
+                       "--profile 'nocell': no scenario of this run has that cell; its cells: c1-in32, c2-in32")  # fmt: skip
+
+
+def test_a_negative_deadline_is_refused(cli):
+    assert_usage_error(cli("--engine", "null", "--deadline", "-5"), "--deadline -5: give seconds > 0, or 0 for no deadline")
+
+
+def test_a_sweep_key_of_any_engine_is_checked_before_the_first_point(cli, tmp_path):
+    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "bogus=1,2", "--out", str(tmp_path / "out")),
+                       "engine 'null' has no engine arg 'bogus'")  # fmt: skip
+    assert not (tmp_path / "out").exists()  # no point started
 
 
 def test_a_failing_engine_keeps_the_results_already_measured(cli, tmp_path):

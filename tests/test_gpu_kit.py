@@ -166,7 +166,7 @@ def test_validate_plan_runs_every_scenario_in_order_and_fits_one_call():
     # both modes in one call (two engine starts): vLLM fits a call of its own, SGLang's slower start does not
     assert validate.fits(validate.plan("vllm", Path("/r")), 570) and not validate.fits(validate.plan("vllm", Path("/r")), 500)
     assert not validate.fits(validate.plan("sglang", Path("/r")), 570)
-    from workloads.scenarios import load_scenario
+    from workloads.scenario_files import load_scenario
 
     custom = load_scenario(str(validate.CONCURRENT_SCENARIO))  # valid scenario data
     assert custom.name == "concurrent" and custom.concurrency == (1, 16, 64) or custom.concurrency == [1, 16, 64]

@@ -18,7 +18,7 @@ from engines.base import EngineUnavailable  # noqa: E402
 from engines.ollama_client import OllamaEngine  # noqa: E402
 from tests.ollama_peer import PEER_VERSION, OllamaTestPeer  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402
-from workloads.scenarios import apply_overrides, load_scenario  # noqa: E402
+from workloads.scenario_files import apply_overrides, load_scenario  # noqa: E402
 
 pytestmark = pytest.mark.engine
 

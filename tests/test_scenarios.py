@@ -5,7 +5,7 @@ import json
 import pytest
 
 from engines.base import UsageError
-from workloads.scenarios import apply_overrides, builtin_names, load_scenario
+from workloads.scenario_files import apply_overrides, builtin_names, load_scenario
 
 pytestmark = pytest.mark.unit
 

@@ -190,7 +190,7 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
     from engines.http_openai import HttpCompletionsEngine
     from engines.llamacpp_offline import LlamaCppEngine
     from workloads.plan import plan_scenario
-    from workloads.scenarios import apply_overrides, load_scenario
+    from workloads.scenario_files import apply_overrides, load_scenario
 
     scenario = apply_overrides(load_scenario("concurrent"), False, {"concurrency": [1, 2], "input_tokens": [32],
                                "output_tokens": 48, "num_requests": 4, "warmup_requests": 0})  # fmt: skip

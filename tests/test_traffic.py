@@ -16,7 +16,7 @@ from engines.base import Capabilities, Chunk, EngineDescription, StreamingEngine
 from engines.null import NullEngine
 from workloads.lengths import parse_length
 from workloads.plan import plan_scenario
-from workloads.scenarios import build_scenario, load_scenario
+from workloads.scenario_files import build_scenario, load_scenario
 
 
 def _ks_statistic(sample: list[int], cdf) -> float:
@@ -153,6 +153,9 @@ def test_group_prefixes_are_identical_within_and_distinct_between_groups(llama3_
     prefixes = [{ids[:64] for ids in members} for members in by_group.values()]
     assert all(len(p) == 1 for p in prefixes) and len({next(iter(p)) for p in prefixes}) == 6
     assert all(len({ids[64:] for ids in members}) == 5 for members in by_group.values())  # distinct questions
+    # and distinct across groups too: question j of one group is not question j of another (it was: 6 for 30)
+    assert len({r.prompt_token_ids[64:] for r in plan.requests}) == 30
+    assert plan.traffic["shared_ids"]["distinct_questions"] == plan.traffic["shared_ids"]["questions"] == 30
     assert plan.traffic["shared_ids"]["identical_within_groups"] and plan.traffic["shared_ids"]["distinct_between_groups"]
     assert [dict(r.tags)["group"] for r in plan.requests] != sorted(dict(r.tags)["group"] for r in plan.requests)  # shuffled
 

@@ -19,7 +19,7 @@ from compare.run.session import cell_document  # noqa: E402
 from engines.vllm_batch import VLLMBatchEngine  # noqa: E402
 from engines.vllm_offline import VLLMEngine  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402
-from workloads.scenarios import apply_overrides, load_scenario  # noqa: E402
+from workloads.scenario_files import apply_overrides, load_scenario  # noqa: E402
 
 pytestmark = pytest.mark.engine
 FAST_ARGS = {"enforce_eager": "true", "cpu_threads_bind": "nobind", "max_model_len": "4096"}

@@ -30,16 +30,19 @@ def groups_for_pressure(scenario: Scenario, kv_capacity_tokens: int) -> int:
 
 def plan_groups(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> CellPlan:
     num_groups, per_group, warmups = scenario.num_groups, scenario.prompts_per_group, scenario.warmup_requests
-    offsets = builder.offsets(num_groups + per_group + warmups, scenario.seed)
+    # every question its own seeded start in the corpus, in every group (SGLang's generated-shared-prefix draws each
+    # question on its own too): question j of two groups must not be the same ids
+    offsets = builder.offsets(num_groups + num_groups * per_group + warmups, scenario.seed)
     systems = [builder.exact(scenario.shared_prefix_tokens, offset) for offset in offsets[:num_groups]]
-    question_offsets = offsets[num_groups : num_groups + per_group]
+    question_offsets = random.Random(scenario.seed + 1).sample(offsets[num_groups : num_groups * (per_group + 1)], num_groups * per_group)
     lengths = draw_lengths(scenario, cell, num_groups * per_group)
     order = [(g, j) for g in range(num_groups) for j in range(per_group)]
     if scenario.group_order == "shuffled":
         random.Random(scenario.seed).shuffle(order)
     requests, inexact = [], 0
     for index, (g, j) in enumerate(order):
-        prompt = builder.exact(scenario.shared_prefix_tokens + lengths.inputs[index], question_offsets[j], prefix=systems[g])
+        prompt = builder.exact(scenario.shared_prefix_tokens + lengths.inputs[index], question_offsets[g * per_group + j],
+                               prefix=systems[g])  # fmt: skip
         inexact += not prompt.text_roundtrip_exact
         requests.append(make_request(scenario, f"{cell.cell_id}-g{g}-{j}", prompt.token_ids, lengths.outputs[index],
                                      prompt.text, (("group", g), ("member", j))))  # fmt: skip
@@ -69,7 +72,9 @@ def verify_groups(requests, shared_tokens: int) -> dict:
     if not identical or len(set(distinct)) != len(distinct):
         raise UsageError(f"shared-prefix groups: the corpus gave {'unequal prefixes within a group' if not identical else 'equal prefixes in two groups'}; "
                          "use a longer corpus or fewer groups")  # fmt: skip
-    return {"identical_within_groups": identical, "distinct_between_groups": True, "max_tokens_shared_between_groups": overlap}
+    questions = {request.prompt_token_ids[shared_tokens:] for request in requests}
+    return {"identical_within_groups": identical, "distinct_between_groups": True, "max_tokens_shared_between_groups": overlap,
+            "distinct_questions": len(questions), "questions": len(requests)}  # fmt: skip
 
 
 def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:

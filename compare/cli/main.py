@@ -5,208 +5,18 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
-from compare.run.config import DEFAULT_DEADLINE_S, MODES, RunConfig, load_scenarios
+from compare.cli.checks import check_client_scale, check_deadline, check_engine_scopes, check_profile_cell, run_engines
+from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
+from compare.run.config import RunConfig, load_scenarios
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
 
-EPILOG = """\
-examples:
-  python -m compare                                   # smoke, default model, best engine installed
-  python -m compare --engine hf --scenario single --quick
-  python -m compare --engine hf --engine null --scenario concurrent --concurrency 1,8 --num-requests 16
-  python -m compare --engine hf --scenario my_scenario.json --engine-arg threads=2
-  python -m compare --engine vllm --scenario concurrent --request-rate 2,8,inf --slo preset=mlperf-llama3-8b
-  python -m compare --engine vllm --scenario concurrent --slo ttft_ms=500,tpot_ms=50 --find-max-rate
-  python -m compare --engine vllm --scenario smoke --profile c2-in32   # one cell under vLLM's profiler
-  python -m compare --engine vllm --scenario single --quick --ablation vllm-prefix-chunked
-  python -m compare --engine llamacpp --scenario single --sweep n_threads=1,2 --sweep n_batch=64,512
-  python -m compare --engine vllm --engine sglang --scenario all --resume results/  # after a crash or Ctrl-C
-  python -m compare --engine vllm --scenario shared-prefix --quick   # 4 groups x 4 prompts, 2048-token prefixes
-  python -m compare --engine vllm --scenario multi-turn --quick      # conversations whose history grows
-  python -m compare --engine vllm --trace workloads/traces/synthetic-small.jsonl --quick --trace-speedup 2
-  python -m compare --list                            # engines, scenarios, model presets, ablation sets
-
-Scenario fields given as flags override the scenario (after --quick). Results go to
---out/<engine>_<scenario>_<utc time>.json; reprint one with `python -m compare.report FILE`.
-Exit codes: 0 ok, 1 an engine or a request failed (--allow-failures: requests may fail), 2 bad input
-(nothing measured is lost), 130 interrupted (--resume continues).
-"""
-
-
-def _rate_list(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of rates (req/s) or inf") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} needs rates > 0 or inf")
-    return values
-
-
-def _slo(text: str) -> dict[str, float]:
-    from compare.analysis.slo import parse_slo
-
-    try:
-        return parse_slo(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} needs integers >= 1")
-    return values
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m compare",
-        allow_abbrev=False,  # isolated points repeat argv; an abbreviation would hide an option from child_args
-        description="In-process benchmark of LLM serving engines: a timestamp for every generated token.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--engine", action="append", metavar="NAME",
-                        help=f"engine to run, repeatable: {', '.join(engine_names())}, or package.module:Class "
-                             "(default: the best one installed)")
-    parser.add_argument("--scenario", action="append", metavar="NAME",
-                        help="built-in scenario (smoke, single, concurrent, long-context, prefix-cache, korean), "
-                             "'all', or a scenario .json file; repeatable (default: smoke)")
-    parser.add_argument("--model", default=None, metavar="M",
-                        help="synthetic:<preset> (tiny-llama3, tiny-qwen, llama-3.1-8b), a local HF folder, or "
-                             "ollama:<tag> (default: synthetic:tiny-llama3)")
-    parser.add_argument("--tokenizer", default=None, metavar="M",
-                        help="build prompts with this model's tokenizer instead (required for ollama:<tag>)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
-    parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
-                        help="engine argument, repeatable; ENGINE.K=V applies to one engine only")
-    parser.add_argument("--mode", choices=MODES, default="inprocess",
-                        help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
-                             "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repetitions and requests (never shorter prompts or outputs)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where synthetic models are built (default: $ENGINEBENCH_CACHE or ~/.cache/enginebench)")
-    parser.add_argument("--slo", type=_slo, metavar="K=MS,..",
-                        help="latency limits for goodput: ttft_ms=, tpot_ms=, e2e_ms=, or preset=mlperf-llama3-8b "
-                             "(TTFT 2 s, TPOT 100 ms) / mlperf-llama3-8b-interactive (0.5 s, 30 ms)")
-    parser.add_argument("--find-max-rate", type=int, nargs="?", const=6, default=0, metavar="STEPS",
-                        help="with --slo: double the request rate from the first --request-rate (default 1) while 99%% of "
-                             "requests meet the SLO, then bisect; at most STEPS cells (default 6)")
-    parser.add_argument("--profile", nargs="?", const="", default=None, metavar="CELL",
-                        help="run this cell (default: each scenario's first) under the engine's own profiler "
-                             "(vLLM torch profiler, SGLang, torch for hf); traces go to OUT/profiles/")
-    clients = parser.add_argument_group("client scale (HTTP mode)")
-    clients.add_argument("--client-procs", type=int, default=1, metavar="N",
-                         help="send the HTTP requests from N client processes on this host (each its own event loop "
-                              "and connections; the records merge on CLOCK_MONOTONIC); docs/scale.md")
-    clients.add_argument("--ray", metavar="auto|HOST:PORT",
-                         help="place the --client-procs workers as Ray actors (pip install -e '.[ray]'): auto joins a "
-                              "running cluster or starts a local one; clock offsets measured per actor")
-    points = parser.add_argument_group("sweeps, isolation and resume")
-    points.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
-                        help="run every combination of these engine-arg values (repeatable; ENGINE.KEY= scopes one "
-                             "engine), one results folder per point, then an ablation table against the first point")
-    points.add_argument("--ablation", metavar="NAME",
-                        help="a named set of points, baseline first (e.g. vllm-prefix-chunked; --list shows all)")
-    points.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                        help="run each engine (each point) in its own child process and session; default: on for "
-                             "sweeps, SGLang, and GPU engines next to other engines")
-    points.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
-                        help=f"kill an isolated point still running after S seconds (default {DEFAULT_DEADLINE_S:g})")
-    points.add_argument("--resume", type=Path, metavar="DIR",
-                        help="skip runs already complete in DIR (a results folder or a sweep folder) and continue "
-                             "partial ones: finished cells are kept, an unfinished cell runs again from its start")
-    points.add_argument("--repeat-baseline", action="store_true",
-                        help="run the sweep's baseline again as its last point: that A/A row of the ablation table "
-                             "shows the noise between two runs of the same thing")
-    points.add_argument("--start-together", action="store_true",
-                        help="start every engine of the run at once, each in its own child process, then measure them "
-                             "one at a time while the others wait idle: one long start instead of one per engine, on a "
-                             "GPU that holds them all (give each a memory share, e.g. --engine-arg "
-                             "vllm.gpu_memory_utilization=0.45 --engine-arg sglang.mem_fraction_static=0.45); recorded "
-                             "in every results file as start_together, and each cell warns that the GPU was shared")
-    points.add_argument("--start-barrier", type=Path, metavar="DIR",
-                        help="once the engine is up, write DIR/<engine>.ready and wait for DIR/<engine>.go before "
-                             "measuring: engines started together on one big GPU, measured one at a time (the GPU "
-                             "campaign releases them; compare/run/together.py); recorded as start_together")
-    points.add_argument("--allow-failures", action="store_true", help="exit 0 even when some requests failed")
-    parser.add_argument("--list", action="store_true", help="list engines, scenarios, model presets and ablation sets, then exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    fields = parser.add_argument_group("scenario overrides")
-    fields.add_argument("--concurrency", type=_int_list, metavar="N[,N]", help="concurrency levels")
-    fields.add_argument("--input-tokens", type=_int_list, metavar="N[,N]", help="prompt lengths in tokens")
-    fields.add_argument("--output-tokens", type=int, metavar="N", help="output tokens per request")
-    fields.add_argument("--num-requests", type=int, metavar="N", help="measured requests per cell")
-    fields.add_argument("--repetitions", type=int, metavar="N", help="requests per worker (cell = N x concurrency)")
-    fields.add_argument("--warmups", type=int, metavar="N", help="warmup requests per cell (stored apart)")
-    fields.add_argument("--timeout", type=float, metavar="S", help="per-request timeout in seconds (default 300)")
-    fields.add_argument("--seed", type=int, metavar="N", help="seed for prompt selection")
-    fields.add_argument("--request-rate", type=_rate_list, metavar="R[,R]",
-                        help="open loop: requests per second, one cell per rate (Poisson arrivals; inf: all at once); "
-                             "latency counts from each request's scheduled send")
-    fields.add_argument("--burstiness", type=float, metavar="B", help="open loop: gamma shape of the gaps (1 = Poisson, < 1 burstier)")
-    fields.add_argument("--max-concurrency", type=int, metavar="N", help="open loop: requests in flight at most (default: no cap)")
-    fields.add_argument("--min-requests", type=int, default=0, metavar="N",
-                        help=f"raise every cell to at least N measured requests (sweeps: {MIN_SWEEP_REQUESTS}, so the "
-                             "ablation table has intervals)")
-    fields.add_argument("--trace", metavar="FILE.jsonl",
-                        help="replay a Mooncake-format trace (timestamp ms, input_length, output_length, hash_ids of "
-                             "512-token blocks) open loop at its times; e.g. workloads/traces/synthetic-small.jsonl")
-    fields.add_argument("--trace-speedup", type=float, metavar="X", help="replay the trace X times faster (default 1)")
-    fields.add_argument("--distinct-prompts", action="store_true",
-                        help="give every request its own prompt (concurrent uses one shared prompt by default)")
-    return parser
-
-
-def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "concurrency": tuple(args.concurrency) if args.concurrency else None,
-        "input_tokens": tuple(args.input_tokens) if args.input_tokens else None,
-        "output_tokens": args.output_tokens,
-        "num_requests": args.num_requests,
-        "repetitions": args.repetitions,
-        "warmup_requests": args.warmups,
-        "timeout_s": args.timeout,
-        "seed": args.seed,
-        "request_rate": tuple(args.request_rate) if args.request_rate else None,
-        "burstiness": args.burstiness,
-        "max_concurrency": args.max_concurrency,
-        "trace_speedup": args.trace_speedup,
-    }
-
-
-MIN_SWEEP_REQUESTS = 5  # compare/analysis/ratios.py MIN_REQUESTS: fewer requests give no interval
-PARENT_ONLY = {"--engine": True, "--mode": True, "--out": True, "--sweep": True, "--ablation": True, "--resume": True,
-               "--deadline": True, "--repeat-baseline": False, "--start-together": False, "--isolate": False, "--no-isolate": False, "--no-progress": False}  # takes a value?
-
-
-def child_args(argv: list[str]) -> tuple[str, ...]:
-    """argv without the options an isolated point's parent sets itself (compare/run/sweep.py adds its own)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in PARENT_ONLY:
-            skip = PARENT_ONLY[name] and "=" not in arg
-            continue
-        kept.append(arg)
-    return tuple(kept)
-
 
 def sized(scenario, min_requests: int):
     """Cells of at least `min_requests` measured requests (a sweep's ablation table needs 5 for an interval)."""
-    from workloads.scenarios import with_min_requests
+    from workloads.scenario_files import with_min_requests
 
     raised = with_min_requests(scenario, min_requests)
     if raised is not scenario:
@@ -222,21 +32,6 @@ def default_engines(ablation: str | None) -> tuple[str, ...]:
     return ABLATIONS[ablation].engines if ablation in ABLATIONS else (best_installed_engine(),)
 
 
-def check_client_scale(client_procs: int, ray: str | None, mode: str, engines: list[str]) -> None:
-    if client_procs < 1:
-        raise UsageError(f"--client-procs {client_procs}: give 1 or more client processes")
-    if (client_procs > 1 or ray) and mode == "inprocess" and set(engines) != {"http"}:
-        flag = "--ray" if ray else "--client-procs"
-        raise UsageError(f"{flag} works in HTTP mode only (an in-process engine lives in the harness's one process); "
-                         "add --mode http or --mode both")  # fmt: skip
-    if ray:
-        from compare.run.rayclients import check_reachable, import_ray
-
-        import_ray()
-        if ray != "auto":
-            check_reachable(ray)
-
-
 def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
     names = args.scenario or ([] if args.trace else ["smoke"])
@@ -250,8 +45,14 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     if args.resume is not None and not args.resume.is_dir():
         raise UsageError(f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue")
     check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
+    check_deadline(args.deadline)
+    check_profile_cell(args.profile, scenarios)
+    engines = tuple(args.engine or default_engines(args.ablation))
+    names = run_engines(engines, args.mode, args.ablation)
+    check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
+    check_engine_scopes(tuple(args.sweep), names, "--sweep")
     return RunConfig(
-        engines=tuple(args.engine or default_engines(args.ablation)),
+        engines=engines,
         scenarios=scenarios,
         model=args.model or DEFAULT_MODEL,
         tokenizer=args.tokenizer,
@@ -282,7 +83,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
 
 def list_everything() -> None:
     from workloads.models import PRESETS
-    from workloads.scenarios import builtin_names, load_scenario
+    from workloads.scenario_files import builtin_names, load_scenario
 
     print("engines:")
     for name in engine_names():

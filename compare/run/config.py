@@ -11,7 +11,8 @@ from typing import Any
 from engines import REGISTRY
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
-from workloads.scenarios import Scenario, apply_overrides, builtin_names, load_scenario
+from workloads.scenario_files import apply_overrides, builtin_names, load_scenario
+from workloads.scenarios import Scenario
 
 MODES = ("inprocess", "http", "both")
 DEFAULT_DEADLINE_S = 7200.0
