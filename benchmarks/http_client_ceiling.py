@@ -1,7 +1,9 @@
 """HTTP mode's client ceiling: how many SSE events per second one harness client process can take in.
 
 A FAKE SSE server (tests/fake_sse_server.py, no model) answers every request at once, pinned to the last
-core; the harness's own HTTP path (engines/http_openai.py through the runner's closed loop, stamps and
+core, in two ways: the whole response in one write (best case: one body read carries ~130 events), and one write
+per event, yielding between them (as a real server sends one event per token: few events per read). The harness's
+own HTTP path (engines/http_openai.py through the runner's closed loop, stamps and
 records included) runs pinned to the first core(s). At each concurrency it prints SSE events/s, requests/s,
 TTFT p50/p99 (the median of `--repeats` runs) and the TTFT the client adds over c=1 (the server answers at once, so all of it is client-side
 queueing), the client's CPU share and events per body read.
@@ -28,8 +30,11 @@ from compare.run.clientprocs import ClientPlan, run_client_procs  # noqa: E402
 from engines.base import Request  # noqa: E402
 
 
-def start_server(cpu: int, use_uvloop: bool) -> tuple[subprocess.Popen, str]:
-    argv = [sys.executable, str(ROOT / "tests" / "fake_sse_server.py"), "--interval-ms", "0", "--cpu", str(cpu)]
+WRITES = {"per-response": [], "per-event": ["--per-event"]}
+
+
+def start_server(cpu: int, use_uvloop: bool, writes: str = "per-response") -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, str(ROOT / "tests" / "fake_sse_server.py"), "--interval-ms", "0", "--cpu", str(cpu), *WRITES[writes]]
     server = subprocess.Popen(argv + (["--uvloop"] if use_uvloop else []), stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     return server, line.split(" on ", 1)[1].strip()
@@ -72,13 +77,21 @@ def main() -> None:
     parser.add_argument("--target-events", type=int, default=200_000, help="about this many events per point")
     parser.add_argument("--repeats", type=int, default=3, help="runs per point; the median by events/s is printed")
     parser.add_argument("--server-uvloop", action="store_true", help="the fake server on uvloop")
+    parser.add_argument("--server-writes", default="per-response,per-event",
+                        help="per-response (one write per response: the best case), per-event (one write per event), "
+                             "or both (default), one table each")  # fmt: skip
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     server_cpu = cores[-1]
     args.client_cpus = cores[:-1] or cores
-    server, url = start_server(server_cpu, args.server_uvloop)
-    print(f"fake SSE server (instant answers) on core {server_cpu}; client on core(s) {args.client_cpus}; "
-          f"{args.output_tokens} token events per request")  # fmt: skip
+    for writes in args.server_writes.split(","):
+        table(writes, server_cpu, args)
+
+
+def table(writes: str, server_cpu: int, args) -> None:
+    server, url = start_server(server_cpu, args.server_uvloop, writes)
+    print(f"fake SSE server (instant answers, one write {writes.removeprefix('per-')}) on core {server_cpu}; client on "
+          f"core(s) {args.client_cpus}; {args.output_tokens} token events per request")  # fmt: skip
     print(f"{'procs':>5} {'c':>4} {'requests':>8} {'events/s':>10} {'req/s':>8} {'TTFT p50':>9} {'p99 ms':>7} "
           f"{'added':>7} {'ev/read':>7}  client CPU")  # fmt: skip
     try:

@@ -6,10 +6,12 @@ event and `data: [DONE]`, framed in chunked transfer encoding as uvicorn frames 
 event). Every `tokens_per_write` token events go out in ONE socket write, every
 `tokens_per_write * interval_ms` ms on an absolute schedule from the request's arrival; so the true
 inter-token latency is `interval_ms` and the true tokens per chunk `tokens_per_write`. `interval_ms` 0:
-the whole response in one write, at once (an instant server). It also answers GET /health, /v1/models and
+the whole response in one write, at once (an instant server); with `write_per_event`, the instant server sends
+every event in its own write and yields between them, as a real server sends one event per token (a client's
+read then carries few events, not the whole body). It also answers GET /health, /v1/models and
 POST /reset_prefix_cache.
 
-    python tests/fake_sse_server.py --port P [--tokens-per-write K] [--interval-ms I] [--cpu C] [--uvloop]
+    python tests/fake_sse_server.py --port P [--tokens-per-write K] [--interval-ms I] [--per-event] [--cpu C] [--uvloop]
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ def _event(obj) -> bytes:
 
 
 class FakeSseServer:
-    def __init__(self, tokens_per_write: int = 1, interval_ms: float = 10.0, comments: bool = False):
+    def __init__(self, tokens_per_write: int = 1, interval_ms: float = 10.0, comments: bool = False,
+                 write_per_event: bool = False):  # fmt: skip
         """`comments`: also send a keep-alive comment (`: ping`) and a role-only event before the tokens."""
         self.tokens_per_write, self.interval_ms, self.comments = tokens_per_write, interval_ms, comments
+        self.write_per_event = write_per_event
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
@@ -80,6 +84,9 @@ class FakeSseServer:
         n, k = int(request["max_tokens"]), self.tokens_per_write
         prompt = request.get("prompt")
         prompt_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        if self.interval_ms <= 0 and self.write_per_event:
+            await self._stream_per_event(n, prompt_tokens, writer)
+            return
         if self.interval_ms <= 0 and (n, prompt_tokens) in self._instant:  # built once: the server stays cheap
             writer.write(self._instant[n, prompt_tokens])
             return
@@ -102,10 +109,23 @@ class FakeSseServer:
             await writer.drain()
 
 
+    async def _stream_per_event(self, n: int, prompt_tokens: int, writer: asyncio.StreamWriter) -> None:
+        """At once, but one write per event, yielding between writes (other connections' events interleave)."""
+        token = _event({"choices": [{"index": 0, "text": "a", "token_ids": [7], "finish_reason": None}]})
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(n):
+            writer.write(token)
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(_event({"choices": [{"index": 0, "text": "", "token_ids": [], "finish_reason": "length"}]})
+                     + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
+                     + _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")  # fmt: skip
+
+
 async def _main(args) -> None:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    server = FakeSseServer(args.tokens_per_write, args.interval_ms)
+    server = FakeSseServer(args.tokens_per_write, args.interval_ms, write_per_event=args.per_event)
     await server.start(args.port)
     print(f"fake SSE server on {server.url}", flush=True)
     await server.server.serve_forever()
@@ -116,6 +136,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens-per-write", type=int, default=1)
     parser.add_argument("--interval-ms", type=float, default=10.0)
+    parser.add_argument("--per-event", action="store_true", help="instant server: one write per event, not per response")
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop (if installed)")
     args = parser.parse_args()

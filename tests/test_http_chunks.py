@@ -54,12 +54,13 @@ def test_text_only_events_count_one_token_each_but_a_text_less_finish_counts_non
     assert chunk.num_new_tokens == 2 and tally.finish == "stop"  # "" mid-stream: a partial character, still a token
 
 
-def _measure(tokens_per_write: int, interval_ms: float, num_tokens: int = 40, comments: bool = False):
+def _measure(tokens_per_write: int, interval_ms: float, num_tokens: int = 40, comments: bool = False,
+             write_per_event: bool = False):  # fmt: skip
     """Two requests at concurrency 1 through HTTP mode against the fake server, in this process."""
     from compare.run.runner import closed_loop
 
     async def go():
-        server = FakeSseServer(tokens_per_write, interval_ms, comments)
+        server = FakeSseServer(tokens_per_write, interval_ms, comments, write_per_event)
         await server.start()
         engine = HttpCompletionsEngine(None, {"endpoint": server.url})
         await engine.start()
@@ -87,6 +88,15 @@ def test_http_itl_is_the_servers_interval_whether_events_come_alone_or_k_to_a_wr
         assert r.engine["sse_reads"] <= r.engine["sse_events"]
         assert r.engine["sse_events"] == 40 + 4  # tokens, role-only, finish, usage, [DONE]; none for the comment
         assert r.prompt_tokens_reported == 3 and r.finish_reason == "length"
+
+
+@pytest.mark.unit
+def test_an_instant_server_writing_each_event_alone_gives_the_client_far_fewer_events_per_read():
+    """The client ceiling's two cases (benchmarks/http_client_ceiling.py): one write per response, one per event."""
+    whole, alone = _measure(1, 0, num_tokens=128), _measure(1, 0, num_tokens=128, write_per_event=True)
+    assert all(r.ok and r.output_tokens == 128 for r in whole + alone)
+    per_read = [sum(r.engine["sse_events"] for r in rs) / sum(r.engine["sse_reads"] for r in rs) for rs in (whole, alone)]
+    assert per_read[0] > 50 and per_read[1] < per_read[0] / 4
 
 
 @pytest.mark.unit
