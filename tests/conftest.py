@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,21 @@ def run_cli(args: list[str], cache: Path, cwd: Path, timeout: float = 600) -> su
     return subprocess.run(
         [sys.executable, "-m", "compare", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A local Ray cluster on 127.0.0.1 (2 CPUs), stopped in teardown."""
+    pytest.importorskip("ray")
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env, capture_output=True,
+                   timeout=180)  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -5,9 +5,7 @@ Known answers come from a FAKE SSE server (tests/fake_sse_server.py) with a set 
 import asyncio
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -151,24 +149,6 @@ def test_ray_without_ray_or_with_no_head_there_is_a_usage_error(cli, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", object())  # installed: the address is checked before Ray's own retries
     assert_usage_error(cli("--engine", "vllm", "--mode", "http", "--ray", f"127.0.0.1:{port}"), "no Ray head answers there")
     assert_usage_error(cli("--engine", "vllm", "--ray", "auto"), "--ray works in HTTP mode only")
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    """A local Ray cluster on 127.0.0.1 (2 CPUs), stopped in teardown."""
-    pytest.importorskip("ray")
-    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env, capture_output=True,
-                   timeout=180)  # fmt: skip
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
 @pytest.mark.engine

@@ -181,3 +181,71 @@ def test_sigkill_to_vllms_engine_core_fails_the_run_with_its_cells_on_disk(model
     doc = load(path)
     assert doc["cells"][0]["complete"] and doc["cells"][0]["summary"]["num_ok"] == 4
     assert doc["status"] in ("failed", "complete") and len(doc["cells"]) <= 2
+
+
+def _fake_sse_server_process(interval_ms: float) -> tuple[subprocess.Popen, str]:
+    """The FAKE SSE server (tests/fake_sse_server.py) in its own process: a slow stand-in engine."""
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sse_server.py"), "--interval-ms", str(interval_ms)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return server, server.stdout.readline().split(" on ", 1)[1].strip()
+
+
+def test_a_client_worker_killed_mid_cell_fails_only_its_share_on_record_and_the_run_goes_on(model_cache, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    server, url = _fake_sse_server_process(interval_ms=20.0)  # 64 tokens: ~1.3 s per request
+    try:
+        proc = start_cli(["--engine", "http", "--engine-arg", f"endpoint={url}", "--client-procs", "2", "--scenario",
+                          "concurrent", "--concurrency", "8,2", "--num-requests", "32", "--output-tokens", "64",
+                          "--warmups", "0", "--out", str(tmp_path)], model_cache)  # fmt: skip
+        read_until(proc, "clients: 2 worker(s) as processes")
+        time.sleep(1.5)  # mid-cell: every worker has requests in flight
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in workers]
+        workers[1].kill()
+        code, out = finish(proc, timeout_s=300)
+    finally:
+        server.terminate()
+    assert code == 1 and "request(s) of 'http' on 'concurrent' failed" in out, out  # exit 1, not a lost cell
+    (path,) = only_results(tmp_path, "http_*.json")
+    doc = load(path)
+    assert doc["status"] == "complete" and [c["cell_id"] for c in doc["cells"]] == ["c8-in512", "c2-in512"]
+    first, second = doc["cells"]
+    failed = [r for r in first["requests"] if not r.ok]
+    assert len(failed) == 16 and first["summary"]["num_ok"] == 16  # the survivor's records are kept
+    assert all(f"(pid {workers[1].pid}) killed by SIGKILL mid-cell" in r.error for r in failed)
+    assert [w.get("died") for w in first["client_workers"]] == [None, "killed by SIGKILL"]
+    assert second["summary"]["num_ok"] == 32 and len(second["client_workers"]) == 1  # the next cell, on the survivor
+
+
+def test_a_ray_actor_killed_mid_cell_fails_only_its_share_on_record(ray_head):
+    """The same fault on Ray: an actor that dies (or a lost node) raises for its call; its share is recorded failed."""
+    import asyncio
+
+    from compare.run.clientprocs import ClientPlan
+    from compare.run.rayclients import RayClientPool
+    from engines.base import Request
+
+    server, url = _fake_sse_server_process(interval_ms=20.0)
+
+    async def run():
+        pool = RayClientPool({"endpoint": url, "server": "vllm"}, 2, ray_head)
+        await pool.start()
+        try:
+            plan = ClientPlan(tuple(Request(f"r{i}", (1,) * 16, 64, 64) for i in range(16)), concurrency=4)
+            running = asyncio.ensure_future(pool.run(plan))
+            await asyncio.sleep(1.5)
+            os.kill(pool.info[1]["pid"], signal.SIGKILL)
+            first = await running
+            second = await pool.run(ClientPlan(tuple(Request(f"s{i}", (1,) * 16, 8, 8) for i in range(4)), concurrency=2))
+            return first, second
+        finally:
+            await pool.stop()
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        server.terminate()
+    failed = [r for r in first.records if not r.ok]
+    assert len(failed) == 8 and all("died mid-cell" in r.error for r in failed)
+    assert sum(r.ok for r in first.records) == 8 and first.workers[1].get("died")
+    assert all(r.ok for r in second.records) and len(second.workers) == 1

@@ -22,7 +22,7 @@ from typing import Any
 
 from compare.results.records import RequestRecord
 from compare.run.runner import run_share
-from compare.run.shares import WorkerShare, split_cell
+from compare.run.shares import WorkerShare, exit_reason, lost_share, split_cell
 from engines.base import Request
 
 START_MARGIN_NS = 50_000_000  # the origin lies this far after "run", so every worker is waiting when it comes
@@ -153,17 +153,51 @@ class LocalClientPool:
                               "clock_offset_uncertainty_ns": 0})  # fmt: skip
 
     async def run(self, plan: ClientPlan) -> ClientOutcome:
+        """The cell over the live workers. A worker that dies mid-cell loses only its own share: those requests are
+        recorded as failed, naming it and its signal or exit code, and it takes no share of later cells."""
+        if not self.workers:
+            raise RuntimeError("every client worker has died; the cell cannot be sent")
         shares = split_cell(plan, len(self.workers))
         origin_ns = perf_counter_ns() + START_MARGIN_NS
-        used = [(worker, share) for worker, share in zip(self.workers, shares) if share is not None]
-        for (_, conn), share in used:
-            conn.send(("run", share, origin_ns))
-        answers = await asyncio.gather(*(asyncio.to_thread(conn.recv) for (_, conn), _ in used))
-        info = [self.info[i] for i, share in enumerate(shares) if share is not None]
-        for (kind, payload), where in zip(answers, info):
-            if kind != "done":
-                raise RuntimeError(f"client worker on {where.get('host')} (pid {where.get('pid')}) failed: {payload}")
-        return merge(plan, [payload for _, payload in answers], info, origin_ns)
+        used = [index for index, share in enumerate(shares) if share is not None]
+        for index in used:
+            self._send(index, ("run", shares[index], origin_ns))
+        answers = await asyncio.gather(*(self._answer(index) for index in used))
+        results, dead = [], []
+        for index, (kind, payload) in zip(used, answers):
+            if kind == "done":
+                results.append(payload)
+                continue
+            where = self.info[index]
+            why = f"client worker on {where.get('host')} (pid {where.get('pid')}) {payload} mid-cell; its requests were lost with it"
+            lost = lost_share(shares[index], why)
+            results.append((lost, {"requests": len(lost), "died": payload}))
+            dead.append(index)
+        outcome = merge(plan, results, [self.info[i] for i in used], origin_ns)
+        self._drop(dead)
+        return outcome
+
+    def _send(self, index: int, message) -> None:
+        try:
+            self.workers[index][1].send(message)
+        except (BrokenPipeError, OSError):
+            pass  # it died between cells: its answer says so
+
+    async def _answer(self, index: int) -> tuple[str, Any]:
+        process, conn = self.workers[index]
+        try:
+            kind, payload = await asyncio.to_thread(conn.recv)
+        except (EOFError, OSError):  # the pipe closed: the process is gone
+            await asyncio.to_thread(process.join, 5)
+            return "died", exit_reason(process.exitcode)
+        return (kind, payload) if kind == "done" else ("died", f"failed ({payload})")
+
+    def _drop(self, dead: list[int]) -> None:
+        for index in sorted(dead, reverse=True):
+            process, _ = self.workers.pop(index)
+            self.info.pop(index)
+            if process.is_alive():
+                process.kill()
 
     async def stop(self) -> None:
         for process, conn in self.workers:

@@ -18,7 +18,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from compare.run.clientprocs import ClientOutcome, ClientPlan, ClientWorker, merge
-from compare.run.shares import split_cell
+from compare.run.shares import lost_share, split_cell
 from engines.base import UsageError
 
 PINGS = 16
@@ -90,12 +90,34 @@ class RayClientPool:
                               "clock_offset_ns": offset, "clock_offset_uncertainty_ns": uncertainty, "ping_rtt_ns": rtt})  # fmt: skip
 
     async def run(self, plan: ClientPlan) -> ClientOutcome:
+        """As the local pool's: an actor that dies (or whose node is lost) loses only its share, on record."""
+        if not self.actors:
+            raise RuntimeError("every client worker has died; the cell cannot be sent")
         shares = split_cell(plan, len(self.actors))
         origin_ns = perf_counter_ns() + START_MARGIN_NS
         used = [(i, share) for i, share in enumerate(shares) if share is not None]
         answers = await asyncio.gather(*(self.actors[i].run.remote(share, origin_ns + self.info[i]["clock_offset_ns"])
-                                         for i, share in used))  # fmt: skip
-        return merge(plan, answers, [self.info[i] for i, _ in used], origin_ns)
+                                         for i, share in used), return_exceptions=True)  # fmt: skip
+        results, dead = [], []
+        for (index, share), answer in zip(used, answers):
+            if not isinstance(answer, BaseException):
+                results.append(answer)
+                continue
+            where = self.info[index]  # an actor that died, or a node that was lost: Ray raises for its call
+            why = (f"client worker on {where.get('host')} (pid {where.get('pid')}) died mid-cell "
+                   f"({type(answer).__name__}: {str(answer).splitlines()[0][:200] if str(answer) else ''}); its requests were lost with it")  # fmt: skip
+            lost = lost_share(share, why)
+            results.append((lost, {"requests": len(lost), "died": type(answer).__name__}))
+            dead.append(index)
+        outcome = merge(plan, results, [self.info[i] for i, _ in used], origin_ns)
+        for index in sorted(dead, reverse=True):
+            actor = self.actors.pop(index)
+            self.info.pop(index)
+            try:
+                self._ray.kill(actor)
+            except Exception:  # gone with its node
+                pass
+        return outcome
 
     async def stop(self) -> None:
         if self._ray is None:

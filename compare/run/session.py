@@ -219,7 +219,8 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
     harness = cell.get("harness") or {}
     if cell.get("client_workers"):
-        shares = "/".join(f"{w['loop_thread_cpu_share']:.0%}" for w in cell["client_workers"])
+        shares = "/".join(f"{w['loop_thread_cpu_share']:.0%}" if w.get("loop_thread_cpu_share") is not None
+                          else f"died ({w.get('died')})" for w in cell["client_workers"])  # fmt: skip
         line += f", client workers' loop threads {shares}"
     elif harness.get("loop_thread_cpu_share") is not None:
         line += f", harness CPU {harness['process_cpu_share']:.0%} (loop thread {harness['loop_thread_cpu_share']:.0%})"

@@ -12,8 +12,10 @@ A process that would get no worker is left idle (c=1 uses one process whatever N
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
+from compare.results.records import RequestRecord
 from engines.base import Request
 
 
@@ -80,3 +82,28 @@ def _split_conversations(plan, num_workers: int) -> list[WorkerShare | None]:
         result[worker] = WorkerShare("conversations", per_worker[worker], tuple(c.index for c in mine), (plan.requests[0],),
                                      conversations=mine, turns=turns, cell_id=plan.cell_id, timeout_s=plan.timeout_s)  # fmt: skip
     return result
+
+
+def lost_share(share: WorkerShare, why: str) -> list[tuple[int, RequestRecord]]:
+    """A share whose worker died: every request it held, recorded as failed with `why` (its records died with it)."""
+    if share.kind == "conversations":
+        return [(c.index * share.turns + turn,
+                 RequestRecord(id=f"{share.cell_id}-c{c.index}-t{turn}", prompt_tokens=0,
+                               target_output_tokens=c.output_tokens[turn], error=why,
+                               tags={"conversation": c.index, "turn": turn}))
+                for c in share.conversations for turn in range(share.turns)]  # fmt: skip
+    arrivals = share.arrivals_ns or (None,) * len(share.requests)
+    return [(index, RequestRecord(id=request.request_id, prompt_tokens=request.num_prompt_tokens,
+                                  target_output_tokens=request.max_output_tokens, error=why, scheduled_ns=due,
+                                  tags=dict(request.tags) if request.tags else None))
+            for index, request, due in zip(share.indices, share.requests, arrivals)]  # fmt: skip
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """How a worker process ended, in words: the signal that killed it, or its exit code."""
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exited with code {exitcode}"
+
