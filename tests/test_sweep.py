@@ -158,3 +158,15 @@ def test_the_a_a_difference_becomes_the_minimum_effect_of_the_other_points():
     assert rows["much"].significant
     plain = {r.point: r.row for r in ablation_rows({"single": base}, points) if r.row.metric == "TTFT p50"}
     assert plain["slow"].significant  # without the A/A row only the 3% minimum applies
+
+
+@pytest.mark.unit
+def test_a_points_child_gets_only_its_own_engines_scoped_args():
+    """A child runs one engine and refuses a prefix naming another (#29), so the parent leaves those out."""
+    from compare.run.sweep import own_engine_args
+
+    args = ("--scenario", "single", "--engine-arg", "vllm.max_num_seqs=4", "--engine-arg=llamacpp.n_threads=2",
+            "--engine-arg", "seed=1", "--engine-arg", "http.max_connections=8")  # fmt: skip
+    assert own_engine_args(args, "llamacpp") == ["--scenario", "single", "--engine-arg=llamacpp.n_threads=2",
+                                                 "--engine-arg", "seed=1", "--engine-arg", "http.max_connections=8"]  # fmt: skip
+    assert own_engine_args(args, "vllm")[:4] == ["--scenario", "single", "--engine-arg", "vllm.max_num_seqs=4"]

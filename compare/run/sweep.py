@@ -144,13 +144,34 @@ def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
 
 
 def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
-    argv = [sys.executable, "-m", "compare", *config.child_args, "--engine", point.engine, "--mode", point.mode,
+    argv = [sys.executable, "-m", "compare", *own_engine_args(config.child_args, point.engine), "--engine", point.engine, "--mode", point.mode,
             "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
     for pair in point.engine_args:
         argv += ["--engine-arg", pair]
     if config.resume is not None:
         argv += ["--resume", str(out_dir)]
     return argv
+
+
+def own_engine_args(args: tuple[str, ...], engine: str) -> list[str]:
+    """The run's argv for one point's child: `--engine-arg OTHER.k=v` for another engine of the run is left out (the
+    child runs one engine, and refuses a prefix naming an engine it does not have)."""
+    kept, index = [], 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--engine-arg" and index + 1 < len(args):
+            pair, width = args[index + 1], 2
+        elif arg.startswith("--engine-arg="):
+            pair, width = arg.split("=", 1)[1], 1
+        else:
+            kept.append(arg)
+            index += 1
+            continue
+        scope, dot, _ = pair.partition("=")[0].partition(".")
+        if not (dot and scope in REGISTRY and scope not in (engine, "http")):
+            kept += args[index : index + width]
+        index += width
+    return kept
 
 
 def run_points(config: RunConfig, points: list[Point], question: str, isolate: bool, name: str | None) -> int:
