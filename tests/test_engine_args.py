@@ -3,6 +3,7 @@ measured (unit, on fake dataclasses and SGLang's committed field list), and for 
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pytest
@@ -104,19 +105,16 @@ def test_vllm_takes_any_async_engine_args_field_and_records_what_it_resolved(mod
     named = {pair.split("=", 1)[0] for a in ABLATIONS.values() for _, engine, pairs, _ in a.points if engine == "vllm" for pair in pairs}
     assert named <= valid  # every named vLLM ablation set uses real fields of the installed vLLM
     base = ["--engine", "vllm", "--scenario", "smoke", "--engine-arg", "vllm.enforce_eager=true", "--no-progress"]
-    result = run_cli([*base, "--engine-arg", "vllm.block_size=64", "--engine-arg", "vllm.long_prefill_token_threshold=256",
-                      "--out", str(tmp_path / "knobs")], model_cache, ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    (path,) = (tmp_path / "knobs").glob("vllm_smoke_*.json")
-    args = json.loads(path.read_text())["engine"]["engine_args"]
-    assert args["effective_config"]["block_size"] == 64 and args["effective_config"]["long_prefill_token_threshold"] == 256
-    assert args["passed_through"] == ["block_size", "long_prefill_token_threshold"]
-    assert "gpu_memory_utilization" in args["ours_vs_vllm_defaults"] and args["harness_args"]["step_telemetry"] is True
     typo = run_cli([*base, "--engine-arg", "vllm.blok_size=64", "--out", str(tmp_path / "typo")], model_cache, ROOT)
     assert typo.returncode == 2 and "has no engine arg 'blok_size'; nearest: block_size" in typo.stderr
-    sweep = run_cli([*base, "--sweep", "vllm.long_prefill_token_threshold=0,64", "--num-requests", "5", "--out",
-                     str(tmp_path / "sweep")], model_cache, ROOT)  # fmt: skip
+    # one sweep of two points (two engine starts) also carries the knobs the first point records
+    sweep = run_cli([*base, "--engine-arg", "vllm.block_size=64", "--sweep", "vllm.long_prefill_token_threshold=256,64",
+                     "--num-requests", "5", "--out", str(tmp_path / "sweep")], model_cache, ROOT)  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     (manifest,) = (tmp_path / "sweep").glob("sweep_*/sweep.json")
     points = json.loads(manifest.read_text())["points"]
     assert [p["status"] for p in points] == ["complete", "complete"]
+    args = json.loads(Path(points[0]["files"][0]).read_text())["engine"]["engine_args"]
+    assert args["effective_config"]["block_size"] == 64 and args["effective_config"]["long_prefill_token_threshold"] == 256
+    assert args["passed_through"] == ["block_size", "long_prefill_token_threshold"]
+    assert "gpu_memory_utilization" in args["ours_vs_vllm_defaults"] and args["harness_args"]["step_telemetry"] is True

@@ -166,9 +166,10 @@ def test_progress_lines_are_found_with_or_without_an_isolated_childs_label():
 
 
 @pytest.mark.engine
-def test_the_lease_rehearses_through_the_fake_device_with_parts_of_the_real_sizes(tmp_path):
+def test_the_lease_rehearses_through_the_fake_device_with_parts_of_the_real_sizes(tmp_path, config_only_8b, model_cache, monkeypatch):
     """Every call of the sequence through the FAKE device's real limits, the null engine standing in for both engines:
     accepted, run from the campaign's own copy, both engines started together and released in turn, all back."""
+    monkeypatch.setenv("ENGINEBENCH_CACHE", str(model_cache))  # the 8B preset (tokenizer) built once per session
     report = rehearse.rehearse(ROOT, machine_root=tmp_path / "device", deadline_s=300)
     records = report["records"]
     assert all("error" not in r for r in records), records

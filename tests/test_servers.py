@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -82,7 +83,7 @@ def test_engine_commands_fill_model_host_and_port(tmp_path):
 
 
 @pytest.mark.engine
-@pytest.mark.parametrize("engine", ["llamacpp", "vllm"])
+@pytest.mark.parametrize("engine", ["llamacpp"])  # vLLM's server: test_http_mode_against_a_launched_vllm_server_...
 def test_real_engine_servers_come_up_answer_and_go_away(engine, tiny_llama3, model_cache, tmp_path):
     import json
     import urllib.request
@@ -143,6 +144,8 @@ def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_ca
             "--scenario", "smoke", "--out", str(tmp_path)]  # fmt: skip
     result = run_cli(args, model_cache, ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+    leftover = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True).stdout
+    assert not leftover.strip()  # the server went away with the run
     (path,) = tmp_path.glob("http_smoke_*.json")
     doc = json.loads(path.read_text())
     assert (tmp_path / "server-vllm.log").stat().st_size > 0

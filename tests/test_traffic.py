@@ -218,32 +218,32 @@ def test_trace_requests_go_out_at_the_traces_times(llama3_tokenizer):
 
 @pytest.mark.engine
 def test_vllm_serves_the_traffic_workloads_with_the_cache_hits_they_imply(model_cache, tmp_path):
+    """Two engine starts: the same groups sized at 2x a small KV cache (eviction); then shared-prefix, multi-turn and
+    those groups again with the default 1 GiB cache (no eviction), all in one run."""
     pytest.importorskip("vllm")
     from tests.conftest import ROOT, run_cli
 
     common = ["--engine", "vllm", "--output-tokens", "8", "--engine-arg", "vllm.enforce_eager=true", "--no-progress"]
 
-    def cells(scenario, out, *extra):
-        result = run_cli(["--scenario", scenario, "--quick", *common, *extra, "--out", str(out)], model_cache, ROOT)
+    def run(scenarios, out, *extra):
+        result = run_cli([*(a for name in scenarios for a in ("--scenario", name)), *common, *extra, "--out", str(out)],
+                         model_cache, ROOT)  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
-        (path,) = out.glob("vllm_*.json")
-        return json.loads(path.read_text())["cells"]
+        return {json.loads(p.read_text())["scenario"]["name"]: json.loads(p.read_text())["cells"] for p in out.glob("vllm_*.json")}
 
-    (shared,) = cells("shared-prefix", tmp_path / "shared")
-    groups = shared["traffic"]["groups"]
-    assert groups["later_hit_rate"] > 0.8 and groups["first_hit_rate"] < 0.1  # later members reuse their group's prefix
-    (multi,) = cells("multi-turn", tmp_path / "multi")
+    pressure = {**load_scenario("shared-prefix").to_json(), "name": "pressure", "kv_pressure": 2.0, "prompts_per_group": 2,
+                "shared_prefix_tokens": 512, "concurrency": [1], "quick": {}}  # fmt: skip
+    (tmp_path / "pressure.json").write_text(json.dumps(pressure))
+    (evicting,) = run([str(tmp_path / "pressure.json")], tmp_path / "pressure", "--engine-arg", "vllm.kv_cache_memory_bytes=8388608",
+                      "--engine-arg", "vllm.max_model_len=1024")["pressure"]  # fmt: skip
+    groups = evicting["traffic"]["groups"]["num_groups"]
+    (tmp_path / "roomy.json").write_text(json.dumps({**pressure, "name": "roomy", "kv_pressure": 0.0, "num_groups": groups}))
+    cells = run(["shared-prefix", "multi-turn", str(tmp_path / "roomy.json")], tmp_path / "roomy", "--quick")
+    (shared,), (multi,), (roomy,) = cells["shared-prefix"], cells["multi-turn"], cells["roomy"]
+    groups_figures = shared["traffic"]["groups"]
+    assert groups_figures["later_hit_rate"] > 0.8 and groups_figures["first_hit_rate"] < 0.1  # later members reuse the prefix
     for turn in ("1", "2", "3"):
         row = multi["traffic"]["turns"][turn]
         history = row["prompt_tokens_mean"] - 128  # everything but the new user turn
         assert row["cached_tokens_mean"] >= 0.8 * history - 128  # whole blocks of the history (CPU block size 128)
-    # the same groups twice: sized at 2x a small KV cache (eviction), then with the default 1 GiB cache (none)
-    pressure = {**load_scenario("shared-prefix").to_json(), "name": "pressure", "kv_pressure": 2.0, "prompts_per_group": 2,
-                "shared_prefix_tokens": 512, "concurrency": [1], "quick": {}}  # fmt: skip
-    (tmp_path / "pressure.json").write_text(json.dumps(pressure))
-    (evicting,) = cells(str(tmp_path / "pressure.json"), tmp_path / "pressure", "--engine-arg", "vllm.kv_cache_memory_bytes=8388608",
-                        "--engine-arg", "vllm.max_model_len=1024")  # fmt: skip
-    groups = evicting["traffic"]["groups"]["num_groups"]
-    (tmp_path / "roomy.json").write_text(json.dumps({**pressure, "name": "roomy", "kv_pressure": 0.0, "num_groups": groups}))
-    (roomy,) = cells(str(tmp_path / "roomy.json"), tmp_path / "roomy", "--engine-arg", "vllm.max_model_len=1024")
     assert groups > 1 and evicting["traffic"]["prefix_hit_rate"] < roomy["traffic"]["prefix_hit_rate"]

@@ -78,7 +78,7 @@ def engine_env(engine: str, device_home: Path, repo: Path, cache: Path, compile_
     # engines/vllm_telemetry.py quiet_step_logger); SGLang's profiler without Python stacks keeps one window's trace
     # small enough for $OUT (kernels, shapes and CPU ops are still recorded)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ENGINEBENCH_CACHE": str(cache), "VLLM_LOGGING_LEVEL": "INFO", "SGLANG_PROFILE_WITH_STACK": "false",
+           "ENGINEBENCH_CACHE": os.environ.get("ENGINEBENCH_CACHE", str(cache)), "VLLM_LOGGING_LEVEL": "INFO", "SGLANG_PROFILE_WITH_STACK": "false",
            "PYTHONPATH": f"{engine_home(engine, device_home) / 'site'}:{repo}"}  # fmt: skip
     if compile_cache is not None:
         env.update({name: str(compile_cache / sub) for name, sub in COMPILE_CACHE_ENV.items()})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -43,6 +44,7 @@ def fake_engine_parts(work: Path, engine: str, bundle_bytes: int, part_bytes: in
     the xz stream (Python's lzma ignores trailing data that is no xz stream, as the device's install reads it), cut
     like prepare cuts the real ones. Seconds instead of the minute that compressing the padding would take."""
     site = work / "site" / engine
+    shutil.rmtree(site, ignore_errors=True)
     module = site / f"fake{engine}"
     module.mkdir(parents=True, exist_ok=True)
     (module / "__init__.py").write_text(f"ENGINE = {engine!r}  # a FAKE engine for the rehearsal\n")
