@@ -24,17 +24,8 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from engines.base import (
-    Capabilities,
-    Chunk,
-    EngineDescription,
-    EngineUnavailable,
-    Request,
-    ServerLaunch,
-    StreamingEngine,
-    resolve_engine_args,
-    token_count_mismatch,
-)
+from engines.base import (Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, ServerLaunch, StreamingEngine,
+                          resolve_engine_args, token_count_mismatch)  # fmt: skip
 from engines.servers import COMMANDS, ServerProcess
 from engines.sse_client import MalformedStream, SseClient
 

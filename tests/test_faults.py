@@ -23,10 +23,17 @@ pytestmark = pytest.mark.engine
 
 
 def start_cli(args: list[str], cache: Path, preexec=None) -> subprocess.Popen:
+    """The CLI in its own session; SIGINT at its default even when pytest runs in a shell's background job."""
     env = dict(os.environ, ENGINEBENCH_CACHE=str(cache), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "compare", "--no-progress", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=preexec,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lambda: _preexec(preexec),
                             start_new_session=True)  # fmt: skip
+
+
+def _preexec(extra) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if extra is not None:
+        extra()
 
 
 def read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 300) -> list[str]:

@@ -114,7 +114,7 @@ def test_a_compile_cache_comes_back_in_16_mib_pieces_and_goes_in_through_the_cal
     lease1, out = tmp_path / "lease1", tmp_path / "out"
     cache = lease1 / "compile-cache" / "flashinfer" / "cached_ops" / "batch_prefill"
     cache.mkdir(parents=True)
-    (cache / "batch_prefill.so").write_bytes(os.urandom(20 * MiB))  # incompressible, like a cubin
+    (cache / "batch_prefill.so").write_bytes(os.urandom(16 * MiB))  # incompressible, like a cubin: two 15 MiB pieces
     out.mkdir()
     assert not compile_cache.pack(lease1, out, budget_bytes=10 * MiB, budget_files=8)["packed"]  # no room: not sent
     packed = compile_cache.pack(lease1, out, budget_bytes=40 * MiB, budget_files=8)

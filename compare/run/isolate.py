@@ -67,7 +67,8 @@ def start_child(argv: list[str], log_path: Path, echo: Callable[[str], None] | N
     tail: deque[str] = deque(maxlen=20)
     log = log_path.open("w", encoding="utf-8")
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env, text=True, errors="replace", bufsize=1)  # fmt: skip
+                             start_new_session=True, env=env, text=True, errors="replace", bufsize=1,
+                             preexec_fn=interruptible)  # fmt: skip
     reader = threading.Thread(target=_tee, args=(child.stdout, log, tail, echo), daemon=True)
     reader.start()
     return RunningChild(child, reader, log, log_path, tail, time.monotonic(), gpu_before, oom_before)
@@ -100,6 +101,12 @@ def run_child(argv: list[str], log_path: Path, deadline_s: float | None, echo: C
               env: dict[str, str] | None = None) -> ChildOutcome:  # fmt: skip
     """Run argv to its end (or its deadline) in its own session; see finish_child."""
     return finish_child(start_child(argv, log_path, echo, env), deadline_s)
+
+
+def interruptible() -> None:
+    """A child's SIGINT back to the default (a preexec_fn): under a shell's background job SIGINT is ignored, and a
+    Python started so never raises KeyboardInterrupt, so an interrupt would not write its files as interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def classify(returncode: int | None, timed_out: bool, deadline_s: float | None, new_oom_kills: int,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from compare.run.isolate import interruptible
 from compare.run.together import gpu_processes, release
 from tools.gpu.campaign_plan import CampaignStep
 from tools.gpu.proctree import MARK, kill_marked
@@ -127,7 +128,7 @@ def _launch(planned: CampaignStep, ctx: UnitContext) -> tuple[subprocess.Popen, 
     handle = log.open("w")
     env = {**ctx.env_for(planned.engine), MARK: planned.step.name}
     process = subprocess.Popen(planned.step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ctx.cwd,
-                               start_new_session=True)  # fmt: skip
+                               start_new_session=True, preexec_fn=interruptible)  # fmt: skip
     return process, handle, time.monotonic()
 
 

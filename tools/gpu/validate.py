@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from compare.run.isolate import interruptible
 from tools.gpu.device import engine_home
 from tools.gpu.pack import read_manifest, split, write_tar_xz
 from tools.gpu.proctree import MARK, kill_marked
@@ -82,7 +83,7 @@ def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd
     env = {**env, MARK: step.name}
     with log.open("w") as handle:
         process = subprocess.Popen(step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                   start_new_session=True)  # fmt: skip
+                                   start_new_session=True, preexec_fn=interruptible)  # fmt: skip
         outcome = finish(process, remaining_s, step.name, wait)
     leftovers = kill_marked(step.name)
     return {"step": step.name, "argv": list(step.argv), "returncode": process.returncode, "outcome": outcome,
