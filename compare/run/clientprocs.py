@@ -168,10 +168,7 @@ class LocalClientPool:
             if kind == "done":
                 results.append(payload)
                 continue
-            where = self.info[index]
-            why = f"client worker on {where.get('host')} (pid {where.get('pid')}) {payload} mid-cell; its requests were lost with it"
-            lost = lost_share(shares[index], why)
-            results.append((lost, {"requests": len(lost), "died": payload}))
+            results.append(lost_answer(shares[index], self.info[index], f"{payload} mid-cell", payload))
             dead.append(index)
         outcome = merge(plan, results, [self.info[i] for i in used], origin_ns)
         self._drop(dead)
@@ -210,6 +207,13 @@ class LocalClientPool:
             if process.is_alive():
                 process.kill()
         self.workers = []
+
+
+def lost_answer(share: WorkerShare, where: dict[str, Any], how: str, died: str) -> tuple[list, dict[str, Any]]:
+    """A dead worker's answer, made up by the coordinator: every request of its share failed, naming the worker and
+    `how` it ended, and its stats saying it `died`."""
+    lost = lost_share(share, f"client worker on {where.get('host')} (pid {where.get('pid')}) {how}; its requests were lost with it")
+    return lost, {"requests": len(lost), "died": died}
 
 
 def merge(plan: ClientPlan, answers: list, info: list[dict[str, Any]], origin_ns: int) -> ClientOutcome:

@@ -17,8 +17,8 @@ import socket
 from time import perf_counter_ns
 from typing import Any
 
-from compare.run.clientprocs import ClientOutcome, ClientPlan, ClientWorker, merge
-from compare.run.shares import lost_share, split_cell
+from compare.run.clientprocs import ClientOutcome, ClientPlan, ClientWorker, lost_answer, merge
+from compare.run.shares import split_cell
 from engines.base import UsageError
 
 PINGS = 16
@@ -103,11 +103,10 @@ class RayClientPool:
             if not isinstance(answer, BaseException):
                 results.append(answer)
                 continue
-            where = self.info[index]  # an actor that died, or a node that was lost: Ray raises for its call
-            why = (f"client worker on {where.get('host')} (pid {where.get('pid')}) died mid-cell "
-                   f"({type(answer).__name__}: {str(answer).splitlines()[0][:200] if str(answer) else ''}); its requests were lost with it")  # fmt: skip
-            lost = lost_share(share, why)
-            results.append((lost, {"requests": len(lost), "died": type(answer).__name__}))
+            # an actor that died, or a node that was lost: Ray raises for its call
+            first_line = str(answer).splitlines()[0][:200] if str(answer) else ""
+            how = f"died mid-cell ({type(answer).__name__}: {first_line})"
+            results.append(lost_answer(share, self.info[index], how, type(answer).__name__))
             dead.append(index)
         outcome = merge(plan, results, [self.info[i] for i, _ in used], origin_ns)
         for index in sorted(dead, reverse=True):

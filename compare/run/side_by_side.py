@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 
 from compare.analysis.pairs import compare_pairs, comparison_lines
-from compare.run.config import RunConfig, engine_args_for
+from compare.run.config import RunConfig
 from compare.run.isolate import ChildOutcome, child_echo, finish_child, start_child
-from compare.run.sweep import Point, _exit_code, _files, _load_runs, child_argv, points_for
+from compare.run.sweep import Point, _exit_code, _files, _load_runs, check_points, child_argv, points_for
 from compare.run.together import gpu_processes, release_in_turn
 from engines import load_engine_class
 from engines.base import UsageError
@@ -34,10 +34,7 @@ def run_together(config: RunConfig, points: list[Point], sweep_name: str | None)
         raise UsageError("--start-together starts the run's engines side by side; it does not take --sweep or --ablation")
     if len(points) < 2:
         raise UsageError("--start-together needs two engines or more (repeat --engine, or --mode both)")
-    for point in points:
-        engine_class = load_engine_class(point.engine)
-        if hasattr(engine_class, "check_args"):
-            engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
+    check_points(config, points)
     root = config.out_dir
     barrier = root / "barriers" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     print(f"== {len(points)} engines started together, measured one at a time (barrier {barrier})", flush=True)

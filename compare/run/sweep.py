@@ -124,11 +124,16 @@ def run(config: RunConfig) -> int:
         isolate = config.isolate
     if not sweep_name and not isolate:
         return asyncio.run(run_one(config))
-    for point in points:  # every point's engine and args checked before the first one runs
+    check_points(config, points)
+    return run_points(config, points, question, isolate, sweep_name)
+
+
+def check_points(config: RunConfig, points: list[Point]) -> None:
+    """Every point's engine and args checked before the first one runs."""
+    for point in points:
         engine_class = load_engine_class(point.engine)
         if hasattr(engine_class, "check_args"):
             engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
-    return run_points(config, points, question, isolate, sweep_name)
 
 
 def sweep_folder(config: RunConfig, name: str) -> Path:

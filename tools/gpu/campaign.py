@@ -35,15 +35,7 @@ from typing import Any
 from compare.run.isolate import gpu_memory_used_mib, wait_gpu_released
 from tools.gpu import compile_cache, outbox
 from tools.gpu.calls import LIMITS
-from tools.gpu.campaign_plan import (
-    COMPILE_CACHE_ENV,
-    START_ARGS,
-    TOGETHER_ARGS,
-    CampaignStep,
-    plan,
-    unit_estimate,  # fmt: skip
-    units,
-)
+from tools.gpu.campaign_plan import COMPILE_CACHE_ENV, START_ARGS, TOGETHER_ARGS, CampaignStep, plan, unit_estimate, units
 from tools.gpu.device import HOME, engine_home
 from tools.gpu.installs import install_all, installed, installs
 from tools.gpu.progress import print_plan, progress_lines, run_alive
@@ -208,7 +200,7 @@ def poll(home: Path, wait_s: float, out: Path, pack_cache: bool = False) -> dict
     cache = home / "compile-cache"
     state["compile_cache_raw_bytes"] = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else 0
     if pack_cache:
-        state["compile_cache_out"] = compile_cache.pack(home, out, *compile_cache.budget_left(out))
+        state["compile_cache_out"] = compile_cache.pack(home, out, *outbox.room_left(out))
     state["out_problems"] = outbox.check(out)
     return state
 

@@ -82,6 +82,12 @@ class CampaignStep:
     cap_s: int  # at most this long (a group member: from its release), even when the deadline is further away
     group: str = ""  # steps of one group start together and are measured in turn ("": on its own)
     run_s: int = 0  # the estimate's measuring part (estimate_s = start + run_s for a step on its own)
+    barrier: Path | None = None  # a group member's start barrier (compare/run/together.py)
+    label: str = ""  # the name its engine arrives at the barrier with: the run's name, X or X-http
+
+    @property
+    def start_s(self) -> int:
+        return self.step.estimate_s - self.run_s
 
 
 def start_estimate(engine: str, warm: bool = False) -> int:
@@ -104,10 +110,11 @@ def compare_argv(engine: str, results: Path, mode: str, scenarios: tuple[str, ..
             "--no-progress", "--mode", mode, *pairs, *named, *extra)  # fmt: skip
 
 
-def _step(engine: str, name: str, argv: tuple[str, ...], start_s: int, run_s: int, optional: bool, group: str = "") -> CampaignStep:
+def _step(engine: str, name: str, argv: tuple[str, ...], start_s: int, run_s: int, optional: bool, group: str = "",
+          barrier: Path | None = None, label: str = "") -> CampaignStep:  # fmt: skip
     """A step on its own is capped at 1.4 x its estimate; a group member's cap counts from its release."""
     cap_s = int(run_s * 1.5) + 30 if group else int((start_s + run_s) * 1.4)
-    return CampaignStep(engine, Step(name, argv, start_s + run_s, optional=optional), cap_s, group, run_s)
+    return CampaignStep(engine, Step(name, argv, start_s + run_s, optional=optional), cap_s, group, run_s, barrier, label)
 
 
 def _together(name: str, engines: tuple[str, ...], results: Path, mode: str, scenarios, optional: bool,
@@ -120,8 +127,9 @@ def _together(name: str, engines: tuple[str, ...], results: Path, mode: str, sce
         folder = results / f"{engine}-{name}"
         argv = compare_argv(engine, folder, mode, scenarios(engine), (extra or {}).get(engine, ()), barrier,
                             (run_as or {}).get(engine))  # fmt: skip
+        runs_as = (run_as or {}).get(engine, engine)
         steps.append(_step(engine, f"{engine}-{name}", argv, start_estimate(engine, warm), run_s[engine], optional,
-                           name if together else ""))  # fmt: skip
+                           name if together else "", barrier, f"{runs_as}-http" if mode == "http" else runs_as))  # fmt: skip
     return steps
 
 
@@ -174,7 +182,7 @@ def unit_estimate(unit: list[CampaignStep]) -> int:
     """Together: the longest start (a little slower, both compiling at once), then each run in turn."""
     if len(unit) == 1:
         return unit[0].step.estimate_s
-    longest = max(s.step.estimate_s - s.run_s for s in unit)
+    longest = max(s.start_s for s in unit)
     return int(longest * TOGETHER_SLOWDOWN) + sum(s.run_s for s in unit)
 
 

@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tools.gpu.calls import LIMITS
 from tools.gpu.outbox import tar_xz_fast
 from tools.gpu.pack import extract, join, read_manifest, sha256_file, split, write_manifest
 
@@ -60,11 +59,3 @@ def unpack_held(device_home: Path, home: Path) -> dict[str, Any] | bool:
     files = extract(bundle, home / NAME)
     bundle.unlink()
     return {"unpacked": True, "files": files, "bytes": manifest["bundle_bytes"]}
-
-
-def budget_left(out: Path, limits=LIMITS) -> tuple[int, int]:
-    from tools.gpu.outbox import used
-
-    size, files = used(out)
-    return limits.out_total_bytes - size, limits.out_files - files
-

@@ -24,6 +24,7 @@ from typing import Any
 
 from tools.gpu.calls import LIMITS, DeviceLimits, tree_files
 from tools.gpu.outbox import NAME
+from tools.gpu.proctree import kill_marked
 
 MACHINE_MARK = "FAKE_DEVICE_MACHINE"
 
@@ -58,11 +59,7 @@ class FakeDevice:
     def give_back(self) -> None:
         if self.idle_s is None:
             return
-        for pid in _marked(self.machine_id):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_marked(str(self.machine_id), mark=MACHINE_MARK)
         shutil.rmtree(self.machine, ignore_errors=True)
         self.idle_s = None
 
@@ -169,16 +166,3 @@ class FakeDevice:
             back.append(back_root / relative)
             total += size
         return back, left_out, total
-
-
-def _marked(machine_id: int) -> list[int]:
-    needle = f"{MACHINE_MARK}={machine_id}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids

@@ -87,7 +87,7 @@ def check(out: Path, limits: DeviceLimits = LIMITS) -> list[str]:
     return problems
 
 
-def used(out: Path) -> tuple[int, int]:
-    """(bytes, files) already in out."""
+def room_left(out: Path, limits: DeviceLimits = LIMITS) -> tuple[int, int]:
+    """(bytes, files) that $OUT can still take beside what is in it."""
     files = [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else []
-    return sum(p.stat().st_size for p in files), len(files)
+    return limits.out_total_bytes - sum(p.stat().st_size for p in files), limits.out_files - len(files)

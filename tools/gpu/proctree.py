@@ -17,9 +17,9 @@ MARK = "ENGINEBENCH_STEP"
 PROC = Path("/proc")
 
 
-def marked(name: str, proc: Path = PROC) -> list[int]:
-    """Pids whose environment carries MARK=name (this process excluded)."""
-    needle = f"{MARK}={name}".encode()
+def marked(name: str, mark: str = MARK, proc: Path = PROC) -> list[int]:
+    """Pids whose environment carries mark=name (this process excluded)."""
+    needle = f"{mark}={name}".encode()
     pids = []
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -33,10 +33,10 @@ def marked(name: str, proc: Path = PROC) -> list[int]:
     return sorted(pids)
 
 
-def kill_marked(name: str, sig: int = signal.SIGKILL) -> list[int]:
-    """Signal every process of the step; returns the pids signalled."""
+def kill_marked(name: str, sig: int = signal.SIGKILL, mark: str = MARK) -> list[int]:
+    """Signal every process of the step (or whatever `mark` names); returns the pids signalled."""
     signalled = []
-    for pid in marked(name):
+    for pid in marked(name, mark):
         try:
             os.kill(pid, sig)
             signalled.append(pid)

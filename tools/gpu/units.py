@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from compare.run.isolate import interruptible
 from compare.run.together import gpu_processes, release
 from tools.gpu.campaign_plan import CampaignStep
-from tools.gpu.proctree import MARK, kill_marked
+from tools.gpu.proctree import kill_marked
 from tools.gpu.step_records import step_records
-from tools.gpu.validate import finish, run_step
+from tools.gpu.validate import finish, launch_step, run_step
 
 POLL_S = 0.5
 START_LIMIT = 1.6  # x a member's start estimate: past it, a member not yet up is stopped and the others go on
@@ -40,14 +39,6 @@ class UnitContext:
         return self.deadline_at - time.monotonic()
 
 
-def barrier_of(step: CampaignStep) -> tuple[Path, str]:
-    """The step's barrier folder and the label its engine arrives with (the run's name: X or X-http)."""
-    argv = list(step.step.argv)
-    mode = argv[argv.index("--mode") + 1] if "--mode" in argv else "inprocess"
-    engine = argv[argv.index("--engine") + 1]
-    return Path(argv[argv.index("--start-barrier") + 1]), f"{engine}-http" if mode == "http" else engine
-
-
 def run_single(planned: CampaignStep, entry: dict[str, Any], ctx: UnitContext) -> None:
     install = _wait_install(planned.engine, ctx)
     if not install.get("ok"):
@@ -60,50 +51,74 @@ def run_single(planned: CampaignStep, entry: dict[str, Any], ctx: UnitContext) -
     entry.update(step_records(planned.engine, folder, log))
 
 
+@dataclass
+class Member:
+    """A launched group member: its step, process, log handle and when it was launched (time.monotonic())."""
+
+    planned: CampaignStep
+    entry: dict[str, Any]
+    process: subprocess.Popen
+    log: Any
+    launched_at: float
+    stopped_at_start: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return (self.planned.barrier / f"{self.planned.label}.ready").is_file()
+
+    def up_or_gone(self) -> bool:
+        return self.process.poll() is not None or self.ready
+
+
 def run_group(unit: list[CampaignStep], entries: list[dict[str, Any]], ctx: UnitContext) -> None:
-    folder, _ = barrier_of(unit[0])
+    folder = unit[0].barrier
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*"):
         stale.unlink()
-    launched: dict[str, tuple[subprocess.Popen, Any, float]] = {}
-    pending = list(range(len(unit)))
-    while pending and ctx.remaining() > 0:  # launch each member once its engine is installed
-        for index in list(pending):
-            install = ctx.installed(unit[index].engine)
+    members = _launch_when_installed(unit, entries, ctx)
+    while ctx.remaining() > 0 and not all(m.up_or_gone() for m in members):
+        for member in members:  # one engine's stuck start must not hold the others back past their turn
+            if not member.up_or_gone() and time.monotonic() - member.launched_at > START_LIMIT * member.planned.start_s:
+                finish(member.process, 0, member.planned.step.name)
+                member.stopped_at_start = True
+        time.sleep(POLL_S)
+    for member in members:
+        _measure_in_turn(member, members, ctx)
+        ctx.save()
+
+
+def _launch_when_installed(unit: list[CampaignStep], entries: list[dict[str, Any]], ctx: UnitContext) -> list[Member]:
+    """Each member launches as soon as its engine is installed; one whose install failed is skipped on record."""
+    members, pending = [], dict(zip(range(len(unit)), unit))
+    while pending and ctx.remaining() > 0:
+        for index, planned in list(pending.items()):
+            install = ctx.installed(planned.engine)
             if install is None:
                 continue
-            pending.remove(index)
+            del pending[index]
             if not install.get("ok"):
-                entries[index]["outcome"] = f"skipped: {unit[index].engine} is not installed: {install.get('error', 'imports failed')}"
+                entries[index]["outcome"] = f"skipped: {planned.engine} is not installed: {install.get('error', 'imports failed')}"
                 continue
-            launched[unit[index].step.name] = _launch(unit[index], ctx)
+            _, log = _folder(planned, ctx)
+            handle = log.open("w")
+            members.append(Member(planned, entries[index], launch_step(planned.step, handle, ctx.env_for(planned.engine), ctx.cwd),
+                                  handle, time.monotonic()))  # fmt: skip
             entries[index].update(outcome="starting (together)", started_s=_now(ctx))
         ctx.save()
         if pending:
             time.sleep(POLL_S)
     for index in pending:
         entries[index]["outcome"] = "skipped: install did not finish before the deadline"
-    while ctx.remaining() > 0 and not all(_up_or_gone(folder, unit, launched, i) for i in range(len(unit))):
-        for planned in unit:  # one engine's stuck start must not hold the others back past their turn
-            if planned.step.name in launched and not _up_or_gone(folder, unit, launched, unit.index(planned)) \
-                    and time.monotonic() - launched[planned.step.name][2] > START_LIMIT * (planned.step.estimate_s - planned.run_s):
-                finish(launched[planned.step.name][0], 0, planned.step.name)
-                entries[unit.index(planned)]["start_limit_exceeded"] = True
-        time.sleep(POLL_S)
-    for index, planned in enumerate(unit):
-        if planned.step.name in launched:
-            _measure_in_turn(planned, entries[index], launched, unit, ctx)
-            ctx.save()
+    return sorted(members, key=lambda m: unit.index(m.planned))  # released in plan order
 
 
-def _measure_in_turn(planned: CampaignStep, entry: dict[str, Any], launched: dict, unit: list[CampaignStep], ctx: UnitContext) -> None:
-    process, handle, launched_at = launched[planned.step.name]
-    folder, label = barrier_of(planned)
-    ready = (folder / f"{label}.ready").is_file()
-    entry["ready_after_s"] = round(_ready_time(folder, label) - launched_at, 1) if ready else None
+def _measure_in_turn(member: Member, members: list[Member], ctx: UnitContext) -> None:
+    planned, entry, process = member.planned, member.entry, member.process
+    ready = member.ready
+    entry["ready_after_s"] = round(_ready_time(planned) - member.launched_at, 1) if ready else None
     if process.poll() is None and ready:
-        waiting = [barrier_of(o)[1] for o in unit if o is not planned and o.step.name in launched and launched[o.step.name][0].poll() is None]
-        release(folder, label, {"engines": waiting, "gpu_processes": gpu_processes()})
+        waiting = [m.planned.label for m in members if m is not member and m.process.poll() is None]
+        release(planned.barrier, planned.label, {"engines": waiting, "gpu_processes": gpu_processes()})
         entry.update(outcome="running (released)", released_s=_now(ctx))
         ctx.save()
         started = time.monotonic()
@@ -112,37 +127,20 @@ def _measure_in_turn(planned: CampaignStep, entry: dict[str, Any], launched: dic
     elif process.poll() is None:  # never came up before the deadline
         entry["outcome"] = "out of budget: the engine was not up at the deadline"
         finish(process, 0, planned.step.name)
-    elif entry.get("start_limit_exceeded"):
+    elif member.stopped_at_start:
         entry["outcome"] = f"stopped: not up within {START_LIMIT} x its start estimate"
     else:
         entry["outcome"] = "done" if process.returncode == 0 else f"exited before its turn (rc {process.returncode})"
-    handle.close()
-    entry.update(returncode=process.returncode, wall_s=round(time.monotonic() - launched_at, 1),
+    member.log.close()
+    entry.update(returncode=process.returncode, wall_s=round(time.monotonic() - member.launched_at, 1),
                  leftover_processes_killed=len(kill_marked(planned.step.name)), argv=list(planned.step.argv))  # fmt: skip
     step_folder, log = _folder(planned, ctx)
     entry.update(step_records(planned.engine, step_folder, log))
 
 
-def _launch(planned: CampaignStep, ctx: UnitContext) -> tuple[subprocess.Popen, Any, float]:
-    _, log = _folder(planned, ctx)
-    handle = log.open("w")
-    env = {**ctx.env_for(planned.engine), MARK: planned.step.name}
-    process = subprocess.Popen(planned.step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ctx.cwd,
-                               start_new_session=True, preexec_fn=interruptible)  # fmt: skip
-    return process, handle, time.monotonic()
-
-
-def _up_or_gone(folder: Path, unit: list[CampaignStep], launched: dict, index: int) -> bool:
-    planned = unit[index]
-    if planned.step.name not in launched:
-        return True
-    process = launched[planned.step.name][0]
-    return process.poll() is not None or (folder / f"{barrier_of(planned)[1]}.ready").is_file()
-
-
-def _ready_time(folder: Path, label: str) -> float:
-    """When the ready file was written, on time.monotonic()'s clock."""
-    age = time.time() - (folder / f"{label}.ready").stat().st_mtime
+def _ready_time(planned: CampaignStep) -> float:
+    """When the member's ready file was written, on time.monotonic()'s clock."""
+    age = time.time() - (planned.barrier / f"{planned.label}.ready").stat().st_mtime
     return time.monotonic() - age
 
 

@@ -22,11 +22,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from compare.run.isolate import interruptible
 from tools.gpu.device import engine_home
-from tools.gpu.pack import read_manifest, split, write_tar_xz
+from tools.gpu.calls import LIMITS
+from tools.gpu.outbox import pack_results
+from tools.gpu.pack import read_manifest
 from tools.gpu.proctree import MARK, kill_marked
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +42,6 @@ SCENARIOS_RUN_S = 90
 PACK_MARGIN_S = 30
 # sgl_kernel's flash_ops (FlashAttention, 1.1 GB) is dropped from the kit: SGLang runs on flashinfer
 ENGINE_ARGS = {"sglang": ("--engine-arg", "sglang.attention_backend=flashinfer")}
-OUT_FILE_LIMIT = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -75,26 +76,26 @@ def fits(steps: list[Step], budget_s: float) -> bool:
     return sum(s.estimate_s for s in steps if not s.optional) + PACK_MARGIN_S <= budget_s
 
 
-def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd: Path = ROOT,
-             wait: Callable[[subprocess.Popen, float], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run one step to its end or its time; then kill whatever it left, in any session (tools/gpu/proctree.py).
-    `wait` replaces the plain wait (the campaign's start barrier releases engines in turn)."""
+def launch_step(step: Step, log, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
+    """Start one step in its own session, marked (tools/gpu/proctree.py) and interruptible, its output to `log`."""
+    return subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, MARK: step.name}, cwd=cwd,
+                            start_new_session=True, preexec_fn=interruptible)  # fmt: skip
+
+
+def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd: Path = ROOT) -> dict[str, Any]:
+    """Run one step to its end or its time; then kill whatever it left, in any session."""
     started = time.monotonic()
-    env = {**env, MARK: step.name}
     with log.open("w") as handle:
-        process = subprocess.Popen(step.argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                   start_new_session=True, preexec_fn=interruptible)  # fmt: skip
-        outcome = finish(process, remaining_s, step.name, wait)
+        process = launch_step(step, handle, env, cwd)
+        outcome = finish(process, remaining_s, step.name)
     leftovers = kill_marked(step.name)
     return {"step": step.name, "argv": list(step.argv), "returncode": process.returncode, "outcome": outcome,
             "wall_s": round(time.monotonic() - started, 1), "log": log.name, "leftover_processes_killed": len(leftovers)}  # fmt: skip
 
 
-def finish(process: subprocess.Popen, remaining_s: float, name: str,
-           wait: Callable[[subprocess.Popen, float], None] | None = None) -> str:  # fmt: skip
+def finish(process: subprocess.Popen, remaining_s: float, name: str) -> str:
     """Wait for the step; past its time, SIGINT everything it started (finished cells are kept), then SIGKILL."""
     try:
-        (wait or (lambda p, t: p.wait(timeout=t)))(process, max(remaining_s, 1))
         process.wait(timeout=max(remaining_s, 1))
         return "done"
     except subprocess.TimeoutExpired:
@@ -105,17 +106,6 @@ def finish(process: subprocess.Popen, remaining_s: float, name: str,
             kill_marked(name, signal.SIGKILL)
             process.wait()
         return "out of budget: interrupted (finished cells kept)"
-
-
-def pack_results(results: Path, out: Path, engine: str) -> list[str]:
-    """results/ as one .tar.xz in $OUT; cut into 16 MiB parts if it is larger."""
-    bundle = out / f"results-{engine}.tar.xz"
-    write_tar_xz(results, bundle, preset=6)
-    if bundle.stat().st_size <= OUT_FILE_LIMIT:
-        return [bundle.name]
-    parts = split(bundle, out / f"results-{engine}", OUT_FILE_LIMIT)
-    bundle.unlink()
-    return [f"results-{engine}/{p['file']}" for p in parts]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{report[-1]['wall_s']} s; log ends:", flush=True)  # fmt: skip
         print("".join((results / f"{step.name}.log").read_text(errors="replace").splitlines(True)[-12:]), flush=True)
     (results / "validate.json").write_text(json.dumps({"engine": args.engine, "model": MODEL, "steps": report}, indent=1))
-    files = pack_results(results, out, args.engine)
+    files = pack_results(results, out, f"results-{args.engine}", LIMITS.out_total_bytes, LIMITS.out_files)["files"]
     print(f"validate: packed {', '.join(files)} into {out}")
     return 0 if all(r.get("returncode") == 0 for r in report if "returncode" in r) else 1
 
