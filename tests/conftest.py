@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,13 +28,58 @@ def _has_gpu() -> bool:
         return False
 
 
+# Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
+LONGEST_FIRST = ("test_anchor_vllm", "test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
+                 "test_vllm_engine", "test_report", "test_anatomy")  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
+    # Several workers (pytest-xdist, --dist loadfile): a module's tests stay on one worker, so its module-scoped engines
+    # start once; the tests on a local Ray cluster all live in test_client_scale.py, since `ray stop` stops them all.
+    heavy = {item.module.__name__ for item in items if "engine" in item.keywords}
+
+    def rank(item) -> int:
+        name = item.module.__name__.rsplit(".", 1)[-1]
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (item.module.__name__ not in heavy)
+
+    items.sort(key=rank)  # stable: a module's tests stay together and in their order
     if _has_gpu():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (none visible through NVML)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under several workers, a test marked `exclusive` (its figures depend on having the CPU: timers, a loop
+    thread's CPU share) runs alone: it takes the CPU lock exclusively, every other test shares it. The lock
+    spans setup and teardown, so another module's engine start cannot run beside it either."""
+    with cpu_lock(exclusive=item.get_closest_marker("exclusive") is not None):
+        yield
+
+
+@contextlib.contextmanager
+def cpu_lock(exclusive: bool):
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:  # one process: nothing runs beside a test
+        yield
+        return
+    base = Path(tempfile.gettempdir()) / f"enginebench-pytest-{run_id}"
+    # a turnstile before the lock: a test waiting for it exclusively stops new shared holders, so it is not starved
+    with open(f"{base}.turnstile", "a") as turnstile, open(f"{base}.lock", "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Known answers come from a FAKE SSE server (tests/fake_sse_server.py) with a set 
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -78,6 +79,7 @@ def _with_fake_server(run, interval_ms: float = 10.0):
 
 
 @pytest.mark.engine
+@pytest.mark.exclusive  # the first wave's send times
 def test_two_client_processes_report_the_servers_timings_and_merge_in_order():
     plan = ClientPlan(requests(8), concurrency=4)
     outcome = _with_fake_server(lambda args: run_client_procs(args, plan, 2))
@@ -152,6 +154,7 @@ def test_ray_without_ray_or_with_no_head_there_is_a_usage_error(cli, monkeypatch
 
 
 @pytest.mark.engine
+@pytest.mark.exclusive  # the first wave's send times
 def test_ray_actors_measure_an_injected_clock_skew_back_and_merge_their_records(ray_head):
     from compare.run.rayclients import RayClientPool
 
@@ -186,3 +189,35 @@ def test_the_cli_places_its_client_workers_on_ray_and_records_their_clocks(ray_h
     assert doc["clients"]["placement"] == "ray" and doc["clients"]["ray_address"] == ray_head
     assert all(abs(w["clock_offset_ns"]) <= w["clock_offset_uncertainty_ns"] for w in doc["clients"]["workers"])  # one host
     assert all(cell["summary"]["num_ok"] == cell["summary"]["num_requests"] for cell in doc["cells"])
+
+
+@pytest.mark.engine
+def test_a_ray_actor_killed_mid_cell_fails_only_its_share_on_record(ray_head):
+    """The same fault on Ray: an actor that dies (or a lost node) raises for its call; its share is recorded failed."""
+    from compare.run.rayclients import RayClientPool
+    from tests.test_faults import _fake_sse_server_process
+
+    server, url = _fake_sse_server_process(interval_ms=20.0)
+
+    async def run():
+        pool = RayClientPool({"endpoint": url, "server": "vllm"}, 2, ray_head)
+        await pool.start()
+        try:
+            plan = ClientPlan(tuple(Request(f"r{i}", (1,) * 16, 64, 64) for i in range(16)), concurrency=4)
+            running = asyncio.ensure_future(pool.run(plan))
+            await asyncio.sleep(1.5)
+            os.kill(pool.info[1]["pid"], signal.SIGKILL)
+            first = await running
+            second = await pool.run(ClientPlan(tuple(Request(f"s{i}", (1,) * 16, 8, 8) for i in range(4)), concurrency=2))
+            return first, second
+        finally:
+            await pool.stop()
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        server.terminate()
+    failed = [r for r in first.records if not r.ok]
+    assert len(failed) == 8 and all("died mid-cell" in r.error for r in failed)
+    assert sum(r.ok for r in first.records) == 8 and first.workers[1].get("died")
+    assert all(r.ok for r in second.records) and len(second.workers) == 1

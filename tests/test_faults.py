@@ -222,37 +222,3 @@ def test_a_client_worker_killed_mid_cell_fails_only_its_share_on_record_and_the_
     assert all(f"(pid {workers[1].pid}) killed by SIGKILL mid-cell" in r.error for r in failed)
     assert [w.get("died") for w in first["client_workers"]] == [None, "killed by SIGKILL"]
     assert second["summary"]["num_ok"] == 32 and len(second["client_workers"]) == 1  # the next cell, on the survivor
-
-
-def test_a_ray_actor_killed_mid_cell_fails_only_its_share_on_record(ray_head):
-    """The same fault on Ray: an actor that dies (or a lost node) raises for its call; its share is recorded failed."""
-    import asyncio
-
-    from compare.run.clientprocs import ClientPlan
-    from compare.run.rayclients import RayClientPool
-    from engines.base import Request
-
-    server, url = _fake_sse_server_process(interval_ms=20.0)
-
-    async def run():
-        pool = RayClientPool({"endpoint": url, "server": "vllm"}, 2, ray_head)
-        await pool.start()
-        try:
-            plan = ClientPlan(tuple(Request(f"r{i}", (1,) * 16, 64, 64) for i in range(16)), concurrency=4)
-            running = asyncio.ensure_future(pool.run(plan))
-            await asyncio.sleep(1.5)
-            os.kill(pool.info[1]["pid"], signal.SIGKILL)
-            first = await running
-            second = await pool.run(ClientPlan(tuple(Request(f"s{i}", (1,) * 16, 8, 8) for i in range(4)), concurrency=2))
-            return first, second
-        finally:
-            await pool.stop()
-
-    try:
-        first, second = asyncio.run(run())
-    finally:
-        server.terminate()
-    failed = [r for r in first.records if not r.ok]
-    assert len(failed) == 8 and all("died mid-cell" in r.error for r in failed)
-    assert sum(r.ok for r in first.records) == 8 and first.workers[1].get("died")
-    assert all(r.ok for r in second.records) and len(second.workers) == 1

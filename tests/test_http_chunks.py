@@ -130,6 +130,7 @@ def _cells(out):
 
 
 @pytest.mark.engine
+@pytest.mark.exclusive  # the loop thread's CPU share
 def test_an_instant_server_at_high_concurrency_makes_the_cell_client_bound(tiny_llama3, model_cache, tmp_path):
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_core = (cores[-1], cores[0]) if len(cores) > 1 else (None, None)

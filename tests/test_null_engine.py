@@ -10,7 +10,7 @@ from compare.run.runner import closed_loop
 from engines.base import Request
 from engines.null import NullEngine
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.exclusive]  # real timers: run alone
 TOLERANCE_MS = 4.0  # event-loop wake-up jitter on a loaded 2-core CI machine
 
 

@@ -14,7 +14,7 @@ from engines.null import NullEngine
 from tests.fakes import record
 from workloads.arrivals import arrival_offsets_ns
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.exclusive]  # real timers: run alone
 
 
 def gaps_s(rate, burstiness, n=20000, seed=0):

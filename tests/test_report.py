@@ -56,6 +56,7 @@ def null_run(out: Path, model: Path, interval_ms: str) -> Path:
 
 
 @pytest.mark.unit
+@pytest.mark.exclusive  # identical runs must measure alike
 def test_vs_says_not_significant_for_identical_null_runs_and_significant_for_a_slower_one(tmp_path, config_only_model, capsys):
     a = null_run(tmp_path / "a", config_only_model, "2")
     b = null_run(tmp_path / "b", config_only_model, "2")

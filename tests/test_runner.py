@@ -11,7 +11,7 @@ from tests.fakes import FakeEngine
 from workloads.plan import CellPlan
 from workloads.scenarios import CellSpec
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.exclusive]  # real timers: run alone
 
 
 def requests(n, tokens=3, prefix="r"):

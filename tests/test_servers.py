@@ -144,8 +144,10 @@ def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_ca
             "--scenario", "smoke", "--out", str(tmp_path)]  # fmt: skip
     result = run_cli(args, model_cache, ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
-    leftover = subprocess.run(["pgrep", "-f", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True).stdout
-    assert not leftover.strip()  # the server went away with the run
+    # the server went away with the run (this worker's: its model lives in this session's cache)
+    leftover = subprocess.run(["pgrep", "-f", f"vllm.entrypoints.openai.api_server.*{model_cache}"], capture_output=True,
+                              text=True).stdout  # fmt: skip
+    assert not leftover.strip()
     (path,) = tmp_path.glob("http_smoke_*.json")
     doc = json.loads(path.read_text())
     assert (tmp_path / "server-vllm.log").stat().st_size > 0

@@ -168,6 +168,7 @@ def model(config_only_8b):
     return config_only_8b
 
 
+@pytest.mark.exclusive  # the fake runtime's real gaps
 def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(model):
     runtime = FakeSGLangRuntime([1, 3, 2], gap_s=0.02)
     engine = SGLangEngine(model, {}, runtime=runtime)
