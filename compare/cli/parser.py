@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", nargs="?", const="", default=None, metavar="CELL",
                         help="run this cell (default: each scenario's first) under the engine's own profiler "
                              "(vLLM torch profiler, SGLang, torch for hf); traces go to OUT/profiles/")
+    parser.add_argument("--host-profile", metavar="CELL|all",
+                        help="sample every process that serves this cell (or every cell) with py-spy over its measured "
+                             "part: where host time goes, per process and phase (docs/anatomy.md); raw profiles go to "
+                             "OUT/host_profiles/")  # fmt: skip
+    parser.add_argument("--host-profile-rate", type=int, default=100, metavar="HZ",
+                        help="py-spy samples per second and thread (default 100; benchmarks/host_profile_cost.py)")
     clients = parser.add_argument_group("client scale (HTTP mode)")
     clients.add_argument("--client-procs", type=int, default=1, metavar="N",
                          help="send the HTTP requests from N client processes on this host (each its own event loop "

@@ -25,6 +25,7 @@ from compare.analysis.runsets import hardware, label, precision, scenario_tables
 from compare.analysis.summaries import recompute
 from compare.analysis.vs import MIN_EFFECT, compare_runs, vs_lines
 from compare.report import figures, markdown, traffic_figures
+from compare.report.anatomy import anatomy_section
 from compare.report.hypotheses import verdicts_by_machine
 from compare.report.roofline import roofline
 from compare.report.tables import print_report
@@ -106,6 +107,7 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     gpu_roofs = [(n, roof) for n, roof in roofs if "why_not" not in roof]
     lines += markdown.roofline_section(gpu_roofs + [r for r in roofs if "why_not" in r[1]][: 1 if not gpu_roofs else 0])
     lines += markdown.lines_section("HTTP overhead and streaming fidelity (paired runs)", pair_lines)
+    lines += anatomy_section(runs, names, out)
     lines += markdown.figures_section(made)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -98,7 +98,8 @@ async def run_one(config: RunConfig) -> int:
         for run in runs:  # engines that set their profiler up at start learn the folder now
             run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
     options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
-                         profile=config.profile)  # fmt: skip
+                         profile=config.profile, host_profile=config.host_profile,
+                         host_profile_rate=config.host_profile_rate)  # fmt: skip
     failures, finished = 0, []
     for run in runs:
         previous = {s.name: _previous(config, run, s, model.spec) for s in config.scenarios}

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from time import perf_counter_ns
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Callable
 
 from compare.results.records import RequestRecord, StreamRecorder, batch_records
@@ -50,32 +51,41 @@ async def run_cell(
     decode: Decode | None = None,
     on_request_done: Callable[[], None] | None = None,
     measured: Callable[[CellPlan], Any] | None = None,
+    window: Callable[[], AbstractAsyncContextManager] | None = None,
 ) -> None:
-    """`measured`: sends the measured requests from client workers elsewhere (a ClientOutcome: origin, records)."""
+    """`measured`: sends the measured requests from client workers elsewhere (a ClientOutcome: origin, records).
+    `window`: entered just before the first measured request and left after the last (a host profiler)."""
     plan = cell.plan
     await _reset(engine, cell, "before warmups")
     if isinstance(engine, BatchEngine):  # offline batch engines take the whole cell at once
         cell.warmups.extend(await run_batch(engine, plan.warmups, timeout_s) if plan.warmups else [])
         await _reset(engine, cell, "after warmups")
-        cell.records = await run_batch(engine, plan.requests, timeout_s)
+        async with window() if window is not None else nullcontext():
+            cell.records = await run_batch(engine, plan.requests, timeout_s)
     else:
         cell.warmups.extend(await closed_loop(engine, plan.warmups, 1, timeout_s, decode))
         await _reset(engine, cell, "after warmups")
         cell.records = [None] * plan.num_measured
-        cell.origin_ns = perf_counter_ns()
-        if measured is not None:  # client workers in other processes (compare/run/clientprocs.py)
-            outcome = await measured(plan)
-            cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
-        elif plan.conversations:
-            await conversation_loop(engine, plan.conversations, plan.requests[0], plan.spec.cell_id, plan.spec.concurrency,
-                                    timeout_s, decode, cell.records, on_request_done, cell.origin_ns)  # fmt: skip
-        elif plan.arrivals_ns is not None:
-            await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
-                            on_request_done, cell.origin_ns)  # fmt: skip
-        else:
-            await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done,
-                              cell.origin_ns)  # fmt: skip
+        async with window() if window is not None else nullcontext():
+            await _measured(engine, cell, timeout_s, decode, on_request_done, measured)
     cell.complete = True
+
+
+async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_done, measured) -> None:
+    plan = cell.plan
+    cell.origin_ns = perf_counter_ns()
+    if measured is not None:  # client workers in other processes (compare/run/clientprocs.py)
+        outcome = await measured(plan)
+        cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
+    elif plan.conversations:
+        await conversation_loop(engine, plan.conversations, plan.requests[0], plan.spec.cell_id, plan.spec.concurrency,
+                                timeout_s, decode, cell.records, on_request_done, cell.origin_ns)  # fmt: skip
+    elif plan.arrivals_ns is not None:
+        await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
+                        on_request_done, cell.origin_ns)  # fmt: skip
+    else:
+        await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done,
+                          cell.origin_ns)  # fmt: skip
 
 
 async def _reset(engine: Engine, cell: CellRun, when: str) -> None:

@@ -40,6 +40,8 @@ class RunOptions:
     show_progress: bool = True
     slo: dict[str, float] | None = None  # latency limits for goodput (compare/analysis/slo.py)
     profile: str | None = None  # a cell id to run under the engine's profiler ("": the first cell)
+    host_profile: str | None = None  # a cell id, or "all": py-spy on the processes serving it
+    host_profile_rate: int = 100
 
 
 def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
@@ -172,6 +174,7 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
     if profile == "" and results.doc["cells"]:
         profile = None  # --profile without a cell id: the scenario's first cell only
     observer = CellObserver(engine, plan.spec.cell_id, profile, options.out_dir / "profiles" / plan.spec.cell_id)
+    host_profiler = _host_profiler(engine, plan.spec.cell_id, results, options)
     await observer.start()
     sampler = GpuSampler(options.gpu_interval_ms)
     sampler.start()
@@ -183,10 +186,13 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
             async def measured(cell_plan):
                 return await clients.run(client_plan(cell_plan, scenario.timeout_s))
 
-        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured)
+        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured,
+                       (lambda: host_profiler) if host_profiler else None)  # fmt: skip
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
+        if host_profiler and host_profiler.result:
+            observed["host_profile"] = {**host_profiler.result, "folder": str(host_profiler.out_dir.relative_to(results.path.parent))}
         document = cell_document(scenario, cell, description["capabilities"], gpu)
         if cell.client_workers is not None:
             document["client_workers"] = cell.client_workers
@@ -196,6 +202,16 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
     console.print(_cell_line(document), highlight=False, markup=False)
+
+
+def _host_profiler(engine, cell_id: str, results, options: RunOptions):
+    """py-spy over the measured part of this cell, when --host-profile names it (or all)."""
+    if options.host_profile not in ("all", cell_id):
+        return None
+    from compare.run.hostprofile import HostProfiler
+
+    folder = results.path.parent / "host_profiles" / results.path.stem / cell_id
+    return HostProfiler(folder, options.host_profile_rate, getattr(engine, "host_anatomy", None))
 
 
 def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None) -> dict[str, Any]:
