@@ -30,7 +30,7 @@ def _has_gpu() -> bool:
 
 # Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
 LONGEST_FIRST = ("test_anchor_vllm", "test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
-                 "test_vllm_engine", "test_report", "test_anatomy")  # fmt: skip
+                 "test_vllm_engine", "test_report")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,6 +1,6 @@
 """Where host time goes (`--host-profile`): the phase rules and shares on made-up profiles (unit), the
 known-answer FAKE engine whose child spends known shares of its time in named functions, and vLLM's CPU
-build for real (engine)."""
+build for real (engine, in test_telemetry.py: one vLLM run serves both)."""
 
 from __future__ import annotations
 
@@ -152,28 +152,3 @@ def test_the_fake_engines_known_phase_shares_are_reported_within_5_points(model_
     harness = next(p for p in profile["processes"] if p["role"] == "harness")
     assert harness["pid"] != core["pid"] and harness["samples"] > 0
     assert (tmp_path / profile["folder"] / core["profile_file"]).is_file()  # the raw speedscope profile beside it
-
-
-@pytest.mark.engine
-def test_vllm_cpu_serving_processes_are_found_by_role_and_their_phases_cover_their_samples(model_cache, tmp_path):
-    pytest.importorskip("vllm")
-    result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,8", "--num-requests", "16",
-                      "--output-tokens", "32", "--input-tokens", "64", "--engine-arg", "vllm.enforce_eager=true",
-                      "--engine-arg", "vllm.max_model_len=4096", "--host-profile", "c1-in64", "--out", str(tmp_path)],
-                     model_cache, ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    c1, c8 = _profiled(tmp_path, "vllm_concurrent_*.json")["cells"]
-    assert "host_profile" not in c8  # only the cell asked for
-    processes = {p["role"]: p for p in c1["host_profile"]["processes"]}
-    assert {"harness", "engine_core", "worker"} <= set(processes), processes.keys()
-    assert len({p["pid"] for p in processes.values()}) == len(processes)
-    for role in ("engine_core", "worker"):
-        process = processes[role]
-        assert process["samples"] > 100 and sum(p["share"] for p in process["phases"].values()) == pytest.approx(1.0)
-        assert process["phases"]["other"]["share"] < 0.2, (role, process["phases"], process["other_leaves"])
-    assert processes["worker"]["phases"]["model_forward"]["share"] > 0.3  # the worker runs the model
-    # on the CPU build the EngineCore spins in shm_broadcast (sched_yield) while its worker computes: waiting, on
-    # CPU (0.7 of a core alone on 2 cores; less when other tests share them)
-    core = processes["engine_core"]
-    assert core["phases"]["waiting"]["share"] > 0.3 and core["cpu_share"] > 0.1
-    assert any(w.startswith("host profile: py-spy sampled") for w in c1["warnings"])

@@ -1,5 +1,6 @@
 """Engine telemetry joined to the per-token stamps: the join and summaries on constructed rows (unit), the
-/metrics parser, and vLLM's stat-logger timeline and profiler window for real on the CPU build (engine)."""
+/metrics parser, and on vLLM's CPU build for real (engine): the stat-logger timeline, the profiler window and
+the host profile, from one run."""
 
 import json
 import os
@@ -42,17 +43,25 @@ def test_prometheus_gauges_are_read_and_summed_over_labels():
     assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
 
 
-@pytest.mark.engine
-def test_vllm_step_timeline_and_profiler_window_on_the_cpu_build(model_cache, tmp_path):
+@pytest.fixture(scope="module")
+def vllm_observed(model_cache, tmp_path_factory):
+    """One vLLM CPU run for the engine tests here: c4 under the torch profiler, c1 under the host profiler."""
     pytest.importorskip("vllm")
     from tests.conftest import ROOT, run_cli
 
+    out = tmp_path_factory.mktemp("vllm-observed")
     result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,4", "--num-requests", "8",
-                      "--output-tokens", "16", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
-                      "vllm.max_model_len=4096", "--profile", "c4-in512", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+                      "--output-tokens", "32", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
+                      "vllm.max_model_len=4096", "--profile", "c4-in512", "--host-profile", "c1-in512", "--out", str(out)],
+                     model_cache, ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    (path,) = tmp_path.glob("vllm_concurrent_*.json")
-    c1, c4 = json.loads(path.read_text())["cells"]
+    (path,) = out.glob("vllm_concurrent_*.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.engine
+def test_vllm_step_timeline_and_profiler_window_on_the_cpu_build(vllm_observed):
+    c1, c4 = vllm_observed["cells"]
     for cell in (c1, c4):
         rows = [row for row in cell["telemetry"]["rows"] if "step" in row]
         steps = [row["step"] for row in rows]
@@ -80,3 +89,23 @@ def test_vllm_info_logs_keep_its_per_step_stat_logger_off():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})  # fmt: skip
     assert run.stdout.split() == ["True", "False", "True"], run.stderr[-2000:]  # start-phase INFO lines stay on
+
+
+@pytest.mark.engine
+def test_vllm_host_profile_finds_its_processes_by_role_and_their_phases_cover_their_samples(vllm_observed):
+    """--host-profile on vLLM's CPU build (tests/test_anatomy.py has the known-answer and the rules)."""
+    c1, c4 = vllm_observed["cells"]
+    assert "host_profile" not in c4  # only the cell asked for
+    processes = {p["role"]: p for p in c1["host_profile"]["processes"]}
+    assert {"harness", "engine_core", "worker"} <= set(processes), processes.keys()
+    assert len({p["pid"] for p in processes.values()}) == len(processes)
+    for role in ("engine_core", "worker"):
+        process = processes[role]
+        assert process["samples"] > 100 and sum(p["share"] for p in process["phases"].values()) == pytest.approx(1.0)
+        assert process["phases"]["other"]["share"] < 0.2, (role, process["phases"], process["other_leaves"])
+    assert processes["worker"]["phases"]["model_forward"]["share"] > 0.3  # the worker runs the model
+    # on the CPU build the EngineCore spins in shm_broadcast (sched_yield) while its worker computes: waiting, on
+    # CPU (0.7 of a core alone on 2 cores; less when other tests share them)
+    core = processes["engine_core"]
+    assert core["phases"]["waiting"]["share"] > 0.3 and core["cpu_share"] > 0.1
+    assert any(w.startswith("host profile: py-spy sampled") for w in c1["warnings"])
