@@ -171,8 +171,10 @@ def test_a_server_killed_mid_cell_fails_its_requests_and_exits_1_with_the_cells_
 def test_sigkill_to_vllms_engine_core_fails_the_run_with_its_cells_on_disk(model_cache, tmp_path):
     pytest.importorskip("vllm")
     psutil = pytest.importorskip("psutil")
+    # 200 tokens: the second cell runs for seconds, so the kill lands in it even on a loaded machine (at 64 it
+    # lasted about a second and a busy CI could miss it)
     proc = start_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,2", "--num-requests", "4",
-                      "--output-tokens", "64", "--engine-arg", "enforce_eager=true", "--engine-arg", "max_model_len=4096",
+                      "--output-tokens", "200", "--engine-arg", "enforce_eager=true", "--engine-arg", "max_model_len=4096",
                       "--engine-arg", "cpu_threads_bind=nobind", "--timeout", "60", "--out", str(tmp_path),
                       "--isolate", "--deadline", "240"], model_cache)  # fmt: skip
     read_until(proc, "cell c1-", timeout_s=600)
