@@ -97,14 +97,14 @@ def test_sigint_leaves_finished_cells_and_resume_completes_the_same_file(config_
 
 def test_a_hung_engine_is_killed_at_the_deadline_and_the_next_point_still_runs(config_only_model, model_cache, tmp_path):
     # the first point's engine hangs from its 13th request on: cell c1 (2 warmups? + 8) finishes, c2 hangs
-    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--deadline", "15",
+    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--deadline", "30",
                       "--sweep", "null.hang_after_requests=12,0", "--timeout", "600"], model_cache)  # fmt: skip
     code, out = finish(proc)
     assert code == 1, out
     (folder,) = tmp_path.glob("sweep_sweep_*")
     manifest = json.loads((folder / "sweep.json").read_text())
     hung, healthy = manifest["points"]
-    assert hung["status"] == "deadline" and "15 s deadline" in hung["reason"], hung
+    assert hung["status"] == "deadline" and "30 s deadline" in hung["reason"], hung
     assert healthy["status"] == "complete" and healthy["returncode"] == 0
     (hung_file,) = only_results(Path(hung["dir"]))
     doc = load(hung_file)
