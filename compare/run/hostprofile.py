@@ -65,10 +65,8 @@ class HostProfiler:
                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # fmt: skip
             self._running.append((process, spy, output))
         ready = await asyncio.gather(*(self._ready(spy) for _, spy, _ in self._running))
-        for (process, spy, _), error in zip(list(self._running), ready):
-            if error:
-                self._failed.append({"role": process.role, "pid": process.pid, "error": error})
-                self._running.remove(next(r for r in self._running if r[1] is spy))
+        self._failed = [{"role": p.role, "pid": p.pid, "error": error} for (p, _, _), error in zip(self._running, ready) if error]
+        self._running = [running for running, error in zip(self._running, ready) if not error]
         self._cpu0 = {p.pid: cpu_seconds(p.pid) for p, _, _ in self._running}
         self._threads0 = {p.pid: thread_cpu_seconds(p.pid) for p, _, _ in self._running}
         self._spy_cpu0 = {spy.pid: cpu_seconds(spy.pid) for _, spy, _ in self._running}
