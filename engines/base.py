@@ -131,6 +131,7 @@ class Engine(Protocol):
     # the harness at an interval. None from either: the engine has none.
     telemetry_rows: list[dict[str, Any]] | None = None
     profile_folder: str | None = None  # set before start() where a profiler window will be asked for
+    profile_kind: str = "torch"  # "cuda": the window is cudaProfilerStart/Stop, for nsys (compare/run/nsys.py)
 
     async def telemetry_snapshot(self) -> dict[str, Any] | None:
         return None

@@ -147,8 +147,13 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
         return None  # no cache survives between generate() calls
 
     async def start_profile(self, folder: str) -> bool:
-        """torch.profiler around the worker thread's generate calls (started and stopped on that thread)."""
+        """torch.profiler around the worker thread's generate calls (started and stopped on that thread); in `cuda`
+        kind (--nsys), cudaProfilerStart/Stop instead, which nsys's capture range waits for."""
         import torch
+
+        if self.profile_kind == "cuda":
+            torch.cuda.profiler.start()
+            return True
 
         def start():
             self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
@@ -159,6 +164,13 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
         return True
 
     async def stop_profile(self) -> str | None:
+        import torch
+
+        if self.profile_kind == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.profiler.stop()
+            return None
+
         def stop():
             self._profiler.stop()
             self._profiler.export_chrome_trace(self._profile_path)

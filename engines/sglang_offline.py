@@ -222,7 +222,8 @@ class SGLangEngine(StreamingEngine):
         from sglang.srt.managers.io_struct import ProfileReq
 
         self._profile_folder = folder
-        await self._engine.tokenizer_manager.start_profile(ProfileReq(output_dir=folder))
+        activities = {"activities": ["CUDA_PROFILER"]} if self.profile_kind == "cuda" else {}  # nsys capture range
+        await self._engine.tokenizer_manager.start_profile(ProfileReq(output_dir=folder, **activities))
         return True
 
     async def stop_profile(self) -> str | None:

@@ -211,7 +211,8 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         if self.profile_folder and "profiler_config" in fields:
             from vllm.config import ProfilerConfig
 
-            extra["profiler_config"] = ProfilerConfig(profiler="torch", torch_profiler_dir=self.profile_folder)
+            extra["profiler_config"] = (ProfilerConfig(profiler="cuda") if self.profile_kind == "cuda" else
+                                        ProfilerConfig(profiler="torch", torch_profiler_dir=self.profile_folder))  # fmt: skip
         self.notes.append(f"observability: {sorted(extra) or 'none'}")
         return extra
 

@@ -280,3 +280,34 @@ def test_kv_capacity_is_read_from_the_schedulers_init_info_at_start_not_from_get
 
     assert asyncio.run(start_then_ask()) == 262_144
     assert SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1])).kv_capacity_tokens() is None  # not started: unknown
+
+
+def test_the_profiler_window_asks_for_the_cuda_profiler_under_nsys(model, monkeypatch):
+    import dataclasses
+    import sys
+    import types
+
+    @dataclasses.dataclass
+    class FakeProfileReq:  # a FAKE of sglang.srt.managers.io_struct.ProfileReq: the fields the adapter sets
+        output_dir: str | None = None
+        activities: list[str] | None = None
+
+    io_struct = types.ModuleType("sglang.srt.managers.io_struct")
+    io_struct.ProfileReq = FakeProfileReq
+    monkeypatch.setitem(sys.modules, "sglang.srt.managers.io_struct", io_struct)
+    asked = []
+
+    class FakeTokenizerManager:
+        async def start_profile(self, req):
+            asked.append(req)
+
+        async def stop_profile(self):
+            asked.append("stop")
+
+    for kind, activities in (("torch", None), ("cuda", ["CUDA_PROFILER"])):
+        engine = SGLangEngine(model, {}, runtime=FakeSGLangRuntime([1]))
+        engine._engine = types.SimpleNamespace(tokenizer_manager=FakeTokenizerManager())
+        engine.profile_kind = kind
+        assert asyncio.run(engine.start_profile("/tmp/p")) is True
+        assert asyncio.run(engine.stop_profile()) == "/tmp/p"
+        assert asked[-2:] == [FakeProfileReq(output_dir="/tmp/p", activities=activities), "stop"]

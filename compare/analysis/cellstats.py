@@ -99,6 +99,16 @@ def gpu(cell: dict[str, Any]) -> dict[str, Figure]:
     }
 
 
+def energy(cell: dict[str, Any]) -> dict[str, Figure]:
+    """Joules per output token from each energy counter that counted over the measured part (compare/run/energy.py)."""
+    rows = {}
+    for source in ("gpu", "cpu"):
+        counted = (cell.get("energy") or {}).get(source) or {}
+        if counted.get("available") and counted.get("j_per_output_token") is not None:
+            rows[f"{source.upper()} J/token"] = Figure(counted["j_per_output_token"])
+    return rows
+
+
 def cell_figures(cell: dict[str, Any]) -> dict[str, Figure]:
     """Every row of the side-by-side tables for one cell."""
     records = ok_records(cell)
@@ -109,6 +119,7 @@ def cell_figures(cell: dict[str, Any]) -> dict[str, Figure]:
     rows["output tok/s"] = throughput(cell, "tokens")
     rows["req/s"] = throughput(cell, "requests")
     rows.update(gpu(cell))
+    rows.update(energy(cell))
     return rows
 
 

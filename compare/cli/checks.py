@@ -22,14 +22,14 @@ def check_client_scale(client_procs: int, ray: str | None, mode: str, engines: l
             check_reachable(ray)
 
 
-def check_profile_cell(profile: str | None, scenarios) -> None:
-    """--profile CELL must name a cell of this run; otherwise the profiler window would never open."""
+def check_profile_cell(profile: str | None, scenarios, flag: str = "--profile") -> None:
+    """--profile CELL (or --nsys CELL) must name a cell of this run; otherwise the profiler window would never open."""
     if not profile:
         return
     cells = sorted({cell.cell_id for scenario in scenarios for cell in scenario.cells()})
     if profile not in cells:
-        raise UsageError(f"--profile {profile!r}: no scenario of this run has that cell; its cells: {', '.join(cells)} "
-                         "(or --profile alone for each scenario's first)")  # fmt: skip
+        alone = " (or --profile alone for each scenario's first)" if flag == "--profile" else ""
+        raise UsageError(f"{flag} {profile!r}: no scenario of this run has that cell; its cells: {', '.join(cells)}{alone}")
 
 
 def check_host_profile(cell: str | None, rate_hz: int, scenarios) -> None:

@@ -10,6 +10,7 @@ from compare.cli.checks import (check_client_scale, check_deadline, check_engine
                                 check_profile_cell, run_engines)
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
 from compare.run.config import RunConfig, load_scenarios
+from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
@@ -48,11 +49,13 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
     check_deadline(args.deadline)
     check_profile_cell(args.profile, scenarios)
+    check_profile_cell(args.nsys, scenarios, "--nsys")
     check_host_profile(args.host_profile, args.host_profile_rate, scenarios)
     engines = tuple(args.engine or default_engines(args.ablation))
     names = run_engines(engines, args.mode, args.ablation)
     check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
     check_engine_scopes(tuple(args.sweep), names, "--sweep")
+    check_nsys(args.nsys, engines, args.mode, args.profile)
     return RunConfig(
         engines=engines,
         scenarios=scenarios,
@@ -65,7 +68,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         cache_dir=args.cache_dir,
         show_progress=not args.no_progress and sys.stderr.isatty(),
         slo=args.slo,
-        profile=args.profile,
+        profile=args.nsys if args.nsys is not None else args.profile,
+        profile_kind="cuda" if args.nsys is not None else "torch",
         host_profile=args.host_profile,
         host_profile_rate=args.host_profile_rate,
         find_max_rate=args.find_max_rate,
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a deadline's SIGTERM: cells written, file interrupted
     try:
         config = run_config(args, argv)
+        if args.nsys is not None and not under_nsys():  # checked above; the run itself happens under nsys
+            return run_under_nsys(sys.argv[1:] if argv is None else list(argv), config.out_dir)
         return run_together(config) if config.start_together else run(config)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "OUT/host_profiles/")  # fmt: skip
     parser.add_argument("--host-profile-rate", type=int, default=100, metavar="HZ",
                         help="py-spy samples per second and thread (default 100; benchmarks/host_profile_cost.py)")
+    parser.add_argument("--nsys", metavar="CELL",
+                        help="GPU: rerun this command under Nsight Systems (`nsys profile --capture-range=cudaProfilerApi`), "
+                             "capturing CELL's measured part only, with NVTX ranges per cell and request; vLLM, SGLang, hf; "
+                             "the report goes to OUT/nsys/ (docs/anatomy.md)")  # fmt: skip
     clients = parser.add_argument_group("client scale (HTTP mode)")
     clients.add_argument("--client-procs", type=int, default=1, metavar="N",
                          help="send the HTTP requests from N client processes on this host (each its own event loop "

@@ -39,7 +39,7 @@ def cell_table(doc: dict[str, Any]) -> Table:
     table = Table(show_lines=False, header_style="bold")
     columns = [
         "cell", "ok/n", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "E2E p50", "E2E p95",
-        "E2E p99", "out tok/s", "req/s", "cached tok", "GPU MiB peak",
+        "E2E p99", "out tok/s", "req/s", "cached tok", "GPU MiB peak", "J/tok",
     ]  # fmt: skip
     for name in columns:
         table.add_column(name, justify="left" if name == "cell" else "right")
@@ -55,15 +55,25 @@ def cell_table(doc: dict[str, Any]) -> Table:
             _fmt(s["output_tok_per_s"]), _fmt(s["request_per_s"], 2),
             _fmt(s.get("cached_tokens_total")),
             _gpu_peak(cell.get("gpu", {})),
+            _joules_per_token(cell.get("energy") or {}),
         )  # fmt: skip
     table.caption = ("latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token; client-bound: the "
-                     "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing")
+                     "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing; J/tok: "
+                     "GPU energy (NVML counter) per output token, or CPU package energy (RAPL) marked cpu")
     return table
 
 
 def _gpu_peak(gpu: dict[str, Any]) -> str:
     per_gpu = gpu.get("per_gpu") or []
     return _fmt(max(g["memory_used_mib_peak"] for g in per_gpu), 0) if per_gpu else "n/a"
+
+
+def _joules_per_token(energy: dict[str, Any]) -> str:
+    for source, mark in (("gpu", ""), ("cpu", " cpu")):
+        counted = energy.get(source) or {}
+        if counted.get("available") and counted.get("j_per_output_token") is not None:
+            return f"{counted['j_per_output_token']:.3g}{mark}"
+    return "n/a"
 
 
 def detail_lines(cell: dict[str, Any]) -> list[str]:

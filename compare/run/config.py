@@ -34,6 +34,7 @@ class RunConfig:
     profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
     host_profile: str | None = None  # cell id, or "all": py-spy on every serving process (compare/run/hostprofile.py)
     host_profile_rate: int = 100  # py-spy samples per second and thread
+    profile_kind: str = "torch"  # the engine's profiler window: "torch" traces, or "cuda" (cudaProfilerStart/Stop, --nsys)
     find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
     sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/run/sweep.py)
     ablation: str | None = None  # a named set of points (compare/run/ablations.py)

@@ -97,6 +97,7 @@ async def run_one(config: RunConfig) -> int:
     if config.profile is not None:
         for run in runs:  # engines that set their profiler up at start learn the folder now
             run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
+            run.engine.profile_kind = config.profile_kind
     options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
                          profile=config.profile, host_profile=config.host_profile,
                          host_profile_rate=config.host_profile_rate)  # fmt: skip

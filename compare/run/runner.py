@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Callable
 
 from compare.results.records import RequestRecord, StreamRecorder, batch_records
+from compare.run.nvtx_marks import REQUEST_MARKS
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
 from workloads.cellplan import CellPlan
 
@@ -54,7 +55,8 @@ async def run_cell(
     window: Callable[[], AbstractAsyncContextManager] | None = None,
 ) -> None:
     """`measured`: sends the measured requests from client workers elsewhere (a ClientOutcome: origin, records).
-    `window`: entered just before the first measured request and left after the last (a host profiler)."""
+    `window`: entered just before the first measured request and left after the last (compare/run/cellwindow.py:
+    the host profiler, the energy meter, NVTX ranges)."""
     plan = cell.plan
     await _reset(engine, cell, "before warmups")
     if isinstance(engine, BatchEngine):  # offline batch engines take the whole cell at once
@@ -236,6 +238,8 @@ async def run_request(
 ) -> RequestRecord:  # fmt: skip
     recorder = StreamRecorder(request, origin_ns, scheduled_ns)
     error = None
+    marks = REQUEST_MARKS.get()  # NVTX ranges inside a marked cell (compare/run/nvtx_marks.py)
+    handle = marks.begin(request.request_id) if marks is not None else None
     stream = engine.generate(request)
     try:
         async with asyncio.timeout(timeout_s):
@@ -247,6 +251,8 @@ async def run_request(
         error = f"{type(exc).__name__}: {exc}"
     finally:
         await stream.aclose()
+        if marks is not None:
+            marks.end(handle)
     return recorder.finish(error, decode)
 
 

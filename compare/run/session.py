@@ -21,6 +21,8 @@ from compare.analysis.summaries import summarize_cell
 from compare.analysis.telemetry import summarize_telemetry
 from compare.results.store import ResultsFile, results_path
 from compare.run import environment
+from compare.run.cellwindow import CellWindow, Instruments
+from compare.run.energy import energy_per_work
 from compare.run.gpu import GpuSampler
 from compare.run.observe import CellObserver
 from compare.run.resume import continue_file, kept_cell_ids
@@ -110,6 +112,7 @@ async def run_scenario(
     `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run.
     `clients`: a started client pool (compare/run/clientprocs.py, rayclients.py) that sends the measured requests."""
     description = dataclasses.asdict(engine.describe())
+    instruments = Instruments.probe()
     if previous is not None:
         results = continue_file(*previous)
     else:
@@ -127,6 +130,7 @@ async def run_scenario(
                 "clients": clients_header(clients),
                 "engine_start_s": engine_start_s,  # this run's engine.start(), wall seconds (None: not timed)
                 "start_together": start_together,  # --start-barrier: started beside other engines, then released
+                "instruments": instruments.header(),  # energy counters and NVTX ranges: what this machine has
             },
         )
     kept, todo = kept_cell_ids(results), plans
@@ -142,7 +146,7 @@ async def run_scenario(
         with _progress(console, options.show_progress) as progress:
             for plan in todo:
                 await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
-                                    shared_gpu_warning(start_together))  # fmt: skip
+                                    instruments, shared_gpu_warning(start_together))  # fmt: skip
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
         try:
@@ -167,14 +171,14 @@ def clients_header(clients) -> dict[str, Any]:
 
 
 async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
-                        shared_gpu: str | None = None) -> None:  # fmt: skip
+                        instruments: Instruments, shared_gpu: str | None = None) -> None:  # fmt: skip
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
     profile = options.profile
     if profile == "" and results.doc["cells"]:
         profile = None  # --profile without a cell id: the scenario's first cell only
     observer = CellObserver(engine, plan.spec.cell_id, profile, options.out_dir / "profiles" / plan.spec.cell_id)
-    host_profiler = _host_profiler(engine, plan.spec.cell_id, results, options)
+    window = CellWindow(plan.spec.cell_id, instruments, _host_profiler(engine, plan.spec.cell_id, results, options))
     await observer.start()
     sampler = GpuSampler(options.gpu_interval_ms)
     sampler.start()
@@ -186,13 +190,11 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
             async def measured(cell_plan):
                 return await clients.run(client_plan(cell_plan, scenario.timeout_s))
 
-        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured,
-                       (lambda: host_profiler) if host_profiler else None)  # fmt: skip
+        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured, lambda: window)
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
-        if host_profiler and host_profiler.result:
-            observed["host_profile"] = {**host_profiler.result, "folder": str(host_profiler.out_dir.relative_to(results.path.parent))}
+        observed.update(window.observed(results.path.parent))
         document = cell_document(scenario, cell, description["capabilities"], gpu)
         if cell.client_workers is not None:
             document["client_workers"] = cell.client_workers
@@ -222,6 +224,8 @@ def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: di
         extra["telemetry"]["summary"] = summarize_telemetry(extra["telemetry"]["rows"], records, int(wall_s * 1e9))
     if slo:
         extra["slo"] = goodput(records, slo, wall_s)
+    if "energy" in extra:
+        extra["energy"] = energy_per_work(extra["energy"], sum(r.output_tokens for r in records), len(records))
     warnings = list(document["warnings"]) + observed_warnings({**document, **extra})
     extra["warnings"] = warnings
     return extra
@@ -243,6 +247,9 @@ def _cell_line(cell: dict[str, Any]) -> str:
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
+    for source, counted in (cell.get("energy") or {}).items():
+        if isinstance(counted, dict) and counted.get("j_per_output_token") is not None:
+            line += f", {source.upper()} {counted['j_per_output_token']:.3g} J/token"
     slo = cell.get("slo")
     if slo and slo["share_met"] is not None:
         line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
