@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,17 +31,23 @@ def _has_gpu() -> bool:
 
 # Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
 LONGEST_FIRST = ("test_anchor_vllm", "test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
-                 "test_vllm_engine", "test_report")  # fmt: skip
+                 "test_vllm_engine", "test_report_engines")  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):
     # Several workers (pytest-xdist, --dist loadfile): a module's tests stay on one worker, so its module-scoped engines
     # start once; the tests on a local Ray cluster all live in test_client_scale.py, since `ray stop` stops them all.
+    # Modules holding `exclusive` tests go last: an exclusive test waits for the test beside it to end, and at the end
+    # those are short (in the middle, a 60 s engine test left a core idle for a minute).
     heavy = {item.module.__name__ for item in items if "engine" in item.keywords}
+    alone = {item.module.__name__ for item in items if item.get_closest_marker("exclusive") is not None}
 
     def rank(item) -> int:
-        name = item.module.__name__.rsplit(".", 1)[-1]
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST) + (item.module.__name__ not in heavy)
+        module = item.module.__name__
+        name = module.rsplit(".", 1)[-1]
+        if name in LONGEST_FIRST:
+            return LONGEST_FIRST.index(name)
+        return len(LONGEST_FIRST) + (0 if module in heavy and module not in alone else 1 if module not in alone else 2)
 
     items.sort(key=rank)  # stable: a module's tests stay together and in their order
     if _has_gpu():
@@ -56,8 +63,23 @@ def pytest_runtest_protocol(item, nextitem):
     """Under several workers, a test marked `exclusive` (its figures depend on having the CPU: timers, a loop
     thread's CPU share) runs alone: it takes the CPU lock exclusively, every other test shares it. The lock
     spans setup and teardown, so another module's engine start cannot run beside it either."""
+    asked = time.perf_counter()
     with cpu_lock(exclusive=item.get_closest_marker("exclusive") is not None):
+        got = time.perf_counter()
         yield
+    _timeline(item, asked, got, time.perf_counter())
+
+
+def _timeline(item, asked: float, got: float, done: float) -> None:
+    """ENGINEBENCH_TEST_TIMELINE=PATH: one JSON line per test (worker, when it asked for the CPU lock, got it, ended)
+    to PATH.<worker>, to see where the suite's time goes: a test waiting for an exclusive one, a worker idle."""
+    path = os.environ.get("ENGINEBENCH_TEST_TIMELINE")
+    if path:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        row = {"worker": worker, "test": item.nodeid, "exclusive": item.get_closest_marker("exclusive") is not None,
+               "asked": time.time() - (time.perf_counter() - asked), "waited_s": got - asked, "ran_s": done - got}
+        with open(f"{path}.{worker}", "a") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """`python -m compare.report`: the report from the committed GPU results, `--vs` on null-engine runs, and every
-figure a real, non-blank PNG. The null engine is a fake by design (tokens on a schedule)."""
+figure a real, non-blank PNG. The null engine is a fake by design (tokens on a schedule). The report on a CPU
+run of two real engines: test_report_engines.py."""
 
 from pathlib import Path
 
@@ -84,21 +85,3 @@ def test_one_file_is_reprinted_and_a_missing_one_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("error: ")
 
 
-@pytest.mark.engine
-def test_the_report_on_a_cpu_run_of_two_real_engines(model_cache, tmp_path):
-    pytest.importorskip("vllm")
-    pytest.importorskip("llama_cpp")
-    from tests.conftest import run_cli
-
-    result = run_cli(["--engine", "vllm", "--engine", "llamacpp", "--scenario", "single", "--scenario", "concurrent", "--quick",
-                      "--concurrency", "1,8", "--input-tokens", "128", "--output-tokens", "32", "--engine-arg",
-                      "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096", "--out", str(tmp_path / "runs")],
-                     model_cache, ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert "#### H3: " in text and "#### H3: not testable" not in text  # llamacpp stands in for Ollama against vllm
-    assert "#### H2: " in text and "llamacpp stands in for Ollama" in text
-    assert "no GPU in this run (CPU)" in text
-    assert "precision differs" in text  # GGUF f16 against bf16
-    assert_real_pngs(tmp_path / "report", at_least=3)
