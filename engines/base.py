@@ -28,6 +28,7 @@ class Request:
     temperature: float = 0.0
     reuse_prefix: bool = False  # the scenario measures prefix reuse: engines must not clear it per request
     tags: tuple[tuple[str, int], ...] = ()  # its place in the workload: ("group", 3), ("conversation", 2), ("turn", 1)
+    reasoning_end_token_id: int | None = None  # the id that ends a reasoning block (</think>): answer tokens follow it
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -56,6 +57,7 @@ class Chunk:
     num_prompt_tokens: int | None = None  # as the engine counted them
     num_cached_tokens: int | None = None  # prompt tokens served from the prefix cache
     engine_metrics: dict[str, Any] | None = None  # engine-side timings, clock named in the keys
+    num_logprob_tokens: int | None = None  # output tokens that came with logprobs (--request-arg logprobs=K)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,10 @@ class Engine(Protocol):
     telemetry_rows: list[dict[str, Any]] | None = None
     profile_folder: str | None = None  # set before start() where a profiler window will be asked for
     profile_kind: str = "torch"  # "cuda": the window is cudaProfilerStart/Stop, for nsys (compare/run/nsys.py)
+    # Request features (engines/request_args.py): our key -> this engine's name for it, for the keys it passes; and
+    # the run's values under the engine's names, set before start() and applied to every request.
+    request_keys: dict[str, str] = {}
+    request_args: dict[str, Any] = {}
 
     async def telemetry_snapshot(self) -> dict[str, Any] | None:
         return None

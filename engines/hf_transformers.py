@@ -93,6 +93,8 @@ class _CancelOnEvent:
 class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
     max_context_tokens: int | None = None  # the model's own limit
     context_arg: str | None = None
+    # `generate()` kwargs; a temperature above 0 turns sampling on (do_sample), as greedy is the default
+    request_keys = {k: k for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")}
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -253,10 +255,10 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
                 attention_mask=torch.ones_like(input_ids),
                 max_new_tokens=request.max_output_tokens,
                 min_new_tokens=request.min_new_tokens,
-                do_sample=False,
+                do_sample=self.request_args.get("temperature", 0.0) > 0,
                 pad_token_id=pad_id,
                 streamer=streamer,
                 stopping_criteria=StoppingCriteriaList([_CancelOnEvent(cancel)]),
-                **self.generate_kwargs,
+                **{**self.generate_kwargs, **self.request_args},
             )
         return output[0, input_ids.shape[1] :].tolist()

@@ -91,6 +91,10 @@ def prometheus_values(text: str) -> dict[str, float]:
 
 class HttpCompletionsEngine(StreamingEngine):
     name = "http"
+    # fields of the completions body (OpenAI's, and vLLM's and SGLang's extensions: top_k, min_p, repetition_penalty,
+    # stop_token_ids); logprobs are asked for but not counted from the stream
+    request_keys = {k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+                                   "repetition_penalty", "seed", "logprobs", "stop", "stop_token_ids")}
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -221,6 +225,7 @@ class HttpCompletionsEngine(StreamingEngine):
             body.update(ignore_eos=request.ignore_eos, min_tokens=request.min_new_tokens)
         if self.args["server"] in TOKEN_ID_STREAMS:  # exact counts: SGLang merges queued outputs into one chunk
             body["return_token_ids"] = True
+        body.update(self.request_args)  # --request-arg
         return body
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:

@@ -57,6 +57,10 @@ def llama_fields() -> dict[str, str]:
 
 class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
+    # `Llama.generate` kwargs (stops and logprobs belong to create_completion, which this adapter does not use)
+    request_keys = {"temperature": "temp", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
+                    "repetition_penalty": "repeat_penalty"}  # fmt: skip
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -171,7 +175,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         stamps: dict[str, int] = {"generate_start": time.perf_counter_ns()}
         finish_reason, count = "length", 0
         try:
-            steps = llm.generate(prompt, temp=request.temperature, repeat_penalty=1.0, reset=True, logits_processor=processors)
+            sampling = {"temp": request.temperature, "repeat_penalty": 1.0, **self.request_args}  # --request-arg
+            steps = llm.generate(prompt, reset=True, logits_processor=processors, **sampling)
             for token in steps:
                 if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     finish_reason = "stop"

@@ -13,12 +13,14 @@ import time
 from typing import AsyncIterator
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, resolve_engine_args
+from engines.request_args import REQUEST_KEYS
 
 DEFAULT_ARGS = {
     "interval_ms": 10.0,  # between chunks of one request
     "prefill_ms": 0.0,  # added before the first chunk
     "capacity": 0,  # requests served at once; 0 = unlimited
     "tokens_per_chunk": 1,
+    "think_tokens": 0,  # a reasoning block of this many tokens, then the request's end-of-reasoning id, then the answer
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -26,6 +28,9 @@ DEFAULT_ARGS = {
 
 
 class NullEngine(StreamingEngine):
+    # a fake: it takes every request arg, uses none, and returns a logprob per token where logprobs are asked for
+    request_keys = {key: key for key in REQUEST_KEYS}
+
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_engine_args("null", given, DEFAULT_ARGS)
@@ -72,6 +77,7 @@ class NullEngine(StreamingEngine):
         total = request.max_output_tokens
         with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
         full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk if with_ids else None)  # shared: the runner only reads it
+        think = self.args["think_tokens"] if request.reasoning_end_token_id is not None else 0
         self.waiting += 1
         try:
             if self._slots is not None:
@@ -93,7 +99,14 @@ class NullEngine(StreamingEngine):
                     await asyncio.sleep(delay if delay > 0 else 0)
                 count = min(per_chunk, total - emitted)
                 emitted += count
+                if think:  # ids: 0 while thinking, the end id after `think` tokens, then 1s (the answer)
+                    ids = [0 if i < think else request.reasoning_end_token_id if i == think else 1
+                           for i in range(emitted - count, emitted)]  # fmt: skip
+                    yield Chunk(count, token_ids=ids)
+                    continue
                 yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
+            if self.request_args.get("logprobs") is not None:
+                yield Chunk(0, finish_reason="length", num_logprob_tokens=emitted)
         finally:
             self.running -= 1
             if self._slots is not None:

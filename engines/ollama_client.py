@@ -54,6 +54,9 @@ def options_fields() -> dict[str, str]:
 
 class OllamaEngine(StreamingEngine):
     context_arg = "num_ctx"
+    # `options` keys of Ollama's API (ollama.Options)
+    request_keys = {**{k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+                                      "seed", "stop")}, "repetition_penalty": "repeat_penalty"}
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -135,7 +138,7 @@ class OllamaEngine(StreamingEngine):
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         options = {"num_predict": request.max_output_tokens, "temperature": request.temperature,
-                   "seed": self.args["seed"], "num_ctx": self.num_ctx, **self.passed_through}  # fmt: skip
+                   "seed": self.args["seed"], "num_ctx": self.num_ctx, **self.passed_through, **self.request_args}  # fmt: skip
         if self.args["mode"] == "chat":
             messages = [{"role": "user", "content": request.prompt_text}]
             stream = await self._client.chat(model=self.tag, messages=messages, stream=True, options=options,

@@ -25,6 +25,7 @@ from engines.base import (
     require_local_model,
 )
 from engines.engine_args import resolve_args
+from engines.vllm_sampling import VLLMSampling
 from engines.parallel import VLLM_KEYS, parallel_layout
 from engines.vllm_telemetry import quiet_step_logger
 from engines.vllm_args import (
@@ -39,7 +40,7 @@ from engines.vllm_args import (
 )
 
 
-class _VLLMBase:
+class _VLLMBase(VLLMSampling):
     name = "vllm"
     context_arg: str | None = "max_model_len"
 
@@ -81,17 +82,6 @@ class _VLLMBase:
     def _apply_cpu_environment(self) -> None:
         if self.on_cpu and self.args["cpu_threads_bind"]:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = self.args["cpu_threads_bind"]
-
-    def _sampling_params(self, request: Request, output_kind):
-        from vllm import SamplingParams
-
-        return SamplingParams(
-            max_tokens=request.max_output_tokens,
-            min_tokens=request.min_new_tokens,
-            ignore_eos=request.ignore_eos,
-            temperature=request.temperature,
-            output_kind=output_kind,
-        )
 
     def _engine_metrics(self, stats) -> dict[str, Any] | None:
         if stats is None or not getattr(stats, "first_token_ts", 0):
@@ -277,9 +267,12 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         params = self._sampling_params(request, RequestOutputKind.DELTA)
         request_id = f"{request.request_id}#{next(self._request_ids)}"
+        logprob_tokens = 0 if params.logprobs is not None else None
         async for output in self._engine.generate(prompt, params, request_id):
             completion = output.outputs[0]
             token_ids = list(completion.token_ids)
+            if logprob_tokens is not None and completion.logprobs:
+                logprob_tokens += len(completion.logprobs)  # DELTA: this chunk's tokens' logprobs
             if not output.finished:
                 yield Chunk(len(token_ids), token_ids=token_ids)
                 continue
@@ -290,4 +283,5 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
                 num_prompt_tokens=len(output.prompt_token_ids or ()),
                 num_cached_tokens=output.num_cached_tokens,
                 engine_metrics=self._engine_metrics(output.metrics),
+                num_logprob_tokens=logprob_tokens,
             )

@@ -78,16 +78,17 @@ def test_enginebench_agrees_with_vllm_bench_serve_on_one_server(model_cache, tmp
 
     env = dict(os.environ, ENGINEBENCH_CACHE=str(model_cache), PYTHONPATH=str(ROOT))
     # eager: the agreement is about the two clients, and compiling the server's graph cost 80 s of the test
-    # 64 output tokens, not the tool's 128: TPOT's median over 32 requests holds, and the test's CPU halves (#29)
-    result = subprocess.run([sys.executable, "-m", "compare.anchor_vllm", "--engine-arg", "enforce_eager=true",
-                             "--output-len", "64", "--out", str(tmp_path)], cwd=ROOT, env=env,
+    # the tool's 128 output tokens: with 64, a round lasted half as long and one burst of the other test worker's
+    # load moved a round's TPOT median by 65%
+    result = subprocess.run([sys.executable, "-m", "compare.anchor_vllm", "--engine-arg", "enforce_eager=true", "--out",
+                             str(tmp_path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     (path,) = tmp_path.glob("anchor_vllm_*/anchor.json")
     doc = json.loads(path.read_text())
     for theirs, ours in zip(doc["vllm_bench_runs"], doc["enginebench_runs"]):
         assert theirs["completed"] == ours["completed"] == 32
         assert theirs["input_tokens_total"] == ours["input_tokens_total"] == 32 * 256  # the same prompts, same ids
-        assert theirs["output_tokens_total"] == ours["output_tokens_total"] == 32 * 64
+        assert theirs["output_tokens_total"] == ours["output_tokens_total"] == 32 * 128
     for key, row in doc["agreement"].items():
         assert row["agrees"], (key, row, result.stdout[-1500:])
     assert result.returncode == 0, result.stderr[-2000:]

@@ -80,7 +80,8 @@ def test_the_fake_device_refuses_and_drops_what_the_real_tool_would(tmp_path):
     assert "f9.txt (over the limits" in left  # the ninth file
     # what the command left in its session dies with the call; a setsid'ed process lives on, until the machine goes
     reply = fake.run("sleep 300 & setsid sleep 301 & sleep 0.5; echo started")  # setsid before the call returns
-    assert _gone("sleep 300") and _running("sleep 301")  # killed ones may take a moment to exit on a loaded machine
+    assert _gone("sleep 300"), _ps("sleep 30")  # killed ones may take a moment to exit on a loaded machine
+    assert _running("sleep 301")
     assert fake.run("sleep 5", timeout_s=1)["rc"] == 124
     machine = fake.machine
     fake.idle(31)  # past 30 s idle the machine goes back, with its processes and its /tmp
@@ -89,7 +90,13 @@ def test_the_fake_device_refuses_and_drops_what_the_real_tool_would(tmp_path):
     assert fake.lease_used_s >= 2 * fake.machine_start_s
 
 
-def _gone(pattern: str, within_s: float = 10.0) -> bool:
+def _ps(pattern: str) -> str:
+    """The processes matching, with parent, state and age: why a killed one is still there."""
+    table = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,cmd"], capture_output=True, text=True).stdout
+    return "\n".join(line for line in table.splitlines() if pattern in line)
+
+
+def _gone(pattern: str, within_s: float = 30.0) -> bool:
     deadline = time.monotonic() + within_s
     while _running(pattern):
         if time.monotonic() > deadline:

@@ -23,7 +23,8 @@ import pytest
 from compare.results.records import itl_samples_ns
 from compare.run.runner import closed_loop
 from engines.base import EngineUnavailable, Request
-from engines.sglang_offline import NO_GPU, SGLangEngine, StreamAccounting, launch_flags, server_args
+from engines.sglang_offline import NO_GPU, SGLangEngine, launch_flags, server_args
+from engines.sglang_stream import StreamAccounting
 
 pytestmark = pytest.mark.unit
 

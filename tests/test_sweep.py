@@ -10,7 +10,8 @@ from compare.cli.main import build_parser, child_args, run_config
 from compare.results.store import StoredRun
 from compare.run.ablations import ABLATIONS
 from compare.run.isolate import classify
-from compare.run.sweep import child_argv, grid, parse_sweep, points_for
+from compare.run.points import grid, parse_sweep, points_for
+from compare.run.sweep import child_argv
 from engines import REGISTRY
 from engines.base import UsageError
 from tests.fakes import record

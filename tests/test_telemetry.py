@@ -43,16 +43,23 @@ def test_prometheus_gauges_are_read_and_summed_over_labels():
     assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
 
 
+REQUEST_ARGS = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
+                "frequency_penalty": "0.1", "repetition_penalty": "1.05", "seed": "7", "logprobs": "2",
+                "prompt_logprobs": "1", "stop": "never-in-random-text", "stop_token_ids": "3", "detokenize": "true"}
+
+
 @pytest.fixture(scope="module")
 def vllm_observed(model_cache, tmp_path_factory):
-    """One vLLM CPU run for the engine tests here: c4 under the torch profiler, c1 under the host profiler."""
+    """One vLLM CPU run for the engine tests here: c4 under the torch profiler, c1 under the host profiler, every
+    request with every request arg vLLM takes (test_request_args.py's known answers, read back)."""
     pytest.importorskip("vllm")
     from tests.conftest import ROOT, run_cli
 
     out = tmp_path_factory.mktemp("vllm-observed")
     result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,4", "--num-requests", "8",
                       "--output-tokens", "32", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
-                      "vllm.max_model_len=4096", "--profile", "c4-in512", "--host-profile", "c1-in512", "--out", str(out)],
+                      "vllm.max_model_len=4096", "--profile", "c4-in512", "--host-profile", "c1-in512", "--out", str(out),
+                      *(a for pair in REQUEST_ARGS.items() for a in ("--request-arg", "=".join(pair)))],
                      model_cache, ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = out.glob("vllm_concurrent_*.json")
@@ -109,3 +116,16 @@ def test_vllm_host_profile_finds_its_processes_by_role_and_their_phases_cover_th
     core = processes["engine_core"]
     assert core["phases"]["waiting"]["share"] > 0.3 and core["cpu_share"] > 0.1
     assert any(w.startswith("host profile: py-spy sampled") for w in c1["warnings"])
+
+
+@pytest.mark.engine
+def test_every_request_arg_reaches_vllms_sampling_params_and_logprobs_come_back(vllm_observed):
+    expected = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.01, "presence_penalty": 0.1,
+                "frequency_penalty": 0.1, "repetition_penalty": 1.05, "seed": 7, "logprobs": 2, "prompt_logprobs": 1,
+                "stop": ["never-in-random-text"], "stop_token_ids": [3], "detokenize": True}  # fmt: skip
+    assert set(expected) == set(REQUEST_ARGS)
+    for cell in vllm_observed["cells"]:
+        recorded = cell["config"]["request_args"]
+        assert recorded["passed"] == expected and recorded["effective"] == expected  # read back from SamplingParams
+        for r in cell["requests"]:  # min_tokens = max_tokens: a stop id before the end does not cut the request
+            assert r["ok"] and r["output_tokens"] == 32 and r["logprob_tokens"] == 32

@@ -11,6 +11,7 @@ import dataclasses
 from engines.base import UsageError
 from workloads.arrivals import arrival_offsets_ns
 from workloads.cellplan import CellPlan, draw_lengths, make_request
+from workloads.reasoning import reasoning_end_id, with_reasoning_end
 from workloads.prompts import PromptBuilder, load_corpus
 from workloads.scenarios import CellSpec, Scenario
 from workloads.traffic import groups_for_pressure, plan_conversations, plan_groups, plan_trace
@@ -43,7 +44,8 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
             plans.append(plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
-    return plans
+    end_id = reasoning_end_id(scenario.reasoning_delimiters, tokenizer)
+    return [with_reasoning_end(plan, end_id) for plan in plans] if end_id is not None else plans
 
 
 def check_fits(scenario: Scenario, plans: list[CellPlan], limit: int | None, owner: str, fix: str) -> None:

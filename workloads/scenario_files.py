@@ -66,7 +66,7 @@ def _find_text(name: str, base: Path) -> Path:
     raise UsageError(f"text file {name!r} not found next to the scenario or in {TEXTS_DIR}")
 
 
-_TUPLE_FIELDS = {"concurrency": int, "languages": str}
+_TUPLE_FIELDS = {"concurrency": int, "languages": str, "reasoning_delimiters": str}
 
 
 def _rates(value: Any, source: str) -> tuple[float, ...]:
@@ -131,6 +131,8 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
         fail(str(exc))
     if scenario.prompt_mode not in PROMPT_MODES:
         fail(f"'prompt_mode' must be one of {', '.join(PROMPT_MODES)}")
+    if scenario.reasoning_delimiters and len(scenario.reasoning_delimiters) != 2:
+        fail("'reasoning_delimiters' is [START, END], e.g. [\"<think>\", \"</think>\"] (or their token ids)")
     if scenario.prompt_mode == "language-pairs":
         if not scenario.pairs:
             fail("prompt_mode 'language-pairs' needs 'pairs' or 'pairs_file'")

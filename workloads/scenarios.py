@@ -36,6 +36,9 @@ class Scenario:
     pairs: tuple[dict[str, str], ...] = ()  # language-pairs: [{"kind", "<lang>": text, ...}]
     ignore_eos: bool = True
     temperature: float = 0.0
+    # reasoning models: the start and end of a reasoning block, as tokens of the model's tokenizer or as ids;
+    # () takes </think> where the tokenizer has it as one token (workloads/reasoning.py)
+    reasoning_delimiters: tuple[str, ...] = ()
     timeout_s: float = 300.0
     seed: int = 0
     quick: dict[str, Any] = field(default_factory=dict)

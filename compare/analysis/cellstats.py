@@ -42,7 +42,7 @@ def ok_records(cell: dict[str, Any]) -> list[RequestRecord]:
 
 
 def per_request(records: list[RequestRecord], what: str) -> np.ndarray:
-    values = {"ttft": lambda r: r.ttft_ms, "tpot": lambda r: r.tpot_ms, "e2e": lambda r: r.e2e_ms,
+    values = {"ttft": lambda r: r.ttft_ms, "ttfa": lambda r: r.ttfa_ms, "tpot": lambda r: r.tpot_ms, "e2e": lambda r: r.e2e_ms,
               "rate": lambda r: r.output_tokens / (r.end_ns / 1e9) if r.end_ns else None}[what]  # fmt: skip
     return np.array([v for r in records if (v := values(r)) is not None], dtype=np.float64)
 
@@ -116,6 +116,8 @@ def cell_figures(cell: dict[str, Any]) -> dict[str, Figure]:
     for label, what, percentiles in LATENCY_ROWS:
         for q in percentiles:
             rows[f"{label} p{q}"] = latency(records, what, q) if records else Figure(None)
+    if any(r.first_answer_ns is not None for r in records):  # reasoning: the first answer token beside the first token
+        rows["TTFA p50"], rows["TTFA p99"] = latency(records, "ttfa", 50), latency(records, "ttfa", 99)
     rows["output tok/s"] = throughput(cell, "tokens")
     rows["req/s"] = throughput(cell, "requests")
     rows.update(gpu(cell))

@@ -82,11 +82,23 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         "requests_with_cached_tokens": sum(1 for c in cached if c > 0) if cached else None,
         **sse_reads_summary(ok),
         **spec_accept_summary(ok),
+        **reasoning_summary(ok),
         "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
             r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),
     }
+
+
+def reasoning_summary(ok: list[RequestRecord]) -> dict[str, Any]:
+    """Reasoning models (workloads/reasoning.py): time to the first answer token beside TTFT, and the reasoning
+    tokens; `reasoning_unended` counts requests whose reasoning never ended (no answer within the output)."""
+    ended = [r for r in ok if r.reasoning_tokens is not None]
+    if not ended:
+        return {}
+    return {"ttfa_ms": describe(v for r in ended if (v := r.ttfa_ms) is not None),
+            "reasoning_tokens": describe(r.reasoning_tokens for r in ended),
+            "reasoning_unended": len(ok) - len(ended)}  # fmt: skip
 
 
 def spec_accept_summary(ok: list[RequestRecord]) -> dict[str, Any]:

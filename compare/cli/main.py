@@ -9,7 +9,7 @@ import sys
 from compare.cli.checks import (check_client_scale, check_deadline, check_engine_scopes, check_host_profile,
                                 check_profile_cell, run_engines)
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
-from compare.run.config import RunConfig, load_scenarios
+from compare.run.config import RunConfig, load_scenarios, request_args_for
 from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
@@ -56,6 +56,10 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
     check_engine_scopes(tuple(args.sweep), names, "--sweep")
     check_nsys(args.nsys, engines, args.mode, args.profile)
+    check_engine_scopes(tuple(args.request_arg), names, "--request-arg")
+    checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
+    for name in sorted(checked):  # every engine that sends requests takes every key given to it (exit 2 else)
+        request_args_for(name, tuple(args.request_arg))
     return RunConfig(
         engines=engines,
         scenarios=scenarios,
@@ -63,6 +67,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         tokenizer=args.tokenizer,
         out_dir=args.resume if args.resume is not None and not (args.sweep or args.ablation) else args.out,
         engine_args=tuple(args.engine_arg),
+        request_args=tuple(args.request_arg),
         mode=args.mode,
         quick=args.quick,
         cache_dir=args.cache_dir,

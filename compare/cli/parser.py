@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V",
                         help="engine argument, repeatable; ENGINE.K=V applies to one engine only")
+    parser.add_argument("--request-arg", action="append", default=[], metavar="K=V",
+                        help="a request feature for every request, repeatable; ENGINE.K=V for one engine: temperature, "
+                             "top_p, top_k, min_p, presence/frequency/repetition_penalty, seed, logprobs, prompt_logprobs, "
+                             "stop, stop_token_ids, detokenize (default: greedy, no logprobs, no stop; docs/features.md)")  # fmt: skip
+    parser.add_argument("--reasoning-delimiters", metavar="START,END",
+                        help="reasoning models: the tokens (or ids) around a reasoning block, e.g. '<think>,</think>'; "
+                             "cells then report time to the first answer token beside TTFT (default: </think> where the "
+                             "tokenizer has it as one token; docs/features.md)")  # fmt: skip
     parser.add_argument("--mode", choices=MODES, default="inprocess",
                         help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
                              "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
@@ -190,6 +198,7 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "burstiness": args.burstiness,
         "max_concurrency": args.max_concurrency,
         "trace_speedup": args.trace_speedup,
+        "reasoning_delimiters": tuple(args.reasoning_delimiters.split(",")) if args.reasoning_delimiters else None,
     }
 
 

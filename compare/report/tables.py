@@ -78,6 +78,11 @@ def _joules_per_token(energy: dict[str, Any]) -> str:
 
 def detail_lines(cell: dict[str, Any]) -> list[str]:
     lines = []
+    s = cell["summary"]
+    if s.get("ttfa_ms"):
+        lines.append(f"{cell['cell_id']}: reasoning: TTFT p50 {_stat(s, 'ttft_ms', 'p50')} ms, time to first answer p50 "
+                     f"{_stat(s, 'ttfa_ms', 'p50')} ms (p99 {_stat(s, 'ttfa_ms', 'p99')}); reasoning tokens mean "
+                     f"{_stat(s, 'reasoning_tokens', 'mean')}, {s['reasoning_unended']} request(s) never ended it")  # fmt: skip
     prefix = cell.get("prefix_cache")
     if prefix:
         lines.append(

@@ -21,7 +21,7 @@ import numpy as np
 from engines.base import Chunk, Request
 
 NS_PER_MS = 1e6
-_META_FIELDS = ("finish_reason", "num_prompt_tokens", "num_cached_tokens", "engine_metrics")
+_META_FIELDS = ("finish_reason", "num_prompt_tokens", "num_cached_tokens", "engine_metrics", "num_logprob_tokens")
 
 
 @dataclass(slots=True)
@@ -45,6 +45,9 @@ class RequestRecord:
     scheduled_ns: int | None = None  # open loop: when the request was due, from the cell's origin
     tags: dict[str, int] | None = None  # its place in the workload: group, conversation, turn, trace index
     output_ids: list[int] | None = None  # the engine's output ids, kept in memory for the next turn; never stored
+    logprob_tokens: int | None = None  # output tokens the engine returned logprobs for (--request-arg logprobs=K)
+    reasoning_tokens: int | None = None  # tokens up to and including the end of reasoning (None: no end seen)
+    first_answer_ns: int | None = None  # receipt of the first token after the end of reasoning, after the send
 
     @property
     def send_lag_ns(self) -> int:
@@ -73,6 +76,11 @@ class RequestRecord:
         return (self.chunk_ns[0] + self.send_lag_ns) / NS_PER_MS if self.chunk_ns else None
 
     @property
+    def ttfa_ms(self) -> float | None:
+        """Time to the first answer token (after the end of reasoning), from the schedule as TTFT is."""
+        return (self.first_answer_ns + self.send_lag_ns) / NS_PER_MS if self.first_answer_ns is not None else None
+
+    @property
     def tpot_ms(self) -> float | None:
         """(t_last - t_first) / (n - 1): the first and last token times are the first and last chunks'."""
         if self.output_tokens < 2 or not self.chunk_ns:
@@ -97,6 +105,9 @@ class RequestRecord:
             "sent_ns": self.sent_ns, "end_ns": self.end_ns, "chunk_ns": self.chunk_ns, "chunk_tokens": self.chunk_tokens,
             "engine": self.engine, "timing": self.timing, "scheduled_ns": self.scheduled_ns,
             **({"tags": self.tags} if self.tags else {}),
+            **({"logprob_tokens": self.logprob_tokens} if self.logprob_tokens is not None else {}),
+            **({"reasoning_tokens": self.reasoning_tokens, "first_answer_ns": self.first_answer_ns}
+               if self.reasoning_tokens is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -118,6 +129,8 @@ class RequestRecord:
             finish_reason=data.get("finish_reason"), prompt_tokens_reported=data.get("prompt_tokens_reported"),
             output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
             timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"), tags=data.get("tags"),
+            logprob_tokens=data.get("logprob_tokens"), reasoning_tokens=data.get("reasoning_tokens"),
+            first_answer_ns=data.get("first_answer_ns"),
         )  # fmt: skip
 
 
@@ -135,7 +148,8 @@ def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:
 class StreamRecorder:
     """The per-request hot path: one clock read and two appends per chunk; the record is built at the end."""
 
-    __slots__ = ("request", "origin_ns", "scheduled_ns", "sent_ns", "chunk_ns", "chunk_tokens", "output_ids", "texts", "meta")
+    __slots__ = ("request", "origin_ns", "scheduled_ns", "sent_ns", "chunk_ns", "chunk_tokens", "output_ids", "texts", "meta",
+                 "end_id", "reasoning_tokens", "answer_ns")
 
     def __init__(self, request: Request, origin_ns: int, scheduled_ns: int | None = None):
         """`scheduled_ns`: open loop, the due time as an offset from `origin_ns`."""
@@ -145,6 +159,9 @@ class StreamRecorder:
         self.output_ids: list[int] = []
         self.texts: list[str] = []
         self.meta: dict[str, Any] = {}
+        self.end_id = request.reasoning_end_token_id
+        self.reasoning_tokens: int | None = None
+        self.answer_ns: int | None = None
         self.sent_ns = perf_counter_ns()
 
     def on_chunk(self, chunk: Chunk) -> None:
@@ -156,11 +173,26 @@ class StreamRecorder:
                 self.output_ids.extend(chunk.token_ids)
             if chunk.text:
                 self.texts.append(chunk.text)
-        if chunk.finish_reason is not None or chunk.engine_metrics is not None or chunk.num_cached_tokens is not None:
+            if self.end_id is not None and self.answer_ns is None:
+                self._reasoning(chunk, now)
+        if chunk.finish_reason is not None or chunk.engine_metrics is not None or chunk.num_cached_tokens is not None \
+                or chunk.num_logprob_tokens is not None:
             for name in _META_FIELDS:  # later chunks win
                 value = getattr(chunk, name)
                 if value is not None:
                     self.meta[name] = value
+
+    def _reasoning(self, chunk: Chunk, now: int) -> None:
+        """The end of reasoning (its id) and the first answer token after it, which may share its chunk."""
+        if self.reasoning_tokens is not None:  # ended in an earlier chunk: this one brings the first answer
+            self.answer_ns = now
+            return
+        ids = chunk.token_ids or ()
+        if self.end_id in ids:
+            position = ids.index(self.end_id)
+            self.reasoning_tokens = sum(self.chunk_tokens) - chunk.num_new_tokens + position + 1
+            if position + 1 < chunk.num_new_tokens:
+                self.answer_ns = now
 
     def finish(self, error: str | None, decode: Callable[[list[int]], str] | None) -> RequestRecord:
         end_ns = perf_counter_ns()
@@ -178,6 +210,8 @@ class StreamRecorder:
             engine=engine_side(self.meta.get("engine_metrics"), sent, chunk_ns[0] if chunk_ns else None),
             scheduled_ns=self.scheduled_ns, tags=dict(request.tags) if request.tags else None,
             output_ids=self.output_ids if any(key == "turn" for key, _ in request.tags) else None,
+            logprob_tokens=self.meta.get("num_logprob_tokens"), reasoning_tokens=self.reasoning_tokens,
+            first_answer_ns=self.answer_ns - sent if self.answer_ns is not None else None,
         )  # fmt: skip
 
     def _output_chars(self, decode: Callable[[list[int]], str] | None) -> int | None:

@@ -1,7 +1,8 @@
 """Named ablation sets for `--ablation NAME`: each a list of points, baseline first, and the question it answers.
 
-A point is (label, engine, engine-arg pairs, mode). Engine defaults are the baseline, so a point changes one
-thing; the table then gives each point against the baseline with a 95% interval and significant or not.
+A point is (label, engine, engine-arg pairs, mode); a `request.K=V` pair is a request feature (docs/features.md).
+Engine defaults are the baseline, so a point changes one thing; the table then gives each point against the
+baseline with a 95% interval and significant or not.
 """
 
 from __future__ import annotations
@@ -102,3 +103,10 @@ ABLATIONS["vllm-cudagraph-sizes"] = _one_engine(
 ABLATIONS["vllm-ngram-spec"] = _one_engine(
     "vllm", "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
     ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',)))
+ABLATIONS["sampling-cost"] = _one_engine(
+    "vllm", "what does each sampling feature cost against greedy decoding? (n > 1 waits for per-sequence stamps)",
+    ("temperature-0.8-top_p-0.95", ("request.temperature=0.8", "request.top_p=0.95")),
+    ("top_k-50", ("request.temperature=0.8", "request.top_k=50")),
+    ("penalties", ("request.presence_penalty=0.5", "request.frequency_penalty=0.5", "request.repetition_penalty=1.1")),
+    ("logprobs-5", ("request.logprobs=5",)),
+    ("logprobs-20", ("request.logprobs=20",)))

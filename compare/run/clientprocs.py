@@ -64,7 +64,10 @@ class ClientWorker:
     async def start(self) -> dict[str, Any]:
         from engines.http_openai import HttpCompletionsEngine
 
-        self.engine = HttpCompletionsEngine(None, self.engine_args)
+        args = dict(self.engine_args)
+        request_args = args.pop("request_args", {})  # --request-arg, as the coordinator's HTTP engine passes them
+        self.engine = HttpCompletionsEngine(None, args)
+        self.engine.request_args = request_args
         await self.engine.start()
         return {"host": socket.gethostname(), "pid": os.getpid()}
 

@@ -26,6 +26,7 @@ class RunConfig:
     tokenizer: str | None = None  # build prompts with this model's tokenizer (required for ollama:<tag>)
     out_dir: Path = Path("results")
     engine_args: tuple[str, ...] = ()  # K=V or ENGINE.K=V, as given
+    request_args: tuple[str, ...] = ()  # K=V or ENGINE.K=V, as given: request features (engines/request_args.py)
     mode: str = "inprocess"
     quick: bool = False
     cache_dir: Path | None = None
@@ -61,6 +62,29 @@ def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], dis
             scenario = dataclasses.replace(scenario, prompt_mode="distinct")
         scenarios.append(scenario)
     return tuple(scenarios)
+
+
+def request_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The request args that apply to `engine`, typed and checked against the keys its class passes (exit 2 else),
+    under the engine's own names. `engine` is a registry name or `http` (the HTTP twin of any)."""
+    from engines import load_engine_class
+    from engines.request_args import engine_request_args, split_request_args, typed_request_args
+
+    given = split_request_args(pairs, engine, set(REGISTRY) | {"http"})
+    if not given:
+        return {}
+    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
+    typed = typed_request_args(engine, given, getattr(cls, "request_keys", {}))
+    passed = engine_request_args(cls, typed)
+    if passed and hasattr(cls, "check_request_args"):
+        cls.check_request_args(passed)
+    return passed
+
+
+def http_engine_class():
+    from engines.http_openai import HttpCompletionsEngine
+
+    return HttpCompletionsEngine
 
 
 def engine_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.report.tables import print_report
-from compare.run.config import RunConfig, engine_args_for
+from compare.run.config import RunConfig, engine_args_for, request_args_for
 from compare.run.resume import find_previous
 from compare.run.search import search_max_rate
 from compare.run.session import RunOptions, run_scenario
@@ -58,6 +58,8 @@ def build_engines(config: RunConfig, model) -> list[EngineRun]:
         engine = load_engine_class(name)(model, given)
         if not isinstance(engine, (StreamingEngine, BatchEngine)):
             raise UsageError(f"engine {name!r} implements neither StreamingEngine nor BatchEngine (engines/base.py)")
+        if config.mode != "http":  # in HTTP mode the twin sends the requests
+            engine.request_args = request_args_for(name, config.request_args)
         entry = REGISTRY.get(name)
         base = entry.variant_of if entry and entry.variant_of else name
         kind = "batch" if isinstance(engine, BatchEngine) else "inprocess"
@@ -76,7 +78,9 @@ def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
     if launch is None:
         raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, sglang, llamacpp")
     http_args = {"log_dir": str(config.out_dir), **engine_args_for("http", config.engine_args)}
-    return HttpCompletionsEngine(model, http_args, launch=launch)
+    twin = HttpCompletionsEngine(model, http_args, launch=launch)
+    twin.request_args = request_args_for("http", config.request_args)
+    return twin
 
 
 async def run_one(config: RunConfig) -> int:
@@ -169,7 +173,7 @@ async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
         return None
     engine = run.engine
     worker_args = {"endpoint": engine.base_url, "server": engine.args["server"], "api_key_env": engine.args["api_key_env"],
-                   "max_connections": engine.args["max_connections"]}  # fmt: skip
+                   "max_connections": engine.args["max_connections"], "request_args": engine.request_args}  # fmt: skip
     if config.ray:
         from compare.run.rayclients import RayClientPool
 

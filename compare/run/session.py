@@ -112,6 +112,7 @@ async def run_scenario(
     `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run.
     `clients`: a started client pool (compare/run/clientprocs.py, rayclients.py) that sends the measured requests."""
     description = dataclasses.asdict(engine.describe())
+    description["request_args"] = request_args_record(engine)
     instruments = Instruments.probe()
     if previous is not None:
         results = continue_file(*previous)
@@ -162,6 +163,15 @@ async def run_scenario(
     return results
 
 
+def request_args_record(engine) -> dict[str, Any]:
+    """The request args every request carried, under the engine's names, and what the engine read back where it
+    can (vLLM's SamplingParams); {} for the defaults (greedy, one sequence, no logprobs, no stop)."""
+    if not engine.request_args:
+        return {}
+    effective = getattr(engine, "effective_request_args", None)
+    return {"passed": dict(engine.request_args), **({"effective": effective()} if effective else {})}
+
+
 def clients_header(clients) -> dict[str, Any]:
     """Who sent the requests: this process, or a pool of client workers (with where each one runs)."""
     if clients is None:
@@ -196,6 +206,7 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
         observed = await observer.stop(cell.origin_ns)
         observed.update(window.observed(results.path.parent))
         document = cell_document(scenario, cell, description["capabilities"], gpu)
+        document["config"]["request_args"] = description["request_args"]
         if cell.client_workers is not None:
             document["client_workers"] = cell.client_workers
         document.update(observed_figures(document, observed, options.slo))

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.run.config import RunConfig
 from compare.run.isolate import ChildOutcome, child_echo, finish_child, start_child
-from compare.run.sweep import Point, _exit_code, _files, _load_runs, check_points, child_argv, points_for
+from compare.run.points import Point, points_for
+from compare.run.sweep import _exit_code, _files, _load_runs, check_points, child_argv
 from compare.run.together import gpu_processes, release_in_turn
 from engines import load_engine_class
 from engines.base import UsageError

@@ -1,7 +1,6 @@
-"""Sweeps: the points of `--sweep KEY=V1,V2` grids and named `--ablation` sets, and their runs.
+"""Sweeps: the runs of a run's points (compare/run/points.py: `--sweep KEY=V1,V2` grids and named `--ablation`
+sets), and their manifest and ablation table.
 
-A point is one engine run: an engine, a mode and the engine args it adds to the run's own. The first point
-of a grid (every key at its first value) is the baseline the ablation table compares the others with.
 Points (of a sweep, an ablation set, or engines to keep apart) run one at a time, each isolated: with
 isolation each point is `python -m compare` in its own child process and session (compare/run/isolate.py)
 writing its own results files; without it, each point runs in this process. Either way one point's failure
@@ -13,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import json
-import re
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,83 +22,11 @@ from typing import Any
 from compare.analysis.ablation_table import ablation_lines, ablation_markdown, ablation_rows
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
-from compare.run.ablations import ABLATIONS
-from compare.run.config import RunConfig, engine_args_for
+from compare.run.config import RunConfig, engine_args_for, request_args_for
 from compare.run.isolate import ChildOutcome, child_echo, run_child
 from compare.run.orchestrate import run_one
+from compare.run.points import Point, points_for
 from engines import REGISTRY, load_engine_class
-from engines.base import UsageError
-
-
-@dataclass(frozen=True)
-class Point:
-    label: str  # "baseline", "enable_prefix_caching=false", "vllm-batch"
-    engine: str
-    engine_args: tuple[str, ...] = ()  # K=V pairs added after the run's own --engine-arg (so they win)
-    mode: str = "inprocess"
-
-    @property
-    def run_name(self) -> str:
-        """The name its results file carries: `X-http` for HTTP mode, as a plain run names it."""
-        return f"{self.engine}-http" if self.mode == "http" else self.engine
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{self.engine}-{self.mode}-{self.label}")[:120]
-
-    def to_json(self) -> dict:
-        return {"label": self.label, "engine": self.engine, "engine_args": list(self.engine_args), "mode": self.mode}
-
-
-def parse_sweep(text: str) -> tuple[str | None, str, tuple[str, ...]]:
-    """`KEY=V1,V2` or `ENGINE.KEY=V1,V2` as (engine or None, key, values)."""
-    key, sep, values = text.partition("=")
-    parsed = tuple(v.strip() for v in values.split(",") if v.strip())
-    if not sep or not key or not parsed:
-        raise UsageError(f"--sweep {text!r} must look like key=v1,v2 (or engine.key=v1,v2)")
-    scope, dot, name = key.partition(".")
-    if dot and scope in REGISTRY:
-        return scope, name, parsed
-    return None, key, parsed
-
-
-def grid(engines: tuple[str, ...], sweeps: tuple[str, ...], mode: str) -> list[Point]:
-    """One point per engine and combination of values; keys scoped to another engine are left out."""
-    parsed = [parse_sweep(s) for s in sweeps]
-    points = []
-    for engine in engines:
-        axes = [(key, values) for scope, key, values in parsed if scope in (None, engine)]
-        for combo in itertools.product(*(values for _, values in axes)):
-            pairs = tuple(f"{key}={value}" for (key, _), value in zip(axes, combo))
-            label = ",".join(pairs) if pairs else "baseline"
-            points.append(Point(label, engine, tuple(f"{engine}.{p}" for p in pairs), mode))
-    return points
-
-
-def ablation_points(name: str, engines: tuple[str, ...] | None) -> tuple[list[Point], str]:
-    """A named set's points (baseline first) and the question it answers."""
-    if name not in ABLATIONS:
-        raise UsageError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)} (python -m compare --list)")
-    ablation = ABLATIONS[name]
-    if engines and set(engines) - set(ablation.engines):
-        raise UsageError(f"ablation {name!r} runs {', '.join(ablation.engines)}; drop --engine "
-                         f"{' '.join(sorted(set(engines) - set(ablation.engines)))} or pick another set")  # fmt: skip
-    points = []
-    for label, engine, pairs, mode in ablation.points:
-        points.append(Point(label, engine, tuple(f"{engine}.{p}" for p in pairs), mode))
-    return points, ablation.question
-
-
-def points_for(engines: tuple[str, ...], sweeps: tuple[str, ...], ablation: str | None, mode: str) -> tuple[list[Point], str]:
-    """The run's points and the question they answer; a plain run is one baseline point per engine."""
-    if ablation and sweeps:
-        raise UsageError("give --ablation NAME or --sweep KEY=V1,V2, not both")
-    if ablation:
-        return ablation_points(ablation, engines)
-    modes = ("inprocess", "http") if mode == "both" else (mode,)
-    points = [p for m in modes for p in grid(engines, sweeps, m)]
-    question = "how do " + ", ".join(parse_sweep(s)[1] for s in sweeps) + " change latency and throughput?" if sweeps else ""
-    return points, question
 
 
 MANIFEST = "sweep.json"
@@ -134,6 +58,7 @@ def check_points(config: RunConfig, points: list[Point]) -> None:
         engine_class = load_engine_class(point.engine)
         if hasattr(engine_class, "check_args"):
             engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
+        request_args_for("http" if point.mode == "http" else point.engine, config.request_args + point.request_args)
 
 
 def sweep_folder(config: RunConfig, name: str) -> Path:
@@ -144,6 +69,7 @@ def sweep_folder(config: RunConfig, name: str) -> Path:
 
 def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
     return dataclasses.replace(config, engines=(point.engine,), engine_args=config.engine_args + point.engine_args,
+                               request_args=config.request_args + point.request_args,
                                mode=point.mode, out_dir=out_dir, sweeps=(), ablation=None, isolate=False,
                                resume=out_dir if config.resume is not None else None)  # fmt: skip
 
@@ -153,20 +79,22 @@ def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
             "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
     for pair in point.engine_args:
         argv += ["--engine-arg", pair]
+    for pair in point.request_args:
+        argv += ["--request-arg", pair]
     if config.resume is not None:
         argv += ["--resume", str(out_dir)]
     return argv
 
 
 def own_engine_args(args: tuple[str, ...], engine: str) -> list[str]:
-    """The run's argv for one point's child: `--engine-arg OTHER.k=v` for another engine of the run is left out (the
-    child runs one engine, and refuses a prefix naming an engine it does not have)."""
+    """The run's argv for one point's child: `--engine-arg OTHER.k=v` (and `--request-arg`) for another engine of the
+    run is left out (the child runs one engine, and refuses a prefix naming an engine it does not have)."""
     kept, index = [], 0
     while index < len(args):
         arg = args[index]
-        if arg == "--engine-arg" and index + 1 < len(args):
+        if arg in ("--engine-arg", "--request-arg") and index + 1 < len(args):
             pair, width = args[index + 1], 2
-        elif arg.startswith("--engine-arg="):
+        elif arg.startswith(("--engine-arg=", "--request-arg=")):
             pair, width = arg.split("=", 1)[1], 1
         else:
             kept.append(arg)
