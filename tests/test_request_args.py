@@ -116,3 +116,18 @@ def test_the_sampling_cost_set_is_request_features_against_greedy_and_every_key_
     assert ABLATIONS["sampling-cost"].engines == ("vllm",)
     for point in points[1:]:  # the run also puts each through vLLM's own check (check_points) before the first runs
         typed_request_args("vllm", split_request_args(point.request_args, "vllm", {"vllm"}), VLLMEngine.request_keys)
+
+
+def test_every_key_reaches_vllms_sampling_params_read_back_without_a_run():
+    pytest.importorskip("vllm")
+    from engines.request_args import REQUEST_KEYS, engine_request_args
+
+    given = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
+             "frequency_penalty": "0.2", "repetition_penalty": "1.05", "seed": "7", "n": "1", "logprobs": "2",
+             "prompt_logprobs": "1", "stop": "END", "stop_token_ids": "3,4", "detokenize": "true"}  # fmt: skip
+    assert set(given) == set(REQUEST_KEYS)
+    passed = typed_request_args("vllm", given, VLLMEngine.request_keys)
+    VLLMEngine.check_request_args(passed)
+    engine = VLLMEngine.__new__(VLLMEngine)  # no model, no start: only its SamplingParams side
+    engine.request_args = engine_request_args(VLLMEngine, passed)  # n=1 is the default and is not passed
+    assert engine.effective_request_args() == {k: v for k, v in passed.items() if k != "n"}

@@ -43,9 +43,11 @@ def test_prometheus_gauges_are_read_and_summed_over_labels():
     assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
 
 
+# every key vLLM takes but prompt_logprobs, which costs a log-softmax and a detokenization per prompt position
+# (test_request_args.py reads it back from SamplingParams without a run)
 REQUEST_ARGS = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
                 "frequency_penalty": "0.1", "repetition_penalty": "1.05", "seed": "7", "logprobs": "2",
-                "prompt_logprobs": "1", "stop": "never-in-random-text", "stop_token_ids": "3", "detokenize": "true"}
+                "stop": "never-in-random-text", "stop_token_ids": "3", "detokenize": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +123,7 @@ def test_vllm_host_profile_finds_its_processes_by_role_and_their_phases_cover_th
 @pytest.mark.engine
 def test_every_request_arg_reaches_vllms_sampling_params_and_logprobs_come_back(vllm_observed):
     expected = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.01, "presence_penalty": 0.1,
-                "frequency_penalty": 0.1, "repetition_penalty": 1.05, "seed": 7, "logprobs": 2, "prompt_logprobs": 1,
+                "frequency_penalty": 0.1, "repetition_penalty": 1.05, "seed": 7, "logprobs": 2,
                 "stop": ["never-in-random-text"], "stop_token_ids": [3], "detokenize": True}  # fmt: skip
     assert set(expected) == set(REQUEST_ARGS)
     for cell in vllm_observed["cells"]:
