@@ -177,6 +177,23 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def scoped_args(pairs: tuple[str, ...] | list[str], engine: str, scopes, flag: str) -> dict[str, str]:
+    """The K=V pairs of `flag` that apply to `engine`: unscoped ones, and ENGINE.K=V for this engine (a prefix naming
+    another of `scopes` is that engine's)."""
+    args: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} {pair!r} must look like key=value (or engine.key=value)")
+        scope, dot, name = key.partition(".")
+        if dot and scope in scopes:
+            if scope == engine:
+                args[name] = value
+            continue
+        args[key] = value
+    return args
+
+
 def check_keys(engine: str, given: dict[str, str], valid: dict[str, Any] | set[str]) -> None:
     """Every key must be valid; an unknown one is a UsageError naming the three nearest valid keys."""
     unknown = sorted(set(given) - set(valid))

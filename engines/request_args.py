@@ -28,22 +28,6 @@ REQUEST_KEYS: dict[str, str] = {
 NOT_MEASURED = {"n": "n > 1 needs per-sequence token stamps, which are not built yet (#31); n=1 is the default"}
 
 
-def split_request_args(pairs: tuple[str, ...] | list[str], engine: str, engines: set[str]) -> dict[str, str]:
-    """The K=V pairs that apply to `engine`: unscoped ones, and ENGINE.K=V for this engine."""
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--request-arg {pair!r} must look like key=value (or engine.key=value)")
-        scope, dot, name = key.partition(".")
-        if dot and scope in engines:
-            if scope == engine:
-                args[name] = value
-            continue
-        args[key] = value
-    return args
-
-
 def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str]) -> dict[str, Any]:
     """`given` typed and checked: known keys, passed by this engine, values that parse; else a UsageError."""
     typed: dict[str, Any] = {}

@@ -107,7 +107,7 @@ def test_each_adapter_puts_the_args_in_its_own_request_type(config_only_8b):
 def test_the_sampling_cost_set_is_request_features_against_greedy_and_every_key_is_one_vllm_takes():
     from compare.run.ablations import ABLATIONS
     from compare.run.points import ablation_points
-    from engines.request_args import split_request_args
+    from engines.base import scoped_args
 
     points, question = ablation_points("sampling-cost", None)
     assert points[0].label == "baseline" and not points[0].request_args and "against greedy" in question
@@ -115,7 +115,7 @@ def test_the_sampling_cost_set_is_request_features_against_greedy_and_every_key_
     assert ("vllm.logprobs=20",) in [p.request_args for p in points]
     assert ABLATIONS["sampling-cost"].engines == ("vllm",)
     for point in points[1:]:  # the run also puts each through vLLM's own check (check_points) before the first runs
-        typed_request_args("vllm", split_request_args(point.request_args, "vllm", {"vllm"}), VLLMEngine.request_keys)
+        typed_request_args("vllm", scoped_args(point.request_args, "vllm", {"vllm"}, "--request-arg"), VLLMEngine.request_keys)
 
 
 def test_every_key_reaches_vllms_sampling_params_read_back_without_a_run():

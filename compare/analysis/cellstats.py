@@ -99,14 +99,19 @@ def gpu(cell: dict[str, Any]) -> dict[str, Figure]:
     }
 
 
-def energy(cell: dict[str, Any]) -> dict[str, Figure]:
-    """Joules per output token from each energy counter that counted over the measured part (compare/run/energy.py)."""
-    rows = {}
+def joules_per_token(energy: dict[str, Any] | None) -> dict[str, float]:
+    """J per output token from each energy counter that counted over the measured part ("gpu" first, then "cpu";
+    compare/run/energy.py); absent where a counter was unavailable."""
+    per_token = {}
     for source in ("gpu", "cpu"):
-        counted = (cell.get("energy") or {}).get(source) or {}
+        counted = (energy or {}).get(source) or {}
         if counted.get("available") and counted.get("j_per_output_token") is not None:
-            rows[f"{source.upper()} J/token"] = Figure(counted["j_per_output_token"])
-    return rows
+            per_token[source] = counted["j_per_output_token"]
+    return per_token
+
+
+def energy(cell: dict[str, Any]) -> dict[str, Figure]:
+    return {f"{source.upper()} J/token": Figure(value) for source, value in joules_per_token(cell.get("energy")).items()}
 
 
 def cell_figures(cell: dict[str, Any]) -> dict[str, Figure]:

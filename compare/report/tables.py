@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from compare.analysis.cellstats import joules_per_token
 from compare.analysis.checks import is_client_bound
 
 
@@ -69,10 +70,8 @@ def _gpu_peak(gpu: dict[str, Any]) -> str:
 
 
 def _joules_per_token(energy: dict[str, Any]) -> str:
-    for source, mark in (("gpu", ""), ("cpu", " cpu")):
-        counted = energy.get(source) or {}
-        if counted.get("available") and counted.get("j_per_output_token") is not None:
-            return f"{counted['j_per_output_token']:.3g}{mark}"
+    for source, value in joules_per_token(energy).items():  # the GPU's where it counted, else the CPU's
+        return f"{value:.3g}{'' if source == 'gpu' else ' cpu'}"
     return "n/a"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engines import REGISTRY
-from engines.base import UsageError
+from engines.base import scoped_args
 from workloads.models import DEFAULT_MODEL
 from workloads.scenario_files import apply_overrides, builtin_names, load_scenario
 from workloads.scenarios import Scenario
@@ -68,9 +68,9 @@ def request_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[st
     """The request args that apply to `engine`, typed and checked against the keys its class passes (exit 2 else),
     under the engine's own names. `engine` is a registry name or `http` (the HTTP twin of any)."""
     from engines import load_engine_class
-    from engines.request_args import engine_request_args, split_request_args, typed_request_args
+    from engines.request_args import engine_request_args, typed_request_args
 
-    given = split_request_args(pairs, engine, set(REGISTRY) | {"http"})
+    given = scoped_args(pairs, engine, REGISTRY, "--request-arg")  # `http` is a registry name too
     if not given:
         return {}
     cls = http_engine_class() if engine == "http" else load_engine_class(engine)
@@ -89,15 +89,4 @@ def http_engine_class():
 
 def engine_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """The K=V pairs that apply to `engine`: unscoped ones, and ENGINE.K=V for this engine."""
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--engine-arg {pair!r} must look like key=value (or engine.key=value)")
-        scope, dot, name = key.partition(".")
-        if dot and scope in REGISTRY:
-            if scope == engine:
-                args[name] = value
-            continue
-        args[key] = value
-    return args
+    return scoped_args(pairs, engine, REGISTRY, "--engine-arg")

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from compare.analysis.cellstats import joules_per_token
 from compare.analysis.checks import observed_warnings
 from compare.analysis.slo import goodput
 from compare.analysis.summaries import summarize_cell
@@ -258,9 +259,8 @@ def _cell_line(cell: dict[str, Any]) -> str:
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
-    for source, counted in (cell.get("energy") or {}).items():
-        if isinstance(counted, dict) and counted.get("j_per_output_token") is not None:
-            line += f", {source.upper()} {counted['j_per_output_token']:.3g} J/token"
+    for source, value in joules_per_token(cell.get("energy")).items():
+        line += f", {source.upper()} {value:.3g} J/token"
     slo = cell.get("slo")
     if slo and slo["share_met"] is not None:
         line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
