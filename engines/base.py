@@ -57,7 +57,7 @@ class Chunk:
     num_prompt_tokens: int | None = None  # as the engine counted them
     num_cached_tokens: int | None = None  # prompt tokens served from the prefix cache
     engine_metrics: dict[str, Any] | None = None  # engine-side timings, clock named in the keys
-    num_logprob_tokens: int | None = None  # output tokens that came with logprobs (--request-arg logprobs=K)
+    num_logprob_tokens: int | None = None  # output tokens that came with logprobs (logprobs=K), on the finishing chunk
 
 
 @dataclass(frozen=True, slots=True)

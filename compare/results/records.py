@@ -175,8 +175,7 @@ class StreamRecorder:
                 self.texts.append(chunk.text)
             if self.end_id is not None and self.answer_ns is None:
                 self._reasoning(chunk, now)
-        if chunk.finish_reason is not None or chunk.engine_metrics is not None or chunk.num_cached_tokens is not None \
-                or chunk.num_logprob_tokens is not None:
+        if chunk.finish_reason is not None or chunk.engine_metrics is not None or chunk.num_cached_tokens is not None:
             for name in _META_FIELDS:  # later chunks win
                 value = getattr(chunk, name)
                 if value is not None:
