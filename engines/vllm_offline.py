@@ -201,8 +201,9 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         if self.profile_folder and "profiler_config" in fields:
             from vllm.config import ProfilerConfig
 
-            extra["profiler_config"] = (ProfilerConfig(profiler="cuda") if self.profile_kind == "cuda" else
-                                        ProfilerConfig(profiler="torch", torch_profiler_dir=self.profile_folder))  # fmt: skip
+            given = dict(self.resolved.get("profiler_config") or {})  # the user's options (with_stack, ...) kept
+            where = {"profiler": "cuda"} if self.profile_kind == "cuda" else {"profiler": "torch", "torch_profiler_dir": self.profile_folder}
+            extra["profiler_config"] = ProfilerConfig(**{**given, **where})
         self.notes.append(f"observability: {sorted(extra) or 'none'}")
         return extra
 
@@ -214,7 +215,7 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
 
         self._apply_cpu_environment()
         loggers = [timeline_logger(self.telemetry_rows)] if self.telemetry_rows is not None else None
-        engine_args = AsyncEngineArgs(**self.resolved, **self._observability_args())
+        engine_args = AsyncEngineArgs(**{**self.resolved, **self._observability_args()})
         self._engine = AsyncLLM.from_engine_args(engine_args, stat_loggers=loggers)
 
     async def start_profile(self, folder: str) -> bool:

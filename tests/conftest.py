@@ -58,7 +58,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-_held_exclusively: contextlib.ExitStack | None = None  # the CPU lock, kept across consecutive exclusive tests
+_held_exclusively: contextlib.ExitStack | None = None  # every CPU slot, kept across consecutive exclusive tests
+
+
+def _slots_wanted(item) -> int:
+    """The CPU slots a test takes, of one per worker: an `exclusive` test all of them (it runs alone), a
+    `load_sensitive` one all but one (one test at most beside it, as under two workers), any other test one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if item is None:
+        return 0
+    if item.get_closest_marker("exclusive") is not None:
+        return workers
+    if item.get_closest_marker("load_sensitive") is not None:
+        return max(1, workers - 1)
+    return 1
 
 
 def _exclusive(item) -> bool:
@@ -67,17 +80,17 @@ def _exclusive(item) -> bool:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """Under several workers, a test marked `exclusive` (its figures depend on having the CPU: timers, a loop
-    thread's CPU share) runs alone: it takes the CPU lock exclusively, every other test shares it. The lock
-    spans setup and teardown, so another module's engine start cannot run beside it either. Consecutive exclusive
-    tests keep the lock between them: released in between, each waited again for a whole test of the other worker
+    """Under several workers a test holds CPU slots while it runs (`_slots_wanted`), so a test whose figures depend
+    on the CPU (timers, a loop thread's CPU share, two clients' agreement) has it to itself or nearly. The slots
+    span setup and teardown, so another module's engine start cannot run beside it either. Consecutive exclusive
+    tests keep their slots between them: released in between, each waited again for a whole test of another worker
     (25 s of waiting for 0.6 s of test_null_engine)."""
     global _held_exclusively
     asked = time.perf_counter()
     if _exclusive(item):
         if _held_exclusively is None:
             _held_exclusively = contextlib.ExitStack()
-            _held_exclusively.enter_context(cpu_lock(exclusive=True))
+            _held_exclusively.enter_context(cpu_slots(_slots_wanted(item)))
         got = time.perf_counter()
         try:
             yield
@@ -86,44 +99,60 @@ def pytest_runtest_protocol(item, nextitem):
                 _held_exclusively.close()
                 _held_exclusively = None
     else:
-        with cpu_lock(exclusive=False):
+        with cpu_slots(_slots_wanted(item)):
             got = time.perf_counter()
             yield
     _timeline(item, asked, got, time.perf_counter())
 
 
 def _timeline(item, asked: float, got: float, done: float) -> None:
-    """ENGINEBENCH_TEST_TIMELINE=PATH: one JSON line per test (worker, when it asked for the CPU lock, got it, ended)
-    to PATH.<worker>, to see where the suite's time goes: a test waiting for an exclusive one, a worker idle."""
+    """ENGINEBENCH_TEST_TIMELINE=PATH: one JSON line per test (worker, when it asked for its CPU slots, got them,
+    ended) to PATH.<worker>, to see where the suite's time goes: a test waiting for an exclusive one, a worker idle."""
     path = os.environ.get("ENGINEBENCH_TEST_TIMELINE")
     if path:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        row = {"worker": worker, "test": item.nodeid, "exclusive": item.get_closest_marker("exclusive") is not None,
+        row = {"worker": worker, "test": item.nodeid, "slots": _slots_wanted(item),
                "asked": time.time() - (time.perf_counter() - asked), "waited_s": got - asked, "ran_s": done - got}
         with open(f"{path}.{worker}", "a") as out:
             out.write(json.dumps(row) + "\n")
 
 
 @contextlib.contextmanager
-def cpu_lock(exclusive: bool):
+def cpu_slots(wanted: int):
+    """Takes `wanted` of the run's CPU slots (one lock file per worker). One test takes slots at a time (the
+    turnstile), so a test waiting for several stops newcomers and is not starved; none waits holding a slot."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run_id is None:  # one process: nothing runs beside a test
+    if run_id is None or wanted == 0:  # one process: nothing runs beside a test
         yield
         return
     base = Path(tempfile.gettempdir()) / f"enginebench-pytest-{run_id}"
-    # a turnstile before the lock: a test waiting for it exclusively stops new shared holders, so it is not starved
-    with open(f"{base}.turnstile", "a") as turnstile, open(f"{base}.lock", "a") as lock:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    with contextlib.ExitStack() as files, open(f"{base}.turnstile", "a") as turnstile:
+        slots = [files.enter_context(open(f"{base}.slot{index}", "a")) for index in range(workers)]
+        held: list = []
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            while len(held) < wanted:
+                for slot in slots:
+                    if len(held) < wanted and slot not in held and _took(slot):
+                        held.append(slot)
+                if len(held) < wanted:
+                    time.sleep(0.02)
         finally:
-            if not exclusive:
-                fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            for slot in held:
+                fcntl.flock(slot, fcntl.LOCK_UN)
+
+
+def _took(slot) -> bool:
+    try:
+        fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 @pytest.fixture(scope="session")

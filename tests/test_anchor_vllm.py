@@ -71,6 +71,7 @@ def test_one_disturbed_run_does_not_decide_the_verdict_but_a_steady_difference_d
 
 
 @pytest.mark.engine
+@pytest.mark.load_sensitive  # two tests beside it on 2 cores moved a round's TPOT median past the tolerance
 def test_enginebench_agrees_with_vllm_bench_serve_on_one_server(model_cache, tmp_path):
     pytest.importorskip("vllm")
     pytest.importorskip("pandas")
@@ -80,7 +81,9 @@ def test_enginebench_agrees_with_vllm_bench_serve_on_one_server(model_cache, tmp
     # eager: the agreement is about the two clients, and compiling the server's graph cost 80 s of the test
     # the tool's 128 output tokens: with 64, a round lasted half as long and one burst of the other test worker's
     # load moved a round's TPOT median by 65%
-    result = subprocess.run([sys.executable, "-m", "compare.anchor_vllm", "--engine-arg", "enforce_eager=true", "--out",
+    # three runs per tool: the median of three still outvotes one disturbed run
+    result = subprocess.run([sys.executable, "-m", "compare.anchor_vllm", "--engine-arg", "enforce_eager=true",
+                             "--repetitions", "3", "--out",
                              str(tmp_path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     (path,) = tmp_path.glob("anchor_vllm_*/anchor.json")
