@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
+from engines.constraints import Constraint
+
 DEFAULT_CONTEXT_CAP = 8192  # engines that size a context buffer up front use the model's context up to this
 
 
@@ -29,6 +31,7 @@ class Request:
     reuse_prefix: bool = False  # the scenario measures prefix reuse: engines must not clear it per request
     tags: tuple[tuple[str, int], ...] = ()  # its place in the workload: ("group", 3), ("conversation", 2), ("turn", 1)
     reasoning_end_token_id: int | None = None  # the id that ends a reasoning block (</think>): answer tokens follow it
+    constraint: Constraint | None = None  # structured output: the schema, regex or choice its output must obey
 
     @property
     def num_prompt_tokens(self) -> int:

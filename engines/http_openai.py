@@ -7,9 +7,9 @@ launch that engine's own server on 127.0.0.1 (engines/servers.py; its log goes b
 Prompts go as token-id lists where the server takes them (vLLM, SGLang), else as the exact-length
 text (llama.cpp's server). The stream is read by engines/sse_client.py: the SSE events that one read of the
 response body brings form one `Chunk` (tokens summed, ids and text joined, the last finish reason kept), so
-the runner stamps them once, on receipt, as in-process. Tokens per event are counted exactly from
-`token_ids` where the server sends them (vLLM and SGLang, asked with `return_token_ids`); otherwise an event with text counts as
-one token (a text-less event that only ends the stream counts none), and the final usage
+the runner stamps them once, on receipt, as in-process. Tokens per event are counted exactly from `token_ids` where
+the server sends them (vLLM and SGLang, asked with `return_token_ids`); otherwise an event with text counts as one
+token (a text-less event that only ends the stream counts none), and the final usage
 (`stream_options.include_usage`) cross-checks the total. The counting method, and the numbers of SSE events
 and of body reads, are recorded per request.
 """
@@ -26,6 +26,7 @@ import httpx
 
 from engines.base import (Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, ServerLaunch, StreamingEngine,
                           resolve_engine_args, token_count_mismatch)  # fmt: skip
+from engines.constraints import KINDS, http_structured
 from engines.servers import COMMANDS, ServerProcess
 from engines.sse_client import MalformedStream, SseClient
 
@@ -47,8 +48,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 TOKEN_ID_PROMPTS = {"vllm", "sglang"}
 TOKEN_ID_STREAMS = {"vllm", "sglang"}  # servers that send each chunk's token ids when asked (`return_token_ids`)
 RESET_PATHS = {"vllm": ("/reset_prefix_cache", None), "sglang": ("/flush_cache", {"timeout": 30})}
-RESET_RETRIES = 50
-RESET_RETRY_DELAY_S = 0.2
+RESET_RETRIES, RESET_RETRY_DELAY_S = 50, 0.2
 METRICS = {  # our name -> the server's gauge names, newest first
     "vllm": {"running": ("vllm:num_requests_running",), "waiting": ("vllm:num_requests_waiting",),
              "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")},
@@ -92,7 +92,8 @@ def prometheus_values(text: str) -> dict[str, float]:
 class HttpCompletionsEngine(StreamingEngine):
     name = "http"
     # fields of the completions body (OpenAI's, and vLLM's and SGLang's extensions: top_k, min_p, repetition_penalty,
-    # stop_token_ids); logprobs are asked for but not counted from the stream
+    # stop_token_ids); logprobs are asked for but not counted from the stream; constraints as each server takes them
+    constraint_kinds = KINDS
     request_keys = {k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                                    "repetition_penalty", "seed", "logprobs", "stop", "stop_token_ids")}
 
@@ -104,8 +105,7 @@ class HttpCompletionsEngine(StreamingEngine):
         """`launch`: an in-process engine's `http_server()`, for --mode http/both."""
         self.args = resolve_engine_args("http", engine_args or {}, DEFAULT_ARGS)
         self.launch = launch
-        if launch is not None:
-            self.args["server"] = launch.server
+        self.args["server"] = launch.server if launch is not None else self.args["server"]
         if self.args["server"] not in ("vllm", "llamacpp", "sglang"):
             raise EngineUnavailable("engine 'http': --engine-arg server must be vllm, llamacpp or sglang")
         self.model_spec = model
@@ -226,6 +226,7 @@ class HttpCompletionsEngine(StreamingEngine):
         if self.args["server"] in TOKEN_ID_STREAMS:  # exact counts: SGLang merges queued outputs into one chunk
             body["return_token_ids"] = True
         body.update(self.request_args)  # --request-arg
+        body.update(http_structured(self.args["server"], request.constraint) if request.constraint is not None else {})
         return body
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:

@@ -32,6 +32,7 @@ from engines.base import (
     capped_context,
     require_local_model,
 )
+from engines.constraints import llamacpp_grammar
 from engines.engine_args import annotation_text, resolve_args
 from engines.gguf import export_gguf
 from engines.threads import OneWorkerTelemetry, ThreadChannel
@@ -58,6 +59,7 @@ def llama_fields() -> dict[str, str]:
 class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
     # `Llama.generate` kwargs (stops and logprobs belong to create_completion, which this adapter does not use)
+    constraint_kinds = ("json", "choice")  # a GBNF grammar: from the schema (llama.cpp's converter), or the choices
     request_keys = {"temperature": "temp", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
                     "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
                     "repetition_penalty": "repeat_penalty"}  # fmt: skip
@@ -176,6 +178,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         finish_reason, count = "length", 0
         try:
             sampling = {"temp": request.temperature, "repeat_penalty": 1.0, **self.request_args}  # --request-arg
+            if request.constraint is not None:  # built per request, in this thread: its cost lands in TTFT
+                sampling["grammar"] = llamacpp_grammar(request.constraint)
             steps = llm.generate(prompt, reset=True, logits_processor=processors, **sampling)
             for token in steps:
                 if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):

@@ -13,6 +13,7 @@ import time
 from typing import AsyncIterator
 
 from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, resolve_engine_args
+from engines.constraints import KINDS
 from engines.request_args import REQUEST_KEYS
 
 DEFAULT_ARGS = {
@@ -21,6 +22,9 @@ DEFAULT_ARGS = {
     "capacity": 0,  # requests served at once; 0 = unlimited
     "tokens_per_chunk": 1,
     "think_tokens": 0,  # a reasoning block of this many tokens, then the request's end-of-reasoning id, then the answer
+    # structured output: a grammar compile before the first token of a constraint new to the engine, and a mask per token
+    "compile_ms": 0.0,
+    "mask_ms": 0.0,  # added to every interval of a constrained request
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -30,6 +34,7 @@ DEFAULT_ARGS = {
 class NullEngine(StreamingEngine):
     # a fake: it takes every request arg, uses none, and returns a logprob per token where logprobs are asked for
     request_keys = {key: key for key in REQUEST_KEYS}
+    constraint_kinds = KINDS  # takes every constraint, emits counts only (no text to check)
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -41,6 +46,7 @@ class NullEngine(StreamingEngine):
         self._slots: asyncio.Semaphore | None = None
         self.running, self.waiting, self.num_started = 0, 0, 0
         self._ballast: bytearray | None = None
+        self._compiled: set[str] = set()  # constraint names seen: their grammar is "compiled"
 
     async def start(self) -> None:
         capacity = self.args["capacity"]
@@ -72,7 +78,11 @@ class NullEngine(StreamingEngine):
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
-        interval_s = self.args["interval_ms"] / 1e3
+        interval_s = (self.args["interval_ms"] + (self.args["mask_ms"] if request.constraint else 0)) / 1e3
+        compile_s = 0.0
+        if request.constraint is not None and request.constraint.name not in self._compiled:
+            self._compiled.add(request.constraint.name)
+            compile_s = self.args["compile_ms"] / 1e3
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
         with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
@@ -90,7 +100,7 @@ class NullEngine(StreamingEngine):
             hang_after = self.args["hang_after_requests"]
             if hang_after and self.num_started > hang_after:
                 await asyncio.Event().wait()  # never set: a hung engine
-            deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3
+            deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3 + compile_s
             emitted = 0
             while emitted < total:
                 if interval_s or deadline > time.perf_counter():

@@ -30,6 +30,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "skip_server_warmup": False,
     "enable_cache_report": True,  # HTTP: usage.prompt_tokens_details.cached_tokens (vLLM: --enable-prompt-tokens-details)
     "load_snapshot_publish_interval": 1,  # SGLang's default 15 decode steps leaves 50 ms telemetry polls stale
+    "constrained_json_disable_any_whitespace": True,  # structured output: compact JSON, as for vLLM (vllm_args.py)
 }
 
 

@@ -33,6 +33,7 @@ from engines.base import (
     StreamingEngine,
     require_local_model,
 )
+from engines.constraints import KINDS, sglang_structured
 from engines.engine_args import resolve_args
 from engines.parallel import parallel_layout
 from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args, server_args_fields
@@ -65,6 +66,7 @@ class SGLangEngine(StreamingEngine):
     # not passed yet
     request_keys = {**{k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                                       "repetition_penalty", "n", "stop", "stop_token_ids")}, "seed": "sampling_seed"}
+    constraint_kinds = KINDS  # `json_schema` / `regex` in the sampling params (a choice as a regex)
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -191,6 +193,7 @@ class SGLangEngine(StreamingEngine):
             "ignore_eos": request.ignore_eos,
             "temperature": request.temperature,
             **self.request_args,
+            **(sglang_structured(request.constraint) if request.constraint is not None else {}),
         }
         accounting = StreamAccounting(self.args["incremental_streaming_output"], time.time_ns() - time.perf_counter_ns())
         stream = await self._engine.async_generate(

@@ -27,6 +27,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "cpu_threads_bind": "",  # VLLM_CPU_OMP_THREADS_BIND on CPU; "": vLLM's own binding
     "seed": 0,
     "step_telemetry": True,  # a stat logger records the scheduler every step (with iteration details)
+    # structured output: compact JSON (a grammar that allows any whitespace let random weights emit it until the
+    # output budget ran out); vLLM reads it per engine, and only for xgrammar and guidance, so the backend is named
+    "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
 }
 CPU_KV_CACHE_BYTES = 1 << 30
 MAX_DEFAULT_MODEL_LEN = 32768
@@ -44,6 +47,7 @@ _EFFECTIVE = {  # what the engine resolved, read back from its config: (config s
     "cudagraph_capture_sizes": ("compilation_config", "cudagraph_capture_sizes"),
     "enforce_eager": ("model_config", "enforce_eager"), "attention_backend": ("attention_config", "backend"),
     "speculative_method": ("speculative_config", "method"),
+    "structured_outputs_backend": ("structured_outputs_config", "backend"),
 }  # fmt: skip
 
 

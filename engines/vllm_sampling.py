@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from engines.base import Request, UsageError
+from engines.constraints import KINDS, vllm_structured
 from engines.request_args import REQUEST_KEYS
 
 
 class VLLMSampling:
     name = "vllm"
     request_keys = {key: key for key in REQUEST_KEYS}  # every one is a SamplingParams field of the same name
+    constraint_kinds = KINDS  # structured output: SamplingParams(structured_outputs=...)
     request_args: dict[str, Any] = {}
 
     @classmethod
@@ -29,6 +31,8 @@ class VLLMSampling:
 
         params = {"max_tokens": request.max_output_tokens, "min_tokens": request.min_new_tokens,
                   "ignore_eos": request.ignore_eos, "temperature": request.temperature, "output_kind": output_kind}
+        if request.constraint is not None:
+            params["structured_outputs"] = vllm_structured(request.constraint)
         return SamplingParams(**{**params, **self.request_args})  # --request-arg: SamplingParams fields by name
 
     def effective_request_args(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_workloads():
     assert builtin_names() == ["concurrent", "korean", "long-context", "multi-turn", "prefix-cache", "shared-prefix",
-                               "single", "smoke", "trace"]  # fmt: skip
+                               "single", "smoke", "structured", "trace"]  # fmt: skip
 
 
 def test_shared_prefix_has_sglang_bench_servings_defaults():
@@ -57,7 +57,8 @@ def test_korean_matches_design_doc_5_5():
 def test_every_scenario_uses_temperature_0_ignore_eos_and_a_300_s_timeout():
     for name in builtin_names():
         s = load_scenario(name)
-        assert (s.temperature, s.ignore_eos, s.timeout_s) == (0.0, True, 300.0)
+        # structured output ends at its grammar's end (EOS): that scenario alone does not ignore it
+        assert (s.temperature, s.ignore_eos, s.timeout_s) == (0.0, name != "structured", 300.0)
 
 
 def test_quick_shrinks_counts_but_never_lengths():

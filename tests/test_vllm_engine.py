@@ -39,6 +39,8 @@ def stored(document):
 def run_cells(engine_class, engine_args, model, workloads):
     """Start the engine, run [(scenario, plans)] cell by cell, stop; returns cell documents."""
 
+    tokenizer = model.load_tokenizer()
+
     async def go():
         engine = engine_class(model, {**FAST_ARGS, **engine_args})
         await engine.start()
@@ -46,9 +48,10 @@ def run_cells(engine_class, engine_args, model, workloads):
             description = engine.describe()
             documents = []
             for scenario, plans in workloads:
+                decode = (lambda ids: tokenizer.decode(ids, skip_special_tokens=True)) if scenario.structured else None
                 for plan in plans:
                     cell = CellRun(plan)
-                    await run_cell(engine, cell, scenario.timeout_s)
+                    await run_cell(engine, cell, scenario.timeout_s, decode)
                     documents.append(stored(cell_document(scenario, cell, vars(description.capabilities), {})))
             await engine.reset_cache()
             after_reset = CellRun(workloads[-1][1][0])  # the last scenario's first cell again, cold
@@ -68,12 +71,26 @@ def workloads(llama3_tokenizer):
                               input_tokens=(288,), warmup_requests=1),
         "prefix": planned("prefix-cache", llama3_tokenizer, num_requests=4, output_tokens=8, shared_prefix_tokens=256,
                           input_tokens=(32,), warmup_requests=1),
+        "structured": planned("structured", llama3_tokenizer, concurrency=(1,), num_requests=6, output_tokens=96,
+                              warmup_requests=1),
     }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def cached(tiny_llama3, workloads):
-    return run_cells(VLLMEngine, {}, tiny_llama3, [workloads["smoke"], workloads["concurrent"], workloads["prefix"]])
+def cached_run(tiny_llama3, workloads):
+    order = ("smoke", "concurrent", "structured", "prefix")  # the last one's first cell runs again after a reset
+    return run_cells(VLLMEngine, {}, tiny_llama3, [workloads[name] for name in order])
+
+
+@pytest.fixture(scope="module")
+def cached(cached_run):
+    description, cells, after_reset = cached_run
+    return description, [c for c in cells if "structured" not in c["config"]], after_reset
+
+
+@pytest.fixture(scope="module")
+def structured_cells(cached_run):
+    return {c["cell_id"].rsplit("-", 1)[1]: c for c in cached_run[1] if "structured" in c["config"]}
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +189,18 @@ def test_streaming_fidelity_ratio_is_stream_over_batch_throughput(batch, cached,
 
 
 @pytest.mark.unit
+def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_its_compile(structured_cells):
+    """Random weights under xgrammar (compact JSON, the harness's default) still give outputs that validate; a
+    unique schema per request shows its compile in TTFT, which the cached cell paid in its warmup."""
+    cached, unique = structured_cells["cached"], structured_cells["unique"]
+    for cell in (cached, unique):
+        summary = cell["structured"]
+        assert summary["num_checked"] == 6 and summary["schema_valid_rate"] == 1.0, summary["first_invalid"]
+        assert summary["finish_reasons"] == {"stop": 6}  # each ended at its grammar's end, within the budget
+    assert unique["summary"]["ttft_ms"]["p50"] > cached["summary"]["ttft_ms"]["p50"]
+    assert structured_cells["none"]["structured"]["num_checked"] == 0
+
+
 def test_engine_stamps_read_vllm_0_26_stats_which_lack_num_preemptions():
     """vLLM 0.26's RequestStateStats (seen on the H100) has no num_preemptions; 0.32's (CPU build) has."""
     from types import SimpleNamespace

@@ -14,6 +14,7 @@ from workloads.cellplan import CellPlan, draw_lengths, make_request
 from workloads.reasoning import reasoning_end_id, with_reasoning_end
 from workloads.prompts import PromptBuilder, load_corpus
 from workloads.scenarios import CellSpec, Scenario
+from workloads.structured import with_constraints
 from workloads.traffic import groups_for_pressure, plan_conversations, plan_groups, plan_trace
 
 __all__ = ["CellPlan", "check_fits", "plan_scenario"]
@@ -44,6 +45,7 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
             plans.append(plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
+    plans = [with_constraints(plan, scenario.structured_kind) for plan in plans]
     end_id = reasoning_end_id(scenario.reasoning_delimiters, tokenizer)
     return [with_reasoning_end(plan, end_id) for plan in plans] if end_id is not None else plans
 

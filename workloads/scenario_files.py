@@ -66,7 +66,7 @@ def _find_text(name: str, base: Path) -> Path:
     raise UsageError(f"text file {name!r} not found next to the scenario or in {TEXTS_DIR}")
 
 
-_TUPLE_FIELDS = {"concurrency": int, "languages": str, "reasoning_delimiters": str}
+_TUPLE_FIELDS = {"concurrency": int, "languages": str, "reasoning_delimiters": str, "structured": str}
 
 
 def _rates(value: Any, source: str) -> tuple[float, ...]:
@@ -158,6 +158,7 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
         if scenario.prompt_mode in ("language-pairs", "multi-turn", "trace") or (scenario.prompt_mode == "shared-prefix" and not grouped):
             fail(f"'request_rate' (open loop) works with prompt_mode same, distinct or shared-prefix groups, not {scenario.prompt_mode}")
     _validate_traffic(scenario, fail)
+    _validate_structured(scenario, fail)
     if scenario.burstiness <= 0 or scenario.max_concurrency < 0:
         fail("'burstiness' must be > 0 (1 = Poisson) and 'max_concurrency' >= 0 (0 = no cap)")
 
@@ -177,6 +178,21 @@ def _validate_traffic(scenario: Scenario, fail) -> None:
         fail("prompt_mode trace needs 'trace' (a Mooncake JSONL file; or --trace FILE)")
     if scenario.trace_speedup <= 0:
         fail("'trace_speedup' must be > 0")
+
+
+def _validate_structured(scenario: Scenario, fail) -> None:
+    from engines.constraints import KINDS
+    from workloads.structured import MODES
+
+    unknown = [mode for mode in scenario.structured if mode not in MODES]
+    if unknown or len(set(scenario.structured)) != len(scenario.structured):
+        fail(f"'structured' lists modes, each once, of {', '.join(MODES)}; got {list(scenario.structured)}")
+    if scenario.structured_kind not in KINDS:
+        fail(f"'structured_kind' must be one of {', '.join(KINDS)}")
+    if scenario.structured and scenario.prompt_mode in ("language-pairs", "multi-turn", "trace"):
+        fail(f"'structured' works with prompt_mode same, distinct or shared-prefix, not {scenario.prompt_mode}")
+    if any(mode != "none" for mode in scenario.structured) and scenario.ignore_eos:
+        fail("constrained output ends at EOS: a 'structured' scenario needs \"ignore_eos\": false")
 
 
 def apply_overrides(scenario: Scenario, quick: bool, overrides: dict[str, Any]) -> Scenario:

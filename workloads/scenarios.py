@@ -57,6 +57,9 @@ class Scenario:
     # trace replay (prompt_mode trace): Mooncake JSONL, open loop at the trace's times
     trace: str = ""
     trace_speedup: float = 1.0
+    # structured output (workloads/structured.py): one cell per mode (none, cached, unique) of one kind of constraint
+    structured: tuple[str, ...] = ()
+    structured_kind: str = "json"
 
     def cells(self) -> list[CellSpec]:
         if self.request_rate:
@@ -71,11 +74,14 @@ class Scenario:
                 continue
             for length in self.input_lengths:
                 for language in self.languages:
-                    suffix = f"-{language}" if len(self.languages) > 1 else ""
-                    cell_id = f"c{concurrency}-in{length.label}{suffix}"
-                    cells.append(CellSpec(cell_id, concurrency, length.mean, language, None, self.requests_for(concurrency),
-                                          input_dist=None if length.is_fixed else length))
+                    for mode in self.structured or (None,):
+                        cell_id = f"c{concurrency}-in{length.label}{self._suffix(language, mode)}"
+                        cells.append(CellSpec(cell_id, concurrency, length.mean, language, None, self.requests_for(concurrency),
+                                              input_dist=None if length.is_fixed else length, structured=mode))
         return cells  # fmt: skip
+
+    def _suffix(self, language: str, mode: str | None) -> str:
+        return (f"-{language}" if len(self.languages) > 1 else "") + (f"-{mode}" if mode else "")
 
     def _open_loop_cells(self) -> list[CellSpec]:
         """Per rate and prompt length; every cell has as many requests as the busiest closed-loop cell would."""
@@ -84,10 +90,10 @@ class Scenario:
         for rate in self.request_rate:
             for length in self.input_lengths:
                 for language in self.languages:
-                    suffix = f"-{language}" if len(self.languages) > 1 else ""
-                    cell_id = f"{rate_label(rate)}-in{length.label}{suffix}"
-                    cells.append(CellSpec(cell_id, self.max_concurrency, length.mean, language, None, count, rate,
-                                          None if length.is_fixed else length))  # fmt: skip
+                    for mode in self.structured or (None,):
+                        cell_id = f"{rate_label(rate)}-in{length.label}{self._suffix(language, mode)}"
+                        cells.append(CellSpec(cell_id, self.max_concurrency, length.mean, language, None, count, rate,
+                                              None if length.is_fixed else length, mode))  # fmt: skip
         return cells
 
     @property
@@ -138,3 +144,4 @@ class CellSpec:
     num_requests: int
     request_rate: float | None = None  # open loop (req/s); None: closed loop at `concurrency`
     input_dist: LengthDist | None = None  # per-request lengths drawn from it (input_tokens is then its mean)
+    structured: str | None = None  # structured output: none, cached or unique (workloads/structured.py); None: no such cells

@@ -113,6 +113,18 @@ def ratio_interval(a_values: np.ndarray, b_values: np.ndarray, a_value: float, b
     return Interval(b_value / a_value, *_bounds(ratios[np.isfinite(ratios)], level))
 
 
+def difference_interval(ours, base, q: float = 50, level: float = LEVEL) -> dict | None:
+    """ours - base at percentile q of two independent samples, with the interval from their independent
+    resamples, and whether it excludes zero (None with fewer than 2 values on a side)."""
+    ours, base = np.asarray(ours, dtype=np.float64), np.asarray(base, dtype=np.float64)
+    if ours.size < 2 or base.size < 2:
+        return None
+    diffs = resampled(ours, percentile_stat(q), seed=SEED) - resampled(base, percentile_stat(q), seed=SEED + 1)
+    low, high = _bounds(diffs, level)
+    value = float(np.percentile(ours, q) - np.percentile(base, q))
+    return {"value": value, "low": low, "high": high, "significant": not low <= 0 <= high}
+
+
 def judge(ci: Interval, threshold: float, higher_supports: bool = True) -> str:
     """A claim 'effect beyond threshold': supported when the whole interval is beyond it, not supported when the
     whole interval is short of it, inconclusive when the interval crosses it."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from compare.analysis.checks import cell_warnings, observed_warnings
 from compare.analysis.metrics import language_summary, prefix_cache_summary, summarize
+from compare.analysis.structured import add_deltas, structured_summary, structured_warnings
 from compare.analysis.traffic import traffic_summary
 from compare.results.records import RequestRecord
 
@@ -23,12 +24,14 @@ def summarize_cell(
     summary = summarize(records)
     mode = config["prompt_mode"]
     traffic = traffic_summary(records, config)
+    structured = structured_summary(records, config)
     return {
         "summary": summary,
         "prefix_cache": prefix_cache_summary(records) if mode == "shared-prefix" and traffic is None else None,
         "language": language_summary(records) if mode == "language-pairs" else None,
         **({"traffic": traffic} if traffic is not None else {}),
-        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets),
+        **({"structured": structured} if structured is not None else {}),
+        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets) + structured_warnings(structured),
     }
 
 
@@ -38,4 +41,5 @@ def recompute(doc: dict[str, Any]) -> dict[str, Any]:
     for cell in doc["cells"]:
         cell.update(summarize_cell(cell["requests"], cell["config"], capabilities, cell["cache_resets"]))
         cell["warnings"] += observed_warnings(cell)
+    add_deltas(doc["cells"], lambda cell: cell["requests"])
     return doc

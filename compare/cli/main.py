@@ -9,7 +9,7 @@ import sys
 from compare.cli.checks import (check_client_scale, check_deadline, check_engine_scopes, check_host_profile,
                                 check_profile_cell, run_engines)
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
-from compare.run.config import RunConfig, load_scenarios, request_args_for
+from compare.run.config import RunConfig, check_constraints, load_scenarios, request_args_for
 from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
@@ -34,9 +34,16 @@ def default_engines(ablation: str | None) -> tuple[str, ...]:
     return ABLATIONS[ablation].engines if ablation in ABLATIONS else (best_installed_engine(),)
 
 
+def ablation_scenario(ablation: str | None) -> str:
+    """An ablation set's own scenario, else smoke."""
+    from compare.run.ablations import ABLATIONS
+
+    return (ABLATIONS[ablation].scenario if ablation in ABLATIONS else None) or "smoke"
+
+
 def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
     """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
-    names = args.scenario or ([] if args.trace else ["smoke"])
+    names = args.scenario or ([] if args.trace else [ablation_scenario(args.ablation)])
     scenarios = load_scenarios(names, args.quick, scenario_overrides(args), args.distinct_prompts)
     if args.trace:
         scenarios += load_scenarios(["trace"], args.quick, {**scenario_overrides(args), "trace": args.trace})
@@ -60,6 +67,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
     for name in sorted(checked):  # every engine that sends requests takes every key given to it (exit 2 else)
         request_args_for(name, tuple(args.request_arg))
+        check_constraints(name, scenarios)
     return RunConfig(
         engines=engines,
         scenarios=scenarios,

@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="reasoning models: the tokens (or ids) around a reasoning block, e.g. '<think>,</think>'; "
                              "cells then report time to the first answer token beside TTFT (default: </think> where the "
                              "tokenizer has it as one token; docs/features.md)")  # fmt: skip
+    parser.add_argument("--structured", metavar="MODES",
+                        help="structured output: one cell per mode, of none (unconstrained), cached (one constraint "
+                             "reused) and unique (one per request), e.g. 'none,unique'; EOS then ends every output "
+                             "(the structured scenario has all three; docs/features.md)")  # fmt: skip
+    parser.add_argument("--structured-kind", choices=("json", "regex", "choice"),
+                        help="what constrains a structured cell's output: the project's JSON schemas (default), "
+                             "regexes or choices")  # fmt: skip
     parser.add_argument("--mode", choices=MODES, default="inprocess",
                         help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
                              "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
@@ -199,6 +206,10 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_concurrency": args.max_concurrency,
         "trace_speedup": args.trace_speedup,
         "reasoning_delimiters": tuple(args.reasoning_delimiters.split(",")) if args.reasoning_delimiters else None,
+        "structured": tuple(args.structured.split(",")) if args.structured else None,
+        "structured_kind": args.structured_kind,
+        # constrained output ends at EOS (its grammar's end): cells with a constraint do not ignore it
+        "ignore_eos": False if args.structured and args.structured.replace("none", "").strip(",") else None,
     }
 
 

@@ -48,6 +48,7 @@ class RequestRecord:
     logprob_tokens: int | None = None  # output tokens the engine returned logprobs for (--request-arg logprobs=K)
     reasoning_tokens: int | None = None  # tokens up to and including the end of reasoning (None: no end seen)
     first_answer_ns: int | None = None  # receipt of the first token after the end of reasoning, after the send
+    structured: dict[str, Any] | None = None  # structured output: constraint name, output text, parses, valid
 
     @property
     def send_lag_ns(self) -> int:
@@ -108,6 +109,7 @@ class RequestRecord:
             **({"logprob_tokens": self.logprob_tokens} if self.logprob_tokens is not None else {}),
             **({"reasoning_tokens": self.reasoning_tokens, "first_answer_ns": self.first_answer_ns}
                if self.reasoning_tokens is not None else {}),
+            **({"structured": self.structured} if self.structured is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -130,7 +132,7 @@ class RequestRecord:
             output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
             timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"), tags=data.get("tags"),
             logprob_tokens=data.get("logprob_tokens"), reasoning_tokens=data.get("reasoning_tokens"),
-            first_answer_ns=data.get("first_answer_ns"),
+            first_answer_ns=data.get("first_answer_ns"), structured=data.get("structured"),
         )  # fmt: skip
 
 
@@ -211,7 +213,13 @@ class StreamRecorder:
             output_ids=self.output_ids if any(key == "turn" for key, _ in request.tags) else None,
             logprob_tokens=self.meta.get("num_logprob_tokens"), reasoning_tokens=self.reasoning_tokens,
             first_answer_ns=self.answer_ns - sent if self.answer_ns is not None else None,
+            structured=self._structured(decode) if request.constraint is not None else None,
         )  # fmt: skip
+
+    def _structured(self, decode: Callable[[list[int]], str] | None) -> dict[str, Any]:
+        """The constraint's name and the output as text (checked after the cell, off the hot path)."""
+        text = decode(self.output_ids) if self.output_ids and decode else "".join(self.texts) if self.texts else None
+        return {"constraint": self.request.constraint.name, "text": text}
 
     def _output_chars(self, decode: Callable[[list[int]], str] | None) -> int | None:
         """Only where the cell asks for characters (`decode` given): the ids decoded, else the engine's text."""

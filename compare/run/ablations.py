@@ -14,6 +14,7 @@ from dataclasses import dataclass
 class Ablation:
     question: str
     points: tuple[tuple[str, str, tuple[str, ...], str], ...]
+    scenario: str | None = None  # what it runs when no --scenario is given (else smoke)
 
     @property
     def engines(self) -> tuple[str, ...]:
@@ -110,3 +111,10 @@ ABLATIONS["sampling-cost"] = _one_engine(
     ("penalties", ("request.presence_penalty=0.5", "request.frequency_penalty=0.5", "request.repetition_penalty=1.1")),
     ("logprobs-5", ("request.logprobs=5",)),
     ("logprobs-20", ("request.logprobs=20",)))
+ABLATIONS["structured-output"] = Ablation(
+    "what does each structured-output backend cost vLLM: per cell none, cached and unique, TTFT and TPOT against "
+    "unconstrained? (the structured scenario)",
+    tuple((backend, "vllm", (f'structured_outputs_config={{"backend": "{backend}"{compact}}}',), "inprocess")
+          for backend, compact in (("xgrammar", ', "disable_any_whitespace": true'),
+                                   ("guidance", ', "disable_any_whitespace": true'), ("outlines", ""))),
+    scenario="structured")  # compact JSON where the backend takes it (engines/vllm_args.py)  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engines import REGISTRY
-from engines.base import scoped_args
+from engines.base import UsageError, scoped_args
 from workloads.models import DEFAULT_MODEL
 from workloads.scenario_files import apply_overrides, builtin_names, load_scenario
 from workloads.scenarios import Scenario
@@ -79,6 +79,22 @@ def request_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[st
     if passed and hasattr(cls, "check_request_args"):
         cls.check_request_args(passed)
     return passed
+
+
+def check_constraints(engine: str, scenarios) -> None:
+    """Constrained cells (structured output) run only on engines that take their kind of constraint (exit 2 else)."""
+    from engines import load_engine_class
+
+    kinds = {s.structured_kind for s in scenarios if any(mode != "none" for mode in s.structured)}
+    if not kinds:
+        return
+    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
+    takes = getattr(cls, "constraint_kinds", ())
+    missing = sorted(kinds - set(takes))
+    if missing:
+        raise UsageError(f"engine {engine!r} takes no {missing[0]} constraints (structured output)"
+                         f"{'; it takes ' + ', '.join(takes) if takes else ''}; vllm and sglang take json, regex and "
+                         "choice, llamacpp json and choice")  # fmt: skip
 
 
 def http_engine_class():

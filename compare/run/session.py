@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from compare.analysis.cellstats import joules_per_token
 from compare.analysis.checks import observed_warnings
 from compare.analysis.slo import goodput
+from compare.analysis.structured import add_deltas, check_records, delta_text
 from compare.analysis.summaries import summarize_cell
 from compare.analysis.telemetry import summarize_telemetry
 from compare.results.store import ResultsFile, results_path
@@ -67,6 +68,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
         **({"traffic": plan.traffic} if plan.traffic else {}),
+        **({"structured": {"mode": spec.structured, "kind": scenario.structured_kind}} if spec.structured else {}),
     }
 
 
@@ -81,6 +83,7 @@ def prompts_sha256(plan: CellPlan) -> str:
 def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     config = cell_config(scenario, cell.plan)
     records = cell.finished_records()
+    check_records(records, cell.plan.warmups + cell.plan.requests)
     return {
         "cell_id": cell.plan.spec.cell_id,
         "config": config,
@@ -143,7 +146,7 @@ async def run_scenario(
         console.print(f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
                       highlight=False, markup=False)  # fmt: skip
     results.write()
-    decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" else None
+    decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" or scenario.structured else None
     try:
         with _progress(console, options.show_progress) as progress:
             for plan in todo:
@@ -213,6 +216,7 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
         document.update(observed_figures(document, observed, options.slo))
         if shared_gpu:
             document["warnings"].append(shared_gpu)
+        add_deltas([*results.doc["cells"], document], lambda c: c["requests"])  # a constrained cell vs its `none` one
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
     console.print(_cell_line(document), highlight=False, markup=False)
@@ -261,6 +265,8 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
     for source, value in joules_per_token(cell.get("energy")).items():
         line += f", {source.upper()} {value:.3g} J/token"
+    if cell.get("structured", {}).get("mode") not in (None, "none"):
+        line += ", " + delta_text(cell["structured"])
     slo = cell.get("slo")
     if slo and slo["share_met"] is not None:
         line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
