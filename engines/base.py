@@ -61,6 +61,7 @@ class Chunk:
     num_cached_tokens: int | None = None  # prompt tokens served from the prefix cache
     engine_metrics: dict[str, Any] | None = None  # engine-side timings, clock named in the keys
     num_logprob_tokens: int | None = None  # output tokens that came with logprobs (logprobs=K), on the finishing chunk
+    sequence: int = 0  # which of the request's n sequences (request arg n > 1) these tokens belong to
 
 
 @dataclass(frozen=True, slots=True)

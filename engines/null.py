@@ -35,6 +35,7 @@ class NullEngine(StreamingEngine):
     # a fake: it takes every request arg, uses none, and returns a logprob per token where logprobs are asked for
     request_keys = {key: key for key in REQUEST_KEYS}
     constraint_kinds = KINDS  # takes every constraint, emits counts only (no text to check)
+    stamps_sequences = True  # request arg n > 1: each step yields one chunk per sequence, index on it
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -88,6 +89,7 @@ class NullEngine(StreamingEngine):
         with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
         full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk if with_ids else None)  # shared: the runner only reads it
         think = self.args["think_tokens"] if request.reasoning_end_token_id is not None else 0
+        sequences = self.request_args.get("n", 1)
         self.waiting += 1
         try:
             if self._slots is not None:
@@ -115,8 +117,10 @@ class NullEngine(StreamingEngine):
                     yield Chunk(count, token_ids=ids)
                     continue
                 yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
+                for sequence in range(1, sequences):  # n > 1: the other sequences' tokens of this step
+                    yield Chunk(count, sequence=sequence)
             if self.request_args.get("logprobs") is not None:
-                yield Chunk(0, finish_reason="length", num_logprob_tokens=emitted)
+                yield Chunk(0, finish_reason="length", num_logprob_tokens=emitted * sequences)
         finally:
             self.running -= 1
             if self._slots is not None:

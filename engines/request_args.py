@@ -24,8 +24,9 @@ REQUEST_KEYS: dict[str, str] = {
     "stop": "list[str]", "stop_token_ids": "list[int]", "detokenize": "bool",
 }  # fmt: skip
 
-# Keys whose measurement is not built yet: a clear error rather than a figure that counts one sequence of n.
-NOT_MEASURED = {"n": "n > 1 needs per-sequence token stamps, which are not built yet (#31); n=1 is the default"}
+# n > 1 is measured only where the engine streams each sequence's chunks apart (`stamps_sequences` on its class):
+# elsewhere a clear error rather than a figure that counts one sequence of n
+N_ENGINES = "vllm (in-process) and null"
 
 
 def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str]) -> dict[str, Any]:
@@ -42,13 +43,17 @@ def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str
         if annotation.startswith("list[") and not raw.strip().startswith("["):
             raw = json.dumps([raw]) if annotation == "list[str]" else f"[{raw}]"  # one stop string, or ids "1,2"
         value = parse_typed(engine, key, raw, annotation)
-        if key in NOT_MEASURED and value != 1:
-            raise UsageError(f"request arg {key}={raw}: {NOT_MEASURED[key]}")
+        if key == "n" and value < 1:
+            raise UsageError(f"request arg n={raw}: n is the number of sequences per request, >= 1")
         typed[key] = value
     return typed
 
 
-def engine_request_args(engine_class, typed: dict[str, Any]) -> dict[str, Any]:
+def engine_request_args(engine_class, typed: dict[str, Any], engine: str = "") -> dict[str, Any]:
     """Our keys renamed to what this engine's request type calls them (n=1 is the default and not passed)."""
+    n = typed.get("n", 1)
+    if n != 1 and not getattr(engine_class, "stamps_sequences", False):
+        raise UsageError(f"request arg n={n}: engine {engine or engine_class.__name__!r} streams one sequence per request here; "
+                         f"n > 1 is stamped sequence by sequence on {N_ENGINES}")  # fmt: skip
     names = engine_class.request_keys
-    return {names[key]: value for key, value in typed.items() if not (key in NOT_MEASURED and value == 1)}
+    return {names[key]: value for key, value in typed.items() if not (key == "n" and value == 1)}

@@ -177,6 +177,8 @@ def _durations(stamps_ns: dict[str, int]) -> dict[str, int]:
 class VLLMEngine(_VLLMBase, StreamingEngine):
     """Streaming, in-process: AsyncLLM with DELTA outputs, a step timeline, and vLLM's own profiler window."""
 
+    stamps_sequences = True  # n > 1: each sequence's chunks carry its index
+
     name = "vllm"
 
     def __init__(self, model, engine_args=None):
@@ -270,19 +272,25 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         request_id = f"{request.request_id}#{next(self._request_ids)}"
         logprob_tokens = 0 if params.logprobs is not None else None
         async for output in self._engine.generate(prompt, params, request_id):
-            completion = output.outputs[0]
-            token_ids = list(completion.token_ids)
-            if logprob_tokens is not None and completion.logprobs:
-                logprob_tokens += len(completion.logprobs)  # DELTA: this chunk's tokens' logprobs
+            # DELTA: each output brings new tokens of one sequence (n > 1: `index` says which; parallel_sampling.py)
+            *earlier, last = output.outputs or [None]
+            for completion in earlier:  # another sequence's tokens in the same output
+                yield Chunk(len(completion.token_ids), token_ids=list(completion.token_ids), sequence=completion.index)
+            if last is None:
+                continue
+            token_ids = list(last.token_ids)
+            if logprob_tokens is not None:
+                logprob_tokens += sum(len(c.logprobs or ()) for c in output.outputs)  # this output's tokens' logprobs
             if not output.finished:
-                yield Chunk(len(token_ids), token_ids=token_ids)
+                yield Chunk(len(token_ids), token_ids=token_ids, sequence=last.index)
                 continue
             yield Chunk(
                 len(token_ids),
                 token_ids=token_ids,
-                finish_reason=completion.finish_reason,
+                finish_reason=last.finish_reason,
                 num_prompt_tokens=len(output.prompt_token_ids or ()),
                 num_cached_tokens=output.num_cached_tokens,
                 engine_metrics=self._engine_metrics(output.metrics),
                 num_logprob_tokens=logprob_tokens,
+                sequence=last.index,
             )

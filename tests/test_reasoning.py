@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from compare.results.records import StreamRecorder
+from compare.results.recorder import StreamRecorder
 from engines.base import Chunk, Request, UsageError
 from workloads.reasoning import reasoning_end_id
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)

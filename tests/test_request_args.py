@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from engines.base import UsageError
+
 from compare.run.points import grid
 from compare.run.sweep import child_argv
 from engines.hf_transformers import HFTransformersEngine
@@ -31,8 +33,30 @@ def test_a_value_that_does_not_parse_or_a_scope_outside_the_run_exits_2(cli):  #
     assert_usage_error(cli("--engine", "null", "--request-arg", "vllm.temperature=0.5"), "engine 'vllm' is not in this run")
 
 
-def test_n_above_1_exits_2_until_sequences_are_stamped_one_by_one(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--request-arg", "n=4"), "n > 1 needs per-sequence token stamps")
+def test_n_above_1_exits_2_on_engines_that_stream_one_sequence(cli):  # noqa: F811
+    from engines.request_args import engine_request_args
+    from engines.sglang_offline import SGLangEngine
+
+    with pytest.raises(UsageError, match="engine 'sglang' streams one sequence per request here; n > 1 is stamped"):
+        engine_request_args(SGLangEngine, {"n": 4}, "sglang")  # SGLang takes n; its adapter reads one stream
+    assert_usage_error(cli("--engine", "null", "--request-arg", "n=0"), "n is the number of sequences per request")
+
+
+def test_n_sequences_are_stamped_one_by_one_itl_and_tpot_per_sequence_and_tok_s_over_all(cli, tmp_path):  # noqa: F811
+    """Known answer: the null engine (a FAKE) emits every sequence's token each 10 ms step, so each sequence's ITL and
+    TPOT is 10 ms (the merged stream's gaps would be 10 ms and ~0), tok/s is n x one sequence's, req/s per request."""
+    n, interval_ms, tokens = 3, 10.0, 16
+    code, _, err = cli("--engine", "null", "--scenario", "single", "--quick", "--output-tokens", str(tokens),
+                       "--request-arg", f"n={n}", "--engine-arg", f"interval_ms={interval_ms}", "--out", str(tmp_path))
+    assert code == 0, err
+    cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
+    for r in cell["requests"]:
+        assert r["output_tokens"] == n * tokens and sorted(set(r["chunk_sequence"])) == list(range(n))
+    s = cell["summary"]
+    assert s["itl_ms"]["p50"] == pytest.approx(interval_ms, rel=0.2) and s["tpot_ms"]["p50"] == pytest.approx(interval_ms, rel=0.2)
+    assert s["sequences_total"] == n * s["num_ok"] and s["output_tokens_total"] == n * tokens * s["num_ok"]
+    assert s["output_tok_per_s"] == pytest.approx(n * s["request_per_s"] * tokens, rel=0.01)
+    assert not any(w.startswith("early stop") for w in cell["warnings"])
 
 
 def test_values_are_typed_and_stops_take_one_string_or_a_list():

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from compare.results.records import engine_side
+from compare.results.recorder import engine_side
 from compare.run.runner import CellRun, closed_loop, run_cell
 from engines.base import Request
 from tests.fakes import FakeEngine
@@ -107,7 +107,7 @@ def test_batch_engines_get_one_call_per_cell_and_records_without_token_times():
 
 def test_text_only_chunks_give_output_characters_where_the_cell_counts_them():
     """Ollama streams text without ids: the characters come from its text (the korean scenario's chars/s)."""
-    from compare.results.records import StreamRecorder
+    from compare.results.recorder import StreamRecorder
     from engines.base import Chunk
 
     recorder = StreamRecorder(Request("r", (1,), 2, 2), origin_ns=0)

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from compare.analysis.structured import structured_summary
-from compare.results.records import StreamRecorder
+from compare.results.recorder import StreamRecorder
 from engines.base import Chunk, Request, UsageError
 from engines.constraints import Constraint, choice_gbnf, http_structured, sglang_structured
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)

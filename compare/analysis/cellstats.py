@@ -23,7 +23,7 @@ from compare.analysis.stats import (
     resampled,
     resampled_jointly,
 )
-from compare.results.records import NS_PER_MS, RequestRecord, itl_samples_ns
+from compare.results.records import NS_PER_MS, RequestRecord
 
 LATENCY_ROWS = (("TTFT", "ttft", (50, 95, 99)), ("ITL", "itl", (50, 99)), ("TPOT", "tpot", (50,)),
                 ("E2E", "e2e", (50, 95, 99)))  # fmt: skip
@@ -48,7 +48,7 @@ def per_request(records: list[RequestRecord], what: str) -> np.ndarray:
 
 
 def itl_groups(records: list[RequestRecord]) -> list[np.ndarray]:
-    return [itl_samples_ns(r.chunk_ns, r.chunk_tokens) / NS_PER_MS for r in records]
+    return [r.itl_ns() / NS_PER_MS for r in records]
 
 
 def latency(records: list[RequestRecord], what: str, q: float) -> Figure:

@@ -37,7 +37,8 @@ def cell_warnings(
     failed = [r for r in records if not r.ok]
     if failed:
         warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0].error})")
-    short = [r for r in ok if r.output_tokens < r.target_output_tokens]
+    short = [r for r in ok if (min(sum(tokens) for _, tokens in r.sequences()) if r.chunk_sequence  # n > 1: each
+                               else r.output_tokens) < r.target_output_tokens]
     if short:
         reasons = sorted({str(r.finish_reason) for r in short})
         warnings.append(

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from compare.results.records import NS_PER_MS, RequestRecord, itl_samples_ns
+from compare.results.records import NS_PER_MS, RequestRecord
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -59,7 +59,7 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
     wall_s = cell_wall_ns(records) / 1e9
     output_tokens = sum(r.output_tokens for r in ok)
     prompt_tokens = sum(r.prompt_tokens for r in ok)
-    itl = np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) for r in ok] or [np.empty(0)])
+    itl = np.concatenate([r.itl_ns() for r in ok] or [np.empty(0)])
     num_chunks = sum(r.num_chunks for r in ok)
     cached = [r.cached_tokens for r in ok if r.cached_tokens is not None]
     return {
@@ -83,6 +83,7 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         **sse_reads_summary(ok),
         **spec_accept_summary(ok),
         **reasoning_summary(ok),
+        **({"sequences_total": sum(r.num_sequences for r in ok)} if any(r.chunk_sequence for r in ok) else {}),
         "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
             r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from compare.results.records import NS_PER_MS, RequestRecord, itl_samples_ns
+from compare.results.records import NS_PER_MS, RequestRecord
 
 
 def prefill_in_step(row: dict[str, Any]) -> bool | None:
@@ -35,7 +35,7 @@ def itl_by_step_kind(rows: list[dict[str, Any]], records: list[RequestRecord]) -
     for record in records:
         if not record.ok or len(record.chunk_ns) < 2:
             continue
-        gaps = itl_samples_ns(record.chunk_ns, record.chunk_tokens) / NS_PER_MS
+        gaps = record.itl_ns() / NS_PER_MS
         arrivals = record.sent_ns + np.asarray(record.chunk_ns, dtype=np.int64)
         steps = np.clip(np.searchsorted(times, arrivals, side="right") - 1, 0, len(rows) - 1)
         per_token_step = np.repeat(steps, record.chunk_tokens)[1:]  # gap i belongs to token i + 1

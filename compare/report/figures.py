@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.results.records import NS_PER_MS, itl_samples_ns
+from compare.results.records import NS_PER_MS
 
 
 def _pyplot():
@@ -90,7 +90,7 @@ def latency_cdfs(runs: list, names: dict[int, str], out: Path) -> list[tuple[str
         for name, run in series:
             records = [r for r in next(c for c in run.doc["cells"] if c["cell_id"] == cell_id)["requests"] if r.ok and r.chunk_ns]
             ttft = np.sort([r.ttft_ms for r in records])
-            itl = np.sort(np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) / NS_PER_MS for r in records] or [np.empty(0)]))
+            itl = np.sort(np.concatenate([r.itl_ns() / NS_PER_MS for r in records] or [np.empty(0)]))
             for axis, data in ((left, ttft), (right, itl)):
                 if data.size:
                     axis.plot(data, np.arange(1, data.size + 1) / data.size, label=name)

@@ -105,12 +105,13 @@ ABLATIONS["vllm-ngram-spec"] = _one_engine(
     "vllm", "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
     ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',)))
 ABLATIONS["sampling-cost"] = _one_engine(
-    "vllm", "what does each sampling feature cost against greedy decoding? (n > 1 waits for per-sequence stamps)",
+    "vllm", "what does each sampling feature cost against greedy decoding? (n=4: tok/s over all four sequences)",
     ("temperature-0.8-top_p-0.95", ("request.temperature=0.8", "request.top_p=0.95")),
     ("top_k-50", ("request.temperature=0.8", "request.top_k=50")),
     ("penalties", ("request.presence_penalty=0.5", "request.frequency_penalty=0.5", "request.repetition_penalty=1.1")),
     ("logprobs-5", ("request.logprobs=5",)),
-    ("logprobs-20", ("request.logprobs=20",)))
+    ("logprobs-20", ("request.logprobs=20",)),
+    ("n-4", ("request.temperature=0.8", "request.n=4")))
 ABLATIONS["structured-output"] = Ablation(
     "what does each structured-output backend cost vLLM: per cell none, cached and unique, TTFT and TPOT against "
     "unconstrained? (the structured scenario)",

@@ -75,7 +75,7 @@ def request_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[st
         return {}
     cls = http_engine_class() if engine == "http" else load_engine_class(engine)
     typed = typed_request_args(engine, given, getattr(cls, "request_keys", {}))
-    passed = engine_request_args(cls, typed)
+    passed = engine_request_args(cls, typed, engine)
     if passed and hasattr(cls, "check_request_args"):
         cls.check_request_args(passed)
     return passed

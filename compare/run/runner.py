@@ -19,7 +19,8 @@ from time import perf_counter_ns
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Callable
 
-from compare.results.records import RequestRecord, StreamRecorder, batch_records
+from compare.results.recorder import StreamRecorder, batch_records
+from compare.results.records import RequestRecord
 from compare.run.nvtx_marks import REQUEST_MARKS
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
 from workloads.cellplan import CellPlan
