@@ -32,6 +32,8 @@ class Request:
     tags: tuple[tuple[str, int], ...] = ()  # its place in the workload: ("group", 3), ("conversation", 2), ("turn", 1)
     reasoning_end_token_id: int | None = None  # the id that ends a reasoning block (</think>): answer tokens follow it
     constraint: Constraint | None = None  # structured output: the schema, regex or choice its output must obey
+    lora_name: str | None = None  # multi-LoRA: the adapter this request asks for (None: the base model)
+    lora_path: str | None = None  # its PEFT folder
 
     @property
     def num_prompt_tokens(self) -> int:

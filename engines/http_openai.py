@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator
 import httpx
 
 from engines.base import (Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, ServerLaunch, StreamingEngine,
-                          resolve_engine_args, token_count_mismatch)  # fmt: skip
+                          UsageError, resolve_engine_args, token_count_mismatch)  # fmt: skip
 from engines.constraints import KINDS, http_structured
 from engines.servers import COMMANDS, ServerProcess
 from engines.sse_client import MalformedStream, SseClient
@@ -94,6 +94,7 @@ class HttpCompletionsEngine(StreamingEngine):
     # fields of the completions body (OpenAI's, and vLLM's and SGLang's extensions: top_k, min_p, repetition_penalty,
     # stop_token_ids); logprobs are asked for but not counted from the stream; constraints as each server takes them
     constraint_kinds = KINDS
+    serves_lora = True  # the adapter by name: vLLM's `model`, SGLang's `lora_path` (the server launched with them)
     request_keys = {k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                                    "repetition_penalty", "seed", "logprobs", "stop", "stop_token_ids")}
 
@@ -211,6 +212,10 @@ class HttpCompletionsEngine(StreamingEngine):
                    "cross-checked with the final usage"],  # fmt: skip
         )
 
+    def use_lora(self, adapters) -> None:  # --engine http: the server given must have been started with them
+        if self.args["server"] == "llamacpp":
+            raise UsageError("engine 'http' (server llamacpp) serves no LoRA adapters by name; use vllm or sglang")
+
     def _body(self, request: Request) -> dict[str, Any]:
         by_ids = self.args["server"] in TOKEN_ID_PROMPTS
         body: dict[str, Any] = {
@@ -225,6 +230,8 @@ class HttpCompletionsEngine(StreamingEngine):
             body.update(ignore_eos=request.ignore_eos, min_tokens=request.min_new_tokens)
         if self.args["server"] in TOKEN_ID_STREAMS:  # exact counts: SGLang merges queued outputs into one chunk
             body["return_token_ids"] = True
+        if request.lora_name is not None:
+            body.update({"lora_path": request.lora_name} if self.args["server"] == "sglang" else {"model": request.lora_name})
         body.update(self.request_args)  # --request-arg
         body.update(http_structured(self.args["server"], request.constraint) if request.constraint is not None else {})
         return body

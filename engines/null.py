@@ -9,6 +9,7 @@ Deadlines are absolute, so sleep jitter never accumulates.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import AsyncIterator
 
@@ -25,6 +26,10 @@ DEFAULT_ARGS = {
     # structured output: a grammar compile before the first token of a constraint new to the engine, and a mask per token
     "compile_ms": 0.0,
     "mask_ms": 0.0,  # added to every interval of a constrained request
+    # multi-LoRA: loading an adapter not in a slot costs this before the first token; slots held LRU (0: unlimited)
+    "lora_load_ms": 0.0,
+    "lora_slots": 0,
+    "gc_collect_every": 0,  # every N-th chunk (of any request) calls gc.collect(): a collector pause, for the GC tests
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -33,9 +38,10 @@ DEFAULT_ARGS = {
 
 class NullEngine(StreamingEngine):
     # a fake: it takes every request arg, uses none, and returns a logprob per token where logprobs are asked for
-    request_keys = {key: key for key in REQUEST_KEYS}
+    request_keys = {key: key for key in REQUEST_KEYS if key != "beam_width"}  # no beam search to fake
     constraint_kinds = KINDS  # takes every constraint, emits counts only (no text to check)
     stamps_sequences = True  # request arg n > 1: each step yields one chunk per sequence, index on it
+    serves_lora = True  # multi-LoRA: takes any adapter, runs none; loads cost `lora_load_ms`, `lora_slots` of them held
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -48,6 +54,8 @@ class NullEngine(StreamingEngine):
         self.running, self.waiting, self.num_started = 0, 0, 0
         self._ballast: bytearray | None = None
         self._compiled: set[str] = set()  # constraint names seen: their grammar is "compiled"
+        self.num_chunks = 0
+        self._loaded: dict[str, None] = {}  # LoRA adapters in a slot, least recently used first
 
     async def start(self) -> None:
         capacity = self.args["capacity"]
@@ -84,6 +92,7 @@ class NullEngine(StreamingEngine):
         if request.constraint is not None and request.constraint.name not in self._compiled:
             self._compiled.add(request.constraint.name)
             compile_s = self.args["compile_ms"] / 1e3
+        compile_s += self._lora_load_s(request.lora_name)
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
         with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
@@ -111,6 +120,7 @@ class NullEngine(StreamingEngine):
                     await asyncio.sleep(delay if delay > 0 else 0)
                 count = min(per_chunk, total - emitted)
                 emitted += count
+                self._collect_now()
                 if think:  # ids: 0 while thinking, the end id after `think` tokens, then 1s (the answer)
                     ids = [0 if i < think else request.reasoning_end_token_id if i == think else 1
                            for i in range(emitted - count, emitted)]  # fmt: skip
@@ -126,6 +136,27 @@ class NullEngine(StreamingEngine):
             if self._slots is not None:
                 self._slots.release()
         yield Chunk(0, finish_reason="length", num_prompt_tokens=request.num_prompt_tokens)
+
+    def _collect_now(self) -> None:
+        every = self.args["gc_collect_every"]
+        self.num_chunks += 1
+        if every and self.num_chunks % every == 0:
+            gc.collect()
+
+    def use_lora(self, adapters) -> None:
+        self.lora_names = [a.name for a in adapters]
+
+    def _lora_load_s(self, name: str | None) -> float:
+        """0 for the base model or an adapter in a slot; else a load (the least recently used one evicted)."""
+        if name is None:
+            return 0.0
+        if name in self._loaded:
+            self._loaded[name] = self._loaded.pop(name)  # most recently used now
+            return 0.0
+        if self.args["lora_slots"] and len(self._loaded) >= self.args["lora_slots"]:
+            del self._loaded[next(iter(self._loaded))]
+        self._loaded[name] = None
+        return self.args["lora_load_ms"] / 1e3
 
     async def telemetry_snapshot(self) -> dict[str, int]:
         """Requests holding a slot, and requests waiting for one."""

@@ -21,7 +21,7 @@ REQUEST_KEYS: dict[str, str] = {
     "temperature": "float", "top_p": "float", "top_k": "int", "min_p": "float",
     "presence_penalty": "float", "frequency_penalty": "float", "repetition_penalty": "float",
     "seed": "int | None", "n": "int", "logprobs": "int | None", "prompt_logprobs": "int | None",
-    "stop": "list[str]", "stop_token_ids": "list[int]", "detokenize": "bool",
+    "stop": "list[str]", "stop_token_ids": "list[int]", "detokenize": "bool", "beam_width": "int",
 }  # fmt: skip
 
 # n > 1 is measured only where the engine streams each sequence's chunks apart (`stamps_sequences` on its class):
@@ -43,8 +43,8 @@ def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str
         if annotation.startswith("list[") and not raw.strip().startswith("["):
             raw = json.dumps([raw]) if annotation == "list[str]" else f"[{raw}]"  # one stop string, or ids "1,2"
         value = parse_typed(engine, key, raw, annotation)
-        if key == "n" and value < 1:
-            raise UsageError(f"request arg n={raw}: n is the number of sequences per request, >= 1")
+        if key in ("n", "beam_width") and value < 1:
+            raise UsageError(f"request arg {key}={raw}: {key} counts sequences (beams) per request, >= 1")
         typed[key] = value
     return typed
 
@@ -56,4 +56,4 @@ def engine_request_args(engine_class, typed: dict[str, Any], engine: str = "") -
         raise UsageError(f"request arg n={n}: engine {engine or engine_class.__name__!r} streams one sequence per request here; "
                          f"n > 1 is stamped sequence by sequence on {N_ENGINES}")  # fmt: skip
     names = engine_class.request_keys
-    return {names[key]: value for key, value in typed.items() if not (key == "n" and value == 1)}
+    return {names[key]: value for key, value in typed.items() if not (key in ("n", "beam_width") and value == 1)}

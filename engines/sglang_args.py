@@ -57,4 +57,16 @@ def server_args(args: dict[str, Any], model) -> dict[str, Any]:
 def launch_flags(kwargs: dict[str, Any]) -> list[str]:
     """`sglang.Engine` kwargs as `python -m sglang.launch_server` flags (model path given by the launcher);
     SGLang's boolean flags are store_true, so a false one is left out."""
-    return cli_flags(kwargs, skip=("model_path",))
+    flags = cli_flags(kwargs, skip=("model_path", "lora_paths"))
+    return flags + ["--lora-paths", *kwargs["lora_paths"]] if kwargs.get("lora_paths") else flags  # NAME=PATH each
+
+
+def lora_kwargs(kwargs: dict[str, Any], adapters) -> dict[str, Any]:
+    """Serve these adapters from the start: `lora_paths` as NAME=PATH, `max_lora_rank` their highest unless given
+    (a given one below it: exit 2); `max_loras_per_batch` stays SGLang's (8) unless given."""
+    from engines.base import UsageError
+
+    rank, given = max(a.rank for a in adapters), kwargs.get("max_lora_rank")
+    if given is not None and given < rank:
+        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg sglang.max_lora_rank={given}; raise it to >= {rank}")
+    return {"enable_lora": True, "lora_paths": [f"{a.name}={a.path}" for a in adapters], "max_lora_rank": given or rank}

@@ -36,7 +36,7 @@ from engines.base import (
 from engines.constraints import KINDS, sglang_structured
 from engines.engine_args import resolve_args
 from engines.parallel import parallel_layout
-from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args, server_args_fields
+from engines.sglang_args import DEFAULT_ARGS, launch_flags, lora_kwargs, server_args, server_args_fields
 from engines.sglang_stream import StreamAccounting
 
 NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
@@ -67,6 +67,7 @@ class SGLangEngine(StreamingEngine):
     request_keys = {**{k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
                                       "repetition_penalty", "n", "stop", "stop_token_ids")}, "seed": "sampling_seed"}
     constraint_kinds = KINDS  # `json_schema` / `regex` in the sampling params (a choice as a regex)
+    serves_lora = True  # multi-LoRA: `lora_paths` at start, `lora_path` (the adapter's name) per request
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
@@ -86,6 +87,9 @@ class SGLangEngine(StreamingEngine):
         self.internal_state: Any = None
         self.kv_capacity: int | None = None
         self.cache_flushes: list[dict[str, Any]] = []
+
+    def use_lora(self, adapters) -> None:
+        self.kwargs.update(lora_kwargs(self.kwargs, adapters))
 
     def http_server(self) -> ServerLaunch:
         """How HTTP mode launches `python -m sglang.launch_server` with the same args."""
@@ -197,7 +201,8 @@ class SGLangEngine(StreamingEngine):
         }
         accounting = StreamAccounting(self.args["incremental_streaming_output"], time.time_ns() - time.perf_counter_ns())
         stream = await self._engine.async_generate(
-            input_ids=list(request.prompt_token_ids), sampling_params=sampling, stream=True
+            input_ids=list(request.prompt_token_ids), sampling_params=sampling, stream=True,
+            **({"lora_path": request.lora_name} if request.lora_name is not None else {}),
         )
         async for out in stream:
             yield accounting.convert(out)

@@ -88,3 +88,21 @@ def server_flags(resolved: dict[str, Any]) -> list[str]:
         return "--no-" + key.replace("_", "-") if key.startswith("enable_") else None
 
     return cli_flags(resolved, skip=_NOT_SERVER_FLAGS, when_false=when_false)
+
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's MaxLoRARanks
+VLLM_DEFAULT_LORA_RANK = 16
+
+
+def lora_engine_args(resolved: dict[str, Any], rank: int) -> dict[str, Any]:
+    """enable_lora, and max_lora_rank: vLLM's default (16) raised to the adapters' `rank` where not given; a given
+    one below it is a usage error (exit 2, before anything starts)."""
+    from engines.base import UsageError
+
+    given = resolved.get("max_lora_rank")
+    if given is not None and given < rank:
+        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg vllm.max_lora_rank={given}; raise it to >= {rank}")
+    if rank > LORA_RANKS[-1]:
+        raise UsageError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank ({LORA_RANKS[-1]}); use lora_rank <= {LORA_RANKS[-1]}")
+    needed = given if given is not None else max(VLLM_DEFAULT_LORA_RANK, next(r for r in LORA_RANKS if r >= rank))
+    return {"enable_lora": True, "max_lora_rank": needed}

@@ -25,6 +25,7 @@ from engines.base import (
     require_local_model,
 )
 from engines.engine_args import resolve_args
+from engines.vllm_beam import beam_search_chunks
 from engines.vllm_sampling import VLLMSampling
 from engines.parallel import VLLM_KEYS, parallel_layout
 from engines.vllm_telemetry import quiet_step_logger
@@ -178,6 +179,8 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
     """Streaming, in-process: AsyncLLM with DELTA outputs, a step timeline, and vLLM's own profiler window."""
 
     stamps_sequences = True  # n > 1: each sequence's chunks carry its index
+    serves_lora = True  # multi-LoRA: a LoRARequest per request (engines/vllm_sampling.py)
+    request_keys = {**VLLMSampling.request_keys, "beam_width": "beam_width"}  # beam search: engines/vllm_beam.py
 
     name = "vllm"
 
@@ -260,18 +263,23 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         env = {"VLLM_CPU_OMP_THREADS_BIND": self.args["cpu_threads_bind"]} if self.args["cpu_threads_bind"] else {}
         # prompt-tokens details put cached_tokens into the usage, as num_cached_tokens is in-process (off by default;
         # seen missing on the H100 run)
-        flags = (*server_flags(self.resolved), "--enable-prompt-tokens-details")
+        flags = (*server_flags(self.resolved), "--enable-prompt-tokens-details",
+                 *(("--lora-modules", *self.lora_modules) if self.lora_modules else ()))
         return ServerLaunch("vllm", str(self.model_spec.path), flags, env)
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
+        request_id = f"{request.request_id}#{next(self._request_ids)}"
+        if "beam_width" in self.request_args:  # vLLM's beam-search loop, stamped step by step
+            async for chunk in beam_search_chunks(self._engine, request, request_id, self.request_args):
+                yield chunk
+            return
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         params = self._sampling_params(request, RequestOutputKind.DELTA)
-        request_id = f"{request.request_id}#{next(self._request_ids)}"
         logprob_tokens = 0 if params.logprobs is not None else None
-        async for output in self._engine.generate(prompt, params, request_id):
+        async for output in self._engine.generate(prompt, params, request_id, lora_request=self._lora_request(request)):
             # DELTA: each output brings new tokens of one sequence (n > 1: `index` says which; parallel_sampling.py)
             *earlier, last = output.outputs or [None]
             for completion in earlier:  # another sequence's tokens in the same output

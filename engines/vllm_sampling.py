@@ -1,5 +1,5 @@
 """vLLM's request side: every request's `SamplingParams`, with the run's request args (engines/request_args.py),
-checked by vLLM itself before anything starts and read back for the results."""
+checked by vLLM itself before anything starts and read back for the results; and its `LoRARequest` (multi-LoRA)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,36 @@ from engines.request_args import REQUEST_KEYS
 
 class VLLMSampling:
     name = "vllm"
-    request_keys = {key: key for key in REQUEST_KEYS}  # every one is a SamplingParams field of the same name
+    # every one a SamplingParams field of the same name; beam search only where the stream is (VLLMEngine)
+    request_keys = {key: key for key in REQUEST_KEYS if key != "beam_width"}
     constraint_kinds = KINDS  # structured output: SamplingParams(structured_outputs=...)
     request_args: dict[str, Any] = {}
+    lora_ids: dict[str, int] = {}  # multi-LoRA: adapter name -> vLLM's lora_int_id (1, 2, ...)
+    lora_modules: list[str] = []
+
+    def use_lora(self, adapters) -> None:
+        """Serve these adapters (workloads/lora.py): LoRA on, its rank limit raised to theirs unless given."""
+        from engines.vllm_args import lora_engine_args
+
+        self.resolved.update(lora_engine_args(self.resolved, max(a.rank for a in adapters)))
+        self.lora_ids = {a.name: i for i, a in enumerate(adapters, start=1)}
+        self.lora_modules = [f"{a.name}={a.path}" for a in adapters]  # HTTP mode: `vllm serve --lora-modules`
+
+    def _lora_request(self, request: Request):
+        if request.lora_name is None:
+            return None
+        from vllm.lora.request import LoRARequest
+
+        return LoRARequest(request.lora_name, self.lora_ids[request.lora_name], request.lora_path)
 
     @classmethod
     def check_request_args(cls, passed: dict[str, Any]) -> None:
         """vLLM's own checks of the combination (stop strings need detokenize, ...), before anything starts."""
         from vllm import SamplingParams
 
+        if passed.get("beam_width", 1) != 1:
+            return _check_beam_args(cls.name, passed)
+        passed = {k: v for k, v in passed.items() if k != "beam_width"}  # 1: no beam search
         try:
             SamplingParams(max_tokens=2, **passed)
         except Exception as exc:  # vLLM's VLLMValidationError, ValueError, TypeError
@@ -39,8 +60,23 @@ class VLLMSampling:
         """What vLLM's SamplingParams holds for each request arg, read back from one built as every request's is."""
         from vllm.sampling_params import RequestOutputKind
 
+        if "beam_width" in self.request_args:
+            from engines.vllm_beam import beam_search_params
+
+            params = beam_search_params(Request("probe", (1,), 2, 0), self.request_args)
+            return {name: _plain(getattr(params, name)) for name in self.request_args}
         params = self._sampling_params(Request("probe", (1,), 2, 0), RequestOutputKind.DELTA)
         return {name: _plain(getattr(params, name)) for name in self.request_args}
+
+
+def _check_beam_args(engine: str, passed: dict[str, Any]) -> None:
+    """Beam search (vLLM's BeamSearchParams) takes a width and a temperature, nothing else of ours."""
+    from vllm.sampling_params import BeamSearchParams
+
+    others = sorted(set(passed) - {"beam_width", "temperature"})
+    if others:
+        raise UsageError(f"engine {engine!r}: beam search (beam_width) takes temperature only; drop {', '.join(others)}")
+    BeamSearchParams(max_tokens=2, **passed)
 
 
 def _plain(value: Any) -> Any:

@@ -32,6 +32,9 @@ def step_row(scheduler_stats, iteration_stats) -> dict[str, Any]:
             row.update(step=details.iteration_index, prefill_requests=details.num_ctx_requests, prefill_tokens=details.num_ctx_tokens,
                        decode_requests=details.num_generation_requests, decode_tokens=details.num_generation_tokens,
                        step_cpu_ms=details.elapsed_ms)  # fmt: skip
+        adapters = getattr(scheduler_stats, "running_lora_adapters", None)  # multi-LoRA: name -> running requests
+        if adapters:
+            row["running_adapters"] = sum(1 for n in adapters.values() if n)
         spec = getattr(scheduler_stats, "spec_decoding_stats", None)  # speculative decoding on: this step's counters
         if spec is not None:
             row.update(spec_drafts=spec.num_drafts, spec_draft_tokens=spec.num_draft_tokens,

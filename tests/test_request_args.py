@@ -39,7 +39,7 @@ def test_n_above_1_exits_2_on_engines_that_stream_one_sequence(cli):  # noqa: F8
 
     with pytest.raises(UsageError, match="engine 'sglang' streams one sequence per request here; n > 1 is stamped"):
         engine_request_args(SGLangEngine, {"n": 4}, "sglang")  # SGLang takes n; its adapter reads one stream
-    assert_usage_error(cli("--engine", "null", "--request-arg", "n=0"), "n is the number of sequences per request")
+    assert_usage_error(cli("--engine", "null", "--request-arg", "n=0"), "n counts sequences (beams) per request")
 
 
 def test_n_sequences_are_stamped_one_by_one_itl_and_tpot_per_sequence_and_tok_s_over_all(cli, tmp_path):  # noqa: F811
@@ -148,10 +148,13 @@ def test_every_key_reaches_vllms_sampling_params_read_back_without_a_run():
 
     given = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
              "frequency_penalty": "0.2", "repetition_penalty": "1.05", "seed": "7", "n": "1", "logprobs": "2",
-             "prompt_logprobs": "1", "stop": "END", "stop_token_ids": "3,4", "detokenize": "true"}  # fmt: skip
+             "prompt_logprobs": "1", "stop": "END", "stop_token_ids": "3,4", "detokenize": "true",
+             "beam_width": "1"}  # fmt: skip
     assert set(given) == set(REQUEST_KEYS)
     passed = typed_request_args("vllm", given, VLLMEngine.request_keys)
     VLLMEngine.check_request_args(passed)
     engine = VLLMEngine.__new__(VLLMEngine)  # no model, no start: only its SamplingParams side
-    engine.request_args = engine_request_args(VLLMEngine, passed)  # n=1 is the default and is not passed
-    assert engine.effective_request_args() == {k: v for k, v in passed.items() if k != "n"}
+    engine.request_args = engine_request_args(VLLMEngine, passed)  # n=1, beam_width=1: the defaults, not passed
+    assert engine.effective_request_args() == {k: v for k, v in passed.items() if k not in ("n", "beam_width")}
+    engine.request_args = {"beam_width": 3, "temperature": 0.5}  # beam search: read back from BeamSearchParams
+    assert engine.effective_request_args() == {"beam_width": 3, "temperature": 0.5}

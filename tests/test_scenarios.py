@@ -11,8 +11,8 @@ pytestmark = pytest.mark.unit
 
 
 def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_workloads():
-    assert builtin_names() == ["concurrent", "korean", "long-context", "multi-turn", "prefix-cache", "shared-prefix",
-                               "single", "smoke", "structured", "trace"]  # fmt: skip
+    assert builtin_names() == ["concurrent", "korean", "long-context", "multi-lora", "multi-turn", "prefix-cache",
+                               "shared-prefix", "single", "smoke", "structured", "trace"]  # fmt: skip
 
 
 def test_shared_prefix_has_sglang_bench_servings_defaults():

@@ -73,6 +73,15 @@ def test_the_child_repeats_argv_without_the_parents_options_and_adds_its_point(c
     assert "--resume" not in child and child[child.index("--out") + 1] == str(tmp_path / "01")
 
 
+def test_an_ablation_with_its_own_scenario_runs_it_in_every_child(config_only_model, tmp_path):
+    """No --scenario: the set's scenario (multi-lora here), which the child would not know without --ablation."""
+    argv = ["--ablation", "vllm-lora-slots", "--quick", "--model", str(config_only_model), "--out", str(tmp_path)]
+    config = run_config(build_parser().parse_args(argv), argv)
+    points, _ = points_for(config.engines, config.sweeps, config.ablation, config.mode)
+    child = child_argv(config, points[0], tmp_path / "00")
+    assert child[child.index("--scenario") + 1] == "multi-lora" and child.count("--scenario") == 1
+
+
 def test_abbreviated_options_are_refused_so_the_child_never_misses_one():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--abl", "vllm-http"])

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 
+import numpy as np
 import pytest
 
 pytest.importorskip("vllm")
@@ -78,12 +79,13 @@ def workloads(llama3_tokenizer):
         "structured": planned("structured", llama3_tokenizer, concurrency=(1,), num_requests=6, output_tokens=96,
                               warmup_requests=1),
         "sampled": (*planned("smoke", llama3_tokenizer), {"n": 3, "temperature": 0.8, "seed": 1}),
+        "beam": (*planned("smoke", llama3_tokenizer, concurrency=(1,), num_requests=3), {"beam_width": 2}),
     }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def cached_run(tiny_llama3, workloads):
-    order = ("smoke", "concurrent", "structured", "sampled", "prefix")  # the last one's first cell runs again after a reset
+    order = ("smoke", "concurrent", "structured", "sampled", "beam", "prefix")  # the last one's first cell runs again after a reset
     return run_cells(VLLMEngine, {}, tiny_llama3, [workloads[name] for name in order])
 
 
@@ -194,7 +196,6 @@ def test_streaming_fidelity_ratio_is_stream_over_batch_throughput(batch, cached,
         assert 0 < row["ratio"] < 2
 
 
-@pytest.mark.unit
 def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_its_compile(structured_cells):
     """Random weights under xgrammar (compact JSON, the harness's default) still give outputs that validate; a
     unique schema per request shows its compile in TTFT, which the cached cell paid in its warmup."""
@@ -203,10 +204,14 @@ def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_i
         summary = cell["structured"]
         assert summary["num_checked"] == 6 and summary["schema_valid_rate"] == 1.0, summary["first_invalid"]
         assert summary["finish_reasons"] == {"stop": 6}  # each ended at its grammar's end, within the budget
-    # the least-disturbed request of each (another test may share the CPU): every unique one pays a compile
-    fastest = {name: min(RequestRecord.from_json(r).ttft_ms for r in cell["requests"])
-               for name, cell in (("cached", cached), ("unique", unique))}
-    assert fastest["unique"] > fastest["cached"], fastest
+    # TTFT inside the engine (queued -> first token, EngineCore's clock): the compile holds a unique request in the
+    # waiting queue; the harness's own TTFT adds the loop's noise when another test shares the CPU
+    def median_engine_ttft_ms(cell):
+        stamps = [r["engine"]["timestamps_ns"] for r in cell["requests"]]
+        return float(np.median([(t["first_token"] - t["queued"]) / 1e6 for t in stamps]))
+
+    engine_ttft_ms = {"cached": median_engine_ttft_ms(cached), "unique": median_engine_ttft_ms(unique)}
+    assert engine_ttft_ms["unique"] > engine_ttft_ms["cached"], engine_ttft_ms
     assert structured_cells["none"]["structured"]["num_checked"] == 0
 
 
@@ -222,6 +227,18 @@ def test_n_sequences_are_each_stamped_and_counted(cached_run):
             assert [sum(tokens) for _, tokens in record.sequences()] == [r["target_output_tokens"]] * 3
             assert record.tpot_ms > 0 and record.itl_ns().size == r["output_tokens"] - 3  # no gap spans two sequences
         assert cell["summary"]["sequences_total"] == 3 * cell["summary"]["num_ok"]
+
+
+def test_beam_search_runs_vllms_own_loop_and_stamps_each_step(cached_run, cached):
+    """beam_width=2: every step of vLLM's loop is one 1-token chunk up to the budget; a step (two one-token requests
+    and the pick) costs more than a greedy decode step of the same smoke cell."""
+    beam = next(c for c in cached_run[1] if c.get("request_args", {}).get("beam_width") == 2)
+    for r in beam["requests"]:
+        assert r["ok"] and r["output_tokens"] == r["target_output_tokens"] and set(r["chunk_tokens"]) == {1}
+        assert r["finish_reason"] == "length" and r["prompt_tokens_reported"] == r["prompt_tokens"]
+    greedy = next(c for c in cached[1] if c["cell_id"] == beam["cell_id"])
+    fastest_tpot = [min(RequestRecord.from_json(r).tpot_ms for r in cell["requests"]) for cell in (greedy, beam)]
+    assert fastest_tpot[1] > fastest_tpot[0], fastest_tpot
 
 
 def test_engine_stamps_read_vllm_0_26_stats_which_lack_num_preemptions():

@@ -11,6 +11,7 @@ import dataclasses
 from engines.base import UsageError
 from workloads.arrivals import arrival_offsets_ns
 from workloads.cellplan import CellPlan, draw_lengths, make_request
+from workloads.lora import Adapter, with_adapters
 from workloads.reasoning import reasoning_end_id, with_reasoning_end
 from workloads.prompts import PromptBuilder, load_corpus
 from workloads.scenarios import CellSpec, Scenario
@@ -21,8 +22,9 @@ __all__ = ["CellPlan", "check_fits", "plan_scenario"]
 
 
 def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
-                  kv_capacity_tokens: int | None = None) -> list[CellPlan]:  # fmt: skip
-    """`kv_capacity_tokens`: the engine's KV cache size, which a `kv_pressure` scenario sizes its groups by."""
+                  kv_capacity_tokens: int | None = None, adapters: tuple[Adapter, ...] = ()) -> list[CellPlan]:  # fmt: skip
+    """`kv_capacity_tokens`: the engine's KV cache size, which a `kv_pressure` scenario sizes its groups by;
+    `adapters`: the scenario's LoRA adapters (workloads/lora.py resolve_adapters), drawn per request."""
     builders: dict[str, PromptBuilder] = {}
 
     def builder_for(language: str) -> PromptBuilder:
@@ -45,7 +47,7 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
             plans.append(plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
-    plans = [with_constraints(plan, scenario.structured_kind) for plan in plans]
+    plans = [with_adapters(with_constraints(plan, scenario.structured_kind), scenario, adapters) for plan in plans]
     end_id = reasoning_end_id(scenario.reasoning_delimiters, tokenizer)
     return [with_reasoning_end(plan, end_id) for plan in plans] if end_id is not None else plans
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from engines.base import UsageError
 from workloads.lengths import LengthDist, parse_length
+from workloads.lora import validate_lora
 from workloads.scenarios import GROUP_ORDERS, PROMPT_MODES, SCENARIO_DIR, TEXTS_DIR, Scenario
 
 
@@ -111,6 +112,8 @@ def build_scenario(raw: dict[str, Any], source: str = "scenario") -> Scenario:
         raise UsageError(f"{source}: {exc}") from None
     if "request_rate" in data:
         data["request_rate"] = _rates(data["request_rate"], source)
+    if isinstance(data.get("lora_adapters"), list):
+        data["lora_adapters"] = tuple(data["lora_adapters"])
     try:
         scenario = Scenario(**data)
     except TypeError as exc:
@@ -159,6 +162,7 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
             fail(f"'request_rate' (open loop) works with prompt_mode same, distinct or shared-prefix groups, not {scenario.prompt_mode}")
     _validate_traffic(scenario, fail)
     _validate_structured(scenario, fail)
+    validate_lora(scenario, fail)
     if scenario.burstiness <= 0 or scenario.max_concurrency < 0:
         fail("'burstiness' must be > 0 (1 = Poisson) and 'max_concurrency' >= 0 (0 = no cap)")
 

@@ -60,6 +60,11 @@ class Scenario:
     # structured output (workloads/structured.py): one cell per mode (none, cached, unique) of one kind of constraint
     structured: tuple[str, ...] = ()
     structured_kind: str = "json"
+    # multi-LoRA (workloads/lora.py): N synthetic adapters of lora_rank, or PEFT folders; each request draws one
+    lora_adapters: int | tuple[str, ...] = 0
+    lora_rank: int = 8
+    lora_distribution: str = "uniform"  # uniform, zipf, round-robin, distinct, identical
+    lora_zipf_alpha: float = 1.0
 
     def cells(self) -> list[CellSpec]:
         if self.request_rate:

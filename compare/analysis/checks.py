@@ -15,6 +15,8 @@ from compare.analysis.metrics import coefficient_of_variation
 from compare.analysis.phases import host_profile_warnings
 from compare.results.records import RequestRecord
 
+GC_PAUSE_WARN_MS = 1.0  # a longer collector pause inside the measured window is a warning, as client-bound is
+
 CV_THRESHOLD = 0.10
 SEND_LAG_WARN_MS = 10.0
 CLIENT_BOUND_SHARE = 0.85  # the loop thread busy this share of the cell's wall time: requests queue in the client
@@ -118,6 +120,7 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
         warnings.append(f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
                         "its numbers carry the profiler's cost")  # fmt: skip
     warnings += host_profile_warnings(cell.get("host_profile"))
+    warnings += gc_warnings(cell.get("harness_gc"))
     lag = cell["summary"].get("send_lag_ms", {})
     if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
         warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
@@ -128,6 +131,14 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
         warnings.append(f"client-bound: {who} used {client_cpu_share(cell):.0%} of a core; latencies include "
                         "client-side queueing" + ("" if workers else " (--client-procs N spreads the client, docs/scale.md)"))  # fmt: skip
     return warnings
+
+
+def gc_warnings(harness_gc: dict[str, Any] | None) -> list[str]:
+    """The harness's collector paused the loop inside the measured window (compare/run/gcquiet.py) for > 1 ms."""
+    if not harness_gc or harness_gc["max_ms"] <= GC_PAUSE_WARN_MS:
+        return []
+    return [f"harness GC paused the loop: {harness_gc['collections']} collection(s) inside the measured window, the "
+            f"longest {harness_gc['max_ms']:.1f} ms (> {GC_PAUSE_WARN_MS:g} ms; policy {harness_gc['policy']})"]
 
 
 def client_cpu_share(cell: dict[str, Any]) -> float | None:

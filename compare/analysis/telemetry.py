@@ -68,6 +68,9 @@ def summarize_telemetry(rows: list[dict[str, Any]], records: list[RequestRecord]
     }
     preempted = [row.get("preempted", 0) for row in rows]
     summary["preemptions"] = int(sum(preempted))
+    adapters = [row["running_adapters"] for row in rows if "running_adapters" in row]
+    if adapters:  # multi-LoRA: distinct adapters among the running requests, per engine step
+        summary["running_adapters_mean"], summary["running_adapters_max"] = float(np.mean(adapters)), int(max(adapters))
     spec = speculative_summary(rows, records)
     if spec is not None:
         summary["speculative"] = spec

@@ -4,6 +4,7 @@
   tokens (vLLM: `num_cached_tokens`; SGLang: `cached_tokens`; over HTTP: `prompt_tokens_details`).
 - Groups: per group, its first request (the first one sent) against its later ones: TTFT of each kind.
 - Turns: per turn index, TTFT, prompt length and cached tokens (turn 0 is every conversation's first).
+- Adapters (multi-LoRA): per adapter, and first use against later (compare/analysis/lora.py).
 - Length buckets (wherever lengths vary in a cell): TTFT and TPOT by prompt length, TPOT and E2E by output
   length, in power-of-two buckets.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from compare.analysis.lora import adapters_summary
 from compare.analysis.metrics import describe
 from compare.results.records import RequestRecord
 
@@ -27,6 +29,8 @@ def traffic_summary(records: list[RequestRecord], config: dict[str, Any]) -> dic
         summary["groups"] = groups_summary(ok)
     if traffic.get("kind") == "multi-turn":
         summary["turns"] = turns_summary(ok)
+    if traffic.get("lora"):
+        summary["by_adapter"] = adapters_summary(ok, traffic["lora"])
     if len({r.prompt_tokens for r in ok}) > 1 or len({r.target_output_tokens for r in ok}) > 1:
         summary["by_prompt_length"] = buckets(ok, lambda r: r.prompt_tokens, ("ttft_ms", "tpot_ms"))
         summary["by_output_length"] = buckets(ok, lambda r: r.target_output_tokens, ("tpot_ms", "e2e_ms"))

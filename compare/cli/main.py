@@ -9,7 +9,7 @@ import sys
 from compare.cli.checks import (check_client_scale, check_deadline, check_engine_scopes, check_host_profile,
                                 check_profile_cell, run_engines)
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
-from compare.run.config import RunConfig, check_constraints, load_scenarios, request_args_for
+from compare.run.config import RunConfig, check_constraints, check_lora, load_scenarios, request_args_for
 from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
@@ -68,6 +68,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     for name in sorted(checked):  # every engine that sends requests takes every key given to it (exit 2 else)
         request_args_for(name, tuple(args.request_arg))
         check_constraints(name, scenarios)
+    for name in sorted(names):  # the in-process engine launches the server that HTTP mode drives: both must serve LoRA
+        check_lora(name, scenarios)
     return RunConfig(
         engines=engines,
         scenarios=scenarios,

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-arg", action="append", default=[], metavar="K=V",
                         help="a request feature for every request, repeatable; ENGINE.K=V for one engine: temperature, "
                              "top_p, top_k, min_p, presence/frequency/repetition_penalty, seed, logprobs, prompt_logprobs, "
-                             "stop, stop_token_ids, detokenize (default: greedy, no logprobs, no stop; docs/features.md)")  # fmt: skip
+                             "stop, stop_token_ids, detokenize, n, beam_width (default: greedy, no logprobs, no stop; "
+                             "docs/features.md)")  # fmt: skip
     parser.add_argument("--reasoning-delimiters", metavar="START,END",
                         help="reasoning models: the tokens (or ids) around a reasoning block, e.g. '<think>,</think>'; "
                              "cells then report time to the first answer token beside TTFT (default: </think> where the "
@@ -102,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--structured-kind", choices=("json", "regex", "choice"),
                         help="what constrains a structured cell's output: the project's JSON schemas (default), "
                              "regexes or choices")  # fmt: skip
+    parser.add_argument("--lora-adapters", metavar="N|PATHS",
+                        help="multi-LoRA: N synthetic adapters built for the model (seeded, cached), or comma-separated "
+                             "PEFT adapter folders; each request draws one (the multi-lora scenario: 16; docs/workloads.md)")  # fmt: skip
+    parser.add_argument("--lora-distribution", choices=("uniform", "zipf", "round-robin", "distinct", "identical"),
+                        help="how requests pick adapters (seeded): uniform, zipf (--lora-zipf-alpha, adapter 0 most "
+                             "popular), round-robin, distinct (all before any repeats), identical (all adapter 0)")  # fmt: skip
+    parser.add_argument("--lora-zipf-alpha", type=float, metavar="A", help="zipf exponent (default 1.0)")
+    parser.add_argument("--lora-rank", type=int, metavar="R", help="rank of the synthetic adapters (default 8)")
     parser.add_argument("--mode", choices=MODES, default="inprocess",
                         help="in-process (default), through the engine's own HTTP server (launched on 127.0.0.1 with "
                              "the same args), or both with an HTTP-overhead table; vllm, sglang and llamacpp")
@@ -208,9 +217,20 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "reasoning_delimiters": tuple(args.reasoning_delimiters.split(",")) if args.reasoning_delimiters else None,
         "structured": tuple(args.structured.split(",")) if args.structured else None,
         "structured_kind": args.structured_kind,
+        "lora_adapters": lora_adapters(args.lora_adapters),
+        "lora_distribution": args.lora_distribution,
+        "lora_zipf_alpha": args.lora_zipf_alpha,
+        "lora_rank": args.lora_rank,
         # constrained output ends at EOS (its grammar's end): cells with a constraint do not ignore it
         "ignore_eos": False if args.structured and args.structured.replace("none", "").strip(",") else None,
     }
+
+
+def lora_adapters(given: str | None) -> int | tuple[str, ...] | None:
+    """--lora-adapters: a count, or comma-separated adapter folders."""
+    if given is None:
+        return None
+    return int(given) if given.strip().isdigit() else tuple(p for p in given.split(",") if p)
 
 
 PARENT_ONLY = {"--engine": True, "--mode": True, "--out": True, "--sweep": True, "--ablation": True, "--resume": True,

@@ -92,6 +92,7 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     made += figures.prefix_cache_ttft(runs, names, out) + figures.korean_bars(runs, names, out)
     made += figures.http_overhead_bars(pairs, out)
     made += traffic_figures.turn_ttft(runs, names, out) + traffic_figures.hit_rate_over_time(runs, names, out)
+    made += traffic_figures.adapter_ttft(runs, names, out)
     run, cell_id = timeline_target(runs, names, timeline_spec)
     if run is not None:
         made += figures.timeline(run, names[id(run)], cell_id, out)

@@ -120,6 +120,12 @@ def traffic_lines(cell: dict[str, Any]) -> list[str]:
     for turn, row in (traffic.get("turns") or {}).items():
         lines.append(f"{cid}: turn {turn}: {row['count']} requests, prompt {_fmt(row['prompt_tokens_mean'], 0)} tokens, cached "
                      f"{_fmt(row['cached_tokens_mean'], 0)}, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms")  # fmt: skip
+    adapters = traffic.get("by_adapter")
+    if adapters:
+        busiest = next(iter(adapters["adapters"].items()), (None, {}))
+        lines.append(f"{cid}: LoRA: {adapters['num_adapters_used']} adapters used; TTFT p50 first use "
+                     f"{_fmt(adapters['first_use_ttft_ms_p50'])} ms vs later {_fmt(adapters['later_ttft_ms_p50'])} ms; "
+                     f"busiest {busiest[0]} ({busiest[1].get('requests')} requests)")  # fmt: skip
     for bucket, row in (traffic.get("by_prompt_length") or {}).items():
         lines.append(f"{cid}: prompt {bucket} tokens: {row['count']} requests, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms, "
                      f"TPOT p50 {_fmt(row['tpot_ms_p50'], 2)} ms")  # fmt: skip

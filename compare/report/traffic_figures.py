@@ -1,5 +1,6 @@
 """The traffic workloads' figures: TTFT per turn index (multi-turn) and the prefix hit rate against time
-(shared-prefix groups, multi-turn, trace), one line per run and cell."""
+(shared-prefix groups, multi-turn, trace), and TTFT per LoRA adapter against its popularity rank; one line per
+run and cell."""
 
 from __future__ import annotations
 
@@ -60,3 +61,25 @@ def hit_rate_over_time(runs: list, names: dict[int, str], out: Path) -> list[tup
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7)
     return [(_save(fig, out, "hit-rate.png"), "Prefix hit rate (cached / prompt tokens over the last requests, window in the legend) against send time")]
+
+
+def adapter_ttft(runs: list, names: dict[int, str], out: Path) -> list[tuple[str, str]]:
+    """Multi-LoRA: TTFT p50 per adapter against its popularity rank (1: the most requests), and each adapter's
+    first use (the load, where the engine did not hold it) as crosses."""
+    series = _traffic_cells(runs, names, "by_adapter")
+    if not series:
+        return []
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(8, 4))
+    for label, cell in series:
+        rows = sorted(cell["traffic"]["by_adapter"]["adapters"].values(), key=lambda row: row["popularity_rank"])
+        ranks = [row["popularity_rank"] for row in rows]
+        line = axis.plot(ranks, [row["ttft_ms"]["p50"] or np.nan for row in rows], marker="o", label=f"{label} p50")
+        axis.plot(ranks, [row["first_ttft_ms"] or np.nan for row in rows], marker="x", linestyle="none",
+                  color=line[0].get_color(), label=f"{label} first use")  # fmt: skip
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.set_xlabel("adapter popularity rank (1: the most requests)")
+    axis.set_ylabel("TTFT (ms)")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    return [(_save(fig, out, "lora-ttft.png"), "TTFT p50 per LoRA adapter against its popularity rank, first use marked")]

@@ -119,3 +119,8 @@ ABLATIONS["structured-output"] = Ablation(
           for backend, compact in (("xgrammar", ', "disable_any_whitespace": true'),
                                    ("guidance", ', "disable_any_whitespace": true'), ("outlines", ""))),
     scenario="structured")  # compact JSON where the backend takes it (engines/vllm_args.py)  # fmt: skip
+ABLATIONS["vllm-lora-slots"] = Ablation(
+    "where is the LoRA cliff? vLLM's max_loras (adapters in one batch) below and above the multi-lora working set "
+    "(16 adapters; max_cpu_loras 16 keeps every one in host memory)",
+    tuple((f"max_loras={n}", "vllm", (f"max_loras={n}", "max_cpu_loras=16"), "inprocess") for n in (1, 4, 8, 16)),
+    scenario="multi-lora")  # fmt: skip

@@ -1,8 +1,9 @@
 """What opens just before a cell's first measured request and closes after its last one (run_cell's window):
-the host profiler (--host-profile), the energy meter (always), and NVTX ranges (where nvtx is importable).
+the garbage collector held off (compare/run/gcquiet.py), the host profiler (--host-profile), the energy meter
+(always), and NVTX ranges (where nvtx is importable).
 
-Entered in that order and left in reverse, so the energy counters and the NVTX cell range span the requests
-and not py-spy's start, which waits until every sampler says it samples.
+Entered in that order and left in reverse, so the collect before the window, the energy counters and the NVTX
+cell range span the requests and not py-spy's start, which waits until every sampler says it samples.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.run.energy import EnergyCounter, EnergyMeter, describe, energy_counters
+from compare.run.gcquiet import GcQuiet
 from compare.run.nvtx_marks import NvtxMarks, load_nvtx
 
 
@@ -34,7 +36,8 @@ class Instruments:
 
 
 class CellWindow:
-    def __init__(self, cell_id: str, instruments: Instruments, host_profiler=None):
+    def __init__(self, cell_id: str, instruments: Instruments, host_profiler=None, gc_policy: str = "disabled"):
+        self.gc = GcQuiet(gc_policy)
         self.host_profiler = host_profiler
         self.energy = EnergyMeter(instruments.energy)
         self.marks = NvtxMarks(instruments.nvtx, cell_id) if instruments.nvtx is not None else None
@@ -43,7 +46,7 @@ class CellWindow:
 
     async def __aenter__(self) -> CellWindow:
         self._stack = contextlib.AsyncExitStack()
-        for part in (self.host_profiler, self.energy, self.marks):
+        for part in (self.gc, self.host_profiler, self.energy, self.marks):
             if part is not None:
                 await self._stack.enter_async_context(part)
         self.opened = True
@@ -56,7 +59,7 @@ class CellWindow:
         """What the cell stores: `energy` (joules per source), `nvtx` (what was marked), `host_profile`."""
         if not self.opened:
             return {}
-        out: dict[str, Any] = {"energy": self.energy.result()}
+        out: dict[str, Any] = {"energy": self.energy.result(), "harness_gc": self.gc.result()}
         if self.marks is not None:
             out["nvtx"] = self.marks.summary()
         profiler = self.host_profiler

@@ -97,6 +97,18 @@ def check_constraints(engine: str, scenarios) -> None:
                          "choice, llamacpp json and choice")  # fmt: skip
 
 
+def check_lora(engine: str, scenarios) -> None:
+    """Scenarios with LoRA adapters run only on engines that serve them (exit 2 else), before anything is built."""
+    from engines import load_engine_class
+
+    if not any(s.lora_adapters for s in scenarios):
+        return
+    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
+    if not getattr(cls, "serves_lora", False):
+        raise UsageError(f"engine {engine!r} serves no LoRA adapters here; multi-LoRA runs on vllm (in-process), sglang, "
+                         "their HTTP servers, and null (a fake); drop lora_adapters")  # fmt: skip
+
+
 def http_engine_class():
     from engines.http_openai import HttpCompletionsEngine
 

@@ -23,6 +23,7 @@ from compare.run.session import RunOptions, run_scenario
 from compare.run.together import arrive
 from engines import REGISTRY, load_engine_class
 from engines.base import BatchEngine, Engine, StreamingEngine, UsageError
+from workloads.lora import resolve_adapters, served_adapters
 from workloads.models import resolve_model
 from workloads.plan import check_fits, plan_scenario
 
@@ -50,14 +51,17 @@ def tokenizer_for(model, config: RunConfig):
     return model.load_tokenizer()
 
 
-def build_engines(config: RunConfig, model) -> list[EngineRun]:
-    """Construct every engine (validating its args); with --mode http/both, `X-http` drives X's own server."""
+def build_engines(config: RunConfig, model, adapters: tuple = ()) -> list[EngineRun]:
+    """Construct every engine (validating its args); with --mode http/both, `X-http` drives X's own server.
+    `adapters`: the LoRA adapters the run's scenarios ask for, which every engine serves from its start."""
     runs = []
     for name in config.engines:
         given = engine_args_for(name, config.engine_args)
         engine = load_engine_class(name)(model, given)
         if not isinstance(engine, (StreamingEngine, BatchEngine)):
             raise UsageError(f"engine {name!r} implements neither StreamingEngine nor BatchEngine (engines/base.py)")
+        if adapters:
+            engine.use_lora(adapters)  # check_lora refused engines without it before anything was built
         if config.mode != "http":  # in HTTP mode the twin sends the requests
             engine.request_args = request_args_for(name, config.request_args)
         entry = REGISTRY.get(name)
@@ -89,8 +93,9 @@ async def run_one(config: RunConfig) -> int:
         load_engine_class(name)  # an unknown or missing engine fails before any model is built
     model = resolve_model(config.model, config.cache_dir)
     tokenizer = tokenizer_for(model, config)
-    plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens) for s in config.scenarios}
-    runs = build_engines(config, model)
+    adapters = {s.name: resolve_adapters(s.lora_adapters, s.lora_rank, model.path, model.cache_dir) for s in config.scenarios}
+    plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens, adapters=adapters[s.name]) for s in config.scenarios}
+    runs = build_engines(config, model, served_adapters(adapters.values()))
     for run in runs:
         limit, arg = run.engine.max_context_tokens, run.engine.context_arg
         fix = f"raise it with --engine-arg {run.name}.{arg}=N" if arg else "use a longer-context model"
@@ -134,7 +139,7 @@ async def run_one(config: RunConfig) -> int:
             for scenario in todo:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
                 if scenario.kv_pressure:  # the working set is sized against this engine's KV cache, known now
-                    plans[scenario.name] = replan_for_pressure(run, scenario, tokenizer, console)
+                    plans[scenario.name] = replan_for_pressure(run, scenario, tokenizer, console, adapters[scenario.name])
                 try:
                     if config.find_max_rate:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
@@ -186,12 +191,12 @@ async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
     return pool
 
 
-def replan_for_pressure(run: EngineRun, scenario, tokenizer, console) -> list:
+def replan_for_pressure(run: EngineRun, scenario, tokenizer, console, adapters: tuple = ()) -> list:
     capacity = run.engine.kv_capacity_tokens()
     if not capacity:
         raise UsageError(f"scenario {scenario.name!r} sets kv_pressure, but engine {run.name!r} does not report its KV "
                          "capacity; drop kv_pressure and set num_groups")  # fmt: skip
-    plans = plan_scenario(scenario, tokenizer, run.engine.max_context_tokens, kv_capacity_tokens=capacity)
+    plans = plan_scenario(scenario, tokenizer, run.engine.max_context_tokens, kv_capacity_tokens=capacity, adapters=adapters)
     groups = plans[0].traffic["num_groups"]
     console.print(f"kv_pressure {scenario.kv_pressure:g}: KV capacity {capacity} tokens -> {groups} groups x "
                   f"{scenario.shared_prefix_tokens}-token prefixes", highlight=False, markup=False)  # fmt: skip

@@ -191,20 +191,28 @@ async def open_loop(
     results: list[RequestRecord | None] | None = None,
     on_request_done: Callable[[], None] | None = None,
     origin_ns: int | None = None,
+    precise: bool | None = None,
 ) -> list[RequestRecord]:
-    """Each request goes at its due time (origin + arrival), whatever is in flight; max_concurrency > 0 caps it."""
+    """Each request goes at its due time (origin + arrival), whatever is in flight; max_concurrency > 0 caps it.
+    `precise`: spin for each send (None: where the rate asks for it, `precise_sends`)."""
     results = results if results is not None else [None] * len(requests)
     origin_ns = origin_ns or perf_counter_ns()
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
+    precise = precise_sends(arrivals_ns) if precise is None else precise
 
     async def one(index: int) -> None:
-        await sleep_until(origin_ns + arrivals_ns[index])
         async with slots or contextlib.nullcontext():
             results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
         if on_request_done is not None:
             on_request_done()
 
-    await asyncio.gather(*(one(i) for i in range(len(requests))))
+    # one dispatcher, in due order: a task per request as it falls due (a task per request from the start made 5000
+    # timers, and creating them delayed the first sends by tens of ms at 1000 req/s)
+    tasks = []
+    for index in sorted(range(len(requests)), key=lambda i: arrivals_ns[i]):
+        await sleep_until(origin_ns + arrivals_ns[index], precise)
+        tasks.append(asyncio.ensure_future(one(index)))
+    await asyncio.gather(*tasks)
     return results  # type: ignore[return-value]
 
 
@@ -224,13 +232,27 @@ async def run_share(engine: StreamingEngine, share, origin_ns: int, decode: Deco
     return list(zip(share.indices, records))
 
 
-async def sleep_until(due_ns: int) -> None:
-    """Sleep to `due_ns` (perf_counter). The loop's timer wakes up to about a millisecond late (epoll waits in
-    whole ms); a spin to the exact time would cost a core at high rates, which a CPU engine would feel, so the
-    harness takes the lateness and records it per request (`send_lag_ns`); latency counts from the schedule."""
-    delay_ns = due_ns - perf_counter_ns()
+PRECISE_RATE = 500.0  # req/s: open-loop cells this fast wait precisely for each send (docs/load.md)
+SPIN_LEAD_NS = 1_500_000  # the precise wait sleeps to this much before the due time, then yields until it
+
+
+def precise_sends(arrivals_ns: tuple[int, ...] | None) -> bool:
+    """Whether an open-loop cell spins for its sends: its mean rate is at least PRECISE_RATE (recorded per cell)."""
+    if not arrivals_ns or len(arrivals_ns) < 2 or arrivals_ns[-1] <= 0:
+        return False  # one request, or all due at once (rate inf): nothing to wait for
+    return (len(arrivals_ns) - 1) / (arrivals_ns[-1] / 1e9) >= PRECISE_RATE
+
+
+async def sleep_until(due_ns: int, precise: bool = False, clock=perf_counter_ns, sleep=asyncio.sleep) -> None:
+    """Wait to `due_ns` (perf_counter), never returning before it. The loop's timer wakes up to about a millisecond
+    late (epoll waits in whole ms). `precise`: sleep to SPIN_LEAD_NS before, then yield to the loop (sleep(0): other
+    requests' chunks are still received and stamped) until the clock passes the due time; it costs CPU while it
+    waits, so only fast cells use it (`precise_sends`). The lateness left is recorded per request (`send_lag_ns`)."""
+    delay_ns = due_ns - clock() - (SPIN_LEAD_NS if precise else 0)
     if delay_ns > 0:
-        await asyncio.sleep(delay_ns / 1e9)
+        await sleep(delay_ns / 1e9)
+    while clock() < due_ns:
+        await sleep(0 if precise else (due_ns - clock()) / 1e9)  # the timer can fire a hair early: never send early
 
 
 async def run_request(

@@ -28,7 +28,7 @@ from compare.run.energy import energy_per_work
 from compare.run.gpu import GpuSampler
 from compare.run.observe import CellObserver
 from compare.run.resume import continue_file, kept_cell_ids
-from compare.run.runner import CellRun, run_cell
+from compare.run.runner import CellRun, precise_sends, run_cell
 from compare.run.together import shared_gpu_warning
 from engines.base import Engine
 from workloads.models import ResolvedModel
@@ -67,6 +67,8 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "prompts_sha256": prompts_sha256(plan),
         "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
+        # open loop: how each send waits for its due time (compare/run/runner.py sleep_until)
+        "send_wait": ("timer + yield-spin" if precise_sends(plan.arrivals_ns) else "timer") if plan.arrivals_ns else None,
         **({"traffic": plan.traffic} if plan.traffic else {}),
         **({"structured": {"mode": spec.structured, "kind": scenario.structured_kind}} if spec.structured else {}),
     }

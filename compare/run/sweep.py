@@ -77,6 +77,9 @@ def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
 def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
     argv = [sys.executable, "-m", "compare", *own_engine_args(config.child_args, point.engine), "--engine", point.engine, "--mode", point.mode,
             "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
+    given = config.child_args
+    if not any(a.startswith(("--scenario", "--trace")) for a in given):  # the ablation set's own scenario (or smoke)
+        argv += ["--scenario", *(s.name for s in config.scenarios)]
     for pair in point.engine_args:
         argv += ["--engine-arg", pair]
     for pair in point.request_args:
