@@ -70,3 +70,23 @@ def test_a_multi_lora_cell_reports_every_adapter_it_drew(lora_run):
     assert lora["first_use_ttft_ms_p50"] > 0 and all(r["tags"]["adapter"] in range(4) for r in cell["requests"])
     running = [row["running_adapters"] for row in lora_run[3] if "running_adapters" in row]
     assert running and 1 <= max(running) <= 2  # distinct adapters among the running requests per step (c=2)
+
+
+def test_http_mode_launches_vllms_server_with_the_adapters_and_names_them_per_request(model_cache, tmp_path):
+    """--mode http: `vllm serve --lora-modules lora0=... lora1=...`, each request's `model` the adapter's name (an
+    unknown name would be a 404); every request comes back whole."""
+    from tests.conftest import ROOT, run_cli
+
+    args = ["--engine", "vllm", "--mode", "http", "--scenario", "multi-lora", "--lora-adapters", "2",
+            "--concurrency", "2", "--num-requests", "6", "--output-tokens", "4", "--warmups", "0",
+            "--engine-arg", "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096", "--out", str(tmp_path)]  # fmt: skip
+    result = run_cli(args, model_cache, ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = tmp_path.glob("vllm-http_multi-lora_*.json")
+    doc = json.loads(path.read_text())
+    launched = doc["engine"]["engine_args"]["launched"]
+    modules = launched[launched.index("--lora-modules") + 1 :][:2]
+    assert "--enable-lora" in launched and [m.split("=")[0] for m in modules] == ["lora0", "lora1"]
+    (cell,) = doc["cells"]
+    assert all(r["ok"] and r["output_tokens"] == 4 for r in cell["requests"])
+    assert {r["tags"]["adapter"] for r in cell["requests"]} == {0, 1}
