@@ -106,3 +106,14 @@ def lora_engine_args(resolved: dict[str, Any], rank: int) -> dict[str, Any]:
         raise UsageError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank ({LORA_RANKS[-1]}); use lora_rank <= {LORA_RANKS[-1]}")
     needed = given if given is not None else max(VLLM_DEFAULT_LORA_RANK, next(r for r in LORA_RANKS if r >= rank))
     return {"enable_lora": True, "max_lora_rank": needed}
+
+
+# the environment vLLM CPU reads, recorded with the engine's description
+CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
+           "VLLM_LOGGING_LEVEL")  # fmt: skip
+
+
+def engine_durations(stamps_ns: dict[str, int]) -> dict[str, int]:
+    """Queue, prefill and decode from a request's engine-core stamps (RequestStateStats), where both ends exist."""
+    pairs = {"queue": ("queued", "scheduled"), "prefill": ("scheduled", "first_token"), "decode": ("first_token", "last_token")}
+    return {name: stamps_ns[b] - stamps_ns[a] for name, (a, b) in pairs.items() if a in stamps_ns and b in stamps_ns}

@@ -30,11 +30,13 @@ from engines.vllm_sampling import VLLMSampling
 from engines.parallel import VLLM_KEYS, parallel_layout
 from engines.vllm_telemetry import quiet_step_logger
 from engines.vllm_args import (
+    CPU_ENV,
     CPU_KV_CACHE_BYTES,
     DEFAULT_ARGS,
     ENGINE_ONLY_KEYS,
     MAX_DEFAULT_MODEL_LEN,
     effective_config,
+    engine_durations,
     ours_versus_vllm,
     server_flags,
     vllm_fields,
@@ -95,7 +97,7 @@ class _VLLMBase(VLLMSampling):
         return {
             "clock": "monotonic",
             "timestamps_ns": stamps_ns,
-            "durations_ns": _durations(stamps_ns),
+            "durations_ns": engine_durations(stamps_ns),
             # fields differ across vLLM versions: 0.26 (GPU) has no num_preemptions, 0.32 (CPU build) has
             "num_generation_tokens": getattr(stats, "num_generation_tokens", None),
             "num_preemptions": getattr(stats, "num_preemptions", None),
@@ -114,7 +116,7 @@ class _VLLMBase(VLLMSampling):
         cache_config = getattr(config, "cache_config", None)
         scheduler = getattr(config, "scheduler_config", None)
         resolved = dict(self.resolved)
-        resolved["cpu_environment"] = {k: os.environ.get(k) for k in _CPU_ENV if k in os.environ} if self.on_cpu else None
+        resolved["cpu_environment"] = {k: os.environ.get(k) for k in CPU_ENV if k in os.environ} if self.on_cpu else None
         if cache_config is not None:
             resolved["block_size"] = cache_config.block_size
             resolved["num_kv_blocks"] = getattr(cache_config, "num_gpu_blocks", None)
@@ -164,15 +166,6 @@ class _VLLMBase(VLLMSampling):
             if value is not None:
                 args[key] = value
         return args
-
-
-_CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
-            "VLLM_LOGGING_LEVEL")  # fmt: skip
-
-
-def _durations(stamps_ns: dict[str, int]) -> dict[str, int]:
-    pairs = {"queue": ("queued", "scheduled"), "prefill": ("scheduled", "first_token"), "decode": ("first_token", "last_token")}
-    return {name: stamps_ns[b] - stamps_ns[a] for name, (a, b) in pairs.items() if a in stamps_ns and b in stamps_ns}
 
 
 class VLLMEngine(_VLLMBase, StreamingEngine):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -137,8 +138,6 @@ def validate_lora(scenario, fail) -> None:
 def with_adapters(plan, scenario, adapters: tuple[Adapter, ...]):
     """The cell's measured requests, each with its drawn adapter (tag `adapter`: its index); warmups stay on the
     base model, so each adapter's first use falls inside the cell. The draw is seeded per cell."""
-    import dataclasses
-
     if not adapters:
         return plan
     seed = zlib.crc32(f"{scenario.seed}/lora/{plan.spec.cell_id}".encode())
