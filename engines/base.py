@@ -138,6 +138,7 @@ class Engine(Protocol):
     # ({"t_ns": perf_counter_ns, "running": ..., ...}); `telemetry_snapshot()` returns its state now, polled by
     # the harness at an interval. None from either: the engine has none.
     telemetry_rows: list[dict[str, Any]] | None = None
+    telemetry_poll_interval_s: float = 0.05  # 0: never polled (each poll costs the engine time; results record it)
     profile_folder: str | None = None  # set before start() where a profiler window will be asked for
     profile_kind: str = "torch"  # "cuda": the window is cudaProfilerStart/Stop, for nsys (compare/run/nsys.py)
     # Request features (engines/request_args.py): our key -> this engine's name for it, for the keys it passes; and

@@ -2,16 +2,18 @@
 /metrics parser, and on vLLM's CPU build for real (engine): the stat-logger timeline, the profiler window and
 the host profile, from one run."""
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from compare.analysis.telemetry import itl_by_step_kind, summarize_telemetry
-from engines.http_openai import prometheus_values
+from engines.prometheus import prometheus_values
 from tests.fakes import MS, record
 
 
@@ -41,6 +43,70 @@ def test_prometheus_gauges_are_read_and_summed_over_labels():
             'vllm:num_requests_running{model_name="m",engine="1"} 1.0\nvllm:kv_cache_usage_perc{model_name="m"} 0.25\n')  # fmt: skip
     values = prometheus_values(text)
     assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
+
+
+class FakePolledEngine:
+    """A FAKE engine whose telemetry snapshot takes a known 10 ms (an asyncio sleep) and which the harness polls
+    every 40 ms: each poll cycle lasts 50 ms, of which 10 ms, one fifth, are spent answering."""
+
+    telemetry_poll_interval_s = 0.04
+
+    async def telemetry_snapshot(self):
+        await asyncio.sleep(0.010)
+        return {"running": 1, "waiting": 0}
+
+
+@pytest.mark.unit
+@pytest.mark.exclusive  # real timers
+def test_telemetry_polls_are_timed_and_a_costly_polling_is_a_warning(tmp_path):
+    from compare.analysis.checks import poll_warnings
+    from compare.run.observe import CellObserver
+
+    async def watch_one_second():
+        observer = CellObserver(FakePolledEngine(), "c1", None, tmp_path)
+        await observer.start()
+        origin_ns = time.perf_counter_ns()
+        await asyncio.sleep(1.0)
+        return await observer.stop(origin_ns)
+
+    telemetry = asyncio.run(watch_one_second())["telemetry"]
+    polls = telemetry["polls"]
+    assert telemetry["source"] == "polled every 40 ms" and polls["interval_ms"] == 40
+    assert 15 <= polls["count"] <= 21  # 1 s / 50 ms, less what a loaded CI host's late wake-ups cost
+    assert 10 <= polls["p50_ms"] < 20 and polls["busy_share"] == pytest.approx(polls["count"] * 0.010, abs=0.05)
+    assert 0.15 <= polls["busy_share"] <= 0.3
+    (warning,) = poll_warnings(polls)
+    assert warning.startswith("telemetry polls took") and "metrics_interval_s" in warning
+    assert poll_warnings({**polls, "busy_share": 0.006}) == []  # vLLM's /metrics every 1 s: 6 ms each
+
+
+@pytest.mark.unit
+def test_an_engine_polled_never_has_no_polled_telemetry(tmp_path):
+    from compare.run.observe import CellObserver
+
+    class NeverPolled(FakePolledEngine):
+        telemetry_poll_interval_s = 0
+
+    async def watch():
+        observer = CellObserver(NeverPolled(), "c1", None, tmp_path)
+        await observer.start()
+        await asyncio.sleep(0.1)
+        return await observer.stop(time.perf_counter_ns())
+
+    assert "telemetry" not in asyncio.run(watch())
+
+
+@pytest.mark.unit
+def test_the_http_engine_scrapes_metrics_every_second_by_default_and_refuses_a_negative_interval(config_only_model):
+    from engines.base import UsageError
+    from engines.http_openai import HttpCompletionsEngine
+    from workloads.models import resolve_model
+
+    model = resolve_model(str(config_only_model))
+    assert HttpCompletionsEngine(model, {"endpoint": "http://127.0.0.1:1"}).telemetry_poll_interval_s == 1.0
+    assert HttpCompletionsEngine(model, {"endpoint": "http://x", "metrics_interval_s": "0"}).telemetry_poll_interval_s == 0
+    with pytest.raises(UsageError, match="metrics_interval_s must be >= 0"):
+        HttpCompletionsEngine.check_args({"metrics_interval_s": "-1"})
 
 
 # every key vLLM takes but prompt_logprobs, which costs a log-softmax and a detokenization per prompt position
@@ -116,9 +182,10 @@ def test_vllm_host_profile_finds_its_processes_by_role_and_their_phases_cover_th
         assert process["phases"]["other"]["share"] < 0.2, (role, process["phases"], process["other_leaves"])
     assert processes["worker"]["phases"]["model_forward"]["share"] > 0.3  # the worker runs the model
     # on the CPU build the EngineCore spins in shm_broadcast (sched_yield) while its worker computes: waiting, on
-    # CPU (0.7 of a core alone on 2 cores; less when other tests share them)
+    # CPU; how much CPU depends on the neighbours (0.7 of a core alone on 2 cores, 0.036 once in CI beside another
+    # engine test: sched_yield hands the core to any runnable process), so only its presence is asserted
     core = processes["engine_core"]
-    assert core["phases"]["waiting"]["share"] > 0.3 and core["cpu_share"] > 0.1
+    assert core["phases"]["waiting"]["share"] > 0.3 and 0 < core["cpu_share"] < 2
     assert any(w.startswith("host profile: py-spy sampled") for w in c1["warnings"])
 
 

@@ -204,14 +204,15 @@ def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_i
         summary = cell["structured"]
         assert summary["num_checked"] == 6 and summary["schema_valid_rate"] == 1.0, summary["first_invalid"]
         assert summary["finish_reasons"] == {"stop": 6}  # each ended at its grammar's end, within the budget
-    # TTFT inside the engine (queued -> first token, EngineCore's clock): the compile holds a unique request in the
-    # waiting queue; the harness's own TTFT adds the loop's noise when another test shares the CPU
-    def median_engine_ttft_ms(cell):
-        stamps = [r["engine"]["timestamps_ns"] for r in cell["requests"]]
-        return float(np.median([(t["first_token"] - t["queued"]) / 1e6 for t in stamps]))
+    # vLLM compiles a grammar in a thread while the request waits in the scheduler's queue: the compile is in the
+    # engine's queue time (queued -> scheduled). Queued -> first token also holds the prefill, whose noise beside
+    # another test on 2 cores outweighed the compile once in CI (cached 179 ms, unique 142 ms). Queue alone, medians
+    # of 6: cached 0.018 ms, unique 6.6 ms
+    def median_queue_ms(cell):
+        return float(np.median([r["engine"]["durations_ns"]["queue"] / 1e6 for r in cell["requests"]]))
 
-    engine_ttft_ms = {"cached": median_engine_ttft_ms(cached), "unique": median_engine_ttft_ms(unique)}
-    assert engine_ttft_ms["unique"] > engine_ttft_ms["cached"], engine_ttft_ms
+    queue_ms = {"cached": median_queue_ms(cached), "unique": median_queue_ms(unique)}
+    assert queue_ms["unique"] > queue_ms["cached"], queue_ms
     assert structured_cells["none"]["structured"]["num_checked"] == 0
 
 

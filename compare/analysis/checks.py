@@ -3,8 +3,9 @@
 Covers unstable samples (coefficient of variation >= 10%), failures and timeouts, early EOS,
 truncated or re-counted prompts, warm caches, failed cache resets, engine-side queueing, effective
 concurrency below the requested level, and engine clocks that disagree with the harness. Then what the
-harness observed around the cell (`observed_warnings`): a profiler that ran, a load generator that fell
-behind its schedule, and a harness that was itself the bottleneck (client-bound).
+harness observed around the cell (`observed_warnings`): a profiler that ran, telemetry polls that took a
+share of the engine's time, a load generator that fell behind its schedule, and a harness that was itself
+the bottleneck (client-bound).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from compare.analysis.phases import host_profile_warnings
 from compare.results.records import RequestRecord
 
 GC_PAUSE_WARN_MS = 1.0  # a longer collector pause inside the measured window is a warning, as client-bound is
+POLL_BUSY_WARN_SHARE = 0.02  # telemetry polls answered for this share of the cell: the engine paid for them
 
 CV_THRESHOLD = 0.10
 SEND_LAG_WARN_MS = 10.0
@@ -121,6 +123,7 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
                         "its numbers carry the profiler's cost")  # fmt: skip
     warnings += host_profile_warnings(cell.get("host_profile"))
     warnings += gc_warnings(cell.get("harness_gc"))
+    warnings += poll_warnings((cell.get("telemetry") or {}).get("polls"))
     lag = cell["summary"].get("send_lag_ms", {})
     if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
         warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
@@ -139,6 +142,15 @@ def gc_warnings(harness_gc: dict[str, Any] | None) -> list[str]:
         return []
     return [f"harness GC paused the loop: {harness_gc['collections']} collection(s) inside the measured window, the "
             f"longest {harness_gc['max_ms']:.1f} ms (> {GC_PAUSE_WARN_MS:g} ms; policy {harness_gc['policy']})"]
+
+
+def poll_warnings(polls: dict[str, Any] | None) -> list[str]:
+    """The harness's telemetry polls (compare/run/observe.py) kept the engine answering for > 2% of the cell."""
+    if not polls or polls["busy_share"] is None or polls["busy_share"] <= POLL_BUSY_WARN_SHARE:
+        return []
+    return [f"telemetry polls took {polls['busy_share']:.1%} of the cell ({polls['count']} polls every "
+            f"{polls['interval_ms']:g} ms, p50 {polls['p50_ms']:.1f} ms): the engine spent that answering them; "
+            "poll less often (http: --engine-arg metrics_interval_s=S, 0 for never)"]
 
 
 def client_cpu_share(cell: dict[str, Any]) -> float | None:

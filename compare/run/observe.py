@@ -5,7 +5,10 @@ an optional profiler window.
   one core over the cell's wall time. In-process engines run part of themselves in this process (vLLM's
   output handler runs on the same loop), so the loop thread's share bounds what the harness itself used.
 - Telemetry: the rows an engine appends per step (`telemetry_rows`), or snapshots the harness polls
-  (`telemetry_snapshot()`), each stamped on perf_counter; stored as offsets from the cell's origin.
+  (`telemetry_snapshot()`) every `engine.telemetry_poll_interval_s`, each stamped on perf_counter; stored as
+  offsets from the cell's origin. A poll is not free: it costs the engine time (a vLLM server spent 6 ms of
+  its one core on each /metrics scrape, which at 50 ms slowed its decode by 12%), so each poll is timed and
+  `polls` records how much of the cell they took.
 - Profiler: around the chosen cell, the engine's own profiler; the cell is marked as profiled.
 """
 
@@ -17,16 +20,19 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
-POLL_INTERVAL_S = 0.05
+import numpy as np
+
+POLL_INTERVAL_S = 0.05  # an engine's `telemetry_poll_interval_s` unless it sets its own; 0 or None: never poll
 
 
 class CellObserver:
-    def __init__(self, engine, cell_id: str, profile: str | None, profile_dir: Path, poll_interval_s: float = POLL_INTERVAL_S):
+    def __init__(self, engine, cell_id: str, profile: str | None, profile_dir: Path):
         self.engine, self.cell_id = engine, cell_id
         self.profile_wanted = profile is not None and profile in ("", cell_id)
         self.profile_dir = profile_dir
-        self.poll_interval_s = poll_interval_s
+        self.poll_interval_s = getattr(engine, "telemetry_poll_interval_s", POLL_INTERVAL_S)
         self.polled: list[dict[str, Any]] = []
+        self.poll_ns: list[int] = []  # each poll's duration, as the harness waited for it
         self.rows_from = len(engine.telemetry_rows) if getattr(engine, "telemetry_rows", None) is not None else None
         self.profiled: dict[str, Any] | None = None
         self._poller: asyncio.Task | None = None
@@ -36,14 +42,16 @@ class CellObserver:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             started = await self.engine.start_profile(str(self.profile_dir))
             self.profiled = {"started": started, "reason": None if started else "the engine has no profiler window"}
-        if self.rows_from is None and await self.engine.telemetry_snapshot() is not None:
+        if self.rows_from is None and self.poll_interval_s and await self.engine.telemetry_snapshot() is not None:
             self._poller = asyncio.create_task(self._poll())
         self.cpu0, self.thread0, self.wall0 = time.process_time(), time.thread_time(), perf_counter_ns()
         self.started_unix = time.time() - 1  # file times have 1 s resolution on some file systems
 
     async def _poll(self) -> None:
         while True:
+            asked = perf_counter_ns()
             snapshot = await self.engine.telemetry_snapshot()
+            self.poll_ns.append(perf_counter_ns() - asked)
             if snapshot:
                 self.polled.append({"t_ns": perf_counter_ns(), **snapshot})
             await asyncio.sleep(self.poll_interval_s)
@@ -66,6 +74,16 @@ class CellObserver:
         if rows and origin_ns is not None:
             extra["telemetry"] = {"source": source, "rows": [{**row, "t_ns": row["t_ns"] - origin_ns} for row in rows
                                                              if row["t_ns"] >= origin_ns]}  # fmt: skip
+            if self.poll_ns:
+                extra["telemetry"]["polls"] = poll_cost(self.poll_ns, self.poll_interval_s, wall_s)
         if self.profiled is not None:
             extra["profiled"] = self.profiled
         return extra
+
+
+def poll_cost(poll_ns: list[int], interval_s: float, wall_s: float) -> dict[str, Any]:
+    """How long the harness waited on its telemetry polls over the cell: their count, p50 and max, and their
+    sum as a share of the cell's wall time (what the engine spent answering them, at most, plus queueing)."""
+    poll_ms = np.asarray(poll_ns, dtype=np.float64) / 1e6
+    return {"count": int(poll_ms.size), "interval_ms": interval_s * 1e3, "p50_ms": float(np.median(poll_ms)),
+            "max_ms": float(poll_ms.max()), "busy_share": float(poll_ms.sum() / 1e3 / wall_s) if wall_s else None}  # fmt: skip
