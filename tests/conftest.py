@@ -30,7 +30,7 @@ def _has_gpu() -> bool:
 
 
 # Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
-LONGEST_FIRST = ("test_anchor_vllm", "test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
+LONGEST_FIRST = ("test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
                  "test_vllm_engine", "test_report_engines")  # fmt: skip
 
 
@@ -62,15 +62,13 @@ _held_exclusively: contextlib.ExitStack | None = None  # every CPU slot, kept ac
 
 
 def _slots_wanted(item) -> int:
-    """The CPU slots a test takes, of one per worker: an `exclusive` test all of them (it runs alone), a
-    `load_sensitive` one all but one (one test at most beside it, as under two workers), any other test one."""
+    """The CPU slots a test takes, of one per worker: an `exclusive` test all of them (it runs alone), any other
+    test one."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if item is None:
         return 0
     if item.get_closest_marker("exclusive") is not None:
         return workers
-    if item.get_closest_marker("load_sensitive") is not None:
-        return max(1, workers - 1)
     return 1
 
 
