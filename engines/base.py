@@ -234,6 +234,12 @@ def _cast(engine: str, key: str, raw: str, default: Any) -> Any:
     return raw
 
 
+def check_lora_rank(engine: str, rank: int, given: int | None) -> None:
+    """LoRA adapters of `rank` need the engine's max_lora_rank at least that, where one is given (exit 2 else)."""
+    if given is not None and given < rank:
+        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg {engine}.max_lora_rank={given}; raise it to >= {rank}")
+
+
 def require_local_model(engine: str, model, needs_weights: bool = True) -> None:
     """Engines that load a model folder refuse `ollama:<tag>` models, and config-only presets if they need weights."""
     if model.path is None:

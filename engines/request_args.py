@@ -27,6 +27,7 @@ REQUEST_KEYS: dict[str, str] = {
 # n > 1 is measured only where the engine streams each sequence's chunks apart (`stamps_sequences` on its class):
 # elsewhere a clear error rather than a figure that counts one sequence of n
 N_ENGINES = "vllm (in-process) and null"
+SEQUENCE_KEYS = ("n", "beam_width")  # sequences (beams) per request: >= 1, and 1 is the default left unsent
 
 
 def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str
         if annotation.startswith("list[") and not raw.strip().startswith("["):
             raw = json.dumps([raw]) if annotation == "list[str]" else f"[{raw}]"  # one stop string, or ids "1,2"
         value = parse_typed(engine, key, raw, annotation)
-        if key in ("n", "beam_width") and value < 1:
+        if key in SEQUENCE_KEYS and value < 1:
             raise UsageError(f"request arg {key}={raw}: {key} counts sequences (beams) per request, >= 1")
         typed[key] = value
     return typed
@@ -56,4 +57,4 @@ def engine_request_args(engine_class, typed: dict[str, Any], engine: str = "") -
         raise UsageError(f"request arg n={n}: engine {engine or engine_class.__name__!r} streams one sequence per request here; "
                          f"n > 1 is stamped sequence by sequence on {N_ENGINES}")  # fmt: skip
     names = engine_class.request_keys
-    return {names[key]: value for key, value in typed.items() if not (key in ("n", "beam_width") and value == 1)}
+    return {names[key]: value for key, value in typed.items() if not (key in SEQUENCE_KEYS and value == 1)}

@@ -64,9 +64,8 @@ def launch_flags(kwargs: dict[str, Any]) -> list[str]:
 def lora_kwargs(kwargs: dict[str, Any], adapters) -> dict[str, Any]:
     """Serve these adapters from the start: `lora_paths` as NAME=PATH, `max_lora_rank` their highest unless given
     (a given one below it: exit 2); `max_loras_per_batch` stays SGLang's (8) unless given."""
-    from engines.base import UsageError
+    from engines.base import check_lora_rank
 
     rank, given = max(a.rank for a in adapters), kwargs.get("max_lora_rank")
-    if given is not None and given < rank:
-        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg sglang.max_lora_rank={given}; raise it to >= {rank}")
+    check_lora_rank("sglang", rank, given)
     return {"enable_lora": True, "lora_paths": [f"{a.name}={a.path}" for a in adapters], "max_lora_rank": given or rank}

@@ -97,11 +97,10 @@ VLLM_DEFAULT_LORA_RANK = 16
 def lora_engine_args(resolved: dict[str, Any], rank: int) -> dict[str, Any]:
     """enable_lora, and max_lora_rank: vLLM's default (16) raised to the adapters' `rank` where not given; a given
     one below it is a usage error (exit 2, before anything starts)."""
-    from engines.base import UsageError
+    from engines.base import UsageError, check_lora_rank
 
     given = resolved.get("max_lora_rank")
-    if given is not None and given < rank:
-        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg vllm.max_lora_rank={given}; raise it to >= {rank}")
+    check_lora_rank("vllm", rank, given)
     if rank > LORA_RANKS[-1]:
         raise UsageError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank ({LORA_RANKS[-1]}); use lora_rank <= {LORA_RANKS[-1]}")
     needed = given if given is not None else max(VLLM_DEFAULT_LORA_RANK, next(r for r in LORA_RANKS if r >= rank))

@@ -15,8 +15,10 @@ library, or all of them with the policy `enabled`): count, total and longest, pe
 from __future__ import annotations
 
 import gc
+from collections import Counter
 from time import perf_counter_ns
 from typing import Any
+
 
 class GcQuiet:
     """An async context manager around the measured part of a cell (compare/run/cellwindow.py)."""
@@ -56,10 +58,7 @@ class GcQuiet:
 
     def result(self) -> dict[str, Any]:
         durations_ms = [ns / 1e6 for _, ns in self.pauses_ns]
-        by_generation: dict[str, int] = {}
-        for generation, _ in self.pauses_ns:
-            by_generation[str(generation)] = by_generation.get(str(generation), 0) + 1
+        by_generation = dict(Counter(str(generation) for generation, _ in self.pauses_ns))
         return {"policy": self.policy, "frozen_objects": self.frozen_objects, "collections": len(durations_ms),
                 "total_ms": sum(durations_ms), "max_ms": max(durations_ms, default=0.0),
                 "by_generation": by_generation}  # fmt: skip
-

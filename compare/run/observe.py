@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-POLL_INTERVAL_S = 0.05  # an engine's `telemetry_poll_interval_s` unless it sets its own; 0 or None: never poll
+from engines.base import Engine
 
 
 class CellObserver:
@@ -30,7 +30,7 @@ class CellObserver:
         self.engine, self.cell_id = engine, cell_id
         self.profile_wanted = profile is not None and profile in ("", cell_id)
         self.profile_dir = profile_dir
-        self.poll_interval_s = getattr(engine, "telemetry_poll_interval_s", POLL_INTERVAL_S)
+        self.poll_interval_s = getattr(engine, "telemetry_poll_interval_s", Engine.telemetry_poll_interval_s)  # 0: never
         self.polled: list[dict[str, Any]] = []
         self.poll_ns: list[int] = []  # each poll's duration, as the harness waited for it
         self.rows_from = len(engine.telemetry_rows) if getattr(engine, "telemetry_rows", None) is not None else None
