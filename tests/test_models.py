@@ -35,6 +35,34 @@ def test_qwen_tokenizer_is_the_real_one(qwen_tokenizer):
     assert len(qwen_tokenizer(EN)["input_ids"]) == 13
 
 
+@pytest.mark.unit
+def test_a_synthetic_models_tokenizer_gives_autotokenizers_ids_and_text_without_transformers(config_only_8b, tmp_path):
+    """The harness reads a synthetic model's tokenizer.json with the `tokenizers` library alone (PackagedTokenizer);
+    AutoTokenizer on the same folder is the known answer, on both packaged vocabularies."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from workloads.prompts import load_corpus
+    from workloads.tokenizers import PackagedTokenizer, write_tokenizer
+
+    write_tokenizer("qwen", tmp_path, model_max_length=8192)
+    assert isinstance(config_only_8b.load_tokenizer(), PackagedTokenizer)
+    texts = [KO, EN, "", " ", "  two\n\nlines\t", "<|begin_of_text|>hi<|eot_id|>", "<|im_start|>user<|im_end|>", "🙂 é ñ 中文",
+             load_corpus("en")[:3000], load_corpus("ko")[:3000]]  # fmt: skip
+    for folder in (config_only_8b.path, tmp_path):
+        ours, theirs = PackagedTokenizer(folder / "tokenizer.json"), AutoTokenizer.from_pretrained(str(folder))
+        assert len(ours) == len(theirs)
+        for text in texts:
+            for specials in (True, False):
+                assert ours(text, add_special_tokens=specials)["input_ids"] == theirs(text, add_special_tokens=specials)["input_ids"]
+        ids = theirs(load_corpus("ko")[:2000])["input_ids"] + random.Random(0).sample(range(len(theirs)), 300)
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+            assert ours.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False) == theirs.decode(
+                ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)  # fmt: skip
+
+
 @pytest.mark.engine
 def test_tiny_qwen_builds_as_qwen2_with_weights(tiny_qwen):
     assert tiny_qwen.architecture == "Qwen2ForCausalLM" and tiny_qwen.has_weights

@@ -7,6 +7,7 @@ and never fetched from a model hub.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
-from workloads.tokenizers import write_tokenizer
+from workloads.tokenizers import PackagedTokenizer, write_tokenizer
 
 DEFAULT_MODEL = "synthetic:tiny-llama3"
 MANIFEST = "enginebench-manifest.json"
@@ -81,9 +82,7 @@ class ResolvedModel:
     def load_tokenizer(self):
         if self.path is None:
             raise UsageError(f"model {self.spec!r} has no local tokenizer; use synthetic:<preset> or a local folder")
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(self.path))
+        return _load_tokenizer(str(self.path), self.kind == "synthetic")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +91,16 @@ class ResolvedModel:
             "max_context_tokens": self.max_context_tokens, "ollama_tag": self.ollama_tag, "shape": self.shape,
             **self.info,
         }  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(folder: str, is_synthetic: bool):
+    """One tokenizer per folder and process (the harness never changes one): a synthetic model's without transformers."""
+    if is_synthetic and (Path(folder) / "tokenizer.json").is_file():
+        return PackagedTokenizer(Path(folder) / "tokenizer.json")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def default_cache_dir() -> Path:
