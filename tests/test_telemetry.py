@@ -122,15 +122,15 @@ def vllm_observed(model_cache, tmp_path_factory):
     request with every request arg vLLM takes (test_request_args.py's known answers, read back). The profiler runs
     without Python stacks (a profiler option passed through): with them, writing its trace took 50 s of CPU."""
     pytest.importorskip("vllm")
-    from tests.conftest import ROOT, run_cli
+    from tests.conftest import ROOT, VLLM_DEFAULT_LAYOUT, run_cli
 
-    out = tmp_path_factory.mktemp("vllm-observed")
+    out = tmp_path_factory.mktemp("vllm-observed")  # vLLM's default layout: the host profile looks for its worker
     result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,4", "--num-requests", "8",
                       "--output-tokens", "32", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
                       "vllm.max_model_len=4096", "--engine-arg", 'vllm.profiler_config={"torch_profiler_with_stack": false}',
                       "--profile", "c4-in512", "--host-profile", "c1-in512", "--out", str(out),
                       *(a for pair in REQUEST_ARGS.items() for a in ("--request-arg", "=".join(pair)))],
-                     model_cache, ROOT)  # fmt: skip
+                     model_cache, ROOT, env=VLLM_DEFAULT_LAYOUT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = out.glob("vllm_concurrent_*.json")
     return json.loads(path.read_text())
