@@ -7,6 +7,7 @@ check what was recorded. Engines start eager and unbound for speed (`FAST_ARGS`)
 import asyncio
 import json
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from compare.results.records import RequestRecord  # noqa: E402
 from compare.results.store import ResultsFile, _jsonable  # noqa: E402
 from compare.run.runner import CellRun, run_cell  # noqa: E402
 from compare.run.session import cell_document  # noqa: E402
+from tests.conftest import VLLM_DEFAULT_LAYOUT  # noqa: E402
 from engines.vllm_batch import VLLMBatchEngine  # noqa: E402
 from engines.vllm_offline import VLLMEngine  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402
@@ -109,7 +111,10 @@ def uncached_chunky(tiny_llama3, workloads):
 
 @pytest.fixture(scope="module")
 def batch(tiny_llama3, workloads):
-    return run_cells(VLLMBatchEngine, {}, tiny_llama3, [workloads["concurrent"], workloads["prefix"]])
+    # vLLM's default layout: with the worker inside EngineCore, the synchronous LLM runs EngineCore in this process,
+    # whose CPU worker then fixes torch's threads and vLLM's env cache here (an `hf` test beside it timed out)
+    with mock.patch.dict(os.environ, VLLM_DEFAULT_LAYOUT):
+        return run_cells(VLLMBatchEngine, {}, tiny_llama3, [workloads["concurrent"], workloads["prefix"]])
 
 
 def test_every_request_streams_one_timestamp_per_token_and_the_exact_length(cached):
