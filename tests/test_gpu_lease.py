@@ -79,13 +79,16 @@ def test_the_fake_device_refuses_and_drops_what_the_real_tool_would(tmp_path):
     assert "big.bin (over the limits" in left and "deep.txt (a folder too deep)" in left and "odd name.txt (a name" in left
     assert "f9.txt (over the limits" in left  # the ninth file
     # what the command left in its session dies with the call; a setsid'ed process lives on, until the machine goes
-    reply = fake.run("sleep 300 & setsid sleep 301 & sleep 0.5; echo started")  # setsid before the call returns
-    assert _gone("sleep 300"), _ps("sleep 30")  # killed ones may take a moment to exit on a loaded machine
-    assert _running("sleep 301")
+    # each sleep named by this test's pid: the processes are looked for machine-wide, and a run beside this one (or
+    # an earlier run's failed test) may have a `sleep 300` of its own (seen once in a clean clone beside a trial)
+    stay, leave = f"sleep 300.{os.getpid()}", f"sleep 301.{os.getpid()}"
+    reply = fake.run(f"{stay} & setsid {leave} & sleep 0.5; echo started")  # setsid before the call returns
+    assert _gone(stay), _ps(stay)  # killed ones may take a moment to exit on a loaded machine
+    assert _running(leave)
     assert fake.run("sleep 5", timeout_s=1)["rc"] == 124
     machine = fake.machine
     fake.idle(31)  # past 30 s idle the machine goes back, with its processes and its /tmp
-    assert not machine.exists() and _gone("sleep 301")
+    assert not machine.exists() and _gone(leave)
     assert fake.run("true")["rc"] == 0 and fake.machine_id == 2  # a fresh machine, started again (lease seconds)
     assert fake.lease_used_s >= 2 * fake.machine_start_s
 
