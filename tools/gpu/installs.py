@@ -4,6 +4,7 @@ device has 16 cores); each outcome lands in <campaign home>/installs/<engine>.js
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def install_all(engines: tuple[str, ...], home: Path, device_home: Path, limit_s
             threads.append(thread)
         time.sleep(1)
     for engine in pending:
-        (done_dir / f"{engine}.json").write_text(json.dumps({"ok": False, "error": f"parts not all staged within {limit_s:.0f} s"}))
+        write_outcome(done_dir / f"{engine}.json", {"ok": False, "error": f"parts not all staged within {limit_s:.0f} s"})
     for thread in threads:
         thread.join()
 
@@ -42,7 +43,14 @@ def install_one(engine: str, done_dir: Path, device_home: Path, started: float) 
     except Exception as exc:  # a corrupt part or a broken unpack: this engine's steps are skipped
         outcome = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     outcome.update(started_s=round(t0 - started, 1), wall_s=round(time.monotonic() - t0, 1))
-    (done_dir / f"{engine}.json").write_text(json.dumps(outcome, indent=1))
+    write_outcome(done_dir / f"{engine}.json", outcome)
+
+
+def write_outcome(path: Path, outcome: dict[str, Any]) -> None:
+    """Whole or not at all: the units poll this file from another thread (`installed`)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(outcome, indent=1))
+    os.replace(tmp, path)
 
 
 def installs(home: Path) -> dict[str, Any]:
