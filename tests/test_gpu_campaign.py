@@ -205,34 +205,27 @@ def test_a_step_cut_by_the_deadline_leaves_the_finished_ones_packed(tmp_path):
         assert "first/first.log" in bundle.getnames()
 
 
-
-
 @pytest.mark.unit
-def test_an_install_outcome_is_never_read_half_written():
+def test_an_install_outcome_is_never_read_half_written(tmp_path):
     """The installer thread writes installs/<engine>.json while the units poll it: a reader must see no file or the
     whole one (a clean clone's CI read an empty file once: JSONDecodeError in the campaign)."""
-    import tempfile
-    from pathlib import Path
-
     from tools.gpu import installs
 
-    with tempfile.TemporaryDirectory() as folder:
-        home = Path(folder)
-        (home / "installs").mkdir()
-        outcome = {"ok": True, "imports": {f"module{i}": "ok" for i in range(20000)}}
-        done = threading.Event()
+    (tmp_path / "installs").mkdir()
+    outcome = {"ok": True, "imports": {f"module{i}": "ok" for i in range(20000)}}
+    done = threading.Event()
 
-        def write():
-            for _ in range(30):
-                installs.write_outcome(home / "installs" / "vllm.json", outcome)
-            done.set()
+    def write():
+        for _ in range(30):
+            installs.write_outcome(tmp_path / "installs" / "vllm.json", outcome)
+        done.set()
 
-        writer = threading.Thread(target=write)
-        writer.start()
-        reads = 0
-        while not done.is_set():
-            seen = installs.installed("vllm", home)
-            assert seen is None or seen == outcome
-            reads += 1
-        writer.join()
-        assert reads > 10 and [p.name for p in (home / "installs").iterdir()] == ["vllm.json"]
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    while not done.is_set():
+        seen = installs.installed("vllm", tmp_path)
+        assert seen is None or seen == outcome
+        reads += 1
+    writer.join()
+    assert reads > 10 and [p.name for p in (tmp_path / "installs").iterdir()] == ["vllm.json"]

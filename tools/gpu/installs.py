@@ -47,7 +47,8 @@ def install_one(engine: str, done_dir: Path, device_home: Path, started: float) 
 
 
 def write_outcome(path: Path, outcome: dict[str, Any]) -> None:
-    """Whole or not at all: the units poll this file from another thread (`installed`)."""
+    """Whole or not at all: the units poll this file from another thread (`installed`). Not compare's
+    write_json_atomic: its module pulls numpy, which the campaign does not import."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(outcome, indent=1))
     os.replace(tmp, path)
