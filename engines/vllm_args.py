@@ -4,8 +4,14 @@ resolved read back, and the same knobs as `vllm serve` flags for HTTP mode."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
+from engines.cache import default_cache_dir
 from engines.engine_args import dataclass_defaults, dataclass_fields
 from engines.servers import cli_flags
 
@@ -62,7 +68,32 @@ def effective_config(config) -> dict[str, Any]:
 
 
 def vllm_fields() -> dict[str, str]:
-    """Every `AsyncEngineArgs` field of the installed vLLM, with its annotation (what --engine-arg accepts)."""
+    """Every `AsyncEngineArgs` field of the installed vLLM, with its annotation (what --engine-arg accepts). Read
+    from vLLM itself once per installed copy (importing it costs 6-8 s of CPU) and kept in the cache folder, keyed
+    by the contents of vLLM's engine/arg_utils.py (where the fields are declared) and _version.py, so that checking
+    a sweep's args in its parent, or a typo's error, does not import vLLM."""
+    import importlib.util
+
+    package = importlib.util.find_spec("vllm")  # finds it without importing it
+    folder = Path(package.origin).parent if package and package.origin else None
+    if folder is None or not (folder / "engine" / "arg_utils.py").is_file():
+        return _fields_from_vllm()
+    key = hashlib.sha256(str(folder).encode())
+    for name in ("engine/arg_utils.py", "_version.py"):
+        key.update((folder / name).read_bytes() if (folder / name).is_file() else b"-")
+    cached = default_cache_dir() / "engine-args" / f"vllm-{key.hexdigest()[:16]}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    fields = _fields_from_vllm()
+    with contextlib.suppress(OSError):  # a read-only cache only costs the import next time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        written = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
+        written.write_text(json.dumps(fields))
+        os.replace(written, cached)
+    return fields
+
+
+def _fields_from_vllm() -> dict[str, str]:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     return dataclass_fields(AsyncEngineArgs)

@@ -50,13 +50,14 @@ class _VLLMBase(VLLMSampling):
     def __init__(self, model, engine_args: dict[str, str] | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
         logging_config = quiet_step_logger()  # INFO for the start phases, without vLLM's per-step log line on our loop
-        from vllm.platforms import current_platform
-
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
         self.model_spec = model
         self.given_keys = set(engine_args or {})
-        # ours cast to our defaults' types; any AsyncEngineArgs field passed through, typed
+        # ours cast to our defaults' types; any AsyncEngineArgs field passed through, typed (a typo fails here,
+        # before vLLM is imported: vllm_fields reads the cached field list)
         self.args, self.passed_through = resolve_args(self.name, engine_args or {}, DEFAULT_ARGS, vllm_fields())
+        from vllm.platforms import current_platform
+
         self.on_cpu = current_platform.is_cpu()
         self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()

@@ -4,9 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from compare.anchors.bench_process import BenchProcess
 from compare.anchors.vllm_bench import TOLERANCE, agreement, harness_figures, harness_scenario
 from tests.fakes import record
 
@@ -70,6 +72,40 @@ def test_one_disturbed_run_does_not_decide_the_verdict_but_a_steady_difference_d
     assert row["agrees"] and row["within_tolerance"] and row["enginebench"] == pytest.approx(11.03)
     slower = [{**run, "tpot_ms_median": run["tpot_ms_median"] * 1.3} for run in ours]  # every run 30% slower
     assert not agreement(theirs, slower)["tpot_ms_median"]["agrees"]
+
+
+class FakeBenchProcess(BenchProcess):
+    """A FAKE vllm bench: a program that says ready after a known import time, then writes its arguments to its log
+    and exits with the code they name."""
+
+    code = ("import json, os, sys, time\n"
+            "time.sleep(float(os.environ.get('FAKE_IMPORT_S', '0')))\n"
+            "if os.environ.get('FAKE_DIES'): sys.exit(3)\n"
+            "os.write(int(sys.argv[1]), b'ready\\n')\n"
+            "line = sys.stdin.readline()\n"
+            "if not line: sys.exit(0)\n"
+            "argv = json.loads(line)\n"
+            "print('ran', argv, flush=True)\n"
+            "sys.exit(int(argv[0]))\n")  # fmt: skip
+
+
+@pytest.mark.engine
+def test_a_bench_process_imports_ahead_runs_once_on_its_arguments_and_fails_naming_its_log(tmp_path):
+    env = dict(os.environ, FAKE_IMPORT_S="1.0")
+    started = time.monotonic()
+    ahead = FakeBenchProcess(env, tmp_path / "ahead.log")
+    assert time.monotonic() - started < 0.9  # starting does not wait for the import
+    ahead.wait_ready()
+    assert time.monotonic() - started >= 1.0
+    ahead.run(["0", "--flag"])
+    assert "ran ['0', '--flag']" in (tmp_path / "ahead.log").read_text()
+    with pytest.raises(RuntimeError, match="vllm bench serve exited with 2; see .*failing.log"):
+        FakeBenchProcess(os.environ, tmp_path / "failing.log").run(["2"])
+    with pytest.raises(RuntimeError, match="exited with 3 before its run; see .*dead.log"):
+        FakeBenchProcess(dict(os.environ, FAKE_DIES="1"), tmp_path / "dead.log").wait_ready()
+    unused = FakeBenchProcess(env, tmp_path / "unused.log")
+    unused.close()  # the anchor failed before this run: the process ends without running
+    assert unused.proc.returncode == 0 and "ran" not in (tmp_path / "unused.log").read_text()
 
 
 @pytest.mark.engine

@@ -3,6 +3,7 @@ measured (unit, on fake dataclasses and SGLang's committed field list), and for 
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -93,6 +94,32 @@ def test_every_named_sglang_ablation_uses_real_server_args():
 def test_json_values_reach_a_server_as_json_flags():
     assert cli_flags({"compilation_config": {"level": 0}, "cudagraph_capture_sizes": [1, 8], "block_size": 16}) == [
         "--compilation-config", '{"level": 0}', "--cudagraph-capture-sizes", "[1, 8]", "--block-size", "16"]
+
+
+@pytest.mark.engine
+def test_vllms_field_list_is_cached_and_a_typo_fails_without_importing_vllm(model_cache, tmp_path):
+    """The first read imports vLLM and keeps its AsyncEngineArgs fields in the cache folder (exactly vLLM's own);
+    from then on a typo in a vLLM arg is one line before vLLM is imported (it took 8 s importing vLLM first)."""
+    pytest.importorskip("vllm")
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    first = ("import json; from engines.cache import default_cache_dir; from engines.vllm_args import vllm_fields, "
+             "_fields_from_vllm; fields = vllm_fields(); (cached,) = (default_cache_dir() / 'engine-args').glob('vllm-*.json'); "
+             "print(json.loads(cached.read_text()) == fields == _fields_from_vllm(), len(fields))")  # fmt: skip
+    typo = ("import sys; from pathlib import Path; from engines.vllm_offline import VLLMEngine; "
+            "from workloads.models import resolve_model; model = resolve_model('synthetic:tiny-llama3', Path(sys.argv[1]))\n"
+            "try:\n    VLLMEngine(model, {'blok_size': '64'})\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n"
+            "print('vllm imported:', 'vllm' in sys.modules)")  # fmt: skip
+    env = dict(os.environ, ENGINEBENCH_CACHE=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", code, str(model_cache)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300) for code in (first, typo)]  # fmt: skip
+    same, count = runs[0].stdout.split()
+    assert same == "True" and int(count) > 100, runs[0].stderr[-2000:]
+    assert "UsageError engine 'vllm' has no engine arg 'blok_size'; nearest: block_size" in runs[1].stdout, runs[1].stderr[-2000:]
+    assert "vllm imported: False" in runs[1].stdout
 
 
 @pytest.mark.engine

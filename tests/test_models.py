@@ -5,7 +5,7 @@ import json
 import pytest
 
 from engines.base import UsageError
-from workloads.models import MANIFEST, PRESETS, build_preset, resolve_model
+from workloads.models import MANIFEST, PRESETS, build_preset, holds_packaged_tokenizer, resolve_model
 
 KO = "대한민국의 경제 발전 과정을 시대별로 자세히 설명해주세요."
 EN = "Please explain South Korea's economic development process in detail by era."
@@ -63,6 +63,25 @@ def test_a_synthetic_models_tokenizer_gives_autotokenizers_ids_and_text_without_
                 ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)  # fmt: skip
 
 
+@pytest.mark.unit
+def test_a_copied_synthetic_folder_keeps_the_packaged_tokenizer_until_its_tokenizer_files_change(config_only_model, tmp_path):
+    """config_only_model is synthetic:llama-3.1-8b copied with a longer context in config.json: still the packaged
+    tokenizer; once tokenizer_config.json is edited, AutoTokenizer reads the folder as any local one."""
+    import shutil
+
+    from workloads.tokenizers import PackagedTokenizer
+
+    copied = resolve_model(str(config_only_model))
+    assert copied.kind == "local" and isinstance(copied.load_tokenizer(), PackagedTokenizer)
+    edited = tmp_path / "edited"
+    shutil.copytree(config_only_model, edited)
+    config = json.loads((edited / "tokenizer_config.json").read_text())
+    (edited / "tokenizer_config.json").write_text(json.dumps({**config, "add_eos_token": True}))
+    assert not isinstance(resolve_model(str(edited)).load_tokenizer(), PackagedTokenizer)
+    (edited / MANIFEST).unlink()
+    assert not holds_packaged_tokenizer(edited) and holds_packaged_tokenizer(config_only_model)
+
+
 @pytest.mark.engine
 def test_tiny_qwen_builds_as_qwen2_with_weights(tiny_qwen):
     assert tiny_qwen.architecture == "Qwen2ForCausalLM" and tiny_qwen.has_weights
@@ -76,6 +95,26 @@ def test_builds_are_deterministic_and_versioned(tmp_path, tiny_llama3):
     second = json.loads((rebuilt / MANIFEST).read_text())["files_sha256"]
     assert first == second
     assert "model.safetensors" in first
+
+
+@pytest.mark.engine
+def test_processes_sharing_a_cache_build_a_preset_once_and_all_get_it(tmp_path):
+    """Three processes ask for the same preset in an empty cache at once: one builds it (the build takes seconds,
+    importing transformers, so without the build lock all three did), the others wait and get the same folder."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = "import sys; from pathlib import Path; from workloads.models import PRESETS, build_preset; " \
+           "print('folder', build_preset(PRESETS['llama-3.1-8b'], Path(sys.argv[1])))"  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    assert sum(out.count("building synthetic:llama-3.1-8b") for out in outputs) == 1, outputs
+    assert {out.split("folder ")[1].strip() for out in outputs} == {str(tmp_path / "llama-3.1-8b-v1")}
+    assert (tmp_path / "llama-3.1-8b-v1" / MANIFEST).exists() and not list(tmp_path.glob(".*building*"))
 
 
 @pytest.mark.unit

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import UsageError
+from engines.cache import build_lock
 
 ADAPTER_VERSION = 1  # bump when anything that changes the built files changes
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -70,15 +71,18 @@ def build_adapter(config: dict, rank: int, index: int, cache_dir: Path, targets:
     target = cache_dir / "lora" / f"{key:08x}-r{rank}-{index}-v{ADAPTER_VERSION}"
     if (target / "adapter_model.safetensors").exists():
         return target
-    staging = target.with_name(f".{target.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        _write_adapter(staging, shapes, config["num_hidden_layers"], rank, index, targets)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
+    with build_lock(target):  # a run beside this one, sharing the cache, builds it once
+        if (target / "adapter_model.safetensors").exists():
+            return target
+        staging = target.with_name(f".{target.name}.building-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            _write_adapter(staging, shapes, config["num_hidden_layers"], rank, index, targets)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
+from engines.cache import build_lock, default_cache_dir
 from workloads.tokenizers import PackagedTokenizer, write_tokenizer
 
 DEFAULT_MODEL = "synthetic:tiny-llama3"
@@ -82,7 +83,7 @@ class ResolvedModel:
     def load_tokenizer(self):
         if self.path is None:
             raise UsageError(f"model {self.spec!r} has no local tokenizer; use synthetic:<preset> or a local folder")
-        return _load_tokenizer(str(self.path), self.kind == "synthetic")
+        return _load_tokenizer(str(self.path), self.kind == "synthetic" or holds_packaged_tokenizer(self.path))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,18 +94,29 @@ class ResolvedModel:
         }  # fmt: skip
 
 
+def holds_packaged_tokenizer(folder: Path) -> bool:
+    """A folder copied from a synthetic build (a context length changed in its config, say) still holds the packaged
+    tokenizer if its manifest names one and the tokenizer files hash as built; any edit there, and AutoTokenizer
+    reads them as it reads any local folder's."""
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        return False
+    built = json.loads(manifest_file.read_text())
+    hashes = built.get("files_sha256", {})
+    names = ("tokenizer.json", "tokenizer_config.json")
+    return built.get("tokenizer_source") is not None and all(
+        name in hashes and (folder / name).is_file() and _sha256(folder / name) == hashes[name] for name in names
+    )
+
+
 @functools.lru_cache(maxsize=8)
-def _load_tokenizer(folder: str, is_synthetic: bool):
-    """One tokenizer per folder and process (the harness never changes one): a synthetic model's without transformers."""
-    if is_synthetic and (Path(folder) / "tokenizer.json").is_file():
+def _load_tokenizer(folder: str, packaged: bool):
+    """One tokenizer per folder and process (the harness never changes one): the packaged one without transformers."""
+    if packaged and (Path(folder) / "tokenizer.json").is_file():
         return PackagedTokenizer(Path(folder) / "tokenizer.json")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ENGINEBENCH_CACHE", Path.home() / ".cache" / "enginebench"))
 
 
 def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
@@ -164,8 +176,14 @@ def model_shape(config: dict[str, Any]) -> dict[str, Any]:
 def build_preset(preset: Preset, cache_dir: Path) -> Path:
     """Build (once) and return the preset's folder; the build is atomic and deterministic."""
     target = cache_dir / f"{preset.name}-v{preset.version}"
-    if (target / MANIFEST).exists():
-        return target
+    if not (target / MANIFEST).exists():
+        with build_lock(target):
+            if not (target / MANIFEST).exists():
+                _build_preset(preset, cache_dir, target)
+    return target
+
+
+def _build_preset(preset: Preset, cache_dir: Path, target: Path) -> None:
     print(f"building synthetic:{preset.name} v{preset.version} (once) into {target}", flush=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = cache_dir / f".{target.name}.building-{os.getpid()}"
@@ -178,7 +196,6 @@ def build_preset(preset: Preset, cache_dir: Path) -> Path:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _write_preset(preset: Preset, folder: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.anchors.bench_process import BenchProcess
 from compare.results.store import load, write_json_atomic
 from compare.run.config import engine_args_for, load_scenarios
 from engines.base import UsageError
@@ -34,11 +35,6 @@ from engines.base import UsageError
 # |ours / vllm - 1| allowed per figure. Set from runs on a 2-core VM where client and server share the cores:
 # run-to-run spread of one tool alone reached 10-15% there (see README, "Agreement with vllm bench serve")
 TOLERANCE = {"ttft_ms_median": 0.25, "tpot_ms_median": 0.20, "output_tok_per_s": 0.20}
-VLLM_BENCH = (
-    "import sys; from vllm.utils.argparse_utils import FlexibleArgumentParser; "
-    "from vllm.benchmarks.serve import add_cli_args, main; "
-    "p = FlexibleArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))"
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def vllm_bench_argv(url: str, model: str, args: argparse.Namespace, prompts: Path, result: Path) -> list[str]:
-    return [sys.executable, "-c", VLLM_BENCH, "--backend", "vllm", "--base-url", url, "--model", model,
+    """vllm bench serve's flags (compare/anchors/bench_process.py runs them)."""
+    return ["--backend", "vllm", "--base-url", url, "--model", model,
             "--dataset-name", "custom", "--dataset-path", str(prompts), "--skip-chat-template", "--disable-shuffle",
             "--custom-output-len", str(args.output_len), "--ignore-eos", "--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.concurrency),
             "--request-rate", "inf", "--num-warmups", str(args.warmups), "--temperature", "0", "--seed", "0",
@@ -164,23 +161,31 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
     server_cpus, client_cpus = split_cores(engine.device_name != "cpu")
     server = ServerProcess(COMMANDS["vllm"], launch.model, work / "server-vllm.log", extra_args=launch.flags,
                            env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"}, cpus=server_cpus)  # fmt: skip
-    async with server:
-        order = [tool for rep in range(args.repetitions) for tool in (("vllm_bench", "enginebench"), ("enginebench", "vllm_bench"))[rep % 2]]
-        for index, tool in enumerate(order):
-            print(f"anchor: run {index + 1}/{2 * args.repetitions}: {tool}", flush=True)
-            if tool == "vllm_bench":
-                result_path = work / f"vllm_bench_{index}.json"
-                _run(vllm_bench_argv(server.url, launch.model, args, prompts, result_path), env, work / f"vllm_bench_{index}.log",
-                     client_cpus)  # fmt: skip
-                result = json.loads(result_path.read_text())
-                vllm_runs.append(vllm_figures(result))
-                raw["vllm_bench"].append(str(result_path))
-            else:
-                out = work / f"enginebench_{index}"
-                _run(harness_argv(server.url, scenario_file, out), env, work / f"enginebench_{index}.log", client_cpus)
-                (path,) = out.glob("http_concurrent_*.json")
-                our_runs.append(harness_figures(load(path)))
-                raw["enginebench"].append(str(path))
+    order = [tool for rep in range(args.repetitions) for tool in (("vllm_bench", "enginebench"), ("enginebench", "vllm_bench"))[rep % 2]]
+    # vllm bench's processes import while the server starts (bench_process.py); each runs once, when its turn comes
+    benches = {index: BenchProcess(env, work / f"vllm_bench_{index}.log", client_cpus)
+               for index, tool in enumerate(order) if tool == "vllm_bench"}  # fmt: skip
+    try:
+        async with server:
+            for bench in benches.values():
+                bench.wait_ready()
+            for index, tool in enumerate(order):
+                print(f"anchor: run {index + 1}/{2 * args.repetitions}: {tool}", flush=True)
+                if tool == "vllm_bench":
+                    result_path = work / f"vllm_bench_{index}.json"
+                    benches[index].run(vllm_bench_argv(server.url, launch.model, args, prompts, result_path))
+                    result = json.loads(result_path.read_text())
+                    vllm_runs.append(vllm_figures(result))
+                    raw["vllm_bench"].append(str(result_path))
+                else:
+                    out = work / f"enginebench_{index}"
+                    _run(harness_argv(server.url, scenario_file, out), env, work / f"enginebench_{index}.log", client_cpus)
+                    (path,) = out.glob("http_concurrent_*.json")
+                    our_runs.append(harness_figures(load(path)))
+                    raw["enginebench"].append(str(path))
+    finally:
+        for bench in benches.values():
+            bench.close()
     doc = {
         "kind": "anchor_vllm_bench_serve",
         "workload": {k: getattr(args, k) for k in ("model", "input_len", "output_len", "concurrency", "num_prompts",
@@ -220,7 +225,7 @@ def _run(argv: list[str], env: dict[str, str], log: Path, cpus: set[int] | None 
     with log.open("w") as handle:
         code = subprocess.run(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)).returncode
     if code != 0:
-        raise RuntimeError(f"{argv[1] if argv[1] != '-c' else 'vllm bench serve'} exited with {code}; see {log}")
+        raise RuntimeError(f"{argv[1]} exited with {code}; see {log}")
 
 
 def print_table(doc: dict[str, Any]) -> None:
