@@ -102,17 +102,22 @@ class HttpCompletionsEngine(StreamingEngine):
         self._client: httpx.AsyncClient | None = None  # control calls: models, metrics, cache reset
         self._sse: SseClient | None = None  # the measured streams
 
+    def server_process(self) -> ServerProcess:
+        """The server this engine launches (not started): an in-process engine's twin (`--mode http`) gets that
+        engine's args as flags (`self.launch`); `--engine http --engine-arg server=X` gets only `server_args`."""
+        launch = self.launch or ServerLaunch(self.args["server"], self._server_model(), ())
+        return ServerProcess(
+            COMMANDS[self.args["server"]], launch.model,
+            Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
+            extra_args=(*launch.flags, *self.args["server_args"].split()),
+            port=self.args["port"] or None,
+            ready_timeout_s=self.args["ready_timeout_s"],
+            env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
+        )  # fmt: skip
+
     async def start(self) -> None:
         if not self.base_url:
-            launch = self.launch or ServerLaunch(self.args["server"], self._server_model(), ())
-            self.server = ServerProcess(
-                COMMANDS[self.args["server"]], launch.model,
-                Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
-                extra_args=(*launch.flags, *self.args["server_args"].split()),
-                port=self.args["port"] or None,
-                ready_timeout_s=self.args["ready_timeout_s"],
-                env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
-            )  # fmt: skip
+            self.server = self.server_process()
             await self.server.start()
             self.base_url = self.server.url
         headers = {}

@@ -162,7 +162,12 @@ def _took(slot) -> bool:
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
+    """One model cache for the run's workers (pytest-xdist gives each a base folder under the run's): each preset,
+    GGUF export and the GGUF converter is built once, under its build lock (engines/cache.py)."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "model-cache"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -96,15 +96,17 @@ def test_sigint_leaves_finished_cells_and_resume_completes_the_same_file(config_
 
 
 def test_a_hung_engine_is_killed_at_the_deadline_and_the_next_point_still_runs(config_only_model, model_cache, tmp_path):
-    # the first point's engine hangs from its 13th request on: cell c1 (2 warmups? + 8) finishes, c2 hangs
-    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--deadline", "30",
+    # the first point's engine hangs from its 13th request on: cell c1 (3 warmups + 8) finishes, c2 hangs in its
+    # warmups. Unloaded, a child runs c1 in about 5 s and all three cells in about 6 (2.7 s of it starting): the
+    # 20 s deadline leaves three times that
+    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--deadline", "20",
                       "--sweep", "null.hang_after_requests=12,0", "--timeout", "600"], model_cache)  # fmt: skip
     code, out = finish(proc)
     assert code == 1, out
     (folder,) = tmp_path.glob("sweep_sweep_*")
     manifest = json.loads((folder / "sweep.json").read_text())
     hung, healthy = manifest["points"]
-    assert hung["status"] == "deadline" and "30 s deadline" in hung["reason"], hung
+    assert hung["status"] == "deadline" and "20 s deadline" in hung["reason"], hung
     assert healthy["status"] == "complete" and healthy["returncode"] == 0
     (hung_file,) = only_results(Path(hung["dir"]))
     doc = load(hung_file)
@@ -171,13 +173,13 @@ def test_a_server_killed_mid_cell_fails_its_requests_and_exits_1_with_the_cells_
 def test_sigkill_to_vllms_engine_core_fails_the_run_with_its_cells_on_disk(model_cache, tmp_path):
     pytest.importorskip("vllm")
     psutil = pytest.importorskip("psutil")
-    # 200 tokens: the second cell runs for seconds, so the kill lands in it even on a loaded machine (at 64 it
-    # lasted about a second and a busy CI could miss it)
-    proc = start_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,2", "--num-requests", "4",
-                      "--output-tokens", "200", "--engine-arg", "enforce_eager=true", "--engine-arg", "max_model_len=4096",
-                      "--engine-arg", "cpu_threads_bind=nobind", "--timeout", "60", "--out", str(tmp_path),
-                      "--isolate", "--deadline", "240"], model_cache)  # fmt: skip
-    read_until(proc, "cell c1-", timeout_s=600)
+    # c2 then c1, no warmups, 200 tokens: the second cell runs four requests one after another, about 10 s, so the
+    # kill lands in it even on a loaded machine (at 64 tokens it lasted about a second and a busy CI could miss it)
+    proc = start_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "2,1", "--num-requests", "4",
+                      "--output-tokens", "200", "--warmups", "0", "--engine-arg", "enforce_eager=true", "--engine-arg",
+                      "max_model_len=4096", "--engine-arg", "cpu_threads_bind=nobind", "--timeout", "60", "--out",
+                      str(tmp_path), "--isolate", "--deadline", "240"], model_cache)  # fmt: skip
+    read_until(proc, "cell c2-", timeout_s=600)
     cores = [p for p in psutil.Process(proc.pid).children(recursive=True) if "EngineCore" in p.name() + " ".join(p.cmdline())]
     assert cores, "no EngineCore process found"
     for core in cores:

@@ -100,8 +100,10 @@ def test_mode_http_refuses_engines_without_a_server(config_only_model, tmp_path,
 @pytest.mark.engine
 def test_mode_both_on_vllm_reports_cached_tokens_over_http_too(model_cache, tmp_path):
     """The launched server gets --enable-prompt-tokens-details, so HTTP mode sees the prefix cache as in-process does
-    (on the H100 run the HTTP results had no cached-token counts without it)."""
+    (on the H100 run the HTTP results had no cached-token counts without it). HTTP mode against the real server
+    counts every token exactly, resets the cache through the dev-mode endpoint, and takes the server down with it."""
     pytest.importorskip("vllm")
+    psutil = pytest.importorskip("psutil")
     result = run_cli(["--engine", "vllm", "--mode", "both", "--scenario", "prefix-cache", "--quick", "--output-tokens", "8",
                       "--engine-arg", "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096",
                       "--engine-arg", "vllm.cpu_threads_bind=nobind", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
@@ -111,3 +113,16 @@ def test_mode_both_on_vllm_reports_cached_tokens_over_http_too(model_cache, tmp_
         (cell,) = json.loads(path.read_text())["cells"]
         cached = [r["cached_tokens"] for r in cell["requests"]]
         assert cached[0] == 0 and all(c and c > 0 for c in cached[1:]), (name, cached)
+    doc = json.loads(next(tmp_path.glob("vllm-http_prefix-cache_*.json")).read_text())
+    launched = doc["engine"]["engine_args"]["launched"]  # gone with the run: no process has its command line
+    assert "--port" in launched and not [p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == launched]
+    assert (tmp_path / "server-vllm.log").stat().st_size > 0
+    for cell in doc["cells"]:
+        assert cell["cache_resets"] and all(r["ok"] for r in cell["cache_resets"])  # /reset_prefix_cache in dev mode
+        for r in cell["requests"]:
+            assert r["output_tokens"] == r["target_output_tokens"] == sum(r["chunk_tokens"])
+            assert r["prompt_tokens_reported"] == r["prompt_tokens"]
+            assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []
+            assert r["engine"]["sse_done"] and 1 <= len(r["chunk_ns"]) <= r["engine"]["sse_reads"] <= r["engine"]["sse_events"]
+        summary = cell["summary"]
+        assert summary["sse_events_per_read"] == summary["sse_events_total"] / summary["sse_reads_total"] >= 1

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -132,34 +131,19 @@ def test_http_client_counts_sse_tokens_and_fails_a_malformed_stream(sse, tiny_ll
         assert record.output_tokens == 2
 
 
-@pytest.mark.engine
-def test_http_mode_against_a_launched_vllm_server_counts_tokens_exactly(model_cache, tmp_path):
-    pytest.importorskip("vllm")
-    import json
+@pytest.mark.unit
+def test_the_http_engine_launches_a_named_server_with_only_its_server_args(config_only_8b, tmp_path):
+    """`--engine http --engine-arg server=vllm`: the launched server gets the model and `server_args`, nothing of an
+    in-process engine's (that is `--mode http`, whose run against a real vLLM server is test_overhead.py's)."""
+    from engines.http_openai import HttpCompletionsEngine
 
-    from tests.conftest import ROOT, run_cli
-
-    args = ["--engine", "http", "--engine-arg", "server=vllm", "--engine-arg", f"log_dir={tmp_path}",
-            "--engine-arg", "server_args=--enforce-eager --max-model-len 4096 --kv-cache-memory-bytes 1073741824",
-            "--scenario", "smoke", "--out", str(tmp_path)]  # fmt: skip
-    result = run_cli(args, model_cache, ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    # the server went away with the run (this worker's: its model lives in this session's cache)
-    leftover = subprocess.run(["pgrep", "-f", f"vllm.entrypoints.openai.api_server.*{model_cache}"], capture_output=True,
-                              text=True).stdout  # fmt: skip
-    assert not leftover.strip()
-    (path,) = tmp_path.glob("http_smoke_*.json")
-    doc = json.loads(path.read_text())
-    assert (tmp_path / "server-vllm.log").stat().st_size > 0
-    for cell in doc["cells"]:
-        assert all(r["ok"] for r in cell["cache_resets"])  # /reset_prefix_cache in dev mode
-        for r in cell["requests"]:
-            assert r["output_tokens"] == r["target_output_tokens"] == sum(r["chunk_tokens"])
-            assert r["prompt_tokens_reported"] == r["prompt_tokens"]
-            assert r["engine"]["token_counting"] == "token_ids" and r["engine"]["token_count_mismatches"] == []
-            assert r["engine"]["sse_done"] and 1 <= len(r["chunk_ns"]) <= r["engine"]["sse_reads"] <= r["engine"]["sse_events"]
-        summary = cell["summary"]
-        assert summary["sse_events_per_read"] == summary["sse_events_total"] / summary["sse_reads_total"] >= 1
+    engine = HttpCompletionsEngine(config_only_8b, {"server": "vllm", "log_dir": str(tmp_path),
+                                                 "server_args": "--enforce-eager --max-model-len 4096"})  # fmt: skip
+    server = engine.server_process()
+    assert server.argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert server.argv[server.argv.index("--model") + 1] == str(config_only_8b.path)
+    assert server.argv[-3:] == ["--enforce-eager", "--max-model-len", "4096"] and server.argv.count("--port") == 1
+    assert server.log_path == tmp_path / "server-vllm.log" and server.env["VLLM_SERVER_DEV_MODE"] == "1"
 
 
 class KillsServerMidStream:
