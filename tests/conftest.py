@@ -37,7 +37,7 @@ def _has_gpu() -> bool:
 
 
 # Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
-LONGEST_FIRST = ("test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry",
+LONGEST_FIRST = ("test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry_vllm",
                  "test_vllm_engine", "test_report_engines")  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Where host time goes (`--host-profile`): the phase rules and shares on made-up profiles (unit), the
 known-answer FAKE engine whose child spends known shares of its time in named functions, and vLLM's CPU
-build for real (engine, in test_telemetry.py: one vLLM run serves both)."""
+build for real (engine, in test_telemetry_vllm.py: one vLLM run serves both)."""
 
 from __future__ import annotations
 

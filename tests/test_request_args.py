@@ -1,7 +1,7 @@
 """Request features (`--request-arg`, `--sweep request.K=...`): typed and checked per engine before anything runs,
 recorded per cell, and passed through. The null engine is a FAKE: it takes every key, uses none, and returns a
 logprob count per token where logprobs are asked for. vLLM's CPU build reads them back for real in
-test_telemetry.py (one vLLM run serves both)."""
+test_telemetry_vllm.py (one vLLM run serves both)."""
 
 import json
 
