@@ -27,3 +27,13 @@ def build_lock(target: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Whole or absent: readers of the cache take no lock, so a file is written aside and renamed into place."""
+    written = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        written.write_text(text)
+        os.replace(written, path)
+    finally:
+        written.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
-from engines.cache import build_lock
+from engines.cache import build_lock, write_text_atomic
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 CONVERTER_QUANTS = ("f16", "bf16", "q8_0")
@@ -104,9 +104,7 @@ def _build_gguf(model, quant: str, cache_dir: Path, target: Path, sidecar: Path)
         + (" + llama_model_quantize" if quant in QUANTIZED_FROM_F16 else ""),
         "source": str(model.path),
     }
-    written = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.partial")  # whole or absent: readers take no lock
-    written.write_text(json.dumps(record, indent=2))
-    os.replace(written, sidecar)
+    write_text_atomic(sidecar, json.dumps(record, indent=2))
 
 
 def _convert(model_folder: Path, quant: str, out: Path, converter: Path) -> None:

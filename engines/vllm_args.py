@@ -7,11 +7,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from engines.cache import default_cache_dir
+from engines.cache import default_cache_dir, write_text_atomic
 from engines.engine_args import dataclass_defaults, dataclass_fields
 from engines.servers import cli_flags
 
@@ -87,9 +86,7 @@ def vllm_fields() -> dict[str, str]:
     fields = _fields_from_vllm()
     with contextlib.suppress(OSError):  # a read-only cache only costs the import next time
         cached.parent.mkdir(parents=True, exist_ok=True)
-        written = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
-        written.write_text(json.dumps(fields))
-        os.replace(written, cached)
+        write_text_atomic(cached, json.dumps(fields))
     return fields
 
 

@@ -83,7 +83,7 @@ class ResolvedModel:
     def load_tokenizer(self):
         if self.path is None:
             raise UsageError(f"model {self.spec!r} has no local tokenizer; use synthetic:<preset> or a local folder")
-        return _load_tokenizer(str(self.path), self.kind == "synthetic" or holds_packaged_tokenizer(self.path))
+        return _load_tokenizer(str(self.path), self.kind == "synthetic")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,8 +110,10 @@ def holds_packaged_tokenizer(folder: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_tokenizer(folder: str, packaged: bool):
-    """One tokenizer per folder and process (the harness never changes one): the packaged one without transformers."""
+def _load_tokenizer(folder: str, is_synthetic: bool):
+    """One tokenizer per folder and process (the harness never changes one): the packaged one without transformers
+    (a synthetic build's, or a copy's whose tokenizer files hash as built: hashed once here, not per call)."""
+    packaged = is_synthetic or holds_packaged_tokenizer(Path(folder))
     if packaged and (Path(folder) / "tokenizer.json").is_file():
         return PackagedTokenizer(Path(folder) / "tokenizer.json")
     from transformers import AutoTokenizer
