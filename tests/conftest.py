@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -46,15 +45,19 @@ def pytest_collection_modifyitems(config, items):
     # start once; the tests on a local Ray cluster all live in test_client_scale.py, since `ray stop` stops them all.
     # Modules holding `exclusive` tests go last: an exclusive test waits for the test beside it to end, and at the end
     # those are short (in the middle, a 60 s engine test left a core idle for a minute).
+    # A module with a `whole_cpu` test goes before the short ones: its start runs beside them, and its wait for the
+    # whole CPU is for a short test to end.
     heavy = {item.module.__name__ for item in items if "engine" in item.keywords}
     alone = {item.module.__name__ for item in items if item.get_closest_marker("exclusive") is not None}
+    gated = {item.module.__name__ for item in items if "whole_cpu" in getattr(item, "fixturenames", ())}
 
     def rank(item) -> int:
         module = item.module.__name__
         name = module.rsplit(".", 1)[-1]
         if name in LONGEST_FIRST:
             return LONGEST_FIRST.index(name)
-        return len(LONGEST_FIRST) + (0 if module in heavy and module not in alone else 1 if module not in alone else 2)
+        group = 3 if module in alone else 1 if module in gated else 0 if module in heavy else 2
+        return len(LONGEST_FIRST) + group
 
     items.sort(key=rank)  # stable: a module's tests stay together and in their order
     if _has_gpu():
@@ -65,18 +68,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-_held_exclusively: contextlib.ExitStack | None = None  # every CPU slot, kept across consecutive exclusive tests
+_held_exclusively: CpuSlots | None = None  # every CPU slot, kept across consecutive exclusive tests
+_running_slots: CpuSlots | None = None  # the slots of this worker's running test, for `whole_cpu`
+
+
+def _workers() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def _slots_wanted(item) -> int:
     """The CPU slots a test takes, of one per worker: an `exclusive` test all of them (it runs alone), any other
-    test one."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    test one (a `whole_cpu` test takes the rest when it asks)."""
     if item is None:
         return 0
-    if item.get_closest_marker("exclusive") is not None:
-        return workers
-    return 1
+    return _workers() if _exclusive(item) else 1
 
 
 def _exclusive(item) -> bool:
@@ -90,24 +95,43 @@ def pytest_runtest_protocol(item, nextitem):
     span setup and teardown, so another module's engine start cannot run beside it either. Consecutive exclusive
     tests keep their slots between them: released in between, each waited again for a whole test of another worker
     (25 s of waiting for 0.6 s of test_null_engine)."""
-    global _held_exclusively
+    global _held_exclusively, _running_slots
     asked = time.perf_counter()
     if _exclusive(item):
         if _held_exclusively is None:
-            _held_exclusively = contextlib.ExitStack()
-            _held_exclusively.enter_context(cpu_slots(_slots_wanted(item)))
+            _held_exclusively = CpuSlots()
+            _held_exclusively.take(_slots_wanted(item))
         got = time.perf_counter()
         try:
             yield
         finally:
             if not _exclusive(nextitem):
-                _held_exclusively.close()
+                _held_exclusively.release()
                 _held_exclusively = None
     else:
-        with cpu_slots(_slots_wanted(item)):
+        _running_slots = CpuSlots()
+        try:
+            _running_slots.take(_slots_wanted(item))
             got = time.perf_counter()
             yield
+        finally:
+            _running_slots.release()
+            _running_slots = None
     _timeline(item, asked, got, time.perf_counter())
+
+
+@pytest.fixture
+def whole_cpu():
+    """For a test whose measured part needs the CPU to itself but whose start does not (the anchor's vLLM server
+    takes ~50 s to start and measures nothing meanwhile): it runs holding one slot, beside the other workers' tests,
+    and calls whole_cpu() before its measured part. It drops its slot before waiting for all of them, so it cannot
+    deadlock against an exclusive test that waits too."""
+
+    def take() -> None:
+        if _running_slots is not None:
+            _running_slots.take_all()
+
+    return take
 
 
 def _timeline(item, asked: float, got: float, done: float) -> None:
@@ -122,34 +146,44 @@ def _timeline(item, asked: float, got: float, done: float) -> None:
             out.write(json.dumps(row) + "\n")
 
 
-@contextlib.contextmanager
-def cpu_slots(wanted: int):
-    """Takes `wanted` of the run's CPU slots (one lock file per worker). One test takes slots at a time (the
+class CpuSlots:
+    """The run's CPU slots that one test holds (one lock file per worker). One test takes slots at a time (the
     turnstile), so a test waiting for several stops newcomers and is not starved; none waits holding a slot."""
-    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run_id is None or wanted == 0:  # one process: nothing runs beside a test
-        yield
-        return
-    base = Path(tempfile.gettempdir()) / f"enginebench-pytest-{run_id}"
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    with contextlib.ExitStack() as files, open(f"{base}.turnstile", "a") as turnstile:
-        slots = [files.enter_context(open(f"{base}.slot{index}", "a")) for index in range(workers)]
-        held: list = []
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
-        try:
-            while len(held) < wanted:
-                for slot in slots:
-                    if len(held) < wanted and slot not in held and _took(slot):
-                        held.append(slot)
-                if len(held) < wanted:
-                    time.sleep(0.02)
-        finally:
-            fcntl.flock(turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            for slot in held:
-                fcntl.flock(slot, fcntl.LOCK_UN)
+
+    def __init__(self):
+        self.held: list = []
+
+    def take(self, wanted: int) -> None:
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if run_id is None or wanted == 0:  # one process: nothing runs beside a test
+            return
+        base = Path(tempfile.gettempdir()) / f"enginebench-pytest-{run_id}"
+        with open(f"{base}.turnstile", "a") as turnstile:
+            fcntl.flock(turnstile, fcntl.LOCK_EX)
+            try:
+                while len(self.held) < wanted:
+                    for index in range(_workers()):
+                        if len(self.held) < wanted and index not in {i for i, _ in self.held}:
+                            slot = open(f"{base}.slot{index}", "a")
+                            if _took(slot):
+                                self.held.append((index, slot))
+                            else:
+                                slot.close()
+                    if len(self.held) < wanted:
+                        time.sleep(0.02)
+            finally:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+    def take_all(self) -> None:
+        """Every slot, for one holding some: it lets go of them first, since waiting while holding one deadlocks
+        against a test that holds the turnstile and waits for that one."""
+        self.release()
+        self.take(_workers())
+
+    def release(self) -> None:
+        for _, slot in self.held:
+            slot.close()  # closing the file drops its lock
+        self.held = []
 
 
 def _took(slot) -> bool:

@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine-arg", action="append", default=[], metavar="K=V", help="vllm engine args")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--wait-for-go", action="store_true",
+                        help="once the server and vllm bench are ready, print 'anchor: ready' and read a line from "
+                             "stdin before the first measured run: a driver quiets the machine meanwhile (the tests "
+                             "run other tests through the server's start and take the whole CPU only for the runs)")
     return parser
 
 
@@ -169,6 +173,10 @@ async def run_anchor(args: argparse.Namespace) -> dict[str, Any]:
         async with server:
             for bench in benches.values():
                 bench.wait_ready()
+            if args.wait_for_go:
+                print("anchor: ready", flush=True)
+                if not await asyncio.to_thread(sys.stdin.readline):
+                    raise RuntimeError("--wait-for-go: stdin ended before the go; nothing was measured")
             for index, tool in enumerate(order):
                 print(f"anchor: run {index + 1}/{2 * args.repetitions}: {tool}", flush=True)
                 if tool == "vllm_bench":
