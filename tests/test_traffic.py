@@ -234,7 +234,7 @@ def test_vllm_serves_the_traffic_workloads_with_the_cache_hits_they_imply(model_
     pressure = {**load_scenario("shared-prefix").to_json(), "name": "pressure", "kv_pressure": 2.0, "prompts_per_group": 2,
                 "shared_prefix_tokens": 512, "concurrency": [1], "quick": {}}  # fmt: skip
     (tmp_path / "pressure.json").write_text(json.dumps(pressure))
-    (evicting,) = run([str(tmp_path / "pressure.json")], tmp_path / "pressure", "--engine-arg", "vllm.kv_cache_memory_bytes=8388608",
+    (evicting,) = run([str(tmp_path / "pressure.json")], tmp_path / "pressure", "--engine-arg", "vllm.kv_cache_memory_bytes=4194304",
                       "--engine-arg", "vllm.max_model_len=1024")["pressure"]  # fmt: skip
     groups = evicting["traffic"]["groups"]["num_groups"]
     (tmp_path / "roomy.json").write_text(json.dumps({**pressure, "name": "roomy", "kv_pressure": 0.0, "num_groups": groups}))
