@@ -151,7 +151,7 @@ class CpuSlots:
     turnstile), so a test waiting for several stops newcomers and is not starved; none waits holding a slot."""
 
     def __init__(self):
-        self.held: list = []
+        self.held: dict = {}  # slot index -> its open lock file
 
     def take(self, wanted: int) -> None:
         run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
@@ -162,13 +162,12 @@ class CpuSlots:
             fcntl.flock(turnstile, fcntl.LOCK_EX)
             try:
                 while len(self.held) < wanted:
-                    for index in range(_workers()):
-                        if len(self.held) < wanted and index not in {i for i, _ in self.held}:
-                            slot = open(f"{base}.slot{index}", "a")
-                            if _took(slot):
-                                self.held.append((index, slot))
-                            else:
-                                slot.close()
+                    for index in set(range(_workers())) - set(self.held):
+                        slot = open(f"{base}.slot{index}", "a")
+                        if len(self.held) < wanted and _took(slot):
+                            self.held[index] = slot
+                        else:
+                            slot.close()
                     if len(self.held) < wanted:
                         time.sleep(0.02)
             finally:
@@ -181,9 +180,9 @@ class CpuSlots:
         self.take(_workers())
 
     def release(self) -> None:
-        for _, slot in self.held:
+        for slot in self.held.values():
             slot.close()  # closing the file drops its lock
-        self.held = []
+        self.held = {}
 
 
 def _took(slot) -> bool:
