@@ -41,6 +41,7 @@ class FakeSseServer:
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._instant: dict[tuple[int, int], bytes] = {}  # (max_tokens, prompt tokens) -> the whole response
+        self.arrivals: list[tuple[int, object]] = []  # (perf_counter_ns when its body was read, prompt) per completion
 
     async def start(self, port: int = 0) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
@@ -67,7 +68,9 @@ class FakeSseServer:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 if method == "POST" and path.endswith("/v1/completions"):
-                    await self._stream(json.loads(body), writer)
+                    arrived, request = time.perf_counter_ns(), json.loads(body)
+                    self.arrivals.append((arrived, request.get("prompt")))
+                    await self._stream(request, writer)
                 else:
                     answer = b'{"data": [{"id": "fake-sse"}]}' if path.endswith("/v1/models") else b"{}"
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"

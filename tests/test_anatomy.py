@@ -14,6 +14,7 @@ from compare.report.flame import flame_svg
 from compare.run.servingprocs import role_of
 from tests.conftest import ROOT, run_cli
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)
+from tests.bounds import above, near
 
 SITE = "/venv/lib/python3.11/site-packages/"
 STDLIB = "/usr/lib/python3.11/"
@@ -140,15 +141,18 @@ def test_the_fake_engines_known_phase_shares_are_reported_within_5_points(model_
 
     result = run_cli(["--engine", "tests.anatomy_fake:FakeBusyEngine", "--model", str(config_only_model), "--scenario", "smoke",
                       "--concurrency", "1", "--num-requests", "2", "--output-tokens", "150", "--engine-arg", "interval_ms=20",
-                      "--host-profile", "all", "--host-profile-rate", "200", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+                      "--host-profile", "all", "--host-profile-rate", "400", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     doc = _profiled(tmp_path, "*_smoke_*.json")
     (cell,) = doc["cells"]
     profile = cell["host_profile"]
     core = next(p for p in profile["processes"] if p["role"] == "fake_core")
-    assert core["samples"] >= 800 and core["wall_s"] >= 5.5  # the measured part only: 2 x 150 tokens x 20 ms
+    assert core["wall_s"] >= 5.5  # the measured part only: 2 x 150 tokens x 20 ms
+    # 400 Hz: at 200 Hz the scheduling share's sampling error alone reached -0.033 of the 0.05 allowed (10 runs alone);
+    # at 400 Hz 0.588-0.611 in 4 runs. A misattributed phase would be off by 0.1 or more.
+    above(core["samples"], 1599, 2400, "py-spy samples of the fake core (400 Hz x 6 s)")
     for phase, expected in SHARES.items():
-        assert core["phases"][phase]["share"] == pytest.approx(expected, abs=0.05), (phase, core["phases"])
+        near(core["phases"][phase]["share"], expected, 0.05, f"{phase} share of the fake core")
     harness = next(p for p in profile["processes"] if p["role"] == "harness")
     assert harness["pid"] != core["pid"] and harness["samples"] > 0
     assert (tmp_path / profile["folder"] / core["profile_file"]).is_file()  # the raw speedscope profile beside it

@@ -2,6 +2,9 @@
 whole CPU midway cannot deadlock against an exclusive test that waits too. Played by two threads on a run of its own
 (a run id and two slots that no real test holds)."""
 
+import fcntl
+import os
+import tempfile
 import threading
 import time
 import uuid
@@ -9,6 +12,17 @@ import uuid
 import pytest
 
 from tests.conftest import CpuSlots
+
+
+def _held_elsewhere(index: int) -> bool:
+    """Whether another holder has slot `index` of this run locked (a probe: it takes and drops it if free)."""
+    path = os.path.join(tempfile.gettempdir(), f"enginebench-pytest-{os.environ['PYTEST_XDIST_TESTRUNUID']}.slot{index}")
+    with open(path, "a") as slot:
+        try:
+            fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False  # closing the file drops the probe's lock
 
 
 @pytest.fixture
@@ -51,7 +65,9 @@ def test_a_test_taking_the_whole_cpu_midway_does_not_deadlock_against_a_waiting_
 
     thread = threading.Thread(target=exclusive, daemon=True)
     thread.start()
-    time.sleep(0.3)
+    (free,) = {0, 1} - set(gated.held)
+    while not _held_elsewhere(free):  # the exclusive test holds the turnstile and the free slot: it waits for ours
+        time.sleep(0.01)
     done = threading.Event()
 
     def upgrade():  # whole_cpu()

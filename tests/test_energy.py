@@ -14,6 +14,7 @@ import pytest
 from compare.run import cellwindow
 from compare.run.energy import EnergyCounter, EnergyMeter, describe, energy_per_work, nvml_counter, rapl_counter
 from tests.test_cli import cli  # noqa: F401  (the fixture)
+from tests.bounds import below
 
 pytestmark = pytest.mark.unit
 
@@ -116,8 +117,10 @@ def test_a_run_reports_the_fake_gpus_known_power_and_joules_per_token(cli, monke
     assert doc["instruments"]["energy"] == {"gpu": "FAKE constant power: fake0", "cpu": "unavailable (FAKE: none)"}
     for cell in doc["cells"]:
         gpu, tokens = cell["energy"]["gpu"], sum(r["output_tokens"] for r in cell["requests"])
-        assert gpu["mean_power_w"] == pytest.approx(watts, rel=1e-3)  # reads and the window clock differ by microseconds
-        assert gpu["joules"] == pytest.approx(watts * cell["energy"]["window_s"], rel=1e-3)
+        # the counter's two reads bracket the window's clock reads, so the joules cover at least the window (exact); a
+        # preemption between a read and the clock can add a few ms (1% of the 1.3 s window allows 13 ms)
+        assert gpu["joules"] >= watts * cell["energy"]["window_s"] * (1 - 1e-9)
+        below(gpu["mean_power_w"] / watts - 1, 0.01, 0, "mean power's relative excess over the fake's")
         assert gpu["output_tokens"] == tokens and gpu["j_per_output_token"] == pytest.approx(gpu["joules"] / tokens)
         # the window spans the measured requests: at least from the first send to the last end
         span_s = max(r["sent_ns"] + r["end_ns"] for r in cell["requests"]) / 1e9

@@ -82,7 +82,8 @@ def test_the_fake_device_refuses_and_drops_what_the_real_tool_would(tmp_path):
     # each sleep named by this test's pid: the processes are looked for machine-wide, and a run beside this one (or
     # an earlier run's failed test) may have a `sleep 300` of its own (seen once in a clean clone beside a trial)
     stay, leave = f"sleep 300.{os.getpid()}", f"sleep 301.{os.getpid()}"
-    reply = fake.run(f"{stay} & setsid {leave} & sleep 0.5; echo started")  # setsid before the call returns
+    # the call returns only once the setsid'ed sleep runs (a fixed wait raced a loaded host)
+    reply = fake.run(f"{stay} & setsid {leave} & until pgrep -f '^{leave}$' >/dev/null; do sleep 0.05; done; echo started")
     assert _gone(stay), _ps(stay)  # killed ones may take a moment to exit on a loaded machine
     assert _running(leave)
     assert fake.run("sleep 5", timeout_s=1)["rc"] == 124

@@ -12,6 +12,7 @@ from engines.base import Request  # noqa: E402
 from engines.gguf import export_gguf  # noqa: E402
 from engines.llamacpp_offline import LlamaCppEngine  # noqa: E402
 from tests.conftest import ROOT, run_cli  # noqa: E402
+from tests.bounds import above
 
 pytestmark = pytest.mark.engine
 
@@ -81,7 +82,7 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
     cold, reuse, reset = asyncio.run(go())
     assert (cold.cached_tokens, reuse.cached_tokens, reset.cached_tokens) == (0, 299, 0)
     assert reuse.engine["prompt_eval_tokens"] <= 1 and reset.engine["prompt_eval_tokens"] == 300
-    assert reuse.ttft_ms < cold.ttft_ms
+    above(cold.ttft_ms / reuse.ttft_ms, 1, 3, "cold TTFT / reused-prefix TTFT (300 prompt tokens vs 1)")
 
 
 def test_a_prompt_longer_than_n_ctx_is_refused_before_measuring(model_cache, tmp_path):

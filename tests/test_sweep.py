@@ -15,6 +15,7 @@ from compare.run.sweep import child_argv
 from engines import REGISTRY
 from engines.base import UsageError
 from tests.fakes import record
+from tests.bounds import near
 
 pytestmark = pytest.mark.unit
 
@@ -151,8 +152,11 @@ def test_an_in_process_sweep_writes_a_manifest_and_a_table_with_an_a_a_row(confi
     assert [p["label"] for p in manifest["points"]] == ["interval_ms=5", "interval_ms=15", "interval_ms=5 (A/A)"]
     assert all(p["status"] == "complete" and len(p["files"]) == 1 for p in manifest["points"])
     itl = {r["point"]: r for r in manifest["ablation_table"] if r["metric"] == "ITL p50" and r["cell_id"] == "c1-in128"}
-    assert itl["interval_ms=15"]["significant"] and 2.5 < itl["interval_ms=15"]["ratio"] < 3.5
-    assert 0.8 < itl["interval_ms=5 (A/A)"]["ratio"] < 1.25
+    assert itl["interval_ms=15"]["significant"]
+    # ITL = interval + the loop's wake-up lateness L, so the ratio is (15 + L) / (5 + L): 2.8 at L = 0.4 ms here, 2.4
+    # at L = 2 ms on a loaded host (the old bound, 2.5, allowed L up to 1.7 ms). Points mixed up would read 1.0 or 0.33.
+    near(itl["interval_ms=15"]["ratio"], 3.0, 1.0, "ITL p50 ratio 15 ms / 5 ms")
+    near(itl["interval_ms=5 (A/A)"]["ratio"], 1.0, 0.2, "ITL p50 ratio, A/A")
     assert (folder / "ablation.md").read_text().startswith("# Ablation: how do interval_ms change")
     assert "ablation table:" in capsys.readouterr().out
 

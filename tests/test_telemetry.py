@@ -10,6 +10,7 @@ import pytest
 from compare.analysis.telemetry import itl_by_step_kind, summarize_telemetry
 from engines.prometheus import prometheus_values
 from tests.fakes import MS, record
+from tests.bounds import above, below, near
 
 
 @pytest.mark.unit
@@ -67,9 +68,12 @@ def test_telemetry_polls_are_timed_and_a_costly_polling_is_a_warning(tmp_path):
     telemetry = asyncio.run(watch_one_second())["telemetry"]
     polls = telemetry["polls"]
     assert telemetry["source"] == "polled every 40 ms" and polls["interval_ms"] == 40
-    assert 15 <= polls["count"] <= 21  # 1 s / 50 ms, less what a loaded CI host's late wake-ups cost
-    assert 10 <= polls["p50_ms"] < 20 and polls["busy_share"] == pytest.approx(polls["count"] * 0.010, abs=0.05)
-    assert 0.15 <= polls["busy_share"] <= 0.3
+    above(polls["count"], 14, 20, "polls in 1 s at 40 ms + 10 ms each")  # late wake-ups lower it
+    below(polls["count"], 22, 20, "polls in 1 s at 40 ms + 10 ms each")
+    assert polls["p50_ms"] >= 10  # a 10 ms poll never takes less (a lower bound: load only lengthens it)
+    below(polls["p50_ms"], 20, 10, "poll p50 (ms)")
+    near(polls["busy_share"], polls["count"] * 0.010, 0.05, "busy share against 10 ms per poll")
+    near(polls["busy_share"], 0.2, 0.1, "busy share of the polls")
     (warning,) = poll_warnings(polls)
     assert warning.startswith("telemetry polls took") and "metrics_interval_s" in warning
     assert poll_warnings({**polls, "busy_share": 0.006}) == []  # vLLM's /metrics every 1 s: 6 ms each

@@ -17,6 +17,7 @@ from engines.null import NullEngine
 from workloads.lengths import parse_length
 from workloads.plan import plan_scenario
 from workloads.scenario_files import build_scenario, load_scenario
+from tests.bounds import below
 
 
 def _ks_statistic(sample: list[int], cdf) -> float:
@@ -213,7 +214,7 @@ def test_trace_requests_go_out_at_the_traces_times(llama3_tokenizer):
     due_ms = [(e.timestamp_ms - entries[0].timestamp_ms) / 8 for e in entries]
     assert [r.scheduled_ns / 1e6 for r in records] == pytest.approx(due_ms, abs=1e-3)
     lag_ms = [r.send_lag_ns / 1e6 for r in records]
-    assert max(lag_ms) < 10  # the open-loop send error (benchmarks/open_loop_send_error.py: p99 ~1-3 ms)
+    below(max(lag_ms), 10, 1, "max send lag (ms)")  # the open-loop send error (benchmarks/open_loop_send_error.py: p99 ~1-3 ms)
 
 
 @pytest.mark.engine

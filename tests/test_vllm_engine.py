@@ -24,6 +24,7 @@ from engines.vllm_offline import VLLMEngine  # noqa: E402
 from tests.conftest import VLLM_DEFAULT_LAYOUT  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402
 from workloads.scenario_files import apply_overrides, load_scenario  # noqa: E402
+from tests.bounds import above, below
 
 pytestmark = pytest.mark.engine
 FAST_ARGS = {"enforce_eager": "true", "cpu_threads_bind": "nobind", "max_model_len": "4096"}
@@ -198,7 +199,8 @@ def test_streaming_fidelity_ratio_is_stream_over_batch_throughput(batch, cached,
     comparison = streaming_fidelity(results("vllm", cached[1][2:4]), results("vllm-batch", batch[1][:2]))
     for cell_id, row in comparison["cells"].items():
         assert row["ratio"] == pytest.approx(row["streaming_output_tok_per_s"] / row["batch_output_tok_per_s"])
-        assert 0 < row["ratio"] < 2
+        assert row["ratio"] > 0
+        below(row["ratio"], 2, 1, "streaming / batch output tok/s")
 
 
 def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_its_compile(structured_cells):
@@ -217,7 +219,7 @@ def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_i
         return float(np.median([r["engine"]["durations_ns"]["queue"] / 1e6 for r in cell["requests"]]))
 
     queue_ms = {"cached": median_queue_ms(cached), "unique": median_queue_ms(unique)}
-    assert queue_ms["unique"] > queue_ms["cached"], queue_ms
+    above(queue_ms["unique"] - queue_ms["cached"], 0, 6.6, "unique - cached engine queue time p50 (ms): the compile")
     assert structured_cells["none"]["structured"]["num_checked"] == 0
 
 
@@ -244,7 +246,7 @@ def test_beam_search_runs_vllms_own_loop_and_stamps_each_step(cached_run, cached
         assert r["finish_reason"] == "length" and r["prompt_tokens_reported"] == r["prompt_tokens"]
     greedy = next(c for c in cached[1] if c["cell_id"] == beam["cell_id"])
     fastest_tpot = [min(RequestRecord.from_json(r).tpot_ms for r in cell["requests"]) for cell in (greedy, beam)]
-    assert fastest_tpot[1] > fastest_tpot[0], fastest_tpot
+    above(fastest_tpot[1] / fastest_tpot[0], 1, 2, "fastest beam TPOT / fastest greedy TPOT")
 
 
 def test_engine_stamps_read_vllm_0_26_stats_which_lack_num_preemptions():

@@ -21,6 +21,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from compare.results.records import RequestRecord
+from compare.run.loopwaits import busy_figures, waited_ns
 from compare.run.runner import run_share
 from compare.run.shares import WorkerShare, exit_reason, lost_share, split_cell
 from engines.base import Request
@@ -81,14 +82,15 @@ class ClientWorker:
         decode = _decoder(self.tokenizer) if self.tokenizer is not None else None
         cpu0, thread0 = time.process_time(), time.thread_time()
         await asyncio.sleep(max(0.0, (local_origin_ns - perf_counter_ns()) / 1e9))
-        wall0 = perf_counter_ns()
+        waited0, wall0 = waited_ns(), perf_counter_ns()
         indexed = await run_share(self.engine, share, local_origin_ns, decode)
         wall_s = (perf_counter_ns() - wall0) / 1e9
-        cpu_s, thread_s = time.process_time() - cpu0, time.thread_time() - thread0
+        cpu_s, thread_s, waited = time.process_time() - cpu0, time.thread_time() - thread0, waited_ns()
         lags = sorted(record.send_lag_ns for _, record in indexed if record.scheduled_ns is not None)
         stats = {"requests": len(indexed), "concurrency": share.concurrency, "wall_s": wall_s,
                  "process_cpu_share": cpu_s / wall_s if wall_s else None,
                  "loop_thread_cpu_share": thread_s / wall_s if wall_s else None,
+                 **busy_figures(waited - waited0 if waited is not None else None, wall_s),
                  "send_lag_ms_p50": lags[len(lags) // 2] / 1e6 if lags else None,
                  "send_lag_ms_max": lags[-1] / 1e6 if lags else None}  # fmt: skip
         return indexed, stats

@@ -1,9 +1,10 @@
 """What the harness watches around one cell besides the requests: its own CPU, the engine's telemetry, and
 an optional profiler window.
 
-- Harness CPU: process CPU time and the event-loop thread's CPU time over the cell, each as a share of
-  one core over the cell's wall time. In-process engines run part of themselves in this process (vLLM's
-  output handler runs on the same loop), so the loop thread's share bounds what the harness itself used.
+- Harness load: process CPU time and the event-loop thread's CPU time over the cell, each as a share of
+  one core over the cell's wall time, and the loop's busy share: 1 - the time it waited in its selector / wall
+  (compare/run/loopwaits.py). In-process engines run part of themselves in this process (vLLM's output
+  handler runs on the same loop), so these bound what the harness itself used.
 - Telemetry: the rows an engine appends per step (`telemetry_rows`), or snapshots the harness polls
   (`telemetry_snapshot()`) every `engine.telemetry_poll_interval_s`, each stamped on perf_counter; stored as
   offsets from the cell's origin. A poll is not free: it costs the engine time (a vLLM server spent 6 ms of
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from compare.run.loopwaits import busy_figures, waited_ns
 from engines.base import Engine
 
 
@@ -44,6 +46,7 @@ class CellObserver:
             self.profiled = {"started": started, "reason": None if started else "the engine has no profiler window"}
         if self.rows_from is None and self.poll_interval_s and await self.engine.telemetry_snapshot() is not None:
             self._poller = asyncio.create_task(self._poll())
+        self.waited0 = waited_ns()
         self.cpu0, self.thread0, self.wall0 = time.process_time(), time.thread_time(), perf_counter_ns()
         self.started_unix = time.time() - 1  # file times have 1 s resolution on some file systems
 
@@ -59,6 +62,8 @@ class CellObserver:
     async def stop(self, origin_ns: int | None) -> dict[str, Any]:
         wall_s = (perf_counter_ns() - self.wall0) / 1e9
         cpu_s, thread_s = time.process_time() - self.cpu0, time.thread_time() - self.thread0
+        waited = waited_ns()
+        busy = busy_figures(waited - self.waited0 if waited is not None and self.waited0 is not None else None, wall_s)
         if self._poller is not None:
             self._poller.cancel()
         if self.profiled and self.profiled["started"]:
@@ -68,7 +73,7 @@ class CellObserver:
                 self.profiled["files"] = sorted(p.name for p in Path(trace).iterdir() if p.stat().st_mtime >= self.started_unix)
         extra: dict[str, Any] = {"harness": {"wall_s": wall_s, "process_cpu_s": cpu_s, "loop_thread_cpu_s": thread_s,
                                              "process_cpu_share": cpu_s / wall_s if wall_s else None,
-                                             "loop_thread_cpu_share": thread_s / wall_s if wall_s else None}}  # fmt: skip
+                                             "loop_thread_cpu_share": thread_s / wall_s if wall_s else None, **busy}}  # fmt: skip
         rows = self.engine.telemetry_rows[self.rows_from :] if self.rows_from is not None else self.polled
         source = "engine steps" if self.rows_from is not None else f"polled every {self.poll_interval_s * 1e3:g} ms"
         if rows and origin_ns is not None:

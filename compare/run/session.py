@@ -257,11 +257,11 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
     harness = cell.get("harness") or {}
     if cell.get("client_workers"):
-        shares = "/".join(f"{w['loop_thread_cpu_share']:.0%}" if w.get("loop_thread_cpu_share") is not None
-                          else f"died ({w.get('died')})" for w in cell["client_workers"])  # fmt: skip
-        line += f", client workers' loop threads {shares}"
+        shares = "/".join(_loop_text(w) if w.get("loop_thread_cpu_share") is not None else f"died ({w.get('died')})"
+                          for w in cell["client_workers"])  # fmt: skip
+        line += f", client workers' loops {shares}"
     elif harness.get("loop_thread_cpu_share") is not None:
-        line += f", harness CPU {harness['process_cpu_share']:.0%} (loop thread {harness['loop_thread_cpu_share']:.0%})"
+        line += f", harness CPU {harness['process_cpu_share']:.0%} (loop {_loop_text(harness)})"
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
@@ -274,6 +274,12 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
         line += f"; most missed: {slo['most_missed']})" if slo["most_missed"] else ")"
     return line + f", {len(cell['warnings'])} warning(s)"
+
+
+def _loop_text(figures: dict[str, Any]) -> str:
+    """The loop's busy share (the client-bound criterion) and its thread's CPU share."""
+    busy = figures.get("loop_busy_share")
+    return (f"busy {busy:.0%}, " if busy is not None else "") + f"thread CPU {figures['loop_thread_cpu_share']:.0%}"
 
 
 def _decoder(tokenizer):
