@@ -5,6 +5,10 @@ harness's own per-token cost: the async-generator step, one `perf_counter_ns()` 
 per chunk, plus building the record afterwards. Run pinned to one core:
 
     taskset -c 0 .venv/bin/python benchmarks/harness_ingest.py
+
+It also prices the loop-wait counter every cell installs (compare/run/loopwaits.py): two clock reads around each
+select, so its cost is per event-loop iteration, measured here on iterations that do nothing else (`sleep(0)`),
+with and without it, alternately.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import statistics
 import time
 
+from compare.run.loopwaits import loop_waits
 from compare.run.runner import run_request
 from engines.base import Request
 from engines.null import NullEngine
@@ -35,6 +40,15 @@ async def measure(tokens: int, tokens_per_chunk: int, repeats: int) -> list[floa
     return rates
 
 
+async def loop_iteration_ns(iterations: int, count_waits: bool) -> float:
+    if count_waits:
+        loop_waits()
+    started = time.perf_counter_ns()
+    for _ in range(iterations):
+        await asyncio.sleep(0)
+    return (time.perf_counter_ns() - started) / iterations
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=2_000_000, help="tokens per measured request")
@@ -49,6 +63,13 @@ def main() -> None:
             f"median {statistics.median(rates):,.0f} tok/s (min {min(rates):,.0f}, max {max(rates):,.0f}) "
             f"= {1e9 / statistics.median(rates):.0f} ns per token, record building included"
         )
+    per_iteration: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(args.repeats):
+        for count_waits in (False, True):
+            per_iteration[count_waits].append(asyncio.run(loop_iteration_ns(200_000, count_waits)))
+    plain, counted = (statistics.median(per_iteration[c]) for c in (False, True))
+    print(f"event-loop iteration (sleep(0)), median of {args.repeats}: {plain:.0f} ns plain, {counted:.0f} ns with the "
+          f"loop-wait counter (+{counted - plain:.0f} ns)")
 
 
 if __name__ == "__main__":

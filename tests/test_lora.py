@@ -11,7 +11,7 @@ import pytest
 from engines.base import UsageError
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)
 from workloads.lora import build_adapter, draw_adapters, module_shapes, resolve_adapters
-from tests.bounds import near
+from tests.bounds import below, near
 
 pytestmark = pytest.mark.unit
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -69,8 +69,10 @@ def test_by_adapter_shows_each_first_use_paying_its_load_and_later_ones_not(cli,
     cell, out = null_lora(cli, tmp_path)
     lora = cell["traffic"]["by_adapter"]
     assert lora["num_adapters_used"] == 4 and all(row["requests"] == 2 for row in lora["adapters"].values())
-    near(lora["first_use_ttft_ms_p50"], 60, 8, "first use's TTFT p50 (ms): a 50 ms load, one 10 ms interval")
-    near(lora["later_ttft_ms_p50"], 10, 8, "later TTFT p50 (ms): no load")
+    # not exclusive: beside an engine test the loop wakes late by a few ms (64.2 once, against 60), only ever later;
+    # the defects sit 50 ms away (a load not charged: 10 ms; charged every time: 60 ms)
+    near(lora["first_use_ttft_ms_p50"], 60, 25, "first use's TTFT p50 (ms): a 50 ms load, one 10 ms interval")
+    below(lora["later_ttft_ms_p50"], 35, 10, "later TTFT p50 (ms): no load")
     assert cell["config"]["traffic"]["lora"]["requests_per_adapter"] == [2, 2, 2, 2]
     assert [r["tags"]["adapter"] for r in cell["requests"]] == [0, 1, 2, 3, 0, 1, 2, 3]
     assert "LoRA: 4 adapters used" in out
@@ -83,7 +85,7 @@ def test_by_adapter_shows_each_first_use_paying_its_load_and_later_ones_not(cli,
 def test_fewer_slots_than_the_working_set_make_every_request_load_the_cliff(cli, tmp_path):  # noqa: F811
     """Known answer: 2 slots, round-robin over 4: each request evicts the adapter the next-but-one needs."""
     lora = null_lora(cli, tmp_path, "--engine-arg", "lora_slots=2")[0]["traffic"]["by_adapter"]
-    near(lora["later_ttft_ms_p50"], 60, 8, "later TTFT p50 (ms): every request loads (50 + 10 ms)")
+    near(lora["later_ttft_ms_p50"], 60, 25, "later TTFT p50 (ms): every request loads (50 + 10 ms)")  # kept: 10 ms
 
 
 def test_lora_on_an_engine_without_it_or_with_a_missing_folder_exits_2(cli, tmp_path):  # noqa: F811

@@ -43,8 +43,8 @@ def test_capacity_makes_later_requests_queue_for_a_whole_request():
     ttfts = sorted(r.ttft_ms for r in records)
     for ttft in ttfts[:2]:
         near(ttft, 10, TOLERANCE_MS, "TTFT of a request holding a slot (ms)")
-    for ttft in ttfts[2:]:
-        near(ttft, 110, 2 * TOLERANCE_MS, "TTFT of a queued request (ms): waited for 10 x 10 ms")
+    for ttft in ttfts[2:]:  # two wakes' lateness adds up here; the defects: no wait (10 ms), two requests' (210 ms)
+        near(ttft, 110, 20, "TTFT of a queued request (ms): waited for 10 x 10 ms")
 
 
 def test_multi_token_chunks_are_attributed_evenly():
