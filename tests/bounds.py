@@ -5,7 +5,7 @@ the check, the measured value, the bound, the true value and the headroom left.
 
 headroom = how much of the room between the true value and the bound was left: 1 at the true value, 0 at the bound,
 below 0 a failure. `python -m tests.bounds PATH...` gives each check's worst headroom over every run written there
-(docs/timing-tests.md: how the suite's bounds were measured, and what each one catches).
+(docs/testing.md: how the suite's bounds were measured, and what each one catches).
 """
 
 from __future__ import annotations

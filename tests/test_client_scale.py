@@ -91,8 +91,10 @@ def test_two_client_processes_report_the_servers_timings_and_merge_in_order():
     records = outcome.records
     assert [r.id for r in records] == [f"r{i}" for i in range(8)] and all(r.ok for r in records)
     itl_ms = np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) for r in records]) / MS
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 10.47 (headroom 0.77)
     near(np.median(itl_ms), 10.0, 2.0, "ITL p50 (ms), the server's true interval")
     first_wave = sorted(r.sent_ns for r in records)[:4]  # both processes start at the one origin
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 3.10 (headroom 0.87)
     below(max(first_wave) / MS, 20, 0.5, "first wave's send after the origin (ms)")  # a wrong origin: ~50 ms
     assert len(outcome.workers) == 2 and len({w["pid"] for w in outcome.workers} | {os.getpid()}) == 3
     assert all(0 < w["process_cpu_share"] < 1.5 and w["requests"] == 4 for w in outcome.workers)
@@ -116,6 +118,7 @@ def test_an_open_loop_across_processes_sends_each_request_at_its_time():
     for i, record in enumerate(outcome.records):
         late_ns = seen_ns[i] - (outcome.origin_ns + arrivals[i])  # on the coordinator's clock, as the server saw it
         assert late_ns >= record.send_lag_ns >= 0  # stamped before it went, and it never went early (exact: one clock)
+        # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 6.148 (headroom 0.77)
         below(late_ns / MS, 25, 0.5, "arrival at the server after its scheduled time (ms)")
     assert all(w["send_lag_ms_max"] is not None for w in outcome.workers)
 
@@ -188,8 +191,10 @@ def test_ray_actors_measure_an_injected_clock_skew_back_and_merge_their_records(
     records = outcome.records
     assert [r.id for r in records] == [f"r{i}" for i in range(8)] and all(r.ok for r in records)
     first_wave = sorted(r.sent_ns for r in records)[:4]
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 3.66 (headroom 0.95)
     below(max(first_wave) / MS, 50, 1, "first wave's send after the origin (ms)")  # unconverted: 3 s off
     itl_ms = np.concatenate([itl_samples_ns(r.chunk_ns, r.chunk_tokens) for r in records]) / MS
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 10.47 (headroom 0.76)
     near(np.median(itl_ms), 10.0, 2.0, "ITL p50 (ms), the server's true interval")
     assert {w["clock_offset_ns"] for w in outcome.workers} == {w["clock_offset_ns"] for w in info}
 

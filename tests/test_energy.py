@@ -120,6 +120,7 @@ def test_a_run_reports_the_fake_gpus_known_power_and_joules_per_token(cli, monke
         # the counter's two reads bracket the window's clock reads, so the joules cover at least the window (exact); a
         # preemption between a read and the clock can add a few ms (1% of the 1.3 s window allows 13 ms)
         assert gpu["joules"] >= watts * cell["energy"]["window_s"] * (1 - 1e-9)
+        # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 1.97e-05 (headroom 1.00)
         below(gpu["mean_power_w"] / watts - 1, 0.01, 0, "mean power's relative excess over the fake's")
         assert gpu["output_tokens"] == tokens and gpu["j_per_output_token"] == pytest.approx(gpu["joules"] / tokens)
         # the window spans the measured requests: at least from the first send to the last end

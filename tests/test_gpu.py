@@ -30,7 +30,9 @@ def test_samples_every_interval_from_a_fake_reader():
     sampler.start()
     time.sleep(0.25)
     result = sampler.stop()
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 24 (headroom 0.94)
     above(result["num_samples"], 9, 25, "samples in 0.25 s at 10 ms: the sampler keeps its interval")
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 25 (headroom 1.00)
     below(result["num_samples"], 31, 25, "samples in 0.25 s at 10 ms: no more than asked for")
     gpu = result["per_gpu"][0]
     assert gpu["memory_used_mib_peak"] == 1000.0 + result["num_samples"] - 1

@@ -82,6 +82,7 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
     cold, reuse, reset = asyncio.run(go())
     assert (cold.cached_tokens, reuse.cached_tokens, reset.cached_tokens) == (0, 299, 0)
     assert reuse.engine["prompt_eval_tokens"] <= 1 and reset.engine["prompt_eval_tokens"] == 300
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 9.452 (headroom 4.23)
     above(cold.ttft_ms / reuse.ttft_ms, 1, 3, "cold TTFT / reused-prefix TTFT (300 prompt tokens vs 1)")
 
 

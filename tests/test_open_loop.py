@@ -62,6 +62,7 @@ def test_queueing_shows_in_ttft_from_the_schedule_as_m_d_1_predicts():
     expected_wait = 62.5 * (service / 1e3) ** 2 / (2 * (1 - load)) * 1e3
     assert all(r.scheduled_ns is not None and r.send_lag_ns >= 0 for r in records)
     expected = expected_wait + service / 8
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 5.39 (headroom 0.61)
     near(ttft.mean(), expected, 0.35 * expected, "mean TTFT from the schedule (ms), M/D/1")  # 35%: 300 requests
     assert ttft.mean() > 2 * service / 8  # the wait is there: a closed loop would show none
 
@@ -78,6 +79,7 @@ def test_max_concurrency_caps_requests_in_flight_and_the_wait_counts():
     for r in records:
         assert r.scheduled_ns == 0 and r.send_lag_ns == r.sent_ns  # due at the origin: the lag is the slot wait
         assert r.ttft_ms * 1e6 >= r.send_lag_ns + 1.9e6  # from the schedule: the wait, then the 2 ms interval
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 34.61 (headroom 2.30)
     above(by_send[-1].ttft_ms, 3 * 5 * 2, 3 * 5 * 2 + 2, "the last wave's TTFT (ms): three waves of 5 x 2 ms waited")
 
 

@@ -62,6 +62,7 @@ def test_the_null_engines_think_block_of_k_tokens_gives_ttfa_k_plus_1_intervals_
         for r in cell["requests"]:
             assert r["reasoning_tokens"] == k + 1  # the think block and its end delimiter
             gap_ms = (r["first_answer_ns"] - r["chunk_ns"][0]) / 1e6  # token k + 2 after token 1: k + 1 intervals
+            # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 116.4 (headroom 0.88)
             near(gap_ms, (k + 1) * interval_ms, 0.25 * (k + 1) * interval_ms, "first answer token after the first (ms)")
         s = cell["summary"]
         assert s["ttfa_ms"]["p50"] > s["ttft_ms"]["p50"] and s["reasoning_unended"] == 0

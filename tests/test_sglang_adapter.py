@@ -181,6 +181,7 @@ def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(mod
     assert times[1] == times[2] == times[3] and times[4] == times[5]
     gaps = itl_samples_ns(record.chunk_ns, record.chunk_tokens) / 1e6
     for gap, true in zip(gaps, [20 / 3] * 3 + [10, 10]):
+        # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 10.34 (headroom 0.89)
         near(gap, true, 3, "per-token gap in a merged chunk (ms)")
     assert record.finish_reason == "length" and record.prompt_tokens_reported == 32
     assert runtime.calls == [(32, {"max_new_tokens": 6, "min_new_tokens": 6, "ignore_eos": True, "temperature": 0.0}, True)]

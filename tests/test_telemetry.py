@@ -68,11 +68,15 @@ def test_telemetry_polls_are_timed_and_a_costly_polling_is_a_warning(tmp_path):
     telemetry = asyncio.run(watch_one_second())["telemetry"]
     polls = telemetry["polls"]
     assert telemetry["source"] == "polled every 40 ms" and polls["interval_ms"] == 40
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 20 both ways (headroom 1.00)
     above(polls["count"], 14, 20, "polls in 1 s at 40 ms + 10 ms each")  # late wake-ups lower it
     below(polls["count"], 22, 20, "polls in 1 s at 40 ms + 10 ms each")
     assert polls["p50_ms"] >= 10  # a 10 ms poll never takes less (a lower bound: load only lengthens it)
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 10.39 (headroom 0.96)
     below(polls["p50_ms"], 20, 10, "poll p50 (ms)")
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 0.2096 (headroom 0.81)
     near(polls["busy_share"], polls["count"] * 0.010, 0.05, "busy share against 10 ms per poll")
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 0.2096 (headroom 0.90)
     near(polls["busy_share"], 0.2, 0.1, "busy share of the polls")
     (warning,) = poll_warnings(polls)
     assert warning.startswith("telemetry polls took") and "metrics_interval_s" in warning

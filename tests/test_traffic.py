@@ -214,6 +214,7 @@ def test_trace_requests_go_out_at_the_traces_times(llama3_tokenizer):
     due_ms = [(e.timestamp_ms - entries[0].timestamp_ms) / 8 for e in entries]
     assert [r.scheduled_ns / 1e6 for r in records] == pytest.approx(due_ms, abs=1e-3)
     lag_ms = [r.send_lag_ns / 1e6 for r in records]
+    # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 2.377 (headroom 0.85)
     below(max(lag_ms), 10, 1, "max send lag (ms)")  # the open-loop send error (benchmarks/open_loop_send_error.py: p99 ~1-3 ms)
 
 
