@@ -30,6 +30,7 @@ DEFAULT_ARGS = {
     "lora_load_ms": 0.0,
     "lora_slots": 0,
     "gc_collect_every": 0,  # every N-th chunk (of any request) calls gc.collect(): a collector pause, for the GC tests
+    "change_token_at": -1,  # output ids are 0s; >= 0: the token at this position is 1 (an output that diverges there)
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -95,8 +96,9 @@ class NullEngine(StreamingEngine):
         compile_s += self._lora_load_s(request.lora_name)
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
-        with_ids = any(key == "turn" for key, _ in request.tags)  # a conversation needs output ids; others skip the cost
+        with_ids = request.constraint is None  # a constrained fake output carries no ids: there is nothing to validate
         full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk if with_ids else None)  # shared: the runner only reads it
+        changed_at = self.args["change_token_at"] if with_ids else -1
         think = self.args["think_tokens"] if request.reasoning_end_token_id is not None else 0
         sequences = self.request_args.get("n", 1)
         self.waiting += 1
@@ -126,7 +128,10 @@ class NullEngine(StreamingEngine):
                            for i in range(emitted - count, emitted)]  # fmt: skip
                     yield Chunk(count, token_ids=ids)
                     continue
-                yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
+                if emitted - count <= changed_at < emitted:
+                    yield Chunk(count, token_ids=[int(i == changed_at) for i in range(emitted - count, emitted)])
+                else:
+                    yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
                 for sequence in range(1, sequences):  # n > 1: the other sequences' tokens of this step
                     yield Chunk(count, sequence=sequence)
             if self.request_args.get("logprobs") is not None:

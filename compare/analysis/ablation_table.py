@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from compare.analysis.agreement import agreement_text, divergence_warning, run_agreement
 from compare.analysis.vs import MIN_EFFECT, VsRow, compare_runs
 
 TABLE_METRICS = ("TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p99", "output tok/s")
@@ -51,6 +52,30 @@ def ablation_rows(baseline_runs: dict[str, Any], point_runs: dict[str, dict[str,
     return rows
 
 
+def agreement_rows(baseline_runs: dict[str, Any], point_runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per point, scenario and cell: its outputs against the baseline's (compare/analysis/agreement.py)."""
+    rows = []
+    for label, runs in point_runs.items():
+        for scenario, run in runs.items():
+            base = baseline_runs.get(scenario)
+            if base is not None:
+                for cell_id, figures in run_agreement(base.doc, run.doc).items():
+                    rows.append({"scenario": scenario, "point": label, "cell_id": cell_id, **figures,
+                                 "warning": divergence_warning(label, figures)})  # fmt: skip
+    return rows
+
+
+def agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Outputs against the baseline's, per point and cell; a point whose outputs changed is flagged WARNING."""
+    if not rows:
+        return ["outputs vs baseline: not compared (no fingerprints: a text-only engine)"]
+    lines = ["outputs vs baseline (greedy, same prompts): a faster point that says something else is not the same work"]
+    for row in rows:
+        flag = "WARNING " if row["warning"] else ""
+        lines.append(f"{row['scenario']:13} {row['point'][:28]:28} {row['cell_id']:14} {flag}{agreement_text(row)}")
+    return lines
+
+
 def ablation_lines(rows: list[AblationRow], baseline: str) -> list[str]:
     if not rows:
         return ["ablation table: no point has a cell in common with the baseline (did the baseline fail?)"]
@@ -69,7 +94,8 @@ def ablation_lines(rows: list[AblationRow], baseline: str) -> list[str]:
     return lines
 
 
-def ablation_markdown(rows: list[AblationRow], baseline: str, question: str) -> str:
+def ablation_markdown(rows: list[AblationRow], baseline: str, question: str,
+                      agreement: list[dict[str, Any]] = ()) -> str:  # fmt: skip
     out = [f"# Ablation: {question}", "", f"Each point against the baseline ({baseline}): ratio point / baseline with a 95% "
            "bootstrap interval over requests; *not significant* when the interval holds 1 or reaches inside the minimum "
            "effect (3%, or the A/A difference of the same row where the baseline ran twice).", "", "| scenario | point | cell | metric | baseline | point | ratio [95% CI] | verdict |",
@@ -78,4 +104,11 @@ def ablation_markdown(rows: list[AblationRow], baseline: str, question: str) -> 
         r = item.row
         out.append(f"| {item.scenario} | {item.point} | {r.cell_id} | {r.metric} | {r.a:.2f} | {r.b:.2f} | "
                    f"{r.ratio.value:.3f} [{r.ratio.low:.3f}, {r.ratio.high:.3f}] | {r.verdict} |")  # fmt: skip
+    if agreement:
+        out += ["", "## Outputs against the baseline's", "", "Greedy outputs of the same prompts, by request "
+                "(compare/analysis/agreement.py). **Diverges** marks a point that changed what the model said.", "",
+                "| scenario | point | cell | outputs |", "|---|---|---|---|"]  # fmt: skip
+        for row in agreement:
+            flag = "**diverges**: " if row["warning"] else ""
+            out.append(f"| {row['scenario']} | {row['point']} | {row['cell_id']} | {flag}{agreement_text(row)} |")
     return "\n".join(out) + "\n"

@@ -21,7 +21,7 @@ POLL_BUSY_WARN_SHARE = 0.02  # telemetry polls answered for this share of the ce
 
 CV_THRESHOLD = 0.10
 SEND_LAG_WARN_MS = 10.0
-CLIENT_BOUND_SHARE = 0.85  # the event loop busy (not waiting) this share of the cell's wall time: requests queue in the client
+CLIENT_BOUND_SHARE = 0.85  # the event loop busy (never waiting) this share of the cell: requests queue in the client
 _STABILITY_METRICS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2e_ms": "E2E latency"}
 
 

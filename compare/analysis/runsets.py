@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from compare.analysis.agreement import agreement_text, cell_agreement
 from compare.analysis.cellstats import Figure, cell_figures
 from compare.analysis.checks import is_client_bound
 
@@ -20,6 +21,7 @@ class ScenarioTable:
     notes: list[str]  # comparability, said in the table's header
     cells: dict[str, dict[str, dict[str, Figure]]] = field(default_factory=dict)  # cell -> row -> column -> figure
     client_bound: dict[str, list[str]] = field(default_factory=dict)  # cell -> columns whose harness was the bottleneck
+    agreement: dict[str, list[str]] = field(default_factory=dict)  # cell -> each other column's outputs against the first's
 
 
 def engine_of(run) -> str:
@@ -115,6 +117,7 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
         cell_ids = list(dict.fromkeys(c["cell_id"] for r in group for c in r.doc["cells"]))
         for cell_id in cell_ids:
             rows: dict[str, dict[str, Figure]] = defaultdict(dict)
+            first = None
             for run in group:
                 cell = next((c for c in run.doc["cells"] if c["cell_id"] == cell_id), None)
                 if cell is None:
@@ -123,6 +126,11 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
                     rows[row][names[id(run)]] = figure
                 if is_client_bound(cell):
                     table.client_bound.setdefault(cell_id, []).append(names[id(run)])
+                if first is None:
+                    first = (names[id(run)], cell)
+                elif (agreement := cell_agreement(first[1], cell)) is not None:
+                    text = f"{names[id(run)]} vs {first[0]}: {agreement_text(agreement)}"
+                    table.agreement.setdefault(cell_id, []).append(text)
             table.cells[cell_id] = dict(rows)
         tables.append(table)
     return tables

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from compare.analysis.agreement import agreement_text, run_agreement
 from compare.analysis.cellstats import ok_records
 from compare.analysis.ratios import MIN_REQUESTS, percentile_pair, throughput_ratio
 from compare.analysis.stats import Interval
@@ -79,4 +80,10 @@ def vs_lines(a, b, rows: list[VsRow]) -> list[str]:
     significant = sum(row.significant for row in rows)
     lines.append(f"{significant} of {len(rows)} comparisons significant (95% interval beyond +-{rows[0].min_effect:.0%}) "
                  "; the rest: not significant" if rows else "no cell in common")
+    agreement = run_agreement(a.doc, b.doc)
+    for cell_id, figures in agreement.items():
+        lines.append(f"{cell_id:16} {agreement_text(figures)}")
+    if not agreement:
+        lines.append("outputs not compared: no cell of both runs carries output fingerprints (a text-only engine, or files "
+                     "from before them)")  # fmt: skip
     return lines

@@ -55,6 +55,8 @@ def tables_section(tables: list) -> list[str]:
             for row, by_column in rows.items():
                 lines.append(f"| {row} | " + " | ".join(figure_cell(by_column.get(c)) for c in table.columns) + " |")
             lines.append("")
+            if table.agreement.get(cell_id):
+                lines += ["Greedy outputs, same prompts: " + "; ".join(table.agreement[cell_id]) + ".", ""]
     return lines
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from time import perf_counter_ns
 from typing import Any, Callable
 
+from compare.results.outputs import output_digest, output_fingerprint
 from compare.results.records import RequestRecord
 from engines.base import Chunk, Request
 
@@ -85,6 +86,8 @@ class StreamRecorder:
             first_answer_ns=self.answer_ns - sent if self.answer_ns is not None else None,
             structured=self._structured(decode) if request.constraint is not None else None,
             chunk_sequence=self.chunk_sequence,
+            output_digest=output_digest(self.output_ids) if self.output_ids else None,
+            output_fingerprint=output_fingerprint(self.output_ids) if self.output_ids else None,
         )  # fmt: skip
 
     def _structured(self, decode: Callable[[list[int]], str] | None) -> dict[str, Any]:

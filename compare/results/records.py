@@ -41,12 +41,14 @@ class RequestRecord:
     timing: str = "stream"  # "stream": receipt time per chunk; "batch": one call for the whole cell
     scheduled_ns: int | None = None  # open loop: when the request was due, from the cell's origin
     tags: dict[str, int] | None = None  # its place in the workload: group, conversation, turn, trace index
-    output_ids: list[int] | None = None  # the engine's output ids, kept in memory for the next turn; never stored
+    output_ids: list[int] | None = None  # the engine's output ids, in memory for the next turn; stored only if asked
     logprob_tokens: int | None = None  # output tokens the engine returned logprobs for (--request-arg logprobs=K)
     reasoning_tokens: int | None = None  # tokens up to and including the end of reasoning (None: no end seen)
     first_answer_ns: int | None = None  # receipt of the first token after the end of reasoning, after the send
     structured: dict[str, Any] | None = None  # structured output: constraint name, output text, parses, valid
     chunk_sequence: list[int] | None = None  # request arg n > 1: which sequence each chunk belongs to
+    output_digest: str | None = None  # the output ids' digest, and 16 bits per token (compare/results/outputs.py)
+    output_fingerprint: str | None = None
 
     @property
     def send_lag_ns(self) -> int:
@@ -129,6 +131,8 @@ class RequestRecord:
                if self.reasoning_tokens is not None else {}),
             **({"structured": self.structured} if self.structured is not None else {}),
             **({"chunk_sequence": self.chunk_sequence} if self.chunk_sequence else {}),
+            **({"output_digest": self.output_digest, "output_fingerprint": self.output_fingerprint}
+               if self.output_digest is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -152,6 +156,7 @@ class RequestRecord:
             timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"), tags=data.get("tags"),
             logprob_tokens=data.get("logprob_tokens"), reasoning_tokens=data.get("reasoning_tokens"),
             first_answer_ns=data.get("first_answer_ns"), structured=data.get("structured"), chunk_sequence=data.get("chunk_sequence"),
+            output_digest=data.get("output_digest"), output_fingerprint=data.get("output_fingerprint"),
         )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compare.analysis.ablation_table import ablation_lines, ablation_markdown, ablation_rows
+from compare.analysis.ablation_table import ablation_lines, ablation_markdown, ablation_rows, agreement_lines, agreement_rows
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
 from compare.run.config import RunConfig, engine_args_for, request_args_for
@@ -209,10 +209,12 @@ def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs
     others = {label: by_scenario for label, by_scenario in by_point.items() if label != baseline}
     again = f"{baseline} (A/A)"
     rows = ablation_rows(by_point.get(baseline, {}), others, aa_label=again if again in by_point else None)
-    for line in ablation_lines(rows, baseline):
+    agreement = agreement_rows(by_point.get(baseline, {}), others)
+    for line in ablation_lines(rows, baseline) + agreement_lines(agreement):
         print(line, flush=True)
-    (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"]), encoding="utf-8")
+    (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"], agreement), encoding="utf-8")
     manifest["ablation_table"] = [row.to_json() for row in rows]
+    manifest["output_agreement"] = agreement
     print(f"ablation table: {root / 'ablation.md'}", flush=True)
 
 
