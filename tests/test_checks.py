@@ -33,6 +33,16 @@ def test_early_eos_is_flagged():
     assert any("early stop: 1 requests ended before 256 tokens (finish_reason stop)" in w for w in warnings_for([short]))
 
 
+def test_a_cell_that_asks_for_outputs_to_end_at_eos_flags_only_other_ends_and_reports_their_lengths():
+    at_eos = record([10, 20], target_output_tokens=256, finish_reason="stop")
+    aborted = record([10, 20, 30], target_output_tokens=256, finish_reason="abort", sent_ms=50)
+    warnings = warnings_for([at_eos, aborted], ignore_eos=False)
+    assert [w for w in warnings if w.startswith("early stop")] == [
+        "early stop: 1 requests ended before 256 tokens (finish_reason abort); their tokens still count"]
+    lengths = summarize([at_eos, aborted])["output_tokens"]
+    assert (lengths["min"], lengths["max"], lengths["p50"]) == (2, 3, 2.5)
+
+
 def test_engine_prompt_count_differing_from_target_is_flagged_as_truncation():
     r = record([10, 20], prompt_tokens=4096, prompt_tokens_reported=2048)
     assert any("engine counted 2048 tokens for a 4096-token prompt" in w for w in warnings_for([r]))

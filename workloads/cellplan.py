@@ -40,6 +40,7 @@ class CellPlan:
     arrivals_ns: tuple[int, ...] | None = None  # open loop: each request's due time after the cell's start
     conversations: tuple[Conversation, ...] = ()  # multi-turn
     traffic: dict[str, Any] | None = None  # what the workload is, with its checks (groups, conversations, trace)
+    chat: dict[str, Any] | None = None  # the chat template around every prompt (workloads/chat.py), where applied
 
     @property
     def num_measured(self) -> int:

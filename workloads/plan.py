@@ -11,6 +11,7 @@ import dataclasses
 from engines.base import UsageError
 from workloads.arrivals import arrival_offsets_ns
 from workloads.cellplan import CellPlan, draw_lengths, make_request
+from workloads.chat import wants_chat
 from workloads.lora import Adapter, with_adapters
 from workloads.reasoning import reasoning_end_id, with_reasoning_end
 from workloads.prompts import PromptBuilder, load_corpus
@@ -26,11 +27,12 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
     """`kv_capacity_tokens`: the engine's KV cache size, which a `kv_pressure` scenario sizes its groups by;
     `adapters`: the scenario's LoRA adapters (workloads/lora.py resolve_adapters), drawn per request."""
     builders: dict[str, PromptBuilder] = {}
+    chat = wants_chat(scenario.chat, scenario.prompt_mode, scenario.structured, tokenizer)
 
     def builder_for(language: str) -> PromptBuilder:
         if language not in builders:
             text = scenario.corpus.get(language) or load_corpus(language)
-            builders[language] = PromptBuilder(tokenizer, text)
+            builders[language] = PromptBuilder(tokenizer, text, chat)
         return builders[language]
 
     if scenario.kv_pressure and kv_capacity_tokens:
@@ -44,7 +46,7 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
             if cell.request_rate is not None:
                 arrivals = arrival_offsets_ns(len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index)
                 plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
-            plans.append(plan)
+            plans.append(dataclasses.replace(plan, chat=chat.to_json()) if chat is not None else plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
     check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
     plans = [with_adapters(with_constraints(plan, scenario.structured_kind), scenario, adapters) for plan in plans]

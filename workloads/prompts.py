@@ -41,10 +41,12 @@ def load_corpus(language: str) -> str:
 class PromptBuilder:
     """Cuts exact-length prompts out of a source text (cycled when a prompt needs more)."""
 
-    def __init__(self, tokenizer, source_text: str):
+    def __init__(self, tokenizer, source_text: str, chat=None):
+        """`chat`: a ChatWrap (workloads/chat.py): every prompt is its head, a body, its tail, of the exact length."""
         if not source_text.strip():
             raise UsageError("prompt source text is empty")
         self.tokenizer = tokenizer
+        self.chat = chat
         self._source_text = source_text.strip()
         self._source_ids: list[int] = []
         self._word_starts: list[int] = []
@@ -60,8 +62,8 @@ class PromptBuilder:
         """The source text's ids, one copy, no BOS (for workloads that cut their own blocks)."""
         return self.tokenizer(self._source_text, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
+    def _encode(self, text: str) -> list[int]:  # under a chat template, the template writes the special tokens
+        return self.tokenizer(text, add_special_tokens=self.chat is None, verbose=False)["input_ids"]
 
     def _decode(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -90,7 +92,15 @@ class PromptBuilder:
         return sorted(random.Random(seed).sample(candidates, count))
 
     def exact(self, num_tokens: int, offset: int = 0, prefix: Prompt | None = None) -> Prompt:
-        """A prompt of exactly `num_tokens` ids: `prefix` (or BOS) then source text from `offset`."""
+        """A prompt of exactly `num_tokens` ids: `prefix` (or BOS) then source text from `offset`; under a chat
+        template, its head, the body and its tail."""
+        if self.chat is not None and prefix is None:
+            head = Prompt(self.chat.head_ids, self.chat.head_text, True)
+            body = self._exact(num_tokens - len(self.chat.tail_ids), offset, head)
+            return Prompt(body.token_ids + self.chat.tail_ids, body.text + self.chat.tail_text, body.text_roundtrip_exact)
+        return self._exact(num_tokens, offset, prefix)
+
+    def _exact(self, num_tokens: int, offset: int, prefix: Prompt | None) -> Prompt:
         base_ids = prefix.token_ids if prefix else self._empty_ids
         base_text = prefix.text if prefix else ""
         body_len = num_tokens - len(base_ids)
@@ -115,7 +125,9 @@ class PromptBuilder:
         return [offset, *self._word_starts[first_later : first_later + _EXTRA_STARTS]]
 
     def natural(self, text: str) -> Prompt:
-        """A prompt whose length is whatever the tokenizer makes of `text`."""
+        """A prompt whose length is whatever the tokenizer makes of `text` (inside the chat template, if any)."""
+        if self.chat is not None:
+            text = self.chat.head_text + text + self.chat.tail_text
         return Prompt(tuple(self._encode(text)), text, text_roundtrip_exact=True)
 
 

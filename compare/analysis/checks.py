@@ -43,6 +43,8 @@ def cell_warnings(
         warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0].error})")
     short = [r for r in ok if (min(sum(tokens) for _, tokens in r.sequences()) if r.chunk_sequence  # n > 1: each
                                else r.output_tokens) < r.target_output_tokens]
+    if config.get("ignore_eos") is False:  # the cell asked for outputs that end at EOS: only other ends are early
+        short = [r for r in short if r.finish_reason != "stop"]
     if short:
         reasons = sorted({str(r.finish_reason) for r in short})
         warnings.append(

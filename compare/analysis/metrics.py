@@ -69,6 +69,7 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         "wall_s": wall_s,
         "prompt_tokens_total": prompt_tokens,
         "output_tokens_total": output_tokens,
+        "output_tokens": describe(r.output_tokens for r in ok),  # per request: its spread says where outputs end at EOS
         "output_tok_per_s": output_tokens / wall_s if wall_s else None,
         "total_tok_per_s": (prompt_tokens + output_tokens) / wall_s if wall_s else None,
         "request_per_s": len(ok) / wall_s if wall_s else None,

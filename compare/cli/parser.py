@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="structured output: one cell per mode, of none (unconstrained), cached (one constraint "
                              "reused) and unique (one per request), e.g. 'none,unique'; EOS then ends every output "
                              "(the structured scenario has all three; docs/features.md)")  # fmt: skip
+    parser.add_argument("--to-eos", action="store_true",
+                        help="let outputs end at EOS (up to --output-tokens): with a real model (pypi:smollm2-135m) the "
+                             "output lengths become a measured distribution, reported per cell")
+    chat = parser.add_mutually_exclusive_group()
+    chat.add_argument("--chat", action="store_true", default=None,
+                      help="ask through the model's chat template (exact prompt lengths kept; structured does by default)")
+    chat.add_argument("--no-chat", dest="chat", action="store_false", help="raw prompts, even for structured output")
     parser.add_argument("--structured-kind", choices=("json", "regex", "choice"),
                         help="what constrains a structured cell's output: the project's JSON schemas (default), "
                              "regexes or choices")  # fmt: skip
@@ -217,12 +224,13 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "reasoning_delimiters": tuple(args.reasoning_delimiters.split(",")) if args.reasoning_delimiters else None,
         "structured": tuple(args.structured.split(",")) if args.structured else None,
         "structured_kind": args.structured_kind,
+        "chat": args.chat,
         "lora_adapters": lora_adapters(args.lora_adapters),
         "lora_distribution": args.lora_distribution,
         "lora_zipf_alpha": args.lora_zipf_alpha,
         "lora_rank": args.lora_rank,
         # constrained output ends at EOS (its grammar's end): cells with a constraint do not ignore it
-        "ignore_eos": False if args.structured and args.structured.replace("none", "").strip(",") else None,
+        "ignore_eos": False if args.to_eos or (args.structured and args.structured.replace("none", "").strip(",")) else None,
     }
 
 

