@@ -9,6 +9,7 @@ harness: engine-side timings travel in `engine_metrics`, apart from the harness'
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
@@ -228,6 +229,11 @@ def _cast(engine: str, key: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
+        if isinstance(default, (dict, list)):
+            value = json.loads(raw)
+            if not isinstance(value, type(default)):
+                raise ValueError(raw)
+            return value
     except ValueError:
         kind = type(default).__name__
         raise UsageError(f"engine {engine!r}: --engine-arg {key}={raw!r} is not a valid {kind}") from None

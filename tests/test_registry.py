@@ -39,3 +39,13 @@ def test_engine_args_are_cast_to_the_defaults_types():
         resolve_engine_args("x", {"thread": "4"}, defaults)
     with pytest.raises(UsageError, match="threads='four' is not a valid int"):
         resolve_engine_args("x", {"threads": "four"}, defaults)
+
+
+def test_engine_args_with_a_dict_default_parse_as_json_objects():
+    defaults = {"structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
+    given = {"structured_outputs_config": '{"backend": "guidance", "disable_any_whitespace": false}'}
+    args = resolve_engine_args("vllm", given, defaults)
+    assert args["structured_outputs_config"] == {"backend": "guidance", "disable_any_whitespace": False}
+    for bad in ("guidance", "[1]", "{not json"):
+        with pytest.raises(UsageError, match="structured_outputs_config"):
+            resolve_engine_args("vllm", {"structured_outputs_config": bad}, defaults)

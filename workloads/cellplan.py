@@ -23,6 +23,7 @@ class Conversation:
     user_turns: tuple[tuple[int, ...], ...]
     output_tokens: tuple[int, ...]
     think_ns: tuple[int, ...]  # after turn t's answer, before turn t + 1
+    closing_id: int | None = None  # chat: the id that ends an assistant's message, which a later user turn starts with
 
     @property
     def longest_sequence(self) -> tuple[int, int]:

@@ -9,7 +9,6 @@ and never fetched from a model hub.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
-from engines.cache import build_lock, default_cache_dir
+from engines.cache import build_lock, default_cache_dir, file_sha256
 from workloads.tokenizers import PackagedTokenizer, write_tokenizer
 
 DEFAULT_MODEL = "synthetic:tiny-llama3"
@@ -106,7 +105,7 @@ def holds_packaged_tokenizer(folder: Path) -> bool:
     hashes = built.get("files_sha256", {})
     names = ("tokenizer.json", "tokenizer_config.json")
     return built.get("tokenizer_source") is not None and all(
-        name in hashes and (folder / name).is_file() and _sha256(folder / name) == hashes[name] for name in names
+        name in hashes and (folder / name).is_file() and file_sha256(folder / name) == hashes[name] for name in names
     )
 
 
@@ -236,14 +235,6 @@ def _write_preset(preset: Preset, folder: Path) -> None:
         "preset_version": preset.version,
         "seed": preset.seed,
         "tokenizer_source": preset.tokenizer,
-        "files_sha256": {p.name: _sha256(p) for p in files},
+        "files_sha256": {p.name: file_sha256(p) for p in files},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -15,7 +15,6 @@ project does not use, so the file is found with importlib.util.find_spec, never 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import UsageError
-from engines.cache import build_lock
+from engines.cache import build_lock, file_sha256
 
 MANIFEST = "enginebench-manifest.json"
 
@@ -85,7 +84,7 @@ def build_packaged(model: PackagedModel, cache_dir: Path) -> Path:
 def _build(model: PackagedModel, gguf: Path, cache_dir: Path, target: Path) -> None:
     print(f"building pypi:{model.name} (once): {model.quantization} GGUF from {model.package} {model.version} -> bf16 "
           f"folder {target}", flush=True)  # fmt: skip
-    digest = _sha256(gguf)
+    digest = file_sha256(gguf)
     if digest != model.sha256:
         raise UsageError(f"{gguf} has sha256 {digest}, not {model.sha256}: reinstall with {model.install_command()}")
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +97,7 @@ def _build(model: PackagedModel, gguf: Path, cache_dir: Path, target: Path) -> N
         manifest = {"packaged_model": model.name, "build_version": model.build_version,
                     "provenance": {**asdict(model), "gguf_path": str(gguf), "dequantized_to": "bfloat16", "tool": tool,
                                    "build_s": round(time.perf_counter() - started, 1)},
-                    "files_sha256": {p.name: _sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}}  # fmt: skip
+                    "files_sha256": {p.name: file_sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}}  # fmt: skip
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if target.exists():
             shutil.rmtree(target)
@@ -139,14 +138,6 @@ def _version(distribution: str) -> str:
     from importlib.metadata import version
 
     return version(distribution)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance(info: dict[str, Any]) -> dict[str, Any] | None:

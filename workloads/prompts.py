@@ -91,11 +91,13 @@ class PromptBuilder:
             raise UsageError(f"source text has only {len(candidates)} distinct start points; {count} asked")
         return sorted(random.Random(seed).sample(candidates, count))
 
-    def exact(self, num_tokens: int, offset: int = 0, prefix: Prompt | None = None) -> Prompt:
+    def exact(self, num_tokens: int, offset: int = 0, prefix: Prompt | None = None, later_turn: bool = False) -> Prompt:
         """A prompt of exactly `num_tokens` ids: `prefix` (or BOS) then source text from `offset`; under a chat
-        template, its head, the body and its tail."""
+        template, its head (`later_turn`: a later user turn's, after an assistant message), the body and its tail."""
         if self.chat is not None and prefix is None:
             head = Prompt(self.chat.head_ids, self.chat.head_text, True)
+            if later_turn:
+                head = Prompt(self.chat.turn_head_ids, self.chat.turn_head_text or "", True)
             body = self._exact(num_tokens - len(self.chat.tail_ids), offset, head)
             return Prompt(body.token_ids + self.chat.tail_ids, body.text + self.chat.tail_text, body.text_roundtrip_exact)
         return self._exact(num_tokens, offset, prefix)

@@ -5,7 +5,8 @@ and trace replay (the fixed and drawn single-turn cells are in workloads/plan.py
   Q tokens per prompt. The shared ids are checked to be identical within a group and different between
   groups, and the check is recorded. Order grouped (a group's prompts in a row) or shuffled (seeded).
   `kv_pressure` sizes G so that G x S is that multiple of the engine's KV capacity.
-- Conversations: C conversations x T turns. The user turns are planned here (the first starts with BOS);
+- Conversations: C conversations x T turns. The user turns are planned here (the first starts with BOS, or under
+  a chat template with its head; a later one with the template's end of the assistant's turn);
   each turn's prompt is built as the cell runs: the whole history, the engine's own earlier output ids
   included, plus the new user turn (compare/run/runner.py: conversation_loop).
 - Trace: a Mooncake JSONL file (workloads/trace.py): prompts share exact 512-token blocks where the hash
@@ -87,16 +88,18 @@ def plan_conversations(scenario: Scenario, cell: CellSpec, builder: PromptBuilde
     lengths = draw_lengths(scenario, cell, num_conv * num_turns)
     think_ms = scenario.think_times_ms.draw(num_conv * num_turns, scenario.seed + 7) if scenario.think_time_ms else [0] * (num_conv * num_turns)
     bos = builder.bos_ids
+    closing_id = builder.chat.turn_head_ids[0] if builder.chat is not None else None  # e.g. <|im_end|>
     conversations, inexact = [], 0
     for c in range(num_conv):
         turns = []
         for t in range(num_turns):
             k = c * num_turns + t
-            prompt = builder.exact(lengths.inputs[k] + len(bos), offsets[k])
+            prompt = builder.exact(lengths.inputs[k] + len(bos), offsets[k], later_turn=t > 0)
             inexact += not prompt.text_roundtrip_exact
             turns.append(prompt.token_ids if t == 0 else prompt.token_ids[len(bos):])
         span = slice(c * num_turns, (c + 1) * num_turns)
-        conversations.append(Conversation(c, tuple(turns), tuple(lengths.outputs[span]), tuple(int(ms * 1e6) for ms in think_ms[span])))
+        conversations.append(Conversation(c, tuple(turns), tuple(lengths.outputs[span]), tuple(int(ms * 1e6) for ms in think_ms[span]),
+                                          closing_id))  # fmt: skip
     first_turns = [make_request(scenario, f"{cell.cell_id}-c{c.index}-t0", c.user_turns[0], c.output_tokens[0], None,
                                 (("conversation", c.index), ("turn", 0))) for c in conversations]  # fmt: skip
     warmups = [builder.exact(lengths.inputs[0] + len(bos), o) for o in offsets[num_conv * num_turns :]]

@@ -82,6 +82,7 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         quick=args.quick,
         cache_dir=args.cache_dir,
         show_progress=not args.no_progress and sys.stderr.isatty(),
+        verbose=args.verbose,
         slo=args.slo,
         profile=args.nsys if args.nsys is not None else args.profile,
         profile_kind="cuda" if args.nsys is not None else "torch",

@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     points.add_argument("--allow-failures", action="store_true", help="exit 0 even when some requests failed")
     parser.add_argument("--list", action="store_true", help="list engines, scenarios, model presets and ablation sets, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="engine output (vLLM's and torch's logs and warnings) live on the terminal; without it, "
+                             "it goes to <out>/logs/<engines>-engine.log, named in the output")
     fields = parser.add_argument_group("scenario overrides")
     fields.add_argument("--concurrency", type=_int_list, metavar="N[,N]", help="concurrency levels")
     fields.add_argument("--input-tokens", type=_int_list, metavar="N[,N]", help="prompt lengths in tokens")

@@ -31,6 +31,7 @@ class RunConfig:
     quick: bool = False
     cache_dir: Path | None = None
     show_progress: bool = True
+    verbose: bool = False  # engine output live on the terminal, not in <out>/logs/<engines>-engine.log
     slo: dict[str, float] | None = None  # latency limits for goodput
     profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
     host_profile: str | None = None  # cell id, or "all": py-spy on every serving process (compare/run/hostprofile.py)

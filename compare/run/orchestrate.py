@@ -7,7 +7,6 @@ Sweeps, ablation sets and isolated engines come here through compare/run/sweep.p
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from rich.console import Console
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.report.tables import print_report
 from compare.run.config import RunConfig, engine_args_for, request_args_for
+from compare.run.enginelog import EngineLog, HarnessStream, engine_log_path, harness_err, harness_out
 from compare.run.resume import find_previous
 from compare.run.search import search_max_rate
 from compare.run.session import RunOptions, run_scenario
@@ -88,13 +88,19 @@ def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
 
 
 async def run_one(config: RunConfig) -> int:
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(file=HarnessStream(), width=None if harness_out().isatty() else 200)
     for name in config.engines:
         load_engine_class(name)  # an unknown or missing engine fails before any model is built
     model = resolve_model(config.model, config.cache_dir)
     tokenizer = tokenizer_for(model, config)
     adapters = {s.name: resolve_adapters(s.lora_adapters, s.lora_rank, model.path, model.cache_dir) for s in config.scenarios}
     plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens, adapters=adapters[s.name]) for s in config.scenarios}
+    with EngineLog(None if config.verbose else engine_log_path(config.out_dir, config.engines)) as log:
+        return await _measure(config, model, tokenizer, plans, adapters, console, log)
+
+
+async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: dict, console: Console, log: EngineLog) -> int:
+    """Construct and check every engine, then start each in turn and run every scenario on it."""
     runs = build_engines(config, model, served_adapters(adapters.values()))
     for run in runs:
         limit, arg = run.engine.max_context_tokens, run.engine.context_arg
@@ -107,6 +113,9 @@ async def run_one(config: RunConfig) -> int:
         for run in runs:  # engines that set their profiler up at start learn the folder now
             run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
             run.engine.profile_kind = config.profile_kind
+    log_path = log.keep()  # every input checked: from here on the engines' output has a file
+    if log_path is not None:
+        console.print(f"engine log: {log_path} (--verbose shows it live)", highlight=False, markup=False)
     options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
                          profile=config.profile, host_profile=config.host_profile,
                          host_profile_rate=config.host_profile_rate)  # fmt: skip
@@ -130,7 +139,8 @@ async def run_one(config: RunConfig) -> int:
         except UsageError:
             raise  # e.g. no server to talk to: one line, exit 2; earlier engines' files are written
         except Exception as exc:  # an engine that cannot start: one line, the other engines go on
-            print(f"error: engine {run.name!r} failed to start: {type(exc).__name__}: {exc}", file=sys.stderr)
+            seen = f" (its output: {log_path})" if log_path else ""
+            print(f"error: engine {run.name!r} failed to start: {type(exc).__name__}: {exc}{seen}", file=harness_err())
             failures += 1
             continue
         clients = None
@@ -148,7 +158,7 @@ async def run_one(config: RunConfig) -> int:
                                                  options, console, run.variant, previous[scenario.name], clients,
                                                  run.start_s, run.start_together)  # fmt: skip
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
-                    print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=harness_err())
                     failures += 1
                     continue
                 finished.append(results)
@@ -157,7 +167,7 @@ async def run_one(config: RunConfig) -> int:
                 failed = sum(c["summary"]["num_requests"] - c["summary"]["num_ok"] for c in results.doc["cells"])
                 if failed and not config.allow_failures:
                     print(f"error: {failed} request(s) of {run.name!r} on {scenario.name!r} failed (errors in "
-                          f"{results.path}); exit 1 (--allow-failures: exit 0)", file=sys.stderr)  # fmt: skip
+                          f"{results.path}); exit 1 (--allow-failures: exit 0)", file=harness_err())  # fmt: skip
                     failures += 1
         finally:
             if clients is not None:

@@ -167,7 +167,10 @@ async def conversation_loop(
                     for later in range(turn + 1, turns):
                         results[conversation.index * turns + later] = not_sent(cell_id, request, conversation.index, later, turn)
                     break
-                history = request.prompt_token_ids + tuple(record.output_ids)
+                output = tuple(record.output_ids)
+                if output and output[-1] == conversation.closing_id:  # the next user turn closes the message itself
+                    output = output[:-1]
+                history = request.prompt_token_ids + output
                 record.output_ids = None
                 if turn + 1 < turns:
                     await asyncio.sleep(conversation.think_ns[turn] / 1e9)

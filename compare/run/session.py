@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from compare.analysis.telemetry import summarize_telemetry
 from compare.results.store import ResultsFile, results_path
 from compare.run import environment
 from compare.run.cellwindow import CellWindow, Instruments
+from compare.run.enginelog import harness_err
 from compare.run.energy import energy_per_work
 from compare.run.gpu import GpuSampler
 from compare.run.observe import CellObserver
@@ -161,7 +161,7 @@ async def run_scenario(
             results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
         except OSError as write_error:  # e.g. disk full: the last complete write stays on disk
             print(f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
-                  file=sys.stderr)  # fmt: skip
+                  file=harness_err())  # fmt: skip
         raise
     if kept:  # kept cells first, then the ones run now: back into the plan's order
         order = {plan.spec.cell_id: index for index, plan in enumerate(plans)}
