@@ -68,8 +68,10 @@ def main() -> None:
         for count_waits in (False, True):
             per_iteration[count_waits].append(asyncio.run(loop_iteration_ns(200_000, count_waits)))
     plain, counted = (statistics.median(per_iteration[c]) for c in (False, True))
-    print(f"event-loop iteration (sleep(0)), median of {args.repeats}: {plain:.0f} ns plain, {counted:.0f} ns with the "
-          f"loop-wait counter (+{counted - plain:.0f} ns)")
+    print(
+        f"event-loop iteration (sleep(0)), median of {args.repeats}: {plain:.0f} ns plain, {counted:.0f} ns with the "
+        f"loop-wait counter (+{counted - plain:.0f} ns)"
+    )
 
 
 if __name__ == "__main__":

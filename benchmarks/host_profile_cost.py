@@ -60,8 +60,11 @@ def measure(rate_hz: int, seconds: float, rounds: int = 3) -> dict[str, float]:
             since = len(log.read_text().split())
             time.sleep(window)
             off.append(step_times(log, since))
-            spy = subprocess.Popen(py_spy_argv(py_spy_binary(), child.pid, rate_hz, Path(folder) / f"p{index}.json"),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            spy = subprocess.Popen(
+                py_spy_argv(py_spy_binary(), child.pid, rate_hz, Path(folder) / f"p{index}.json"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(0.5)  # attached
             since, cpu0 = len(log.read_text().split()), cpu_seconds(spy.pid)
             time.sleep(window)
@@ -72,8 +75,13 @@ def measure(rate_hz: int, seconds: float, rounds: int = 3) -> dict[str, float]:
         child.kill()
         child.wait()
     off_ms, on_ms = np.concatenate(off), np.concatenate(on)
-    return {"off_ms_p50": float(np.median(off_ms)), "on_ms_p50": float(np.median(on_ms)), "off_ms_mean": float(off_ms.mean()),
-            "on_ms_mean": float(on_ms.mean()), "sampler_cpu_share": float(np.mean(spy_cpu))}  # fmt: skip
+    return {
+        "off_ms_p50": float(np.median(off_ms)),
+        "on_ms_p50": float(np.median(on_ms)),
+        "off_ms_mean": float(off_ms.mean()),
+        "on_ms_mean": float(on_ms.mean()),
+        "sampler_cpu_share": float(np.mean(spy_cpu)),
+    }
 
 
 def main() -> None:
@@ -82,14 +90,22 @@ def main() -> None:
     parser.add_argument("--rates", default="50,100,200,500")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
-    print(f"{cores} core(s); a ~10 ms pure-Python step; sampler off and on in alternating windows ({args.seconds:g} s per rate)")
-    print("| rate Hz | step p50 off -> on ms | change | step mean off -> on ms | change | py-spy CPU (share of a core) |")
+    print(
+        f"{cores} core(s); a ~10 ms pure-Python step; sampler off and on in alternating windows ({args.seconds:g} s "
+        f"per rate)"
+    )
+    print(
+        "| rate Hz | step p50 off -> on ms | change | step mean off -> on ms | change | py-spy CPU (share of a core) |"
+    )
     print("|---|---|---|---|---|---|")
     for rate in [int(r) for r in args.rates.split(",")]:
         m = measure(rate, args.seconds)
-        print(f"| {rate} | {m['off_ms_p50']:.3f} -> {m['on_ms_p50']:.3f} | {m['on_ms_p50'] / m['off_ms_p50'] - 1:+.1%} | "
-              f"{m['off_ms_mean']:.3f} -> {m['on_ms_mean']:.3f} | {m['on_ms_mean'] / m['off_ms_mean'] - 1:+.1%} | "
-              f"{m['sampler_cpu_share']:.1%} |")
+        print(
+            f"| {rate} | {m['off_ms_p50']:.3f} -> {m['on_ms_p50']:.3f} | {m['on_ms_p50'] / m['off_ms_p50'] - 1:+.1%} | "
+            f"{m['off_ms_mean']:.3f} -> {m['on_ms_mean']:.3f} | {m['on_ms_mean'] / m['off_ms_mean'] - 1:+.1%} | "
+            f"{m['sampler_cpu_share']:.1%} |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -59,7 +59,9 @@ async def with_httpx(url: str, requests: int, concurrency: int, loads) -> int:
     import httpx
 
     events = 0
-    async with httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=None, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
 
         async def worker(count: int) -> None:
             nonlocal events
@@ -128,7 +130,10 @@ def main() -> None:
                         rates.append(events / (time.perf_counter() - started))
                         loop.close()
                     runs = " ".join(f"{r / 1e3:.0f}k" for r in rates)
-                    print(f"{name:<10} {parse_name:<7} {loop_name:<8} {statistics.median(rates):>18,.0f}  {runs}", flush=True)
+                    print(
+                        f"{name:<10} {parse_name:<7} {loop_name:<8} {statistics.median(rates):>18,.0f}  {runs}",
+                        flush=True,
+                    )
     finally:
         server.terminate()
         server.wait()

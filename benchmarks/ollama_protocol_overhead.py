@@ -33,15 +33,19 @@ async def measure(engine, requests):
 
 async def main() -> None:
     model = resolve_model(DEFAULT_MODEL)
-    scenario = apply_overrides(load_scenario("single"), False, {"input_tokens": (128,), "repetitions": 10, "output_tokens": 64})
+    scenario = apply_overrides(
+        load_scenario("single"), False, {"input_tokens": (128,), "repetitions": 10, "output_tokens": 64}
+    )
     requests = plan_scenario(scenario, model.load_tokenizer(), model.max_context_tokens)[0].requests
     direct = await measure(LlamaCppEngine(model, {}), requests)
     with tempfile.TemporaryDirectory() as blobs, OllamaTestPeer(Path(blobs)) as peer:
         via_peer = await measure(OllamaEngine(model, {"host": peer.host}), requests)
     for name, key in (("TTFT", "ttft_ms"), ("ITL", "itl_ms")):
         a, b = direct[key], via_peer[key]
-        print(f"{name}: llamacpp in-process p50 {a['p50']:.3f} ms, ollama client via test peer p50 {b['p50']:.3f} ms, "
-              f"delta {b['p50'] - a['p50']:+.3f} ms (p99 delta {b['p99'] - a['p99']:+.3f} ms)")
+        print(
+            f"{name}: llamacpp in-process p50 {a['p50']:.3f} ms, ollama client via test peer p50 {b['p50']:.3f} ms, "
+            f"delta {b['p50'] - a['p50']:+.3f} ms (p99 delta {b['p99'] - a['p99']:+.3f} ms)"
+        )
     print(f"output tok/s: in-process {direct['output_tok_per_s']:.1f}, via peer {via_peer['output_tok_per_s']:.1f}")
 
 

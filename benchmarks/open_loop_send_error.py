@@ -44,9 +44,15 @@ async def measure(rate: float, seconds: float, tokens: int, gc_mode: str, precis
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     lag_ms = np.array([r.send_lag_ns for r in records]) / 1e6
     pauses = quiet.result()
-    return {"requests": count, "p50_ms": float(np.percentile(lag_ms, 50)), "p99_ms": float(np.percentile(lag_ms, 99)),
-            "max_ms": float(lag_ms.max()), "cpu_share": cpu / wall, "collections": pauses["collections"],
-            "gc_max_ms": pauses["max_ms"]}  # fmt: skip
+    return {
+        "requests": count,
+        "p50_ms": float(np.percentile(lag_ms, 50)),
+        "p99_ms": float(np.percentile(lag_ms, 99)),
+        "max_ms": float(lag_ms.max()),
+        "cpu_share": cpu / wall,
+        "collections": pauses["collections"],
+        "gc_max_ms": pauses["max_ms"],
+    }
 
 
 def main() -> None:
@@ -55,14 +61,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="scheduled duration per rate")
     parser.add_argument("--tokens", type=int, default=8, help="tokens per request (5 ms apart)")
     args = parser.parse_args()
-    print(f"{'rate':>6} {'gc':>4} {'wait':>12} {'requests':>9} {'send error p50':>15} {'p99':>9} {'max':>9} "
-          f"{'harness CPU':>12} {'collections (longest)':>22}")  # fmt: skip
+    print(
+        f"{'rate':>6} {'gc':>4} {'wait':>12} {'requests':>9} {'send error p50':>15} {'p99':>9} {'max':>9} "
+        f"{'harness CPU':>12} {'collections (longest)':>22}"
+    )
     for rate in (float(r) for r in args.rates.split(",")):
         for gc_mode, precise in VARIANTS:
             row = asyncio.run(measure(rate, args.seconds, args.tokens, gc_mode, precise))
             wait = "timer+yield" if precise else "timer"
-            print(f"{rate:6g} {gc_mode:>4} {wait:>12} {row['requests']:9d} {row['p50_ms']:12.3f} ms {row['p99_ms']:6.3f} ms "
-                  f"{row['max_ms']:6.3f} ms {row['cpu_share']:11.0%} {row['collections']:>12d} ({row['gc_max_ms']:.1f} ms)")  # fmt: skip
+            print(
+                f"{rate:6g} {gc_mode:>4} {wait:>12} {row['requests']:9d} {row['p50_ms']:12.3f} ms "
+                f"{row['p99_ms']:6.3f} ms "
+                f"{row['max_ms']:6.3f} ms {row['cpu_share']:11.0%} {row['collections']:>12d} ({row['gc_max_ms']:.1f} "
+                f"ms)"
+            )
 
 
 if __name__ == "__main__":

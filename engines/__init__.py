@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from engines.base import Engine, EngineUnavailable, UsageError
+from engines.base import BatchEngine, Engine, EngineUnavailable, StreamingEngine, UsageError
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,7 @@ def load_engine_class(name: str) -> type[Engine]:
         return _import_target(entry.target)
     if ":" in name:
         return _import_target(name)
-    raise UsageError(
-        f"unknown engine {name!r}; valid: {', '.join(engine_names())} (or package.module:Class)"
-    )
+    raise UsageError(f"unknown engine {name!r}; valid: {', '.join(engine_names())} (or package.module:Class)")
 
 
 def _import_target(target: str) -> type[Engine]:
@@ -119,4 +117,12 @@ def _import_target(target: str) -> type[Engine]:
     engine_class = getattr(module, class_name, None)
     if engine_class is None:
         raise UsageError(f"module {module_name!r} has no class {class_name!r}")
+    if not (
+        isinstance(engine_class, type)
+        and (StreamingEngine in engine_class.__mro__ or BatchEngine in engine_class.__mro__)
+    ):
+        raise UsageError(
+            f"engine {target!r} implements neither StreamingEngine nor BatchEngine: subclass one of them "
+            "(engines/base.py), which declares the whole contract with its defaults"
+        )
     return engine_class

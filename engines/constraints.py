@@ -60,7 +60,13 @@ def http_structured(server: str, constraint: Constraint) -> dict[str, Any]:
     llama.cpp's `json_schema`/`grammar`."""
     if server == "vllm":
         key = {"json": "json", "regex": "regex", "choice": "choice"}[constraint.kind]
-        value = constraint.schema if constraint.kind == "json" else constraint.choices if constraint.kind == "choice" else constraint.value
+        value = (
+            constraint.schema
+            if constraint.kind == "json"
+            else constraint.choices
+            if constraint.kind == "choice"
+            else constraint.value
+        )
         return {"structured_outputs": {key: value}}
     if server == "sglang":
         return sglang_structured(constraint)

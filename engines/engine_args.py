@@ -56,7 +56,9 @@ def parse_typed(engine: str, key: str, raw: str, annotation: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UsageError(f"engine {engine!r}: {key}={raw!r} is not valid JSON ({exc.msg}); {key} is {annotation}") from None
+            raise UsageError(
+                f"engine {engine!r}: {key}={raw!r} is not valid JSON ({exc.msg}); {key} is {annotation}"
+            ) from None
     literal = re.search(r"Literal\[(.*?)\]", annotation)
     if literal:
         choices = [c.strip().strip("'\"") for c in literal.group(1).split(",")]
@@ -81,8 +83,9 @@ def split_args(engine: str, given: dict[str, str], ours: dict[str, Any], fields:
     return {key: parse_typed(engine, key, raw, fields[key]) for key, raw in given.items() if key not in ours}
 
 
-
 def resolve_args(engine: str, given: dict[str, str], ours: dict[str, Any], fields: dict[str, str]) -> tuple[dict, dict]:
     """(our args, cast to our defaults' types; every other given arg, typed by the engine's fields). Checks only:
     a sweep calls it for every point before the first runs."""
-    return resolve_engine_args(engine, {k: v for k, v in given.items() if k in ours}, ours), split_args(engine, given, ours, fields)
+    return resolve_engine_args(engine, {k: v for k, v in given.items() if k in ours}, ours), split_args(
+        engine, given, ours, fields
+    )

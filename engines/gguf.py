@@ -46,18 +46,36 @@ def converter_dir(cache_dir: Path) -> Path:
 def _fetch_converter(target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         download = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-             f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", tmp],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+                "-d",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if download.returncode != 0:
-            raise UsageError(f"could not fetch the llama-cpp-python sdist for its GGUF converter: {download.stderr.strip()[-300:]}")
+            raise UsageError(
+                f"could not fetch the llama-cpp-python sdist for its GGUF converter: {download.stderr.strip()[-300:]}"
+            )
         (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
         staging = Path(tmp) / "converter"
         with tarfile.open(sdist) as archive:
             for member in archive.getmembers():
                 relative = member.name.removeprefix(_VENDOR)
-                if member.name.startswith(_VENDOR) and relative.startswith(_MEMBERS) and (member.isfile() or member.isdir()):
+                if (
+                    member.name.startswith(_VENDOR)
+                    and relative.startswith(_MEMBERS)
+                    and (member.isfile() or member.isdir())
+                ):
                     member.name = relative
                     archive.extract(member, staging, filter="data")
         if target.exists():
@@ -73,11 +91,17 @@ def model_gguf(model, quant: str, cache_dir: Path) -> tuple[Path, dict[str, Any]
     "shipped" insists on it; any other quantization is exported from the model's folder."""
     shipped = (model.info.get("provenance") or {}) if model.info else {}
     if quant in ("", SHIPPED) and shipped.get("gguf_path"):
-        return Path(shipped["gguf_path"]), {"quantization": shipped["quantization"], "as_shipped": True,
-                                            "size_bytes": shipped["size_bytes"], "sha256": shipped["sha256"],
-                                            "source": f"{shipped['package']} {shipped['version']}"}  # fmt: skip
+        return Path(shipped["gguf_path"]), {
+            "quantization": shipped["quantization"],
+            "as_shipped": True,
+            "size_bytes": shipped["size_bytes"],
+            "sha256": shipped["sha256"],
+            "source": f"{shipped['package']} {shipped['version']}",
+        }
     if quant == SHIPPED:
-        raise UsageError(f"{model.spec!r} ships no GGUF; quant=shipped is for pypi:<name> models (valid: {', '.join(QUANTS)})")
+        raise UsageError(
+            f"{model.spec!r} ships no GGUF; quant=shipped is for pypi:<name> models (valid: {', '.join(QUANTS)})"
+        )
     return export_gguf(model, quant or "f16", cache_dir)
 
 
@@ -90,7 +114,9 @@ def export_gguf(model, quant: str, cache_dir: Path) -> tuple[Path, dict[str, Any
     if quant not in QUANTS:
         raise UsageError(f"unknown GGUF quantization {quant!r}; valid: {', '.join(QUANTS)}")
     if model.path is None or not model.has_weights:
-        raise UsageError(f"{model.spec!r} has no weights to convert to GGUF; use synthetic:tiny-llama3 or a local HF folder")
+        raise UsageError(
+            f"{model.spec!r} has no weights to convert to GGUF; use synthetic:tiny-llama3 or a local HF folder"
+        )
     target = gguf_path(model.path, quant)
     sidecar = target.with_suffix(".json")
     if not (target.exists() and sidecar.exists()):
@@ -127,10 +153,19 @@ def _build_gguf(model, quant: str, cache_dir: Path, target: Path, sidecar: Path)
 def _convert(model_folder: Path, quant: str, out: Path, converter: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(converter / "gguf-py"), str(converter)]))
     result = subprocess.run(
-        [sys.executable, str(converter / "convert_hf_to_gguf.py"), str(model_folder), "--outfile", str(out),
-         "--outtype", quant],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(converter / "convert_hf_to_gguf.py"),
+            str(model_folder),
+            "--outfile",
+            str(out),
+            "--outtype",
+            quant,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if result.returncode != 0:
         raise UsageError(f"GGUF conversion of {model_folder} failed: {result.stderr.strip().splitlines()[-1:]}")
 

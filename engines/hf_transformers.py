@@ -20,6 +20,7 @@ from engines.base import (
     Capabilities,
     Chunk,
     EngineDescription,
+    ModelSource,
     Request,
     StreamingEngine,
     UsageError,
@@ -100,7 +101,7 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_engine_args("hf", given, DEFAULT_ARGS)
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         import torch  # noqa: F401  (a missing torch fails here, before anything is measured)
 
         self.args = resolve_engine_args("hf", engine_args or {}, DEFAULT_ARGS)
@@ -133,8 +134,8 @@ class HFTransformersEngine(OneWorkerTelemetry, StreamingEngine):
         dtype = self.args["dtype"]
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(
-            str(self.model_spec.path), **{"dtype": torch_dtype, "attn_implementation": self.args["attn_implementation"],
-                                          **self.model_kwargs}  # fmt: skip
+            str(self.model_spec.path),
+            **{"dtype": torch_dtype, "attn_implementation": self.args["attn_implementation"], **self.model_kwargs},
         )
         eos = model.generation_config.eos_token_id
         self._eos_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []

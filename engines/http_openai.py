@@ -24,8 +24,19 @@ from typing import Any, AsyncIterator
 
 import httpx
 
-from engines.base import (Capabilities, Chunk, EngineDescription, EngineUnavailable, Request, ServerLaunch, StreamingEngine,
-                          UsageError, resolve_engine_args, token_count_mismatch)  # fmt: skip
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    EngineUnavailable,
+    ModelSource,
+    Request,
+    ServerLaunch,
+    StreamingEngine,
+    UsageError,
+    resolve_engine_args,
+    token_count_mismatch,
+)
 from engines.constraints import KINDS, http_structured
 from engines.prometheus import METRICS, prometheus_values
 from engines.servers import COMMANDS, ServerProcess
@@ -77,8 +88,22 @@ class HttpCompletionsEngine(StreamingEngine):
     # stop_token_ids); logprobs are asked for but not counted from the stream; constraints as each server takes them
     constraint_kinds = KINDS
     serves_lora = True  # the adapter by name: vLLM's `model`, SGLang's `lora_path` (the server launched with them)
-    request_keys = {k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-                                   "repetition_penalty", "seed", "logprobs", "stop", "stop_token_ids")}
+    request_keys = {
+        k: k
+        for k in (
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "presence_penalty",
+            "frequency_penalty",
+            "repetition_penalty",
+            "seed",
+            "logprobs",
+            "stop",
+            "stop_token_ids",
+        )
+    }
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> dict[str, Any]:
@@ -87,7 +112,9 @@ class HttpCompletionsEngine(StreamingEngine):
             raise UsageError("engine 'http': metrics_interval_s must be >= 0 (0: never scrape /metrics)")
         return args
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None, launch: ServerLaunch | None = None):
+    def __init__(
+        self, model: ModelSource | None, engine_args: dict[str, str] | None = None, launch: ServerLaunch | None = None
+    ):
         """`launch`: an in-process engine's `http_server()`, for --mode http/both."""
         self.args = self.check_args(engine_args or {})
         self.launch = launch
@@ -107,13 +134,14 @@ class HttpCompletionsEngine(StreamingEngine):
         engine's args as flags (`self.launch`); `--engine http --engine-arg server=X` gets only `server_args`."""
         launch = self.launch or ServerLaunch(self.args["server"], self._server_model(), ())
         return ServerProcess(
-            COMMANDS[self.args["server"]], launch.model,
+            COMMANDS[self.args["server"]],
+            launch.model,
             Path(self.args["log_dir"]) / f"server-{self.args['server']}.log",
             extra_args=(*launch.flags, *self.args["server_args"].split()),
             port=self.args["port"] or None,
             ready_timeout_s=self.args["ready_timeout_s"],
             env={**launch.env, "VLLM_SERVER_DEV_MODE": "1"},  # vLLM serves /reset_prefix_cache only in dev mode
-        )  # fmt: skip
+        )
 
     async def start(self) -> None:
         if not self.base_url:
@@ -126,7 +154,9 @@ class HttpCompletionsEngine(StreamingEngine):
             if not key:
                 raise EngineUnavailable(f"engine 'http': environment variable {self.args['api_key_env']} is not set")
             headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=self.args["max_connections"], max_keepalive_connections=self.args["max_connections"])
+        limits = httpx.Limits(
+            max_connections=self.args["max_connections"], max_keepalive_connections=self.args["max_connections"]
+        )
         self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=None)
         self._sse = SseClient(self.base_url, headers, max_idle=self.args["max_connections"])
         try:
@@ -190,17 +220,31 @@ class HttpCompletionsEngine(StreamingEngine):
         return EngineDescription(
             name=self.name,
             version=f"httpx {httpx.__version__}",
-            engine_args={**{k: v for k, v in self.args.items() if k != "api_key_env"}, "base_url": self.base_url,
-                         "launched": self.server.argv if self.server else None,
-                         "server_startup_s": self.server.startup_s if self.server else None,
-                         "api_key_from_env": bool(self.args["api_key_env"])},  # fmt: skip
-            model={"id": self.model_spec.spec, "served_model": self.served_model,
-                   "architecture": self.model_spec.architecture, "dtype": self.model_spec.dtype, "quantization": None},  # fmt: skip
-            capabilities=Capabilities(continuous_batching=self.args["server"] != "llamacpp", prefix_cache=True,
-                                      engine_timestamps=False, ignore_eos=self.args["server"] != "llamacpp",
-                                      max_concurrent_requests=1 if self.args["server"] == "llamacpp" else None),  # fmt: skip
-            notes=["token counting: token_ids per SSE chunk where the server sends them, else one per chunk "
-                   "cross-checked with the final usage"],  # fmt: skip
+            engine_args={
+                **{k: v for k, v in self.args.items() if k != "api_key_env"},
+                "base_url": self.base_url,
+                "launched": self.server.argv if self.server else None,
+                "server_startup_s": self.server.startup_s if self.server else None,
+                "api_key_from_env": bool(self.args["api_key_env"]),
+            },
+            model={
+                "id": self.model_spec.spec,
+                "served_model": self.served_model,
+                "architecture": self.model_spec.architecture,
+                "dtype": self.model_spec.dtype,
+                "quantization": None,
+            },
+            capabilities=Capabilities(
+                continuous_batching=self.args["server"] != "llamacpp",
+                prefix_cache=True,
+                engine_timestamps=False,
+                ignore_eos=self.args["server"] != "llamacpp",
+                max_concurrent_requests=1 if self.args["server"] == "llamacpp" else None,
+            ),
+            notes=[
+                "token counting: token_ids per SSE chunk where the server sends them, else one per chunk "
+                "cross-checked with the final usage"
+            ],
         )
 
     def use_lora(self, adapters) -> None:  # --engine http: the server given must have been started with them
@@ -222,7 +266,9 @@ class HttpCompletionsEngine(StreamingEngine):
         if self.args["server"] in TOKEN_ID_STREAMS:  # exact counts: SGLang merges queued outputs into one chunk
             body["return_token_ids"] = True
         if request.lora_name is not None:
-            body.update({"lora_path": request.lora_name} if self.args["server"] == "sglang" else {"model": request.lora_name})
+            body.update(
+                {"lora_path": request.lora_name} if self.args["server"] == "sglang" else {"model": request.lora_name}
+            )
         body.update(self.request_args)  # --request-arg
         body.update(http_structured(self.args["server"], request.constraint) if request.constraint is not None else {})
         return body
@@ -237,9 +283,13 @@ class HttpCompletionsEngine(StreamingEngine):
             if tally.error is not None:  # the tokens before it were kept
                 raise tally.error
         usage = tally.usage or {}
-        yield Chunk(0, finish_reason=tally.finish, num_prompt_tokens=usage.get("prompt_tokens"),
-                    num_cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-                    engine_metrics=tally.metrics())  # fmt: skip
+        yield Chunk(
+            0,
+            finish_reason=tally.finish,
+            num_prompt_tokens=usage.get("prompt_tokens"),
+            num_cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+            engine_metrics=tally.metrics(),
+        )
 
 
 class _StreamTally:

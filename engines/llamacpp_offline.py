@@ -26,6 +26,7 @@ from engines.base import (
     Capabilities,
     Chunk,
     EngineDescription,
+    ModelSource,
     Request,
     ServerLaunch,
     StreamingEngine,
@@ -52,23 +53,32 @@ def llama_fields() -> dict[str, str]:
     import llama_cpp
 
     skip = {"self", "model_path", "kwargs"}
-    return {name: annotation_text(p.annotation) for name, p in inspect.signature(llama_cpp.Llama.__init__).parameters.items()
-            if name not in skip}  # fmt: skip
+    return {
+        name: annotation_text(p.annotation)
+        for name, p in inspect.signature(llama_cpp.Llama.__init__).parameters.items()
+        if name not in skip
+    }
 
 
 class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
     # `Llama.generate` kwargs (stops and logprobs belong to create_completion, which this adapter does not use)
     constraint_kinds = ("json", "choice")  # a GBNF grammar: from the schema (llama.cpp's converter), or the choices
-    request_keys = {"temperature": "temp", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-                    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
-                    "repetition_penalty": "repeat_penalty"}  # fmt: skip
+    request_keys = {
+        "temperature": "temp",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "min_p": "min_p",
+        "presence_penalty": "presence_penalty",
+        "frequency_penalty": "frequency_penalty",
+        "repetition_penalty": "repeat_penalty",
+    }
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_args("llamacpp", given, DEFAULT_ARGS, llama_fields())
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         import llama_cpp  # noqa: F401  (a missing package fails here, before anything is measured)
 
         # ours cast to our defaults' types; any Llama(...) parameter passed through, typed
@@ -82,7 +92,9 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        path, record = await asyncio.to_thread(model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        path, record = await asyncio.to_thread(
+            model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir
+        )
         self.gguf = {"path": str(path), **record}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._llm = await asyncio.get_running_loop().run_in_executor(self._executor, self._load, path)
@@ -90,8 +102,15 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     def _load(self, path: Path):
         import llama_cpp
 
-        kwargs = dict(n_ctx=self.n_ctx, n_threads=self.args["n_threads"], n_threads_batch=self.args["n_threads"],
-                      n_batch=self.args["n_batch"], n_gpu_layers=0, seed=0, verbose=False)  # fmt: skip
+        kwargs = dict(
+            n_ctx=self.n_ctx,
+            n_threads=self.args["n_threads"],
+            n_threads_batch=self.args["n_threads"],
+            n_batch=self.args["n_batch"],
+            n_gpu_layers=0,
+            seed=0,
+            verbose=False,
+        )
         return llama_cpp.Llama(model_path=str(path), **{**kwargs, **self.passed_through})  # given knobs win
 
     async def stop(self) -> None:
@@ -104,10 +123,21 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     def http_server(self) -> ServerLaunch:
         """How HTTP mode launches `python -m llama_cpp.server` with the same GGUF and args."""
         path, _ = model_gguf(self.model_spec, self.args["quant"], self.model_spec.cache_dir)
-        flags = ("--n_threads", str(self.args["n_threads"]), "--n_ctx", str(self.n_ctx), "--n_batch", str(self.args["n_batch"]),
-                 "--interrupt_requests", "False",  # its default cuts a running stream off when the next request arrives
-                 *(item for key, value in self.passed_through.items() for item in (f"--{key}", json.dumps(value)
-                   if isinstance(value, (dict, list)) else str(value))))  # fmt: skip
+        flags = (
+            "--n_threads",
+            str(self.args["n_threads"]),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_batch",
+            str(self.args["n_batch"]),
+            "--interrupt_requests",
+            "False",  # its default cuts a running stream off when the next request arrives
+            *(
+                item
+                for key, value in self.passed_through.items()
+                for item in (f"--{key}", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+            ),
+        )
         return ServerLaunch("llamacpp", str(path), flags)
 
     async def reset_cache(self) -> None:
@@ -120,8 +150,13 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         return EngineDescription(
             name="llamacpp",
             version=llama_cpp.__version__,
-            engine_args={**self.args, "n_ctx": self.n_ctx, "gguf": self.gguf, **self.passed_through,
-                         "passed_through": sorted(self.passed_through)},
+            engine_args={
+                **self.args,
+                "n_ctx": self.n_ctx,
+                "gguf": self.gguf,
+                **self.passed_through,
+                "passed_through": sorted(self.passed_through),
+            },
             model={
                 "id": self.model_spec.spec,
                 "architecture": metadata.get("general.architecture", self.model_spec.architecture),
@@ -140,8 +175,9 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
             notes=[
                 "one request at a time; llama.cpp's implicit prompt-prefix reuse is cleared before every request "
                 "except where the scenario measures prefix reuse",
-                f"GGUF {self.gguf.get('quantization')} " + ("as shipped" if self.gguf.get("as_shipped") else "exported") +
-                f" for {self.model_spec.spec}: compare with bf16 engines knowingly",
+                f"GGUF {self.gguf.get('quantization')} "
+                + ("as shipped" if self.gguf.get("as_shipped") else "exported")
+                + f" for {self.model_spec.spec}: compare with bf16 engines knowingly",
             ],
         )
 

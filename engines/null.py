@@ -13,7 +13,15 @@ import gc
 import time
 from typing import AsyncIterator
 
-from engines.base import Capabilities, Chunk, EngineDescription, Request, StreamingEngine, resolve_engine_args
+from engines.base import (
+    Capabilities,
+    Chunk,
+    EngineDescription,
+    ModelSource,
+    Request,
+    StreamingEngine,
+    resolve_engine_args,
+)
 from engines.constraints import KINDS
 from engines.request_args import REQUEST_KEYS
 
@@ -23,7 +31,8 @@ DEFAULT_ARGS = {
     "capacity": 0,  # requests served at once; 0 = unlimited
     "tokens_per_chunk": 1,
     "think_tokens": 0,  # a reasoning block of this many tokens, then the request's end-of-reasoning id, then the answer
-    # structured output: a grammar compile before the first token of a constraint new to the engine, and a mask per token
+    # structured output: a grammar compile before the first token of a constraint new to the engine, and a mask per
+    # token
     "compile_ms": 0.0,
     "mask_ms": 0.0,  # added to every interval of a constrained request
     # multi-LoRA: loading an adapter not in a slot costs this before the first token; slots held LRU (0: unlimited)
@@ -48,7 +57,7 @@ class NullEngine(StreamingEngine):
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_engine_args("null", given, DEFAULT_ARGS)
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model: ModelSource | None, engine_args: dict[str, str] | None = None):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)
         self._slots: asyncio.Semaphore | None = None
@@ -97,7 +106,9 @@ class NullEngine(StreamingEngine):
         per_chunk = max(1, self.args["tokens_per_chunk"])
         total = request.max_output_tokens
         with_ids = request.constraint is None  # a constrained fake output carries no ids: there is nothing to validate
-        full_chunk = Chunk(per_chunk, token_ids=[0] * per_chunk if with_ids else None)  # shared: the runner only reads it
+        full_chunk = Chunk(
+            per_chunk, token_ids=[0] * per_chunk if with_ids else None
+        )  # shared: the runner only reads it
         changed_at = self.args["change_token_at"] if with_ids else -1
         think = self.args["think_tokens"] if request.reasoning_end_token_id is not None else 0
         sequences = self.request_args.get("n", 1)
@@ -124,14 +135,18 @@ class NullEngine(StreamingEngine):
                 emitted += count
                 self._collect_now()
                 if think:  # ids: 0 while thinking, the end id after `think` tokens, then 1s (the answer)
-                    ids = [0 if i < think else request.reasoning_end_token_id if i == think else 1
-                           for i in range(emitted - count, emitted)]  # fmt: skip
+                    ids = [
+                        0 if i < think else request.reasoning_end_token_id if i == think else 1
+                        for i in range(emitted - count, emitted)
+                    ]
                     yield Chunk(count, token_ids=ids)
                     continue
                 if emitted - count <= changed_at < emitted:
                     yield Chunk(count, token_ids=[int(i == changed_at) for i in range(emitted - count, emitted)])
                 else:
-                    yield full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
+                    yield (
+                        full_chunk if count == per_chunk else Chunk(count, token_ids=[0] * count if with_ids else None)
+                    )
                 for sequence in range(1, sequences):  # n > 1: the other sequences' tokens of this step
                     yield Chunk(count, sequence=sequence)
             if self.request_args.get("logprobs") is not None:

@@ -26,6 +26,7 @@ from engines.base import (
     Chunk,
     EngineDescription,
     EngineUnavailable,
+    ModelSource,
     Request,
     StreamingEngine,
     capped_context,
@@ -55,14 +56,19 @@ def options_fields() -> dict[str, str]:
 class OllamaEngine(StreamingEngine):
     context_arg = "num_ctx"
     # `options` keys of Ollama's API (ollama.Options)
-    request_keys = {**{k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-                                      "seed", "stop")}, "repetition_penalty": "repeat_penalty"}
+    request_keys = {
+        **{
+            k: k
+            for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty", "seed", "stop")
+        },
+        "repetition_penalty": "repeat_penalty",
+    }
 
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_args("ollama", given, DEFAULT_ARGS, options_fields())
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         import ollama  # noqa: F401  (a missing client fails here, before anything is measured)
 
         # ours cast to our defaults' types; any Options key passed through, typed
@@ -86,7 +92,9 @@ class OllamaEngine(StreamingEngine):
         try:
             version = (await self._client._request_raw("GET", "/api/version")).json().get("version")
         except (ConnectionError, ollama.RequestError, OSError) as exc:
-            raise EngineUnavailable(f"no Ollama server at {self.host}; start `ollama serve` or use --engine llamacpp") from exc
+            raise EngineUnavailable(
+                f"no Ollama server at {self.host}; start `ollama serve` or use --engine llamacpp"
+            ) from exc
         self.server["version"] = version
         if self.model_spec.ollama_tag is None:
             await self._create_from_gguf()
@@ -97,7 +105,9 @@ class OllamaEngine(StreamingEngine):
         self.server["ps"] = [_plain(m) for m in running.models if m.model == self.tag or m.name == self.tag]
 
     async def _create_from_gguf(self) -> None:
-        path, record = await asyncio.to_thread(model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir)
+        path, record = await asyncio.to_thread(
+            model_gguf, self.model_spec, self.args["quant"], self.model_spec.cache_dir
+        )
         digest = await self._client.create_blob(path)
         await self._client.create(model=self.tag, files={path.name: digest})
         self.server["created_from"] = {"gguf": str(path), "digest": digest, **record}
@@ -113,8 +123,14 @@ class OllamaEngine(StreamingEngine):
         return EngineDescription(
             name="ollama",
             version=f"server {self.server.get('version')}, client {importlib.metadata.version('ollama')}",
-            engine_args={**self.args, "host": self.host, "num_ctx": self.num_ctx, "tag": self.tag, "server": self.server,
-                         "options": dict(self.passed_through)},
+            engine_args={
+                **self.args,
+                "host": self.host,
+                "num_ctx": self.num_ctx,
+                "tag": self.tag,
+                "server": self.server,
+                "options": dict(self.passed_through),
+            },
             model={
                 "id": self.model_spec.spec,
                 "ollama_tag": self.tag,
@@ -139,15 +155,28 @@ class OllamaEngine(StreamingEngine):
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
-        options = {"num_predict": request.max_output_tokens, "temperature": request.temperature,
-                   "seed": self.args["seed"], "num_ctx": self.num_ctx, **self.passed_through, **self.request_args}  # fmt: skip
+        options = {
+            "num_predict": request.max_output_tokens,
+            "temperature": request.temperature,
+            "seed": self.args["seed"],
+            "num_ctx": self.num_ctx,
+            **self.passed_through,
+            **self.request_args,
+        }
         if self.args["mode"] == "chat":
             messages = [{"role": "user", "content": request.prompt_text}]
-            stream = await self._client.chat(model=self.tag, messages=messages, stream=True, options=options,
-                                             keep_alive=self.args["keep_alive"])  # fmt: skip
+            stream = await self._client.chat(
+                model=self.tag, messages=messages, stream=True, options=options, keep_alive=self.args["keep_alive"]
+            )
         else:
-            stream = await self._client.generate(model=self.tag, prompt=request.prompt_text, raw=True, stream=True,
-                                                 options=options, keep_alive=self.args["keep_alive"])  # fmt: skip
+            stream = await self._client.generate(
+                model=self.tag,
+                prompt=request.prompt_text,
+                raw=True,
+                stream=True,
+                options=options,
+                keep_alive=self.args["keep_alive"],
+            )
         counted = 0
         async for part in stream:
             if not part.done:
@@ -164,8 +193,12 @@ class OllamaEngine(StreamingEngine):
 
 
 def _final_metrics(part, counted: int) -> dict[str, Any]:
-    durations = {"load": part.load_duration, "prefill": part.prompt_eval_duration, "decode": part.eval_duration,
-                 "total": part.total_duration}  # fmt: skip
+    durations = {
+        "load": part.load_duration,
+        "prefill": part.prompt_eval_duration,
+        "decode": part.eval_duration,
+        "total": part.total_duration,
+    }
     mismatches = []
     if part.eval_count is not None and part.eval_count != counted:
         mismatches.append(token_count_mismatch(-1, "eval_count", part.eval_count, counted))

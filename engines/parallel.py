@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-VLLM_KEYS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "enable_expert_parallel",
-             "distributed_executor_backend", "nnodes")  # fmt: skip
+VLLM_KEYS = (
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "data_parallel_size",
+    "enable_expert_parallel",
+    "distributed_executor_backend",
+    "nnodes",
+)
 SGLANG_KEYS = ("tp_size", "pp_size", "dp_size", "ep_size", "enable_dp_attention", "nnodes")
 
 
@@ -26,8 +32,15 @@ def _vllm_layout(args: dict[str, Any]) -> dict[str, Any]:
         executor = getattr(executor, "__name__", str(executor))
     expert = args.get("enable_expert_parallel")
     nodes = args.get("nnodes")
-    return _layout(tp, pp, dp, expert=None if expert is None else bool(expert), num_gpus=tp * pp * dp,
-                   executor=executor, nodes=None if nodes is None else int(nodes))  # fmt: skip
+    return _layout(
+        tp,
+        pp,
+        dp,
+        expert=None if expert is None else bool(expert),
+        num_gpus=tp * pp * dp,
+        executor=executor,
+        nodes=None if nodes is None else int(nodes),
+    )
 
 
 def _sglang_layout(args: dict[str, Any]) -> dict[str, Any]:
@@ -35,8 +48,15 @@ def _sglang_layout(args: dict[str, Any]) -> dict[str, Any]:
     # with DP attention the dp_size attention groups split the tp_size GPUs; plain DP runs dp_size replicas of tp x pp
     num_gpus = tp * pp if args.get("enable_dp_attention") else tp * pp * dp
     ep = args.get("ep_size")
-    return _layout(tp, pp, dp, expert=None if ep is None else int(ep) > 1, num_gpus=num_gpus, executor=None,
-                   nodes=_size(args, "nnodes"))  # fmt: skip
+    return _layout(
+        tp,
+        pp,
+        dp,
+        expert=None if ep is None else int(ep) > 1,
+        num_gpus=num_gpus,
+        executor=None,
+        nodes=_size(args, "nnodes"),
+    )
 
 
 def _size(args: dict[str, Any], key: str) -> int:
@@ -44,7 +64,15 @@ def _size(args: dict[str, Any], key: str) -> int:
     return 1 if value in (None, "", 0) else int(value)
 
 
-def _layout(tp: int, pp: int, dp: int, expert: bool | None, num_gpus: int, executor: str | None,
-            nodes: int | None) -> dict[str, Any]:  # fmt: skip
-    return {"tensor_parallel": tp, "pipeline_parallel": pp, "data_parallel": dp, "expert_parallel": expert,
-            "num_gpus": num_gpus, "executor": executor, "nodes": nodes}  # fmt: skip
+def _layout(
+    tp: int, pp: int, dp: int, expert: bool | None, num_gpus: int, executor: str | None, nodes: int | None
+) -> dict[str, Any]:
+    return {
+        "tensor_parallel": tp,
+        "pipeline_parallel": pp,
+        "data_parallel": dp,
+        "expert_parallel": expert,
+        "num_gpus": num_gpus,
+        "executor": executor,
+        "nodes": nodes,
+    }

@@ -18,11 +18,22 @@ from engines.engine_args import parse_typed
 
 # Our key -> its type (engines/engine_args.py parse_typed: `stop=["\n\n"]` as JSON, or one string)
 REQUEST_KEYS: dict[str, str] = {
-    "temperature": "float", "top_p": "float", "top_k": "int", "min_p": "float",
-    "presence_penalty": "float", "frequency_penalty": "float", "repetition_penalty": "float",
-    "seed": "int | None", "n": "int", "logprobs": "int | None", "prompt_logprobs": "int | None",
-    "stop": "list[str]", "stop_token_ids": "list[int]", "detokenize": "bool", "beam_width": "int",
-}  # fmt: skip
+    "temperature": "float",
+    "top_p": "float",
+    "top_k": "int",
+    "min_p": "float",
+    "presence_penalty": "float",
+    "frequency_penalty": "float",
+    "repetition_penalty": "float",
+    "seed": "int | None",
+    "n": "int",
+    "logprobs": "int | None",
+    "prompt_logprobs": "int | None",
+    "stop": "list[str]",
+    "stop_token_ids": "list[int]",
+    "detokenize": "bool",
+    "beam_width": "int",
+}
 
 # n > 1 is measured only where the engine streams each sequence's chunks apart (`stamps_sequences` on its class):
 # elsewhere a clear error rather than a figure that counts one sequence of n
@@ -53,8 +64,10 @@ def typed_request_args(engine: str, given: dict[str, str], passed: dict[str, str
 def engine_request_args(engine_class, typed: dict[str, Any], engine: str = "") -> dict[str, Any]:
     """Our keys renamed to what this engine's request type calls them (n=1 is the default and not passed)."""
     n = typed.get("n", 1)
-    if n != 1 and not getattr(engine_class, "stamps_sequences", False):
-        raise UsageError(f"request arg n={n}: engine {engine or engine_class.__name__!r} streams one sequence per request here; "
-                         f"n > 1 is stamped sequence by sequence on {N_ENGINES}")  # fmt: skip
+    if n != 1 and not engine_class.stamps_sequences:
+        raise UsageError(
+            f"request arg n={n}: engine {engine or engine_class.__name__!r} streams one sequence per request here; "
+            f"n > 1 is stamped sequence by sequence on {N_ENGINES}"
+        )
     names = engine_class.request_keys
     return {names[key]: value for key, value in typed.items() if not (key in SEQUENCE_KEYS and value == 1)}

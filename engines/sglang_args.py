@@ -28,7 +28,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "random_seed": 0,
     "log_level": "error",
     "skip_server_warmup": False,
-    "enable_cache_report": True,  # HTTP: usage.prompt_tokens_details.cached_tokens (vLLM: --enable-prompt-tokens-details)
+    # HTTP: usage.prompt_tokens_details.cached_tokens (vLLM: --enable-prompt-tokens-details)
+    "enable_cache_report": True,
     "load_snapshot_publish_interval": 1,  # SGLang's default 15 decode steps leaves 50 ms telemetry polls stale
     "constrained_json_disable_any_whitespace": True,  # structured output: compact JSON, as for vLLM (vllm_args.py)
 }

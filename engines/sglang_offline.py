@@ -28,6 +28,7 @@ from engines.base import (
     Chunk,
     EngineDescription,
     EngineUnavailable,
+    ModelSource,
     Request,
     ServerLaunch,
     StreamingEngine,
@@ -39,7 +40,10 @@ from engines.parallel import parallel_layout
 from engines.sglang_args import DEFAULT_ARGS, launch_flags, lora_kwargs, server_args, server_args_fields
 from engines.sglang_stream import StreamAccounting
 
-NO_GPU = "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); on CPU use --engine vllm or --engine llamacpp"
+NO_GPU = (
+    "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); "
+    "on CPU use --engine vllm or --engine llamacpp"
+)
 
 FLUSH_RETRIES = 50
 FLUSH_RETRY_DELAY_S = 0.1
@@ -51,7 +55,10 @@ def resolved_server_args(engine) -> dict[str, Any]:
     `tokenizer_manager.resolved_config_dict(asdict(server_args))`), with where they came from."""
     manager = getattr(engine, "tokenizer_manager", None)
     if manager is None or not hasattr(manager, "resolved_config_dict"):
-        return {"resolved_server_args_source": "not available (engine not started, or an SGLang without resolved_config_dict)"}
+        return {
+            "resolved_server_args_source": "not available (engine not started, or an SGLang without "
+            "resolved_config_dict)"
+        }
     try:
         resolved = manager.resolved_config_dict(dataclasses.asdict(manager.server_args))
     except Exception as exc:  # recorded, never fatal
@@ -64,8 +71,24 @@ class SGLangEngine(StreamingEngine):
     context_arg = "context_length"
     # the sampling-params dict (sglang/srt/sampling/sampling_params.py, 0.5.17); logprobs are generate() kwargs there,
     # not passed yet
-    request_keys = {**{k: k for k in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-                                      "repetition_penalty", "n", "stop", "stop_token_ids")}, "seed": "sampling_seed"}
+    request_keys = {
+        **{
+            k: k
+            for k in (
+                "temperature",
+                "top_p",
+                "top_k",
+                "min_p",
+                "presence_penalty",
+                "frequency_penalty",
+                "repetition_penalty",
+                "n",
+                "stop",
+                "stop_token_ids",
+            )
+        },
+        "seed": "sampling_seed",
+    }
     constraint_kinds = KINDS  # `json_schema` / `regex` in the sampling params (a choice as a regex)
     serves_lora = True  # multi-LoRA: `lora_paths` at start, `lora_path` (the adapter's name) per request
 
@@ -73,7 +96,7 @@ class SGLangEngine(StreamingEngine):
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_args("sglang", given, DEFAULT_ARGS, server_args_fields())
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None, runtime=None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
         # ours cast to our defaults' types; any ServerArgs field passed through, typed
         self.args, self.passed_through = resolve_args("sglang", engine_args or {}, DEFAULT_ARGS, server_args_fields())
@@ -134,10 +157,12 @@ class SGLangEngine(StreamingEngine):
         loads = await manager.get_loads()
         if not loads:
             return None
-        return {"running": sum(getattr(x, "num_running_reqs", 0) for x in loads),
-                "waiting": sum(getattr(x, "num_waiting_reqs", 0) for x in loads),
-                "kv_cache_usage": max(getattr(x, "token_usage", 0.0) for x in loads),
-                "cache_hit_rate": max(getattr(x, "cache_hit_rate", 0.0) for x in loads)}  # fmt: skip
+        return {
+            "running": sum(getattr(x, "num_running_reqs", 0) for x in loads),
+            "waiting": sum(getattr(x, "num_waiting_reqs", 0) for x in loads),
+            "kv_cache_usage": max(getattr(x, "token_usage", 0.0) for x in loads),
+            "cache_hit_rate": max(getattr(x, "cache_hit_rate", 0.0) for x in loads),
+        }
 
     async def start_profile(self, folder: str) -> bool:
         """SGLang's own profiler (`tokenizer_manager.start_profile`, a ProfileReq with output_dir)."""
@@ -199,9 +224,13 @@ class SGLangEngine(StreamingEngine):
             **self.request_args,
             **(sglang_structured(request.constraint) if request.constraint is not None else {}),
         }
-        accounting = StreamAccounting(self.args["incremental_streaming_output"], time.time_ns() - time.perf_counter_ns())
+        accounting = StreamAccounting(
+            self.args["incremental_streaming_output"], time.time_ns() - time.perf_counter_ns()
+        )
         stream = await self._engine.async_generate(
-            input_ids=list(request.prompt_token_ids), sampling_params=sampling, stream=True,
+            input_ids=list(request.prompt_token_ids),
+            sampling_params=sampling,
+            stream=True,
             **({"lora_path": request.lora_name} if request.lora_name is not None else {}),
         )
         async for out in stream:

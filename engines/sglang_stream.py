@@ -19,6 +19,7 @@ WALL_STAMPS = {
 # meta_info durations (seconds); 0.5.17 has no prefill_launch_latency (the prefill comes from the stamps instead)
 DURATIONS = {"queue_time": "queue", "e2e_latency": "e2e"}
 
+
 def finish_reason_name(reason: Any) -> str | None:
     if reason is None:
         return None
@@ -49,7 +50,9 @@ class StreamAccounting:
         new_tokens = completion - self.completion_tokens if completion is not None else len(new_ids)
         if completion is not None:
             if new_tokens != len(new_ids):
-                self.mismatches.append(token_count_mismatch(self.num_chunks, "completion_tokens", new_tokens, len(new_ids)))
+                self.mismatches.append(
+                    token_count_mismatch(self.num_chunks, "completion_tokens", new_tokens, len(new_ids))
+                )
             self.completion_tokens = completion
         self.num_chunks += 1
         self._collect_stamps(meta)
@@ -92,6 +95,8 @@ class StreamAccounting:
             metrics["spec_accept_length"] = meta["spec_accept_length"]
         if stamps:
             metrics["clock"] = "perf_counter"
-            metrics["clock_note"] = "SGLang wall-clock stamps aligned with the harness's time.time()-perf_counter() offset at send"
+            metrics["clock_note"] = (
+                "SGLang wall-clock stamps aligned with the harness's time.time()-perf_counter() offset at send"
+            )
             metrics["timestamps_ns"] = dict(stamps)
         return metrics

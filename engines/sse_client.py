@@ -171,8 +171,12 @@ class SseClient:
         self.host, self.tls = url.hostname or "127.0.0.1", url.scheme == "https"
         self.port = url.port or (443 if self.tls else 80)
         self.path_prefix = url.path.rstrip("/")
-        self.headers = [("Host", url.netloc), ("Content-Type", "application/json"), ("Accept", "text/event-stream"),
-                        *(headers or {}).items()]  # fmt: skip
+        self.headers = [
+            ("Host", url.netloc),
+            ("Content-Type", "application/json"),
+            ("Accept", "text/event-stream"),
+            *(headers or {}).items(),
+        ]
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
 
@@ -233,8 +237,9 @@ class SseClient:
 
     async def _send(self, conn: _Connection, path: str, body: bytes) -> h11.Response:
         h = conn.h11
-        request = h11.Request(method="POST", target=self.path_prefix + path,
-                              headers=[*self.headers, ("Content-Length", str(len(body)))])  # fmt: skip
+        request = h11.Request(
+            method="POST", target=self.path_prefix + path, headers=[*self.headers, ("Content-Length", str(len(body)))]
+        )
         conn.writer.write(h.send(request) + h.send(h11.Data(data=body)) + h.send(h11.EndOfMessage()))
         await conn.writer.drain()
         while True:

@@ -42,18 +42,21 @@ ENGINE_ONLY_KEYS = {"cpu_threads_bind", "step_telemetry"}
 
 
 _EFFECTIVE = {  # what the engine resolved, read back from its config: (config section, attribute)
-    "block_size": ("cache_config", "block_size"), "enable_prefix_caching": ("cache_config", "enable_prefix_caching"),
+    "block_size": ("cache_config", "block_size"),
+    "enable_prefix_caching": ("cache_config", "enable_prefix_caching"),
     "max_num_seqs": ("scheduler_config", "max_num_seqs"),
     "max_num_batched_tokens": ("scheduler_config", "max_num_batched_tokens"),
     "chunked_prefill": ("scheduler_config", "chunked_prefill_enabled"),
-    "async_scheduling": ("scheduler_config", "async_scheduling"), "scheduling_policy": ("scheduler_config", "policy"),
+    "async_scheduling": ("scheduler_config", "async_scheduling"),
+    "scheduling_policy": ("scheduler_config", "policy"),
     "long_prefill_token_threshold": ("scheduler_config", "long_prefill_token_threshold"),
     "cudagraph_mode": ("compilation_config", "cudagraph_mode"),
     "cudagraph_capture_sizes": ("compilation_config", "cudagraph_capture_sizes"),
-    "enforce_eager": ("model_config", "enforce_eager"), "attention_backend": ("attention_config", "backend"),
+    "enforce_eager": ("model_config", "enforce_eager"),
+    "attention_backend": ("attention_config", "backend"),
     "speculative_method": ("speculative_config", "method"),
     "structured_outputs_backend": ("structured_outputs_config", "backend"),
-}  # fmt: skip
+}
 
 
 def effective_config(config) -> dict[str, Any]:
@@ -101,8 +104,11 @@ def ours_versus_vllm(resolved: dict[str, Any], given: set[str]) -> dict[str, Any
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     theirs = dataclass_defaults(AsyncEngineArgs)
-    return {k: {"ours": resolved.get(k), "vllm": theirs[k]} for k in DEFAULT_ARGS
-            if k in theirs and k not in given and resolved.get(k) != theirs[k]}  # fmt: skip
+    return {
+        k: {"ours": resolved.get(k), "vllm": theirs[k]}
+        for k in DEFAULT_ARGS
+        if k in theirs and k not in given and resolved.get(k) != theirs[k]
+    }
 
 
 _NOT_SERVER_FLAGS = ("model", "disable_log_stats", "distributed_executor_backend")
@@ -130,17 +136,29 @@ def lora_engine_args(resolved: dict[str, Any], rank: int) -> dict[str, Any]:
     given = resolved.get("max_lora_rank")
     check_lora_rank("vllm", rank, given)
     if rank > LORA_RANKS[-1]:
-        raise UsageError(f"LoRA rank {rank} is above vLLM's largest max_lora_rank ({LORA_RANKS[-1]}); use lora_rank <= {LORA_RANKS[-1]}")
+        raise UsageError(
+            f"LoRA rank {rank} is above vLLM's largest max_lora_rank ({LORA_RANKS[-1]}); use lora_rank <= "
+            f"{LORA_RANKS[-1]}"
+        )
     needed = given if given is not None else max(VLLM_DEFAULT_LORA_RANK, next(r for r in LORA_RANKS if r >= rank))
     return {"enable_lora": True, "max_lora_rank": needed}
 
 
 # the environment vLLM CPU reads, recorded with the engine's description
-CPU_ENV = ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE", "OMP_NUM_THREADS", "VLLM_ENABLE_V1_MULTIPROCESSING",
-           "VLLM_LOGGING_LEVEL")  # fmt: skip
+CPU_ENV = (
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "OMP_NUM_THREADS",
+    "VLLM_ENABLE_V1_MULTIPROCESSING",
+    "VLLM_LOGGING_LEVEL",
+)
 
 
 def engine_durations(stamps_ns: dict[str, int]) -> dict[str, int]:
     """Queue, prefill and decode from a request's engine-core stamps (RequestStateStats), where both ends exist."""
-    pairs = {"queue": ("queued", "scheduled"), "prefill": ("scheduled", "first_token"), "decode": ("first_token", "last_token")}
+    pairs = {
+        "queue": ("queued", "scheduled"),
+        "prefill": ("scheduled", "first_token"),
+        "decode": ("first_token", "last_token"),
+    }
     return {name: stamps_ns[b] - stamps_ns[a] for name, (a, b) in pairs.items() if a in stamps_ns and b in stamps_ns}

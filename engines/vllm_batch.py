@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engines.base import BatchEngine, BatchOutput, EngineDescription, Request
+from engines.base import BatchEngine, BatchOutput, EngineDescription, ModelSource, Request
 from engines.vllm_offline import _VLLMBase
 
 
@@ -14,7 +14,7 @@ class VLLMBatchEngine(_VLLMBase, BatchEngine):
 
     name = "vllm-batch"
 
-    def __init__(self, model, engine_args=None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         super().__init__(model, engine_args)
         self._llm = None
         self.notes.append("offline batch: LLM.generate over all of a cell's requests at once; no per-token timestamps")

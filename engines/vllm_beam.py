@@ -66,8 +66,12 @@ def beam_search_params(request, request_args: dict[str, Any]):
     from vllm.sampling_params import BeamSearchParams
 
     extra = {k: v for k, v in request_args.items() if k != "beam_width"}  # temperature (checked: nothing else)
-    return BeamSearchParams(beam_width=request_args["beam_width"], max_tokens=request.max_output_tokens,
-                            ignore_eos=request.ignore_eos, **{"temperature": request.temperature, **extra})  # fmt: skip
+    return BeamSearchParams(
+        beam_width=request_args["beam_width"],
+        max_tokens=request.max_output_tokens,
+        ignore_eos=request.ignore_eos,
+        **{"temperature": request.temperature, **extra},
+    )
 
 
 async def beam_search_chunks(engine, request, request_id: str, request_args: dict[str, Any]) -> AsyncIterator[Chunk]:

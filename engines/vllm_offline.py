@@ -19,6 +19,7 @@ from engines.base import (
     Capabilities,
     Chunk,
     EngineDescription,
+    ModelSource,
     Request,
     ServerLaunch,
     StreamingEngine,
@@ -47,7 +48,7 @@ class _VLLMBase(VLLMSampling):
     name = "vllm"
     context_arg: str | None = "max_model_len"
 
-    def __init__(self, model, engine_args: dict[str, str] | None = None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # before vLLM configures its logger
         logging_config = quiet_step_logger()  # INFO for the start phases, without vLLM's per-step log line on our loop
         require_local_model(self.name, model, needs_weights=False)  # dummy weights for config-only models
@@ -62,7 +63,11 @@ class _VLLMBase(VLLMSampling):
         self.device_name = "cpu" if self.on_cpu else current_platform.device_name
         self.resolved: dict[str, Any] = self._resolve()
         self.max_context_tokens = self.resolved["max_model_len"]
-        self.notes: list[str] = [f"VLLM_LOGGING_CONFIG_PATH={logging_config}: INFO, its per-step stat logger at WARNING"] if logging_config else []
+        self.notes: list[str] = (
+            [f"VLLM_LOGGING_CONFIG_PATH={logging_config}: INFO, its per-step stat logger at WARNING"]
+            if logging_config
+            else []
+        )
         self._request_ids = itertools.count()
 
     @classmethod
@@ -91,9 +96,11 @@ class _VLLMBase(VLLMSampling):
         if stats is None or not getattr(stats, "first_token_ts", 0):
             return None
         stamps = {
-            "queued": stats.queued_ts, "scheduled": stats.scheduled_ts,
-            "first_token": stats.first_token_ts, "last_token": stats.last_token_ts,
-        }  # fmt: skip
+            "queued": stats.queued_ts,
+            "scheduled": stats.scheduled_ts,
+            "first_token": stats.first_token_ts,
+            "last_token": stats.last_token_ts,
+        }
         stamps_ns = {name: int(value * 1e9) for name, value in stamps.items() if value}
         return {
             "clock": "monotonic",
@@ -117,7 +124,9 @@ class _VLLMBase(VLLMSampling):
         cache_config = getattr(config, "cache_config", None)
         scheduler = getattr(config, "scheduler_config", None)
         resolved = dict(self.resolved)
-        resolved["cpu_environment"] = {k: os.environ.get(k) for k in CPU_ENV if k in os.environ} if self.on_cpu else None
+        resolved["cpu_environment"] = (
+            {k: os.environ.get(k) for k in CPU_ENV if k in os.environ} if self.on_cpu else None
+        )
         if cache_config is not None:
             resolved["block_size"] = cache_config.block_size
             resolved["num_kv_blocks"] = getattr(cache_config, "num_gpu_blocks", None)
@@ -178,7 +187,7 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
 
     name = "vllm"
 
-    def __init__(self, model, engine_args=None):
+    def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None):
         super().__init__(model, engine_args)
         self._engine = None
         self.telemetry_rows: list[dict[str, Any]] | None = [] if self.args["step_telemetry"] else None
@@ -201,7 +210,11 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
             from vllm.config import ProfilerConfig
 
             given = dict(self.resolved.get("profiler_config") or {})  # the user's options (with_stack, ...) kept
-            where = {"profiler": "cuda"} if self.profile_kind == "cuda" else {"profiler": "torch", "torch_profiler_dir": self.profile_folder}
+            where = (
+                {"profiler": "cuda"}
+                if self.profile_kind == "cuda"
+                else {"profiler": "torch", "torch_profiler_dir": self.profile_folder}
+            )
             extra["profiler_config"] = ProfilerConfig(**{**given, **where})
         self.notes.append(f"observability: {sorted(extra) or 'none'}")
         return extra
@@ -257,8 +270,11 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         env = {"VLLM_CPU_OMP_THREADS_BIND": self.args["cpu_threads_bind"]} if self.args["cpu_threads_bind"] else {}
         # prompt-tokens details put cached_tokens into the usage, as num_cached_tokens is in-process (off by default;
         # seen missing on the H100 run)
-        flags = (*server_flags(self.resolved), "--enable-prompt-tokens-details",
-                 *(("--lora-modules", *self.lora_modules) if self.lora_modules else ()))
+        flags = (
+            *server_flags(self.resolved),
+            "--enable-prompt-tokens-details",
+            *(("--lora-modules", *self.lora_modules) if self.lora_modules else ()),
+        )
         return ServerLaunch("vllm", str(self.model_spec.path), flags, env)
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:

@@ -50,8 +50,13 @@ class VLLMSampling:
     def _sampling_params(self, request: Request, output_kind):
         from vllm import SamplingParams
 
-        params = {"max_tokens": request.max_output_tokens, "min_tokens": request.min_new_tokens,
-                  "ignore_eos": request.ignore_eos, "temperature": request.temperature, "output_kind": output_kind}
+        params = {
+            "max_tokens": request.max_output_tokens,
+            "min_tokens": request.min_new_tokens,
+            "ignore_eos": request.ignore_eos,
+            "temperature": request.temperature,
+            "output_kind": output_kind,
+        }
         if request.constraint is not None:
             params["structured_outputs"] = vllm_structured(request.constraint)
         return SamplingParams(**{**params, **self.request_args})  # --request-arg: SamplingParams fields by name
@@ -75,7 +80,9 @@ def _check_beam_args(engine: str, passed: dict[str, Any]) -> None:
 
     others = sorted(set(passed) - {"beam_width", "temperature"})
     if others:
-        raise UsageError(f"engine {engine!r}: beam search (beam_width) takes temperature only; drop {', '.join(others)}")
+        raise UsageError(
+            f"engine {engine!r}: beam search (beam_width) takes temperature only; drop {', '.join(others)}"
+        )
     BeamSearchParams(max_tokens=2, **passed)
 
 

@@ -6,7 +6,8 @@ batch, that is once per engine step, right after it has queued the step's tokens
 the harness's `perf_counter_ns`: running and waiting requests, KV-cache usage, prefix-cache queries
 and hits, preemptions, the step's new and prompt tokens, and, where the version and config have them,
 iteration details (prefill and decode tokens of the step, its CPU time; `enable_logging_iteration_details`),
-speculative-decoding counters (drafts, draft tokens, accepted tokens) where it is on, and perf stats (FLOPs and bytes per step; `enable_mfu_metrics`). Fields a version lacks are left out.
+speculative-decoding counters (drafts, draft tokens, accepted tokens) where it is on, and perf stats (FLOPs and
+bytes per step; `enable_mfu_metrics`). Fields a version lacks are left out.
 The stats classes are not a stable vLLM interface, so every field is read optionally.
 """
 
@@ -29,23 +30,33 @@ def step_row(scheduler_stats, iteration_stats) -> dict[str, Any]:
             row["prefix_queries"], row["prefix_hits"] = getattr(prefix, "queries", None), getattr(prefix, "hits", None)
         details = getattr(scheduler_stats, "iteration_details", None)
         if details is not None:
-            row.update(step=details.iteration_index, prefill_requests=details.num_ctx_requests, prefill_tokens=details.num_ctx_tokens,
-                       decode_requests=details.num_generation_requests, decode_tokens=details.num_generation_tokens,
-                       step_cpu_ms=details.elapsed_ms)  # fmt: skip
+            row.update(
+                step=details.iteration_index,
+                prefill_requests=details.num_ctx_requests,
+                prefill_tokens=details.num_ctx_tokens,
+                decode_requests=details.num_generation_requests,
+                decode_tokens=details.num_generation_tokens,
+                step_cpu_ms=details.elapsed_ms,
+            )
         adapters = getattr(scheduler_stats, "running_lora_adapters", None)  # multi-LoRA: name -> running requests
         if adapters:
             row["running_adapters"] = sum(1 for n in adapters.values() if n)
         spec = getattr(scheduler_stats, "spec_decoding_stats", None)  # speculative decoding on: this step's counters
         if spec is not None:
-            row.update(spec_drafts=spec.num_drafts, spec_draft_tokens=spec.num_draft_tokens,
-                       spec_accepted_tokens=spec.num_accepted_tokens)  # fmt: skip
+            row.update(
+                spec_drafts=spec.num_drafts,
+                spec_draft_tokens=spec.num_draft_tokens,
+                spec_accepted_tokens=spec.num_accepted_tokens,
+            )
         perf = getattr(scheduler_stats, "perf_stats", None)
         if perf is not None:
             row.update(flops=perf.num_flops_per_gpu, read_bytes=perf.num_read_bytes_per_gpu)
     if iteration_stats is not None:
         row["new_tokens"] = getattr(iteration_stats, "num_generation_tokens", None)
         prompt = getattr(iteration_stats, "prompt_token_stats", None)
-        row["prompt_tokens_done"] = prompt.computed if prompt is not None else getattr(iteration_stats, "num_prompt_tokens", None)
+        row["prompt_tokens_done"] = (
+            prompt.computed if prompt is not None else getattr(iteration_stats, "num_prompt_tokens", None)
+        )
         row["preempted"] = getattr(iteration_stats, "num_preempted_reqs", None)
     return {k: v for k, v in row.items() if v is not None}
 

@@ -37,7 +37,10 @@ def server_args_fields(source: str) -> dict[str, dict[str, str]]:
     tree = ast.parse(source)
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ServerArgs")
     return {
-        node.target.id: {"type": annotation_type(node.annotation), "default": ast.unparse(node.value) if node.value else ""}
+        node.target.id: {
+            "type": annotation_type(node.annotation),
+            "default": ast.unparse(node.value) if node.value else "",
+        }
         for node in cls.body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }

@@ -41,8 +41,10 @@ def busy_loop() -> None:
 class FakeBusyEngine(NullEngine):
     """FAKE: null-engine tokens in the harness, and a busy child with known phase shares."""
 
-    host_anatomy = {"roles": [["fake_core", "* -m tests.anatomy_fake*"]],
-                    "phases": [["scheduling", "*:schedule_fake"], ["model_forward", "*:forward_fake"]]}  # fmt: skip
+    host_anatomy = {
+        "roles": [["fake_core", "* -m tests.anatomy_fake*"]],
+        "phases": [["scheduling", "*:schedule_fake"], ["model_forward", "*:forward_fake"]],
+    }
 
     async def start(self) -> None:
         await super().start()

@@ -36,8 +36,15 @@ def _check(ok: bool, value: float, bound: float, true: float, headroom: float, w
     path = os.environ.get("ENGINEBENCH_TEST_MARGINS")
     if path:
         test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
-        row = {"test": test, "check": what, "kind": kind, "value": value, "bound": bound, "true": true,
-               "headroom": headroom}  # fmt: skip
+        row = {
+            "test": test,
+            "check": what,
+            "kind": kind,
+            "value": value,
+            "bound": bound,
+            "true": true,
+            "headroom": headroom,
+        }
         with open(f"{path}.{os.environ.get('PYTEST_XDIST_WORKER', 'main')}", "a") as out:
             out.write(json.dumps(row) + "\n")
     relation = f"within ±{bound:g} of" if kind == "±" else f"{kind} {bound:g}, true"
@@ -60,4 +67,7 @@ if __name__ == "__main__":
     print("| test | check | true | bound | worst value | worst headroom | runs |\n|---|---|---|---|---|---|---|")
     for (test, check), row in worst(sys.argv[1:]).items():
         bound = f"±{row['bound']:g}" if row["kind"] == "±" else f"{row['kind']} {row['bound']:g}"
-        print(f"| {test} | {check} | {row['true']:g} | {bound} | {row['value']:.4g} | {row['headroom']:.2f} | {row['runs']} |")
+        print(
+            f"| {test} | {check} | {row['true']:g} | {bound} | {row['value']:.4g} | {row['headroom']:.2f} | "
+            f"{row['runs']} |"
+        )

@@ -36,8 +36,15 @@ def _has_gpu() -> bool:
 
 
 # Modules that take longest go first, so the workers end together (a hint only; a stale one costs balance).
-LONGEST_FIRST = ("test_traffic", "test_overhead", "test_engine_args", "test_faults", "test_telemetry_vllm",
-                 "test_vllm_engine", "test_report_engines")  # fmt: skip
+LONGEST_FIRST = (
+    "test_traffic",
+    "test_overhead",
+    "test_engine_args",
+    "test_faults",
+    "test_telemetry_vllm",
+    "test_vllm_engine",
+    "test_report_engines",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -140,8 +147,14 @@ def _timeline(item, asked: float, got: float, done: float) -> None:
     path = os.environ.get("ENGINEBENCH_TEST_TIMELINE")
     if path:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        row = {"worker": worker, "test": item.nodeid, "slots": _slots_wanted(item),
-               "asked": time.time() - (time.perf_counter() - asked), "waited_s": got - asked, "ran_s": done - got}
+        row = {
+            "worker": worker,
+            "test": item.nodeid,
+            "slots": _slots_wanted(item),
+            "asked": time.time() - (time.perf_counter() - asked),
+            "waited_s": got - asked,
+            "ran_s": done - got,
+        }
         with open(f"{path}.{worker}", "a") as out:
             out.write(json.dumps(row) + "\n")
 
@@ -264,7 +277,9 @@ def qwen_tokenizer(tmp_path_factory):
     return AutoTokenizer.from_pretrained(str(folder))
 
 
-def run_cli(args: list[str], cache: Path, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cache: Path, cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """`python -m compare ARGS` in a subprocess, as a user runs it (`env`: variables to set beside the tests')."""
     env = dict(os.environ, ENGINEBENCH_CACHE=str(cache), PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run(
@@ -281,9 +296,22 @@ def ray_head():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env, capture_output=True,
-                   timeout=180)  # fmt: skip
+    subprocess.run(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -32,8 +32,13 @@ def _event(obj) -> bytes:
 
 
 class FakeSseServer:
-    def __init__(self, tokens_per_write: int = 1, interval_ms: float = 10.0, comments: bool = False,
-                 write_per_event: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        tokens_per_write: int = 1,
+        interval_ms: float = 10.0,
+        comments: bool = False,
+        write_per_event: bool = False,
+    ):
         """`comments`: also send a keep-alive comment (`: ping`) and a role-only event before the tokens."""
         self.tokens_per_write, self.interval_ms, self.comments = tokens_per_write, interval_ms, comments
         self.write_per_event = write_per_event
@@ -65,7 +70,9 @@ class FakeSseServer:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode().split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 if method == "POST" and path.endswith("/v1/completions"):
                     arrived, request = time.perf_counter_ns(), json.loads(body)
@@ -73,8 +80,10 @@ class FakeSseServer:
                     await self._stream(request, writer)
                 else:
                     answer = b'{"data": [{"id": "fake-sse"}]}' if path.endswith("/v1/models") else b"{}"
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (len(answer), answer))  # fmt: skip
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(answer), answer)
+                    )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -96,10 +105,15 @@ class FakeSseServer:
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
         if self.comments:
             head += _http_chunk(b": ping\n\n") + _event({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        tokens = [_event({"choices": [{"index": 0, "text": "a", "token_ids": [7], "finish_reason": None}]}) for _ in range(n)]
-        tail = (_event({"choices": [{"index": 0, "text": "", "token_ids": [], "finish_reason": "length"}]})
-                + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
-                + _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")  # fmt: skip
+        tokens = [
+            _event({"choices": [{"index": 0, "text": "a", "token_ids": [7], "finish_reason": None}]}) for _ in range(n)
+        ]
+        tail = (
+            _event({"choices": [{"index": 0, "text": "", "token_ids": [], "finish_reason": "length"}]})
+            + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
+            + _http_chunk(b"data: [DONE]\n\n")
+            + b"0\r\n\r\n"
+        )
         if self.interval_ms <= 0:
             self._instant[n, prompt_tokens] = head + b"".join(tokens) + tail
             writer.write(self._instant[n, prompt_tokens])
@@ -111,7 +125,6 @@ class FakeSseServer:
             writer.write(b"".join(tokens[first : first + k]) + (tail if first + k >= n else b""))
             await writer.drain()
 
-
     async def _stream_per_event(self, n: int, prompt_tokens: int, writer: asyncio.StreamWriter) -> None:
         """At once, but one write per event, yielding between writes (other connections' events interleave)."""
         token = _event({"choices": [{"index": 0, "text": "a", "token_ids": [7], "finish_reason": None}]})
@@ -120,9 +133,12 @@ class FakeSseServer:
             writer.write(token)
             await writer.drain()
             await asyncio.sleep(0)
-        writer.write(_event({"choices": [{"index": 0, "text": "", "token_ids": [], "finish_reason": "length"}]})
-                     + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
-                     + _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")  # fmt: skip
+        writer.write(
+            _event({"choices": [{"index": 0, "text": "", "token_ids": [], "finish_reason": "length"}]})
+            + _event({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n}})
+            + _http_chunk(b"data: [DONE]\n\n")
+            + b"0\r\n\r\n"
+        )
 
 
 async def _main(args) -> None:
@@ -139,7 +155,9 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens-per-write", type=int, default=1)
     parser.add_argument("--interval-ms", type=float, default=10.0)
-    parser.add_argument("--per-event", action="store_true", help="instant server: one write per event, not per response")
+    parser.add_argument(
+        "--per-event", action="store_true", help="instant server: one write per event, not per response"
+    )
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop (if installed)")
     args = parser.parse_args()

@@ -25,8 +25,15 @@ MS = 1_000_000
 class FakeEngine(StreamingEngine):
     """Emits `max_output_tokens` tokens, one per `delay_s`; records what the runner asked of it."""
 
-    def __init__(self, model=None, engine_args=None, delay_s: float = 0.001, fail_on: str | None = None,
-                 hang_on: str | None = None, reset_error: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model=None,
+        engine_args=None,
+        delay_s: float = 0.001,
+        fail_on: str | None = None,
+        hang_on: str | None = None,
+        reset_error: str | None = None,
+    ):
         self.delay_s, self.fail_on, self.hang_on, self.reset_error = delay_s, fail_on, hang_on, reset_error
         self.in_flight = 0
         self.max_in_flight = 0
@@ -89,8 +96,9 @@ class FakeBatchEngine(BatchEngine):
         self.calls.append("reset")
 
     def describe(self):
-        caps = Capabilities(continuous_batching=True, prefix_cache=False, engine_timestamps=False, ignore_eos=True,
-                            offline_batch=True)  # fmt: skip
+        caps = Capabilities(
+            continuous_batching=True, prefix_cache=False, engine_timestamps=False, ignore_eos=True, offline_batch=True
+        )
         return EngineDescription("fake-batch", "0", {}, {"id": "fake"}, caps)
 
     async def generate_batch(self, requests):
@@ -105,18 +113,27 @@ def record(token_ms, chunk_tokens=None, sent_ms=0.0, end_ms=None, ok=True, promp
     chunk_tokens = chunk_tokens or [1] * len(token_ms)
     starts = [sum(chunk_tokens[:i]) for i in range(len(chunk_tokens))]
     return RequestRecord(
-        id=fields.pop("id", "r"), prompt_tokens=prompt_tokens, target_output_tokens=fields.pop("target_output_tokens", len(token_ms)),
-        sent_ns=int(sent_ms * MS), end_ns=int((end_ms if end_ms is not None else token_ms[-1]) * MS),
-        chunk_ns=[int(token_ms[i] * MS) for i in starts], chunk_tokens=list(chunk_tokens), output_tokens=len(token_ms),
-        error=None if ok else "boom", finish_reason=fields.pop("finish_reason", "length"), **fields,
-    )  # fmt: skip
+        id=fields.pop("id", "r"),
+        prompt_tokens=prompt_tokens,
+        target_output_tokens=fields.pop("target_output_tokens", len(token_ms)),
+        sent_ns=int(sent_ms * MS),
+        end_ns=int((end_ms if end_ms is not None else token_ms[-1]) * MS),
+        chunk_ns=[int(token_ms[i] * MS) for i in starts],
+        chunk_tokens=list(chunk_tokens),
+        output_tokens=len(token_ms),
+        error=None if ok else "boom",
+        finish_reason=fields.pop("finish_reason", "length"),
+        **fields,
+    )
 
 
 def fake_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], requires: tuple[str, ...] = ()) -> Path:
     """A FAKE wheel: real zip layout (package files, .data/purelib, dist-info with METADATA)."""
     dist = f"{name.replace('-', '_')}-{version}"
     path = folder / f"{dist}-py3-none-any.whl"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
     with zipfile.ZipFile(path, "w") as archive:
         for relative, data in files.items():
             archive.writestr(relative, data)
@@ -141,30 +158,65 @@ class NotAnEngine:
         pass
 
 
-def fake_run(engine: str, scenario: str, cells: list[tuple[dict, list[RequestRecord]]], kind: str = "inprocess",
-             hardware: str = "NVIDIA H100 80GB HBM3", dtype: str = "bfloat16", quick: bool = False):  # fmt: skip
+def fake_run(
+    engine: str,
+    scenario: str,
+    cells: list[tuple[dict, list[RequestRecord]]],
+    kind: str = "inprocess",
+    hardware: str = "NVIDIA H100 80GB HBM3",
+    dtype: str = "bfloat16",
+    quick: bool = False,
+):
     """A FAKE stored run: a results document with the given cells (config, records), summaries derived as the
     harness derives them, on the named GPU (or `hardware=None`: a CPU)."""
     from compare.analysis.summaries import summarize_cell
     from compare.results.store import StoredRun
 
     gpus = {"available": True, "devices": [{"name": hardware}]} if hardware else {"available": False}
-    doc = {"metadata": {"gpus": gpus, "cpu": {"model": "fake CPU", "affinity_cores": 2}, "date_utc": "2026-01-01T00:00:00"},
-           "engine": {"name": engine, "model": {"dtype": dtype, "quantization": None}, "capabilities": {}},
-           "model": {"spec": "synthetic:llama-3.1-8b", "kind": "synthetic", "preset": "llama-3.1-8b"},
-           "scenario": {"name": scenario, "seed": 0}, "quick": quick,
-           "variant": {"of": engine, "kind": kind, "engine_args": {}}, "cells": []}  # fmt: skip
+    doc = {
+        "metadata": {
+            "gpus": gpus,
+            "cpu": {"model": "fake CPU", "affinity_cores": 2},
+            "date_utc": "2026-01-01T00:00:00",
+        },
+        "engine": {"name": engine, "model": {"dtype": dtype, "quantization": None}, "capabilities": {}},
+        "model": {"spec": "synthetic:llama-3.1-8b", "kind": "synthetic", "preset": "llama-3.1-8b"},
+        "scenario": {"name": scenario, "seed": 0},
+        "quick": quick,
+        "variant": {"of": engine, "kind": kind, "engine_args": {}},
+        "cells": [],
+    }
     for config, records in cells:
-        config = {"prompt_mode": "distinct", "output_tokens": len(records[0].chunk_ns), "prompt_tokens": records[0].prompt_tokens,
-                  **config}  # fmt: skip
-        cell = {"cell_id": config["cell_id"], "config": config, "requests": records, "warmups": [], "cache_resets": [], "gpu": {}}
+        config = {
+            "prompt_mode": "distinct",
+            "output_tokens": len(records[0].chunk_ns),
+            "prompt_tokens": records[0].prompt_tokens,
+            **config,
+        }
+        cell = {
+            "cell_id": config["cell_id"],
+            "config": config,
+            "requests": records,
+            "warmups": [],
+            "cache_resets": [],
+            "gpu": {},
+        }
         cell.update(summarize_cell(records, config, {}, []))
         doc["cells"].append(cell)
     return StoredRun(Path(f"/fake/{engine}_{scenario}.json"), doc)
 
 
-def steady_records(n: int, ttft_ms: float, itl_ms: float, tokens: int = 16, jitter: float = 0.05, seed: int = 0,
-                   prompt_tokens: int = 128, concurrency: int = 1, **fields) -> list[RequestRecord]:  # fmt: skip
+def steady_records(
+    n: int,
+    ttft_ms: float,
+    itl_ms: float,
+    tokens: int = 16,
+    jitter: float = 0.05,
+    seed: int = 0,
+    prompt_tokens: int = 128,
+    concurrency: int = 1,
+    **fields,
+) -> list[RequestRecord]:
     """n FAKE records: TTFT and every gap drawn around the given means (relative jitter), sent back to back
     by `concurrency` workers."""
     import numpy as np

@@ -24,8 +24,13 @@ PEER_VERSION = "0.0.0-enginebench-test-peer"
 
 
 class OllamaTestPeer:
-    def __init__(self, blob_dir: Path, early_stop_after: int | None = None, error_after: int | None = None,
-                 ignore_num_ctx_above: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        blob_dir: Path,
+        early_stop_after: int | None = None,
+        error_after: int | None = None,
+        ignore_num_ctx_above: int | None = None,
+    ):
         self.blob_dir = blob_dir
         self.early_stop_after, self.error_after, self.ctx_cap = early_stop_after, error_after, ignore_num_ctx_above
         self.models: dict[str, dict] = {}  # tag -> {"path", "llm", "digest"}
@@ -78,17 +83,31 @@ class OllamaTestPeer:
                 if count >= options.get("num_predict", 128):
                     break
             perf = llama_cpp.llama_perf_context(llm.ctx)
-        yield "", {
-            "done": True, "done_reason": reason, "total_duration": time.perf_counter_ns() - started,
-            "load_duration": 0, "prompt_eval_count": len(tokens), "prompt_eval_duration": int(perf.t_p_eval_ms * 1e6),
-            "eval_count": count, "eval_duration": int(perf.t_eval_ms * 1e6),
-        }  # fmt: skip
+        yield (
+            "",
+            {
+                "done": True,
+                "done_reason": reason,
+                "total_duration": time.perf_counter_ns() - started,
+                "load_duration": 0,
+                "prompt_eval_count": len(tokens),
+                "prompt_eval_duration": int(perf.t_p_eval_ms * 1e6),
+                "eval_count": count,
+                "eval_duration": int(perf.t_eval_ms * 1e6),
+            },
+        )
 
     def details(self, tag: str) -> dict:
         metadata = self.models[tag]["llm"].metadata
-        file_type = {"0": "F32", "1": "F16", "7": "Q8_0", "15": "Q4_K_M", "32": "BF16"}.get(metadata.get("general.file_type"), "unknown")
-        return {"format": "gguf", "family": metadata.get("general.architecture"), "parameter_size": "test",
-                "quantization_level": file_type}  # fmt: skip
+        file_type = {"0": "F32", "1": "F16", "7": "Q8_0", "15": "Q4_K_M", "32": "BF16"}.get(
+            metadata.get("general.file_type"), "unknown"
+        )
+        return {
+            "format": "gguf",
+            "family": metadata.get("general.architecture"),
+            "parameter_size": "test",
+            "quantization_level": file_type,
+        }
 
 
 def _handler(peer: OllamaTestPeer):
@@ -128,7 +147,10 @@ def _handler(peer: OllamaTestPeer):
             self.wfile.write(b"0\r\n\r\n")
 
         def do_HEAD(self):
-            exists = self.path.startswith("/api/blobs/") and (peer.blob_dir / self.path.rsplit("/", 1)[1].replace(":", "-")).exists()
+            exists = (
+                self.path.startswith("/api/blobs/")
+                and (peer.blob_dir / self.path.rsplit("/", 1)[1].replace(":", "-")).exists()
+            )
             self.send_response(200 if exists else 404)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -137,9 +159,19 @@ def _handler(peer: OllamaTestPeer):
             if self.path == "/api/version":
                 return self._json(200, {"version": PEER_VERSION})
             if self.path == "/api/ps":
-                models = [{"name": tag, "model": tag, "size": m["path"].stat().st_size, "size_vram": 0, "digest": m["digest"],
-                           "details": peer.details(tag), "expires_at": datetime.now(timezone.utc).isoformat(),
-                           "context_length": 8192} for tag, m in peer.models.items()]  # fmt: skip
+                models = [
+                    {
+                        "name": tag,
+                        "model": tag,
+                        "size": m["path"].stat().st_size,
+                        "size_vram": 0,
+                        "digest": m["digest"],
+                        "details": peer.details(tag),
+                        "expires_at": datetime.now(timezone.utc).isoformat(),
+                        "context_length": 8192,
+                    }
+                    for tag, m in peer.models.items()
+                ]
                 return self._json(200, {"models": models})
             return self._json(404, {"error": f"test peer: no route {self.path}"})
 
@@ -157,8 +189,17 @@ def _handler(peer: OllamaTestPeer):
             if tag not in peer.models:
                 return self._json(404, {"error": f"model '{tag}' not found"})
             if self.path == "/api/show":
-                return self._json(200, {"details": peer.details(tag), "modelfile": "", "parameters": "", "template": "",
-                                        "model_info": {}, "modified_at": datetime.now(timezone.utc).isoformat()})  # fmt: skip
+                return self._json(
+                    200,
+                    {
+                        "details": peer.details(tag),
+                        "modelfile": "",
+                        "parameters": "",
+                        "template": "",
+                        "model_info": {},
+                        "modified_at": datetime.now(timezone.utc).isoformat(),
+                    },
+                )
             if self.path in ("/api/generate", "/api/chat"):
                 chat = self.path == "/api/chat"
                 prompt = request["messages"][-1]["content"] if chat else request.get("prompt") or ""

@@ -1,6 +1,6 @@
 """A STAND-IN server for the launcher's tests: a fake, not an engine. It answers /health on 127.0.0.1.
 
-    python tests/stand_in_server.py --port P [--never-ready] [--exit-now] [--child-pid-file F]
+python tests/stand_in_server.py --port P [--never-ready] [--exit-now] [--child-pid-file F]
 """
 
 import argparse
@@ -36,7 +36,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # /v1/completions: two tokens, then (optionally) a line that is not SSE
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        lines = [b'data: {"choices": [{"text": "a", "token_ids": [1]}]}', b'data: {"choices": [{"text": "b", "token_ids": [2]}]}']
+        lines = [
+            b'data: {"choices": [{"text": "a", "token_ids": [1]}]}',
+            b'data: {"choices": [{"text": "b", "token_ids": [2]}]}',
+        ]
         lines += [b"this is not an SSE line"] if args.sse == "malformed" else []
         lines += [b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}', b"data: [DONE]"]
         body = b"\n\n".join(lines) + b"\n\n"

@@ -31,24 +31,64 @@ def test_equal_ids_give_equal_digests_and_the_fingerprint_finds_the_first_differ
 
 
 def _record(request_id: str, ids: list[int], ok: bool = True) -> RequestRecord:
-    return RequestRecord(request_id, 3, len(ids), output_tokens=len(ids), error=None if ok else "failed",
-                         output_digest=output_digest(ids), output_fingerprint=output_fingerprint(ids))  # fmt: skip
+    return RequestRecord(
+        request_id,
+        3,
+        len(ids),
+        output_tokens=len(ids),
+        error=None if ok else "failed",
+        output_digest=output_digest(ids),
+        output_fingerprint=output_fingerprint(ids),
+    )
 
 
 def test_a_cell_agreement_matches_requests_by_id_and_skips_failed_ones():
     a = {"requests": [_record("r0", [1, 2, 3]), _record("r1", [1, 2, 3]), _record("r2", [5, 5]), _record("r3", [1])]}
-    b = {"requests": [_record("r1", [1, 2, 4]), _record("r0", [1, 2, 3]), _record("r2", [6, 5]), _record("r3", [1], ok=False)]}
+    b = {
+        "requests": [
+            _record("r1", [1, 2, 4]),
+            _record("r0", [1, 2, 3]),
+            _record("r2", [6, 5]),
+            _record("r3", [1], ok=False),
+        ]
+    }
     agreement = cell_agreement(a, b)
-    assert agreement == {"num_compared": 3, "num_identical": 1, "identical_share": 1 / 3, "first_divergence_p50": 1.0,
-                         "first_divergence_min": 0}  # fmt: skip
+    assert agreement == {
+        "num_compared": 3,
+        "num_identical": 1,
+        "identical_share": 1 / 3,
+        "first_divergence_p50": 1.0,
+        "first_divergence_min": 0,
+    }
     text_only = {"requests": [RequestRecord("r0", 3, 3, output_tokens=3)]}
     assert cell_agreement(a, text_only) is None
 
 
 def _null(out: Path, model: Path, *extra: str) -> Path:
-    code = compare_main(["--engine", "null", "--model", str(model), "--scenario", "single", "--input-tokens", "32",
-                         "--output-tokens", "16", "--repetitions", "4", "--warmups", "0", "--engine-arg", "interval_ms=1",
-                         "--out", str(out), "--no-progress", *extra])  # fmt: skip
+    code = compare_main(
+        [
+            "--engine",
+            "null",
+            "--model",
+            str(model),
+            "--scenario",
+            "single",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "16",
+            "--repetitions",
+            "4",
+            "--warmups",
+            "0",
+            "--engine-arg",
+            "interval_ms=1",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert code == 0
     (path,) = out.glob("null_single_*.json")
     return path
@@ -65,7 +105,11 @@ def test_vs_reports_identical_outputs_for_identical_runs_and_the_first_divergenc
     cells = {name: load_run(path).doc["cells"][0] for name, path in (("a", a), ("b", b), ("changed", changed))}
     assert cell_agreement(cells["a"], cells["b"])["identical_share"] == 1.0
     diverged = cell_agreement(cells["a"], cells["changed"])
-    assert diverged["num_identical"] == 0 and diverged["first_divergence_p50"] == 5 and diverged["first_divergence_min"] == 5
+    assert (
+        diverged["num_identical"] == 0
+        and diverged["first_divergence_p50"] == 5
+        and diverged["first_divergence_min"] == 5
+    )
     capsys.readouterr()
     assert report_main([str(a), "--vs", str(changed)]) == 0
     out = capsys.readouterr().out
@@ -73,9 +117,26 @@ def test_vs_reports_identical_outputs_for_identical_runs_and_the_first_divergenc
 
 
 def test_a_sweep_point_whose_outputs_diverge_from_the_baseline_is_flagged(config_only_model, tmp_path, capsys):
-    code = compare_main(["--engine", "null", "--scenario", "single", "--quick", "--input-tokens", "32", "--output-tokens",
-                         "8", "--no-isolate", "--sweep", "null.change_token_at=-1,2", "--model", str(config_only_model),
-                         "--out", str(tmp_path)])  # fmt: skip
+    code = compare_main(
+        [
+            "--engine",
+            "null",
+            "--scenario",
+            "single",
+            "--quick",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "8",
+            "--no-isolate",
+            "--sweep",
+            "null.change_token_at=-1,2",
+            "--model",
+            str(config_only_model),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     (folder,) = tmp_path.glob("sweep_sweep_*")
     (row,) = json.loads((folder / "sweep.json").read_text())["output_agreement"]

@@ -30,8 +30,15 @@ def _speedscope(threads: dict[str, list[list[str]]]) -> dict:
                     index[key] = len(frames)
                     file, function = key.rsplit(":", 1)
                     frames.append({"name": function, "file": file, "line": 1})
-    profiles = [{"type": "sampled", "name": name, "samples": [[index[k] for k in s] for s in stacks], "weights": [0.01] * len(stacks)}
-                for name, stacks in threads.items()]  # fmt: skip
+    profiles = [
+        {
+            "type": "sampled",
+            "name": name,
+            "samples": [[index[k] for k in s] for s in stacks],
+            "weights": [0.01] * len(stacks),
+        }
+        for name, stacks in threads.items()
+    ]
     return {"shared": {"frames": frames}, "profiles": profiles}
 
 
@@ -48,10 +55,18 @@ def test_the_deepest_frame_a_rule_claims_decides_the_phase():
     core = SITE + "vllm/v1/engine/core.py:step"
     stacks = {
         "waiting": [core, STDLIB + "threading.py:Condition.wait"],  # py-spy's qualified names
-        "model_forward": [core, SITE + "vllm/model_executor/models/llama.py:forward", SITE + "torch/nn/functional.py:linear"],
+        "model_forward": [
+            core,
+            SITE + "vllm/model_executor/models/llama.py:forward",
+            SITE + "torch/nn/functional.py:linear",
+        ],
         "sampling": [core, SITE + "vllm/v1/sample/sampler.py:forward", SITE + "torch/nn/modules/module.py:_call_impl"],
         "output_processing": [core, SITE + "vllm/v1/core/sched/scheduler.py:update_from_output"],
-        "scheduling": [core, SITE + "vllm/v1/core/sched/scheduler.py:schedule", SITE + "vllm/v1/core/kv_cache_manager.py:allocate_slots"],
+        "scheduling": [
+            core,
+            SITE + "vllm/v1/core/sched/scheduler.py:schedule",
+            SITE + "vllm/v1/core/kv_cache_manager.py:allocate_slots",
+        ],
         "harness_loop": [loop, str(ROOT / "compare/run/runner.py") + ":closed_loop"],
         "other": ["/somewhere/else.py:mystery"],
     }
@@ -63,7 +78,11 @@ def test_the_deepest_frame_a_rule_claims_decides_the_phase():
 
 @pytest.mark.unit
 def test_shares_come_from_the_busiest_thread_with_their_sampling_error_and_top_functions():
-    busy = [["a.py:main", "a.py:schedule_fake"]] * 60 + [["a.py:main", "a.py:forward_fake"]] * 30 + [["a.py:main", STDLIB + "threading.py:wait"]] * 10
+    busy = (
+        [["a.py:main", "a.py:schedule_fake"]] * 60
+        + [["a.py:main", "a.py:forward_fake"]] * 30
+        + [["a.py:main", STDLIB + "threading.py:wait"]] * 10
+    )
     idle = [["b.py:run", STDLIB + "queue.py:get"]] * 100
     extra = [["scheduling", "*:schedule_fake"], ["model_forward", "*:forward_fake"]]
     summary = profile_summary(_speedscope({"Thread 2 idle": idle, "Thread 1 main": busy}), rules(extra))
@@ -73,7 +92,9 @@ def test_shares_come_from_the_busiest_thread_with_their_sampling_error_and_top_f
     assert summary["phases"]["waiting"]["share"] == pytest.approx(0.1) and summary["busy_share"] == pytest.approx(0.9)
     assert summary["top_self"][0] == {"function": "a.py:schedule_fake", "share": 0.6}
     assert summary["top_total"][0] == {"function": "a.py:main", "share": 1.0}
-    assert summary["other_threads"] == [{"thread": "Thread 2 idle", "samples": 100, "busy_share": 0.0, "cpu_share": None}]
+    assert summary["other_threads"] == [
+        {"thread": "Thread 2 idle", "samples": 100, "busy_share": 0.0, "cpu_share": None}
+    ]
 
 
 @pytest.mark.unit
@@ -103,17 +124,29 @@ def test_host_ms_per_step_joins_the_busy_share_to_the_steps_in_the_window():
 
 @pytest.mark.unit
 def test_a_sampler_that_fell_behind_or_could_not_attach_is_warned():
-    warnings = host_profile_warnings({"processes": [{"role": "harness", "pid": 1, "sampler_kept_up": 0.5, "sampler_cpu_share": 0.01},
-                                                    {"role": "engine_core", "pid": 2, "error": "py-spy exited 1: Permission denied"}]})  # fmt: skip
-    assert any("kept 50%" in w for w in warnings) and any("engine_core (pid 2) not sampled: py-spy exited 1" in w for w in warnings)
+    warnings = host_profile_warnings(
+        {
+            "processes": [
+                {"role": "harness", "pid": 1, "sampler_kept_up": 0.5, "sampler_cpu_share": 0.01},
+                {"role": "engine_core", "pid": 2, "error": "py-spy exited 1: Permission denied"},
+            ]
+        }
+    )
+    assert any("kept 50%" in w for w in warnings) and any(
+        "engine_core (pid 2) not sampled: py-spy exited 1" in w for w in warnings
+    )
 
 
 @pytest.mark.unit
 def test_a_host_profile_of_a_cell_the_run_lacks_or_at_no_rate_is_one_line_and_exit_2(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--host-profile", "nocell"),
-                       "--host-profile 'nocell': no scenario of this run has that cell; its cells: c1-in32, c2-in32 (or all)")
-    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--host-profile", "all", "--host-profile-rate", "0"),
-                       "--host-profile-rate 0: give samples per second > 0")
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "smoke", "--host-profile", "nocell"),
+        "--host-profile 'nocell': no scenario of this run has that cell; its cells: c1-in32, c2-in32 (or all)",
+    )
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "smoke", "--host-profile", "all", "--host-profile-rate", "0"),
+        "--host-profile-rate 0: give samples per second > 0",
+    )
 
 
 @pytest.mark.unit
@@ -121,7 +154,7 @@ def test_the_headline_thread_is_the_one_that_used_the_cpu():
     """A thread asleep in C (time.sleep) shows its Python caller, so its samples look busy; /proc says otherwise."""
     sleeper = [["g.py:run", "compare/run/gpu.py:_loop"]] * 100
     loop = [["m.py:main", STDLIB + "selectors.py:EpollSelector.select"]] * 90 + [["m.py:main", "m.py:work"]] * 10
-    doc = _speedscope({"Thread 7 \"gpu\"": sleeper, "Thread 5 \"MainThread\"": loop})
+    doc = _speedscope({'Thread 7 "gpu"': sleeper, 'Thread 5 "MainThread"': loop})
     summary = profile_summary(doc, rules(), {7: 0.0, 5: 0.1})
     assert summary["main_thread"] == 'Thread 5 "MainThread"' and summary["cpu_share"] == 0.1
     assert summary["phases"]["waiting"]["share"] == pytest.approx(0.9)
@@ -139,9 +172,32 @@ def test_the_fake_engines_known_phase_shares_are_reported_within_5_points(model_
     pytest.importorskip("compare.run.hostprofile").py_spy_binary()
     from tests.anatomy_fake import SHARES
 
-    result = run_cli(["--engine", "tests.anatomy_fake:FakeBusyEngine", "--model", str(config_only_model), "--scenario", "smoke",
-                      "--concurrency", "1", "--num-requests", "2", "--output-tokens", "150", "--engine-arg", "interval_ms=20",
-                      "--host-profile", "all", "--host-profile-rate", "400", "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "tests.anatomy_fake:FakeBusyEngine",
+            "--model",
+            str(config_only_model),
+            "--scenario",
+            "smoke",
+            "--concurrency",
+            "1",
+            "--num-requests",
+            "2",
+            "--output-tokens",
+            "150",
+            "--engine-arg",
+            "interval_ms=20",
+            "--host-profile",
+            "all",
+            "--host-profile-rate",
+            "400",
+            "--out",
+            str(tmp_path),
+        ],
+        model_cache,
+        ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     doc = _profiled(tmp_path, "*_smoke_*.json")
     (cell,) = doc["cells"]

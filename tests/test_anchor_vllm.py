@@ -19,8 +19,16 @@ NUM_PROMPTS, OUTPUT_LEN = 16, 64  # the engine test's workload: two waves at the
 
 
 def _doc(requests):
-    summary = {"output_tok_per_s": 100.0, "request_per_s": 1.0, "num_ok": len(requests), "output_tokens_total": 4,
-               "prompt_tokens_total": 8, "tpot_ms": {"p50": 0.0}, "itl_ms": {"p50": 0.0}, "tokens_per_chunk_mean": 2.0}
+    summary = {
+        "output_tok_per_s": 100.0,
+        "request_per_s": 1.0,
+        "num_ok": len(requests),
+        "output_tokens_total": 4,
+        "prompt_tokens_total": 8,
+        "tpot_ms": {"p50": 0.0},
+        "itl_ms": {"p50": 0.0},
+        "tokens_per_chunk_mean": 2.0,
+    }
     return {"cells": [{"summary": summary, "requests": requests}]}
 
 
@@ -39,15 +47,30 @@ def test_the_harness_scenario_is_built_as_data_not_from_cli_strings():
 
     args = argparse.Namespace(concurrency=8, input_len=256, output_len=128, num_prompts=32, warmups=2)
     scenario = harness_scenario(args)
-    assert (scenario.name, scenario.concurrency, scenario.input_tokens, scenario.output_tokens) == ("concurrent", (8,), (256,), 128)
-    assert (scenario.num_requests, scenario.repetitions, scenario.warmup_requests, scenario.prompt_mode) == (32, None, 2, "distinct")
+    assert (scenario.name, scenario.concurrency, scenario.input_tokens, scenario.output_tokens) == (
+        "concurrent",
+        (8,),
+        (256,),
+        128,
+    )
+    assert (scenario.num_requests, scenario.repetitions, scenario.warmup_requests, scenario.prompt_mode) == (
+        32,
+        None,
+        2,
+        "distinct",
+    )
 
 
 @pytest.mark.unit
 def test_agreement_is_judged_against_the_stated_tolerance():
     theirs = [{"ttft_ms_median": 100.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0}]
-    ours = [{"ttft_ms_median": 100.0 * (1 + TOLERANCE["ttft_ms_median"]) + 1, "tpot_ms_median": 10.0,
-             "output_tok_per_s": 500.0 * (1 - TOLERANCE["output_tok_per_s"]) + 1}]
+    ours = [
+        {
+            "ttft_ms_median": 100.0 * (1 + TOLERANCE["ttft_ms_median"]) + 1,
+            "tpot_ms_median": 10.0,
+            "output_tok_per_s": 500.0 * (1 - TOLERANCE["output_tok_per_s"]) + 1,
+        }
+    ]
     rows = agreement(theirs, ours)
     assert not rows["ttft_ms_median"]["agrees"] and rows["tpot_ms_median"]["agrees"]
     assert rows["output_tok_per_s"]["agrees"] and rows["tpot_ms_median"]["relative_diff"] == 0.0
@@ -55,10 +78,14 @@ def test_agreement_is_judged_against_the_stated_tolerance():
 
 @pytest.mark.unit
 def test_a_difference_beyond_tolerance_is_not_significant_when_the_runs_overlap():
-    theirs = [{"ttft_ms_median": 77.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
-              {"ttft_ms_median": 116.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0}]
-    ours = [{"ttft_ms_median": 55.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
-            {"ttft_ms_median": 89.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0}]  # fmt: skip
+    theirs = [
+        {"ttft_ms_median": 77.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
+        {"ttft_ms_median": 116.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
+    ]
+    ours = [
+        {"ttft_ms_median": 55.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
+        {"ttft_ms_median": 89.0, "tpot_ms_median": 10.0, "output_tok_per_s": 500.0},
+    ]
     row = agreement(theirs, ours)["ttft_ms_median"]
     assert not row["within_tolerance"] and row["runs_overlap"] and row["agrees"]  # -26%, but 77-116 vs 55-89 overlap
     apart = [{**run, "ttft_ms_median": run["ttft_ms_median"] / 2} for run in ours]
@@ -69,8 +96,14 @@ def test_a_difference_beyond_tolerance_is_not_significant_when_the_runs_overlap(
 def test_one_disturbed_run_does_not_decide_the_verdict_but_a_steady_difference_does():
     # TPOT p50 per run from CI on 2026-11-23: vllm bench 10.53, 9.77; ours 10.96 and one disturbed run, 15.19
     # (its tok/s fell 29% too). Two more runs per tool, as the default of 4 gives, at the tools' usual values.
-    theirs = [{"ttft_ms_median": 92.0, "tpot_ms_median": tpot, "output_tok_per_s": 740.0} for tpot in (10.53, 9.77, 10.2, 10.1)]
-    ours = [{"ttft_ms_median": 100.0, "tpot_ms_median": tpot, "output_tok_per_s": 700.0} for tpot in (10.96, 15.19, 10.9, 11.1)]
+    theirs = [
+        {"ttft_ms_median": 92.0, "tpot_ms_median": tpot, "output_tok_per_s": 740.0}
+        for tpot in (10.53, 9.77, 10.2, 10.1)
+    ]
+    ours = [
+        {"ttft_ms_median": 100.0, "tpot_ms_median": tpot, "output_tok_per_s": 700.0}
+        for tpot in (10.96, 15.19, 10.9, 11.1)
+    ]
     row = agreement(theirs, ours)["tpot_ms_median"]
     assert row["agrees"] and row["within_tolerance"] and row["enginebench"] == pytest.approx(11.03)
     slower = [{**run, "tpot_ms_median": run["tpot_ms_median"] * 1.3} for run in ours]  # every run 30% slower
@@ -81,15 +114,17 @@ class FakeBenchProcess(BenchProcess):
     """A FAKE vllm bench: a program that says ready after a known import time, then writes its arguments to its log
     and exits with the code they name."""
 
-    code = ("import json, os, sys, time\n"
-            "time.sleep(float(os.environ.get('FAKE_IMPORT_S', '0')))\n"
-            "if os.environ.get('FAKE_DIES'): sys.exit(3)\n"
-            "os.write(int(sys.argv[1]), b'ready\\n')\n"
-            "line = sys.stdin.readline()\n"
-            "if not line: sys.exit(0)\n"
-            "argv = json.loads(line)\n"
-            "print('ran', argv, flush=True)\n"
-            "sys.exit(int(argv[0]))\n")  # fmt: skip
+    code = (
+        "import json, os, sys, time\n"
+        "time.sleep(float(os.environ.get('FAKE_IMPORT_S', '0')))\n"
+        "if os.environ.get('FAKE_DIES'): sys.exit(3)\n"
+        "os.write(int(sys.argv[1]), b'ready\\n')\n"
+        "line = sys.stdin.readline()\n"
+        "if not line: sys.exit(0)\n"
+        "argv = json.loads(line)\n"
+        "print('ran', argv, flush=True)\n"
+        "sys.exit(int(argv[0]))\n"
+    )
 
 
 @pytest.mark.engine
@@ -137,10 +172,28 @@ def test_enginebench_agrees_with_vllm_bench_serve_on_one_server(model_cache, tmp
     # eager: the agreement is about the two clients, and compiling the server's graph cost 80 s of the test.
     # Alone, half the tool's default workload (16 prompts of 256 + 64 tokens, two runs per tool) agrees as well as
     # the whole one did (TTFT +0.1%, TPOT +5.2%, tok/s -3.6% on the AVX2 host) in 3 minutes instead of 7.5
-    argv = [sys.executable, "-m", "compare.anchor_vllm", "--engine-arg", "enforce_eager=true", "--repetitions", "2",
-            "--num-prompts", str(NUM_PROMPTS), "--output-len", str(OUTPUT_LEN), "--out", str(tmp_path), "--wait-for-go"]
-    with (tmp_path / "stderr.txt").open("w") as errors, subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors) as anchor:  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "compare.anchor_vllm",
+        "--engine-arg",
+        "enforce_eager=true",
+        "--repetitions",
+        "2",
+        "--num-prompts",
+        str(NUM_PROMPTS),
+        "--output-len",
+        str(OUTPUT_LEN),
+        "--out",
+        str(tmp_path),
+        "--wait-for-go",
+    ]
+    with (
+        (tmp_path / "stderr.txt").open("w") as errors,
+        subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
+        ) as anchor,
+    ):
         before, ready = _read_until_ready(anchor.stdout.fileno())
         if ready:
             waits = not select.select([anchor.stdout], [], [], 0.5)[0]  # no measured run before the go

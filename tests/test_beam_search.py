@@ -20,9 +20,12 @@ STEP_S = 0.02
 
 
 class FakeStepEngine:
-    """A FAKE engine client: each one-token request sleeps STEP_S, then offers 2K candidates (token t, logprob -t/10)."""
+    """A FAKE engine client: each one-token request sleeps STEP_S, then offers 2K candidates (token t, logprob
+    -t/10)."""
 
-    renderer = SimpleNamespace(get_tokenizer=lambda: SimpleNamespace(eos_token_id=0, decode=lambda ids, **_: "x" * len(ids)))
+    renderer = SimpleNamespace(
+        get_tokenizer=lambda: SimpleNamespace(eos_token_id=0, decode=lambda ids, **_: "x" * len(ids))
+    )
     input_processor = SimpleNamespace(resolve_watermarking=lambda params: None)
 
     def __init__(self):
@@ -62,10 +65,13 @@ def test_each_step_of_the_search_is_one_token_stamped_when_the_step_ends():
 
 
 def test_beam_width_is_refused_where_no_stream_is_stamped_and_beside_sampling_keys(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--request-arg", "beam_width=4"),
-                       "engine 'null' does not take request arg 'beam_width'")  # fmt: skip
-    assert_usage_error(cli("--engine", "vllm", "--request-arg", "beam_width=4", "--request-arg", "top_p=0.9"),
-                       "beam search (beam_width) takes temperature only; drop top_p")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "null", "--request-arg", "beam_width=4"), "engine 'null' does not take request arg 'beam_width'"
+    )
+    assert_usage_error(
+        cli("--engine", "vllm", "--request-arg", "beam_width=4", "--request-arg", "top_p=0.9"),
+        "beam search (beam_width) takes temperature only; drop top_p",
+    )
     assert_usage_error(cli("--engine", "vllm", "--request-arg", "beam_width=0"), "beam_width counts sequences")
 
 

@@ -30,7 +30,9 @@ def test_coefficient_of_variation_of_ten_percent_or_more_warns():
 
 def test_early_eos_is_flagged():
     short = record([10, 20], target_output_tokens=256, finish_reason="stop")
-    assert any("early stop: 1 requests ended before 256 tokens (finish_reason stop)" in w for w in warnings_for([short]))
+    assert any(
+        "early stop: 1 requests ended before 256 tokens (finish_reason stop)" in w for w in warnings_for([short])
+    )
 
 
 def test_a_cell_that_asks_for_outputs_to_end_at_eos_flags_only_other_ends_and_reports_their_lengths():
@@ -38,7 +40,8 @@ def test_a_cell_that_asks_for_outputs_to_end_at_eos_flags_only_other_ends_and_re
     aborted = record([10, 20, 30], target_output_tokens=256, finish_reason="abort", sent_ms=50)
     warnings = warnings_for([at_eos, aborted], ignore_eos=False)
     assert [w for w in warnings if w.startswith("early stop")] == [
-        "early stop: 1 requests ended before 256 tokens (finish_reason abort); their tokens still count"]
+        "early stop: 1 requests ended before 256 tokens (finish_reason abort); their tokens still count"
+    ]
     lengths = summarize([at_eos, aborted])["output_tokens"]
     assert (lengths["min"], lengths["max"], lengths["p50"]) == (2, 3, 2.5)
 

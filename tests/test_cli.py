@@ -35,7 +35,10 @@ def assert_usage_error(result, message):
 
 
 def test_unknown_engine(cli):
-    assert_usage_error(cli("--engine", "vlm"), "unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch")
+    assert_usage_error(
+        cli("--engine", "vlm"),
+        "unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch",
+    )
 
 
 def test_unknown_scenario(cli):
@@ -43,7 +46,9 @@ def test_unknown_scenario(cli):
 
 
 def test_missing_engine_package(cli, monkeypatch):
-    entry = EngineEntry("engines.null:NullEngine", ("surely_not_installed_pkg",), "pip install 'enginebench[vllm]'", "test")
+    entry = EngineEntry(
+        "engines.null:NullEngine", ("surely_not_installed_pkg",), "pip install 'enginebench[vllm]'", "test"
+    )
     monkeypatch.setitem(engines.REGISTRY, "needs-pkg", entry)
     assert_usage_error(cli("--engine", "needs-pkg"), "pip install 'enginebench[vllm]'")
 
@@ -54,7 +59,9 @@ def test_prompt_longer_than_the_models_context(cli):
 
 
 def test_model_path_that_does_not_exist(cli):
-    assert_usage_error(cli("--engine", "null", "--model", "/no/such/model"), "model path '/no/such/model' does not exist")
+    assert_usage_error(
+        cli("--engine", "null", "--model", "/no/such/model"), "model path '/no/such/model' does not exist"
+    )
 
 
 def test_malformed_scenario_json(cli, tmp_path):
@@ -68,9 +75,22 @@ def test_malformed_engine_arg(cli):
 
 
 def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path, monkeypatch):
-    monkeypatch.setitem(engines.REGISTRY, "null2", EngineEntry("engines.null:NullEngine", (), "", "a second null, for this test"))
-    code, _, err = cli("--engine", "null", "--engine", "null2", "--engine-arg", "null2.interval_ms=3",
-                       "--engine-arg", "null.interval_ms=1", "--out", str(tmp_path / "out"), "--no-isolate")  # fmt: skip
+    monkeypatch.setitem(
+        engines.REGISTRY, "null2", EngineEntry("engines.null:NullEngine", (), "", "a second null, for this test")
+    )
+    code, _, err = cli(
+        "--engine",
+        "null",
+        "--engine",
+        "null2",
+        "--engine-arg",
+        "null2.interval_ms=3",
+        "--engine-arg",
+        "null.interval_ms=1",
+        "--out",
+        str(tmp_path / "out"),
+        "--no-isolate",
+    )
     assert code == 0, err
     (first,) = (tmp_path / "out").glob("null_smoke_*.json")
     (second,) = (tmp_path / "out").glob("null2_smoke_*.json")
@@ -79,29 +99,44 @@ def test_engine_args_scoped_to_one_engine_do_not_reach_the_others(cli, tmp_path,
 
 
 def test_an_engine_prefix_naming_an_engine_not_in_the_run_is_refused(cli):
-    assert_usage_error(cli("--engine", "null", "--engine-arg", "vllm.block_size=16"),
-                       "engine 'vllm' is not in this run (its engines: null); fix the prefix or add --engine vllm")  # fmt: skip
-    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "vlm.block_size=16,32"), "has no engine arg 'vlm.block_size'")
-    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "hf.threads=1,2"), "engine 'hf' is not in this run")
+    assert_usage_error(
+        cli("--engine", "null", "--engine-arg", "vllm.block_size=16"),
+        "engine 'vllm' is not in this run (its engines: null); fix the prefix or add --engine vllm",
+    )
+    assert_usage_error(
+        cli("--engine", "null", "--num-requests", "5", "--sweep", "vlm.block_size=16,32"),
+        "has no engine arg 'vlm.block_size'",
+    )
+    assert_usage_error(
+        cli("--engine", "null", "--num-requests", "5", "--sweep", "hf.threads=1,2"), "engine 'hf' is not in this run"
+    )
 
 
 def test_a_profile_cell_that_no_scenario_has_is_refused_naming_the_cells(cli):
-    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--profile", "nocell"),
-                       "--profile 'nocell': no scenario of this run has that cell; its cells: c1-in32, c2-in32")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "smoke", "--profile", "nocell"),
+        "--profile 'nocell': no scenario of this run has that cell; its cells: c1-in32, c2-in32",
+    )
 
 
 def test_a_negative_deadline_is_refused(cli):
-    assert_usage_error(cli("--engine", "null", "--deadline", "-5"), "--deadline -5: give seconds > 0, or 0 for no deadline")
+    assert_usage_error(
+        cli("--engine", "null", "--deadline", "-5"), "--deadline -5: give seconds > 0, or 0 for no deadline"
+    )
 
 
 def test_a_sweep_key_of_any_engine_is_checked_before_the_first_point(cli, tmp_path):
-    assert_usage_error(cli("--engine", "null", "--num-requests", "5", "--sweep", "bogus=1,2", "--out", str(tmp_path / "out")),
-                       "engine 'null' has no engine arg 'bogus'")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "null", "--num-requests", "5", "--sweep", "bogus=1,2", "--out", str(tmp_path / "out")),
+        "engine 'null' has no engine arg 'bogus'",
+    )
     assert not (tmp_path / "out").exists()  # no point started
 
 
 def test_a_failing_engine_keeps_the_results_already_measured(cli, tmp_path):
-    code, out, err = cli("--engine", "null", "--engine", "tests.fakes:BrokenStartEngine", "--out", str(tmp_path / "out"))
+    code, out, err = cli(
+        "--engine", "null", "--engine", "tests.fakes:BrokenStartEngine", "--out", str(tmp_path / "out")
+    )
     assert code == 1
     assert "engine 'tests.fakes:BrokenStartEngine' failed to start: RuntimeError: cannot load weights" in err
     (path,) = (tmp_path / "out").glob("null_smoke_*.json")

@@ -141,8 +141,11 @@ def cli_against_fake_server(args: list[str], model_cache, out):
 
 @pytest.mark.engine
 def test_the_cli_runs_two_client_processes_and_records_them(model_cache, tmp_path):
-    result = cli_against_fake_server(["--scenario", "concurrent", "--quick", "--concurrency", "4", "--output-tokens", "16",
-                                      "--client-procs", "2"], model_cache, tmp_path)  # fmt: skip
+    result = cli_against_fake_server(
+        ["--scenario", "concurrent", "--quick", "--concurrency", "4", "--output-tokens", "16", "--client-procs", "2"],
+        model_cache,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = tmp_path.glob("*.json")
     doc = json.loads(path.read_text())
@@ -166,7 +169,9 @@ def test_ray_without_ray_or_with_no_head_there_is_a_usage_error(cli, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     assert_usage_error(cli("--engine", "vllm", "--mode", "http", "--ray", "auto"), "pip install -e '.[ray]'")
     monkeypatch.setitem(sys.modules, "ray", object())  # installed: the address is checked before Ray's own retries
-    assert_usage_error(cli("--engine", "vllm", "--mode", "http", "--ray", f"127.0.0.1:{port}"), "no Ray head answers there")
+    assert_usage_error(
+        cli("--engine", "vllm", "--mode", "http", "--ray", f"127.0.0.1:{port}"), "no Ray head answers there"
+    )
     assert_usage_error(cli("--engine", "vllm", "--ray", "auto"), "--ray works in HTTP mode only")
 
 
@@ -201,12 +206,16 @@ def test_ray_actors_measure_an_injected_clock_skew_back_and_merge_their_records(
 
 @pytest.mark.engine
 def test_the_cli_places_its_client_workers_on_ray_and_records_their_clocks(ray_head, model_cache, tmp_path):
-    result = cli_against_fake_server(["--scenario", "smoke", "--client-procs", "2", "--ray", ray_head], model_cache, tmp_path)
+    result = cli_against_fake_server(
+        ["--scenario", "smoke", "--client-procs", "2", "--ray", ray_head], model_cache, tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = tmp_path.glob("*.json")
     doc = json.loads(path.read_text())
     assert doc["clients"]["placement"] == "ray" and doc["clients"]["ray_address"] == ray_head
-    assert all(abs(w["clock_offset_ns"]) <= w["clock_offset_uncertainty_ns"] for w in doc["clients"]["workers"])  # one host
+    assert all(
+        abs(w["clock_offset_ns"]) <= w["clock_offset_uncertainty_ns"] for w in doc["clients"]["workers"]
+    )  # one host
     assert all(cell["summary"]["num_ok"] == cell["summary"]["num_requests"] for cell in doc["cells"])
 
 
@@ -227,7 +236,9 @@ def test_a_ray_actor_killed_mid_cell_fails_only_its_share_on_record(ray_head):
             await asyncio.sleep(1.5)
             os.kill(pool.info[1]["pid"], signal.SIGKILL)
             first = await running
-            second = await pool.run(ClientPlan(tuple(Request(f"s{i}", (1,) * 16, 8, 8) for i in range(4)), concurrency=2))
+            second = await pool.run(
+                ClientPlan(tuple(Request(f"s{i}", (1,) * 16, 8, 8) for i in range(4)), concurrency=2)
+            )
             return first, second
         finally:
             await pool.stop()

@@ -16,7 +16,9 @@ from tests.conftest import CpuSlots
 
 def _held_elsewhere(index: int) -> bool:
     """Whether another holder has slot `index` of this run locked (a probe: it takes and drops it if free)."""
-    path = os.path.join(tempfile.gettempdir(), f"enginebench-pytest-{os.environ['PYTEST_XDIST_TESTRUNUID']}.slot{index}")
+    path = os.path.join(
+        tempfile.gettempdir(), f"enginebench-pytest-{os.environ['PYTEST_XDIST_TESTRUNUID']}.slot{index}"
+    )
     with open(path, "a") as slot:
         try:
             fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)

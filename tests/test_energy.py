@@ -110,8 +110,20 @@ def fake_power_counter(watts: float) -> EnergyCounter:
 def test_a_run_reports_the_fake_gpus_known_power_and_joules_per_token(cli, monkeypatch, tmp_path):  # noqa: F811
     watts = 250.0
     monkeypatch.setattr(cellwindow, "energy_counters", lambda: {"gpu": fake_power_counter(watts), "cpu": "FAKE: none"})
-    code, out, err = cli("--engine", "null", "--scenario", "single", "--input-tokens", "16", "--output-tokens", "32",
-                         "--num-requests", "4", "--out", str(tmp_path))  # fmt: skip
+    code, out, err = cli(
+        "--engine",
+        "null",
+        "--scenario",
+        "single",
+        "--input-tokens",
+        "16",
+        "--output-tokens",
+        "32",
+        "--num-requests",
+        "4",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert doc["instruments"]["energy"] == {"gpu": "FAKE constant power: fake0", "cpu": "unavailable (FAKE: none)"}

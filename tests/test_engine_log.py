@@ -36,8 +36,22 @@ class FakeChattyEngine(NullEngine):
 
 
 def _run(tmp_path, model_cache, config_only_model, *extra: str) -> subprocess.CompletedProcess:
-    result = run_cli(["--engine", "tests.test_engine_log:FakeChattyEngine", "--model", str(config_only_model),
-                      "--scenario", "smoke", "--quick", "--out", str(tmp_path), *extra], model_cache, ROOT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "tests.test_engine_log:FakeChattyEngine",
+            "--model",
+            str(config_only_model),
+            "--scenario",
+            "smoke",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            *extra,
+        ],
+        model_cache,
+        ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -67,17 +81,23 @@ def test_verbose_shows_engine_output_live_and_writes_no_log(tmp_path, model_cach
 def test_the_log_restores_the_descriptors_and_streams_it_took(tmp_path):
     """Engine output before keep() (the inputs still being checked) lands in the file once kept, and nowhere if the
     run ends before: bad input leaves no folder."""
-    code = ("import os, sys; from pathlib import Path; from compare.run.enginelog import EngineLog, harness_out\n"
-            "stdout, stderr = sys.stdout, sys.stderr\n"
-            f"with EngineLog(Path({str(tmp_path / 'kept' / 'e.log')!r})) as log:\n"
-            "    print('before-keep'); log.keep()\n"
-            "    os.write(1, b'inside-fd1\\n'); print('inside-print'); harness_out().write('harness-line\\n')\n"
-            f"with EngineLog(Path({str(tmp_path / 'dropped' / 'e.log')!r})):\n"
-            "    print('never-kept')\n"
-            "assert sys.stdout is stdout and sys.stderr is stderr\n"
-            "os.write(1, b'after-fd1\\n'); print('after-print')\n")  # fmt: skip
+    code = (
+        "import os, sys; from pathlib import Path; from compare.run.enginelog import EngineLog, harness_out\n"
+        "stdout, stderr = sys.stdout, sys.stderr\n"
+        f"with EngineLog(Path({str(tmp_path / 'kept' / 'e.log')!r})) as log:\n"
+        "    print('before-keep'); log.keep()\n"
+        "    os.write(1, b'inside-fd1\\n'); print('inside-print'); harness_out().write('harness-line\\n')\n"
+        f"with EngineLog(Path({str(tmp_path / 'dropped' / 'e.log')!r})):\n"
+        "    print('never-kept')\n"
+        "assert sys.stdout is stdout and sys.stderr is stderr\n"
+        "os.write(1, b'after-fd1\\n'); print('after-print')\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["harness-line", "after-fd1", "after-print"]
-    assert (tmp_path / "kept" / "e.log").read_text().split("\n", 1)[1].split() == ["before-keep", "inside-fd1", "inside-print"]
+    assert (tmp_path / "kept" / "e.log").read_text().split("\n", 1)[1].split() == [
+        "before-keep",
+        "inside-fd1",
+        "inside-print",
+    ]
     assert not (tmp_path / "dropped").exists()

@@ -73,12 +73,35 @@ def test_sglang_is_asked_for_token_ids_and_a_merged_chunk_counts_every_token():
     engine.served_model = "m"
     assert engine._body(Request("r", (1, 2), 8, 8))["return_token_ids"] is True
     # SGLang 0.5.17 serving_completions: three queued outputs merged into one chunk, its delta token ids attached
-    merged = {"id": "c1", "object": "text_completion", "created": 1, "model": "m",
-              "choices": [{"index": 0, "text": " a b c", "logprobs": None, "finish_reason": None, "matched_stop": None,
-                           "token_ids": [264, 293, 272]}]}  # fmt: skip
-    usage = {"id": "c1", "object": "text_completion", "created": 1, "model": "m", "choices": [],
-             "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5,
-                       "prompt_tokens_details": {"cached_tokens": 1}}}  # fmt: skip
+    merged = {
+        "id": "c1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "text": " a b c",
+                "logprobs": None,
+                "finish_reason": None,
+                "matched_stop": None,
+                "token_ids": [264, 293, 272],
+            }
+        ],
+    }
+    usage = {
+        "id": "c1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 2,
+            "completion_tokens": 3,
+            "total_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 1},
+        },
+    }
     tally = _StreamTally()
     chunk = tally.read([json.dumps(merged).encode()])
     assert chunk.num_new_tokens == 3 and chunk.token_ids == [264, 293, 272]

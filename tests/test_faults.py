@@ -25,9 +25,16 @@ pytestmark = pytest.mark.engine
 def start_cli(args: list[str], cache: Path, preexec=None) -> subprocess.Popen:
     """The CLI in its own session; SIGINT at its default even when pytest runs in a shell's background job."""
     env = dict(os.environ, ENGINEBENCH_CACHE=str(cache), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "compare", "--no-progress", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=lambda: _preexec(preexec),
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "compare", "--no-progress", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: _preexec(preexec),
+        start_new_session=True,
+    )
 
 
 def _preexec(extra) -> None:
@@ -64,8 +71,20 @@ def only_results(folder: Path, pattern: str = "*_*.json") -> list[Path]:
     return files
 
 
-NULL_CELLS = ["--engine", "null", "--scenario", "concurrent", "--concurrency", "1,2,4", "--num-requests", "8",
-              "--output-tokens", "40", "--engine-arg", "null.interval_ms=5"]  # fmt: skip
+NULL_CELLS = [
+    "--engine",
+    "null",
+    "--scenario",
+    "concurrent",
+    "--concurrency",
+    "1,2,4",
+    "--num-requests",
+    "8",
+    "--output-tokens",
+    "40",
+    "--engine-arg",
+    "null.interval_ms=5",
+]
 
 
 def test_sigint_leaves_finished_cells_and_resume_completes_the_same_file(config_only_model, model_cache, tmp_path):
@@ -87,20 +106,42 @@ def test_sigint_leaves_finished_cells_and_resume_completes_the_same_file(config_
     (same,) = only_results(tmp_path)
     doc = load(same)
     assert same == path and doc["status"] == "complete"
-    assert [c["cell_id"].split("-")[0] for c in doc["cells"]] == ["c1", "c2", "c4"] and all(c["complete"] for c in doc["cells"])
-    assert [r.sent_ns for r in doc["cells"][0]["requests"]] == [r.sent_ns for r in first["requests"]]  # kept as measured
-    assert doc["resumed"][0]["previous_status"] == "interrupted" and doc["resumed"][0]["kept_cells"][0].startswith("c1-")
+    assert [c["cell_id"].split("-")[0] for c in doc["cells"]] == ["c1", "c2", "c4"] and all(
+        c["complete"] for c in doc["cells"]
+    )
+    assert [r.sent_ns for r in doc["cells"][0]["requests"]] == [
+        r.sent_ns for r in first["requests"]
+    ]  # kept as measured
+    assert doc["resumed"][0]["previous_status"] == "interrupted" and doc["resumed"][0]["kept_cells"][0].startswith(
+        "c1-"
+    )
     again = start_cli([*common, "--resume", str(tmp_path)], model_cache)
     code, out = finish(again)
     assert code == 0 and "skipped (--resume)" in out and len(only_results(tmp_path)) == 1
 
 
-def test_a_hung_engine_is_killed_at_the_deadline_and_the_next_point_still_runs(config_only_model, model_cache, tmp_path):
+def test_a_hung_engine_is_killed_at_the_deadline_and_the_next_point_still_runs(
+    config_only_model, model_cache, tmp_path
+):
     # the first point's engine hangs from its 13th request on: cell c1 (3 warmups + 8) finishes, c2 hangs in its
     # warmups. Unloaded, a child runs c1 in about 5 s and all three cells in about 6 (2.7 s of it starting): the
     # 20 s deadline leaves three times that
-    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--deadline", "20",
-                      "--sweep", "null.hang_after_requests=12,0", "--timeout", "600"], model_cache)  # fmt: skip
+    proc = start_cli(
+        [
+            *NULL_CELLS,
+            "--model",
+            str(config_only_model),
+            "--out",
+            str(tmp_path),
+            "--deadline",
+            "20",
+            "--sweep",
+            "null.hang_after_requests=12,0",
+            "--timeout",
+            "600",
+        ],
+        model_cache,
+    )
     code, out = finish(proc)
     assert code == 1, out
     (folder,) = tmp_path.glob("sweep_sweep_*")
@@ -131,8 +172,21 @@ def test_out_of_memory_at_start_fails_that_point_and_the_next_point_runs(config_
     def small_memory():
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
-    proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path), "--concurrency", "1",
-                      "--sweep", "null.start_alloc_mib=16384,0"], model_cache, small_memory)  # fmt: skip
+    proc = start_cli(
+        [
+            *NULL_CELLS,
+            "--model",
+            str(config_only_model),
+            "--out",
+            str(tmp_path),
+            "--concurrency",
+            "1",
+            "--sweep",
+            "null.start_alloc_mib=16384,0",
+        ],
+        model_cache,
+        small_memory,
+    )
     code, out = finish(proc)
     assert code == 1, out
     (folder,) = tmp_path.glob("sweep_sweep_*")
@@ -147,8 +201,10 @@ def test_a_port_in_use_is_one_line_and_exit_2(model_cache, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = start_cli(["--engine", "llamacpp", "--mode", "http", "--engine-arg", f"http.port={port}", "--out", str(tmp_path)],
-                         model_cache)  # fmt: skip
+        proc = start_cli(
+            ["--engine", "llamacpp", "--mode", "http", "--engine-arg", f"http.port={port}", "--out", str(tmp_path)],
+            model_cache,
+        )
         code, out = finish(proc)
     assert code == 2 and f"port {port} on 127.0.0.1 is already in use" in out, out
 
@@ -156,10 +212,29 @@ def test_a_port_in_use_is_one_line_and_exit_2(model_cache, tmp_path):
 def test_a_server_killed_mid_cell_fails_its_requests_and_exits_1_with_the_cells_on_disk(model_cache, tmp_path):
     pytest.importorskip("llama_cpp")
     psutil = pytest.importorskip("psutil")
-    proc = start_cli(["--engine", "llamacpp", "--mode", "http", "--scenario", "concurrent", "--concurrency", "1,2",
-                      "--num-requests", "6", "--output-tokens", "64", "--out", str(tmp_path)], model_cache)  # fmt: skip
+    proc = start_cli(
+        [
+            "--engine",
+            "llamacpp",
+            "--mode",
+            "http",
+            "--scenario",
+            "concurrent",
+            "--concurrency",
+            "1,2",
+            "--num-requests",
+            "6",
+            "--output-tokens",
+            "64",
+            "--out",
+            str(tmp_path),
+        ],
+        model_cache,
+    )
     read_until(proc, "cell c1-")
-    (server,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if "llama_cpp.server" in " ".join(p.cmdline())]
+    (server,) = [
+        p for p in psutil.Process(proc.pid).children(recursive=True) if "llama_cpp.server" in " ".join(p.cmdline())
+    ]
     server.kill()
     code, out = finish(proc)
     assert code == 1 and "request(s) of 'llamacpp-http' on 'concurrent' failed" in out, out
@@ -175,12 +250,40 @@ def test_sigkill_to_vllms_engine_core_fails_the_run_with_its_cells_on_disk(model
     psutil = pytest.importorskip("psutil")
     # c2 then c1, no warmups, 200 tokens: the second cell runs four requests one after another, about 10 s, so the
     # kill lands in it even on a loaded machine (at 64 tokens it lasted about a second and a busy CI could miss it)
-    proc = start_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "2,1", "--num-requests", "4",
-                      "--output-tokens", "200", "--warmups", "0", "--engine-arg", "enforce_eager=true", "--engine-arg",
-                      "max_model_len=4096", "--engine-arg", "cpu_threads_bind=nobind", "--timeout", "60", "--out",
-                      str(tmp_path), "--isolate", "--deadline", "240"], model_cache)  # fmt: skip
+    proc = start_cli(
+        [
+            "--engine",
+            "vllm",
+            "--scenario",
+            "concurrent",
+            "--concurrency",
+            "2,1",
+            "--num-requests",
+            "4",
+            "--output-tokens",
+            "200",
+            "--warmups",
+            "0",
+            "--engine-arg",
+            "enforce_eager=true",
+            "--engine-arg",
+            "max_model_len=4096",
+            "--engine-arg",
+            "cpu_threads_bind=nobind",
+            "--timeout",
+            "60",
+            "--out",
+            str(tmp_path),
+            "--isolate",
+            "--deadline",
+            "240",
+        ],
+        model_cache,
+    )
     read_until(proc, "cell c2-", timeout_s=600)
-    cores = [p for p in psutil.Process(proc.pid).children(recursive=True) if "EngineCore" in p.name() + " ".join(p.cmdline())]
+    cores = [
+        p for p in psutil.Process(proc.pid).children(recursive=True) if "EngineCore" in p.name() + " ".join(p.cmdline())
+    ]
     assert cores, "no EngineCore process found"
     for core in cores:
         core.kill()
@@ -196,8 +299,11 @@ def test_sigkill_to_vllms_engine_core_fails_the_run_with_its_cells_on_disk(model
 
 def _fake_sse_server_process(interval_ms: float) -> tuple[subprocess.Popen, str]:
     """The FAKE SSE server (tests/fake_sse_server.py) in its own process: a slow stand-in engine."""
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_sse_server.py"), "--interval-ms", str(interval_ms)],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_sse_server.py"), "--interval-ms", str(interval_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return server, server.stdout.readline().split(" on ", 1)[1].strip()
 
 
@@ -205,12 +311,34 @@ def test_a_client_worker_killed_mid_cell_fails_only_its_share_on_record_and_the_
     psutil = pytest.importorskip("psutil")
     server, url = _fake_sse_server_process(interval_ms=20.0)  # 48 tokens: ~1 s per request, 4 waves per cell
     try:
-        proc = start_cli(["--engine", "http", "--engine-arg", f"endpoint={url}", "--client-procs", "2", "--scenario",
-                          "concurrent", "--concurrency", "8,4", "--num-requests", "32", "--output-tokens", "48",
-                          "--warmups", "0", "--out", str(tmp_path)], model_cache)  # fmt: skip
+        proc = start_cli(
+            [
+                "--engine",
+                "http",
+                "--engine-arg",
+                f"endpoint={url}",
+                "--client-procs",
+                "2",
+                "--scenario",
+                "concurrent",
+                "--concurrency",
+                "8,4",
+                "--num-requests",
+                "32",
+                "--output-tokens",
+                "48",
+                "--warmups",
+                "0",
+                "--out",
+                str(tmp_path),
+            ],
+            model_cache,
+        )
         read_until(proc, "clients: 2 worker(s) as processes")
         time.sleep(1.5)  # mid-cell: every worker has requests in flight
-        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        workers = [
+            p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())
+        ]
         assert len(workers) == 2, [p.cmdline() for p in workers]
         workers[1].kill()
         code, out = finish(proc, timeout_s=300)

@@ -74,9 +74,26 @@ def test_inside_the_window_the_collector_is_off_and_the_heap_frozen_and_both_com
 
 def test_a_cell_that_collects_inside_its_window_records_each_collection(cli, tmp_path):  # noqa: F811
     """Known answer: 4 requests x 4 tokens, the fake collects every 4th chunk: 4 collections in the window."""
-    code, out, err = cli("--engine", "null", "--scenario", "smoke", "--concurrency", "1", "--num-requests", "4",
-                         "--warmups", "0", "--output-tokens", "4", "--engine-arg", "interval_ms=1",
-                         "--engine-arg", "gc_collect_every=4", "--out", str(tmp_path))  # fmt: skip
+    code, out, err = cli(
+        "--engine",
+        "null",
+        "--scenario",
+        "smoke",
+        "--concurrency",
+        "1",
+        "--num-requests",
+        "4",
+        "--warmups",
+        "0",
+        "--output-tokens",
+        "4",
+        "--engine-arg",
+        "interval_ms=1",
+        "--engine-arg",
+        "gc_collect_every=4",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
     assert cell["harness_gc"]["policy"] == "disabled" and cell["harness_gc"]["collections"] == 4

@@ -44,8 +44,15 @@ def test_interval_is_capped_at_50_ms():
 
 
 def test_summary_of_two_gpus():
-    samples = [(0, [{"memory_used_mib": 10.0, "utilization_pct": 0.0, "power_w": float("nan")},
-                    {"memory_used_mib": 5.0, "utilization_pct": 100.0, "power_w": 100.0}])]  # fmt: skip
+    samples = [
+        (
+            0,
+            [
+                {"memory_used_mib": 10.0, "utilization_pct": 0.0, "power_w": float("nan")},
+                {"memory_used_mib": 5.0, "utilization_pct": 100.0, "power_w": 100.0},
+            ],
+        )
+    ]
     summary = summarize_samples(samples)
     assert summary["per_gpu"][0]["power_w_mean"] is None
     assert summary["per_gpu"][1]["utilization_pct_mean"] == 100.0

@@ -26,7 +26,10 @@ def fake_parts(tmp_path, engine="vllm", imports=("fakeengine",)):
     wheels.mkdir(parents=True, exist_ok=True)
     wheel = fake_wheel(wheels, "fakeengine", "1.0", {"fakeengine/__init__.py": b"VALUE = 1\n"})
     entry = {"name": "fakeengine", "version": "1.0", "file": wheel.name, "sha256": pack.sha256_file(wheel), "bytes": 1}
-    lock = {"device_image": {"packages": []}, "sets": {engine: {"wheels": [entry], "imports": list(imports), "drop": []}}}
+    lock = {
+        "device_image": {"packages": []},
+        "sets": {engine: {"wheels": [entry], "imports": list(imports), "drop": []}},
+    }
     prepare.build(resolve(lock, engine), tmp_path / "work", part_bytes=200)
     return tmp_path / "work" / "carry"
 
@@ -38,10 +41,12 @@ def python_step(name, code, estimate_s=1, optional=False, cap_s=30, engine="vllm
 @pytest.mark.engine
 def test_steps_wait_for_the_last_part_then_run_in_order_interrupt_at_the_cap_and_skip_what_does_not_fit(tmp_path):
     carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
-    steps = [python_step("first", "import fakeengine; print('cell c1: ok', fakeengine.VALUE)"),
-             python_step("hangs", "import time; time.sleep(60)", cap_s=2),
-             python_step("too-big", "print('never')", estimate_s=10_000, optional=True),
-             python_step("last", "print('cell c2: ok')")]  # fmt: skip
+    steps = [
+        python_step("first", "import fakeengine; print('cell c1: ok', fakeengine.VALUE)"),
+        python_step("hangs", "import time; time.sleep(60)", cap_s=2),
+        python_step("too-big", "print('never')", estimate_s=10_000, optional=True),
+        python_step("last", "print('cell c2: ok')"),
+    ]
     staged_at = []
 
     def stage_late():  # the parts arrive in later device calls, after the run has started
@@ -79,8 +84,13 @@ def test_an_engine_whose_parts_never_arrive_skips_its_steps_and_the_others_still
 def test_a_broken_import_is_reported_and_its_engine_skipped(tmp_path):
     carry = fake_parts(tmp_path, imports=("fakeengine", "nosuchmodule"))
     device.stage("vllm", carry=carry, home=tmp_path / "device")
-    state = campaign.run(30, tmp_path / "campaign", device_home=tmp_path / "device",
-                         steps=[python_step("s", "print(1)")], install_wait_s=5)  # fmt: skip
+    state = campaign.run(
+        30,
+        tmp_path / "campaign",
+        device_home=tmp_path / "device",
+        steps=[python_step("s", "print(1)")],
+        install_wait_s=5,
+    )
     assert state["installs"]["vllm"]["imports"]["nosuchmodule"] == "missing module nosuchmodule"
     assert state["steps"][0]["outcome"].startswith("skipped: vllm is not installed")
 
@@ -109,7 +119,9 @@ def test_start_returns_at_once_and_the_run_outlives_the_starting_process(tmp_pat
     pid = int((home / "pid").read_text())
     try:
         assert alive(pid)  # `start` has returned; the run goes on (it waits for parts that never come)
-        assert subprocess.run(["ps", "-o", "sid=", "-p", str(pid)], capture_output=True, text=True).stdout.strip() == str(pid)
+        assert subprocess.run(
+            ["ps", "-o", "sid=", "-p", str(pid)], capture_output=True, text=True
+        ).stdout.strip() == str(pid)
         deadline = time.monotonic() + 10
         while not (home / "state.json").is_file() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -132,8 +144,18 @@ def alive(pid: int) -> bool:
 def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_and_the_matrix(tmp_path):
     steps = campaign.plan(tmp_path)
     assert [s.step.name for s in steps] == [
-        "sglang-traffic", "vllm-traffic", "sglang-http", "vllm-http", "anchor-vllm-bench", "sglang-radix",
-        "sglang-overlap", "vllm-cuda-graphs", "vllm-async-scheduling", "sglang-matrix", "vllm-matrix"]  # fmt: skip
+        "sglang-traffic",
+        "vllm-traffic",
+        "sglang-http",
+        "vllm-http",
+        "anchor-vllm-bench",
+        "sglang-radix",
+        "sglang-overlap",
+        "vllm-cuda-graphs",
+        "vllm-async-scheduling",
+        "sglang-matrix",
+        "vllm-matrix",
+    ]
     assert [s.step.optional for s in steps[:3]] == [False, False, True] and all(s.step.optional for s in steps[2:])
     assert [s.group for s in steps[:4]] == ["traffic", "traffic", "http", "http"] and steps[4].group == ""
     sglang, vllm = steps[0].step.argv, steps[1].step.argv
@@ -143,7 +165,9 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
     barrier = sglang[sglang.index("--start-barrier") + 1]
     assert vllm[vllm.index("--start-barrier") + 1] == barrier and "--no-isolate" in vllm
     # no start cut that changes what is measured; equal, explicit KV budgets when started together
-    assert not any("cudagraph_capture_sizes" in a or "skip_server_warmup" in a or "cuda_graph_max_bs" in a for a in sglang + vllm)
+    assert not any(
+        "cudagraph_capture_sizes" in a or "skip_server_warmup" in a or "cuda_graph_max_bs" in a for a in sglang + vllm
+    )
     assert "vllm.kv_cache_memory_bytes=34359738368" in vllm and "sglang.max_total_tokens=262144" in sglang
     assert 34359738368 == 262144 * campaign_plan.KV_BYTES_PER_TOKEN  # the same 32 GiB for both
     http = steps[2].step.argv
@@ -163,9 +187,16 @@ def test_the_required_units_fit_a_900_s_lease_with_90_s_to_spare_by_the_measured
 
 @pytest.mark.unit
 def test_the_observability_checks_say_what_sglang_telemetry_and_its_profiler_left():
-    good = {"cells": [{"cell_id": "a", "telemetry": {"rows": [{"t_ns": 0}]}},
-                      {"cell_id": "c1-in32", "telemetry": {"rows": [{"t_ns": 0}]},
-                       "profiled": {"started": True, "files": ["trace-TP-0.json.gz"]}}]}  # fmt: skip
+    good = {
+        "cells": [
+            {"cell_id": "a", "telemetry": {"rows": [{"t_ns": 0}]}},
+            {
+                "cell_id": "c1-in32",
+                "telemetry": {"rows": [{"t_ns": 0}]},
+                "profiled": {"started": True, "files": ["trace-TP-0.json.gz"]},
+            },
+        ]
+    }
     checks = step_records.observability_checks([good])
     assert checks["telemetry_ok"] and checks["profiler_ok"] and checks["profiler_files"] == ["trace-TP-0.json.gz"]
     bad = {"cells": [{"cell_id": "a"}, {"cell_id": "c1-in32", "profiled": {"started": True, "files": []}}]}
@@ -185,7 +216,9 @@ def test_the_null_engine_runs_the_campaign_and_its_engine_start_is_recorded_and_
     assert [s.step.name for s in steps] == ["null-traffic", "null-matrix"] and not any(s.group for s in steps)
     state = campaign.run(240, home, device_home=device_home, steps=steps, install_wait_s=20)
     traffic, matrix = state["steps"]
-    assert traffic["outcome"] == "done" and traffic["returncode"] == 0, (home / "results" / "null-traffic").glob("*.log")
+    assert traffic["outcome"] == "done" and traffic["returncode"] == 0, (home / "results" / "null-traffic").glob(
+        "*.log"
+    )
     assert len(traffic["engine_start_s"]) == 1 and traffic["engine_start_s"][0] >= 0
     assert traffic["start_phases"] == {}  # the null engine logs no start phases
     assert matrix["outcome"].startswith("skipped: ~460 s needed")
@@ -201,7 +234,10 @@ def test_the_null_engine_runs_the_campaign_and_its_engine_start_is_recorded_and_
 def test_a_step_cut_by_the_deadline_leaves_the_finished_ones_packed(tmp_path):
     carry, device_home, home = fake_parts(tmp_path), tmp_path / "device", tmp_path / "campaign"
     device.stage("vllm", carry=carry, home=device_home)
-    steps = [python_step("first", "print('cell c1: ok')"), python_step("hangs", "import time; time.sleep(60)", cap_s=60)]
+    steps = [
+        python_step("first", "print('cell c1: ok')"),
+        python_step("hangs", "import time; time.sleep(60)", cap_s=60),
+    ]
     state = campaign.run(4, home, device_home=device_home, steps=steps, install_wait_s=20)
     assert state["steps"][1]["outcome"].startswith("out of budget")
     # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 3.5 (headroom 1.05)

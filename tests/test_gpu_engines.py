@@ -40,8 +40,19 @@ def test_smoke_on_the_gpu_with_dummy_llama_3_1_8b(engine, model_cache, tmp_path)
 def test_sglang_prefix_cache_with_the_radix_cache_on_and_off(radix_off, model_cache, tmp_path):
     if importlib.util.find_spec("sglang") is None:
         pytest.skip("sglang is not installed here")
-    args = ["--engine", "sglang", "--scenario", "prefix-cache", "--quick", "--model", "synthetic:llama-3.1-8b",
-            "--out", str(tmp_path), "--engine-arg", f"disable_radix_cache={str(radix_off).lower()}"]  # fmt: skip
+    args = [
+        "--engine",
+        "sglang",
+        "--scenario",
+        "prefix-cache",
+        "--quick",
+        "--model",
+        "synthetic:llama-3.1-8b",
+        "--out",
+        str(tmp_path),
+        "--engine-arg",
+        f"disable_radix_cache={str(radix_off).lower()}",
+    ]
     result = run_cli(args, model_cache, ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("sglang_prefix-cache_*.json")

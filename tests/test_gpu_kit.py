@@ -15,10 +15,19 @@ from tools.gpu.wheelsets import canonical, load_lock, resolve
 
 def lock_with(*entries, common=(), image=("torch", "transformers")):
     def wheel(name, version):
-        return {"name": name, "version": version, "file": f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
-                "sha256": "0" * 64, "bytes": 1}
-    return {"device_image": {"packages": list(image)}, "common": {"wheels": [wheel(*c) for c in common]},
-            "sets": {"vllm": {"wheels": [wheel(*e) for e in entries], "imports": ["vllm"], "drop": []}}}
+        return {
+            "name": name,
+            "version": version,
+            "file": f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
+            "sha256": "0" * 64,
+            "bytes": 1,
+        }
+
+    return {
+        "device_image": {"packages": list(image)},
+        "common": {"wheels": [wheel(*c) for c in common]},
+        "sets": {"vllm": {"wheels": [wheel(*e) for e in entries], "imports": ["vllm"], "drop": []}},
+    }
 
 
 @pytest.mark.unit
@@ -93,16 +102,36 @@ def test_packing_is_deterministic_and_round_trips(tmp_path):
 
 @pytest.mark.unit
 def test_wheels_stage_like_pip_no_deps_and_drops_say_what_and_why(tmp_path):
-    wheel = fake_wheel(tmp_path, "kern", "1.0", {"kern/__init__.py": b"", "kern/flash_ops.so": b"F" * 100,
-                                                  "kern/sm100/k.cubin": b"B" * 50, "kern-1.0.data/purelib/extra.py": b""})  # fmt: skip
+    wheel = fake_wheel(
+        tmp_path,
+        "kern",
+        "1.0",
+        {
+            "kern/__init__.py": b"",
+            "kern/flash_ops.so": b"F" * 100,
+            "kern/sm100/k.cubin": b"B" * 50,
+            "kern-1.0.data/purelib/extra.py": b"",
+        },
+    )
     site = tmp_path / "site"
     install_wheel(wheel, site)
     files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
-    assert files == ["extra.py", "kern-1.0.dist-info/METADATA", "kern-1.0.dist-info/RECORD", "kern/__init__.py",
-                     "kern/flash_ops.so", "kern/sm100/k.cubin"]  # purelib moved to the root, scripts left out
-    report = apply_drops(site, [DropRule("kern/flash_ops*.so", "attention backend is triton"),
-                                DropRule("*/sm100/*", "Blackwell kernels; the device is Hopper"),
-                                DropRule("nothing/*", "stale rule")])  # fmt: skip
+    assert files == [
+        "extra.py",
+        "kern-1.0.dist-info/METADATA",
+        "kern-1.0.dist-info/RECORD",
+        "kern/__init__.py",
+        "kern/flash_ops.so",
+        "kern/sm100/k.cubin",
+    ]  # purelib moved to the root, scripts left out
+    report = apply_drops(
+        site,
+        [
+            DropRule("kern/flash_ops*.so", "attention backend is triton"),
+            DropRule("*/sm100/*", "Blackwell kernels; the device is Hopper"),
+            DropRule("nothing/*", "stale rule"),
+        ],
+    )
     assert [(r["files"], r["bytes"]) for r in report] == [(1, 100), (1, 50), (0, 0)]
     assert not (site / "kern" / "sm100").exists() and (site / "kern" / "__init__.py").exists()
 
@@ -111,13 +140,35 @@ def test_wheels_stage_like_pip_no_deps_and_drops_say_what_and_why(tmp_path):
 def test_prepare_builds_parts_once_and_stage_install_checks_them_on_a_fake_device(tmp_path, monkeypatch):
     wheels = tmp_path / "work" / "wheels"
     wheels.mkdir(parents=True)
-    fake_wheel(wheels, "fakeengine", "1.0", {"fakeengine/__init__.py": b"import fakedep\n", "fakeengine/big.bin": bytes(5000)},
-               requires=("fakedep>=1", "numpy", "absentdist; python_version < '3'"))  # fmt: skip
+    fake_wheel(
+        wheels,
+        "fakeengine",
+        "1.0",
+        {"fakeengine/__init__.py": b"import fakedep\n", "fakeengine/big.bin": bytes(5000)},
+        requires=("fakedep>=1", "numpy", "absentdist; python_version < '3'"),
+    )
     fake_wheel(wheels, "fakedep", "2.0", {"fakedep/__init__.py": b""})
-    entries = [{"name": n, "version": v, "file": f"{n}-{v}-py3-none-any.whl", "sha256": pack.sha256_file(wheels / f"{n}-{v}-py3-none-any.whl"),
-                "bytes": 1} for n, v in (("fakeengine", "1.0"), ("fakedep", "2.0"))]  # fmt: skip
-    lock = {"device_image": {"packages": ["torch"]}, "sets": {"vllm": {"wheels": entries, "imports": ["fakeengine", "nosuchmodule"],
-            "drop": [{"pattern": "fakeengine/big.bin", "reason": "not needed"}], "env": {"X": "1"}}}}  # fmt: skip
+    entries = [
+        {
+            "name": n,
+            "version": v,
+            "file": f"{n}-{v}-py3-none-any.whl",
+            "sha256": pack.sha256_file(wheels / f"{n}-{v}-py3-none-any.whl"),
+            "bytes": 1,
+        }
+        for n, v in (("fakeengine", "1.0"), ("fakedep", "2.0"))
+    ]
+    lock = {
+        "device_image": {"packages": ["torch"]},
+        "sets": {
+            "vllm": {
+                "wheels": entries,
+                "imports": ["fakeengine", "nosuchmodule"],
+                "drop": [{"pattern": "fakeengine/big.bin", "reason": "not needed"}],
+                "env": {"X": "1"},
+            }
+        },
+    }
     wheel_set = resolve(lock, "vllm")
     manifest = prepare.build(wheel_set, tmp_path / "work", part_bytes=150)
     assert manifest["rebuilt"] and manifest["dropped_bytes"] == 5000 and len(manifest["parts"]) >= 2
@@ -146,7 +197,9 @@ def test_prepare_builds_parts_once_and_stage_install_checks_them_on_a_fake_devic
 @pytest.mark.unit
 def test_unmet_requirements_are_named_with_who_needs_them(tmp_path):
     site = tmp_path / "site"
-    install_wheel(fake_wheel(tmp_path, "needy", "1.0", {"needy/__init__.py": b""}, requires=("ghostdist>=1", "numpy<0.1")), site)
+    install_wheel(
+        fake_wheel(tmp_path, "needy", "1.0", {"needy/__init__.py": b""}, requires=("ghostdist>=1", "numpy<0.1")), site
+    )
     missing, conflicts = device.unmet_requirements(site)
     assert missing == ["ghostdist (required by needy)"]
     assert len(conflicts) == 1 and conflicts[0].startswith("numpy ") and "<0.1" in conflicts[0]
@@ -158,13 +211,23 @@ def test_validate_plan_runs_every_scenario_in_order_and_fits_one_call():
         steps = validate.plan(engine, Path("/r"))
         first = steps[0].argv
         scenarios = [first[i + 1] for i, a in enumerate(first) if a == "--scenario"]
-        assert [Path(s).stem for s in scenarios] == ["smoke", "single", "concurrent-1-16-64", "long-context",
-                                                     "prefix-cache", "korean"]  # fmt: skip
-        assert first[first.index("--mode") + 1] == "both" and first[first.index("--model") + 1] == "synthetic:llama-3.1-8b"
+        assert [Path(s).stem for s in scenarios] == [
+            "smoke",
+            "single",
+            "concurrent-1-16-64",
+            "long-context",
+            "prefix-cache",
+            "korean",
+        ]
+        assert (
+            first[first.index("--mode") + 1] == "both" and first[first.index("--model") + 1] == "synthetic:llama-3.1-8b"
+        )
         for mode in ("inprocess", "http"):  # one engine start each: always fits a 10-minute call
             assert validate.fits(validate.plan(engine, Path("/r"), mode), 570)
     # both modes in one call (two engine starts): vLLM fits a call of its own, SGLang's slower start does not
-    assert validate.fits(validate.plan("vllm", Path("/r")), 570) and not validate.fits(validate.plan("vllm", Path("/r")), 500)
+    assert validate.fits(validate.plan("vllm", Path("/r")), 570) and not validate.fits(
+        validate.plan("vllm", Path("/r")), 500
+    )
     assert not validate.fits(validate.plan("sglang", Path("/r")), 570)
     from workloads.scenario_files import load_scenario
 
@@ -179,7 +242,6 @@ def test_validate_refuses_a_budget_too_small_for_the_plan(capsys):
     assert "too small" in capsys.readouterr().err
 
 
-
 @pytest.mark.unit
 def test_download_asks_for_the_locked_files_own_platform_tags():
     """An index that also offers a manylinux2014 build of apache-tvm-ffi 0.1.10 made pip pick that one and the
@@ -192,5 +254,7 @@ def test_download_asks_for_the_locked_files_own_platform_tags():
         return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--platform"]
 
     assert platforms("apache_tvm_ffi-0.1.10-cp312-abi3-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl") == [
-        "manylinux_2_24_x86_64", "manylinux_2_28_x86_64"]  # fmt: skip
+        "manylinux_2_24_x86_64",
+        "manylinux_2_28_x86_64",
+    ]
     assert platforms("astor-0.8.1-py2.py3-none-any.whl") == list(PLATFORMS)

@@ -30,9 +30,25 @@ def test_the_campaign_copy_keeps_packages_named_like_skipped_folders_and_the_har
     shutil.copytree(ROOT, copy, ignore=campaign.top_level_ignore(ROOT))
     assert (copy / "compare" / "results" / "store.py").is_file() and not (copy / "results").exists()
     assert not (copy / ".gpu").exists() and not (copy / ".git").exists()
-    run = subprocess.run([sys.executable, "-m", "compare", "--engine", "null", "--scenario", "smoke", "--out",
-                          str(tmp_path / "out"), "--no-progress"], cwd=copy, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compare",
+            "--engine",
+            "null",
+            "--scenario",
+            "smoke",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert list((tmp_path / "out").glob("null_smoke_*.json"))
 
@@ -71,19 +87,25 @@ def test_the_fake_device_refuses_and_drops_what_the_real_tool_would(tmp_path):
     fake = FakeDevice(repo, tmp_path / "device")
     assert "larger than 64 MiB" in fake.run("true", carry=("big",))["error"]  # the tree plus what is carried
     assert "timeout_s" in fake.run("true", timeout_s=601)["error"]
-    out = ("mkdir -p $OUT/a/b/c; head -c 17000000 /dev/zero > $OUT/big.bin; echo x > $OUT/a/b/c/deep.txt; "
-           "echo x > '$OUT/odd name.txt'; for i in 1 2 3 4 5 6 7 8 9; do echo $i > $OUT/f$i.txt; done")  # fmt: skip
+    out = (
+        "mkdir -p $OUT/a/b/c; head -c 17000000 /dev/zero > $OUT/big.bin; echo x > $OUT/a/b/c/deep.txt; "
+        "echo x > '$OUT/odd name.txt'; for i in 1 2 3 4 5 6 7 8 9; do echo $i > $OUT/f$i.txt; done"
+    )
     reply = fake.run(out.replace("'$OUT/odd name.txt'", '"$OUT/odd name.txt"'))
     assert reply["rc"] == 0 and len(reply["files"]) == 8
     left = " ".join(reply["files_left_out"])
-    assert "big.bin (over the limits" in left and "deep.txt (a folder too deep)" in left and "odd name.txt (a name" in left
+    assert (
+        "big.bin (over the limits" in left and "deep.txt (a folder too deep)" in left and "odd name.txt (a name" in left
+    )
     assert "f9.txt (over the limits" in left  # the ninth file
     # what the command left in its session dies with the call; a setsid'ed process lives on, until the machine goes
     # each sleep named by this test's pid: the processes are looked for machine-wide, and a run beside this one (or
     # an earlier run's failed test) may have a `sleep 300` of its own (seen once in a clean clone beside a trial)
     stay, leave = f"sleep 300.{os.getpid()}", f"sleep 301.{os.getpid()}"
     # the call returns only once the setsid'ed sleep runs (a fixed wait raced a loaded host)
-    reply = fake.run(f"{stay} & setsid {leave} & until pgrep -f '^{leave}$' >/dev/null; do sleep 0.05; done; echo started")
+    reply = fake.run(
+        f"{stay} & setsid {leave} & until pgrep -f '^{leave}$' >/dev/null; do sleep 0.05; done; echo started"
+    )
     assert _gone(stay), _ps(stay)  # killed ones may take a moment to exit on a loaded machine
     assert _running(leave)
     assert fake.run("sleep 5", timeout_s=1)["rc"] == 124
@@ -148,18 +170,26 @@ def test_a_compile_cache_comes_back_in_16_mib_pieces_and_goes_in_through_the_cal
     device_home, lease2 = tmp_path / "device", tmp_path / "lease2"
     device.stage_call(folder, home=device_home)
     unpacked = compile_cache.unpack_held(device_home, lease2)
-    assert unpacked["unpacked"] and (lease2 / "compile-cache" / "flashinfer" / "cached_ops" / "batch_prefill" /
-                                     "batch_prefill.so").read_bytes() == (cache / "batch_prefill.so").read_bytes()  # fmt: skip
+    assert (
+        unpacked["unpacked"]
+        and (lease2 / "compile-cache" / "flashinfer" / "cached_ops" / "batch_prefill" / "batch_prefill.so").read_bytes()
+        == (cache / "batch_prefill.so").read_bytes()
+    )
 
 
 @pytest.mark.engine  # subprocesses (git, bash, xz)
 def test_a_step_leaves_no_process_behind_even_one_in_its_own_session(tmp_path):
     """An isolated point and an HTTP server start their own sessions; the step's process group missed them (#28.9)."""
-    code = "import subprocess,time; subprocess.Popen(['setsid','sleep','302']); print('cell c1: ok', flush=True); time.sleep(60)"
+    code = (
+        "import subprocess,time; subprocess.Popen(['setsid','sleep','302']); "
+        "print('cell c1: ok', flush=True); time.sleep(60)"
+    )
     step = Step("leaky", (sys.executable, "-c", code), 1)
     record = run_step(step, 3, tmp_path / "leaky.log", dict(os.environ))
     assert record["outcome"].startswith("out of budget") and _running("sleep 302") == []
-    quick = Step("leaves-one", (sys.executable, "-c", "import subprocess; subprocess.Popen(['setsid','sleep','303'])"), 1)
+    quick = Step(
+        "leaves-one", (sys.executable, "-c", "import subprocess; subprocess.Popen(['setsid','sleep','303'])"), 1
+    )
     record = run_step(quick, 30, tmp_path / "quick.log", dict(os.environ))
     assert record["outcome"] == "done" and record["leftover_processes_killed"] == 1 and _running("sleep 303") == []
     assert proctree.marked("leaves-one") == []
@@ -169,7 +199,11 @@ def test_a_step_leaves_no_process_behind_even_one_in_its_own_session(tmp_path):
 def test_the_lease_calls_fit_the_tools_arguments_and_the_last_poll_fits_its_call():
     plan = {"calls": [{"call": i, "carry": f".gpu/calls/{i:02d}"} for i in range(1, 6)]}
     sequence = lease.sequence(plan)
-    assert len(sequence) == 6 and "campaign start" in sequence[0].command and "stage --from .gpu/calls/01" in sequence[0].command
+    assert (
+        len(sequence) == 6
+        and "campaign start" in sequence[0].command
+        and "stage --from .gpu/calls/01" in sequence[0].command
+    )
     assert all(len(c.command) <= 2000 and 1 <= c.timeout_s <= 600 and len(c.carry) <= 8 for c in sequence)
     last = lease.final_poll(6, budget_left_s=700)
     wait = int(last.command.split("--wait-s ")[1])
@@ -181,11 +215,17 @@ def test_the_lease_calls_fit_the_tools_arguments_and_the_last_poll_fits_its_call
 @pytest.mark.unit
 def test_progress_lines_are_found_with_or_without_an_isolated_childs_label():
     log = "noise\n[baseline] cell c1-in32: 4/4 ok\n== vllm / smoke on m\n[x] == sglang: started in 1.0 s\nother"
-    assert progress.progress_of(log) == ["[baseline] cell c1-in32: 4/4 ok", "== vllm / smoke on m", "[x] == sglang: started in 1.0 s"]
+    assert progress.progress_of(log) == [
+        "[baseline] cell c1-in32: 4/4 ok",
+        "== vllm / smoke on m",
+        "[x] == sglang: started in 1.0 s",
+    ]
 
 
 @pytest.mark.engine
-def test_the_lease_rehearses_through_the_fake_device_with_parts_of_the_real_sizes(tmp_path, config_only_8b, model_cache, monkeypatch):
+def test_the_lease_rehearses_through_the_fake_device_with_parts_of_the_real_sizes(
+    tmp_path, config_only_8b, model_cache, monkeypatch
+):
     """Every call of the sequence through the FAKE device's real limits, the null engine standing in for both engines:
     accepted, run from the campaign's own copy, both engines started together and released in turn, all back."""
     monkeypatch.setenv("ENGINEBENCH_CACHE", str(model_cache))  # the 8B preset (tokenizer) built once per session
@@ -197,6 +237,9 @@ def test_the_lease_rehearses_through_the_fake_device_with_parts_of_the_real_size
     state = report["state"]
     assert state["finished"] and [s["outcome"] for s in state["steps"]] == ["done", "done"]
     first, second = state["steps"]
-    assert first["released_s"] >= max(first["started_s"] + first["ready_after_s"], second["started_s"] + second["ready_after_s"]) - 1
+    assert (
+        first["released_s"]
+        >= max(first["started_s"] + first["ready_after_s"], second["started_s"] + second["ready_after_s"]) - 1
+    )
     assert second["released_s"] >= first["released_s"] + first["measured_s"] - 1  # one at a time
     assert report["lease_used_s"] < calls.LIMITS.lease_s

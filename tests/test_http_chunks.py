@@ -29,7 +29,7 @@ FAKE_SERVER = os.path.join(os.path.dirname(__file__), "fake_sse_server.py")
 def test_the_splitter_keeps_a_partial_event_for_the_next_read_and_drops_comments():
     splitter = SseSplitter()
     assert splitter.feed(b': ping\n\ndata: {"a": 1}\n\ndata: {"b"') == [b'{"a": 1}']
-    assert splitter.feed(b': 2}\r\n\r\nid: 3\ndata: x\ndata: y\n\n') == [b'{"b": 2}', b"x\ny"]
+    assert splitter.feed(b": 2}\r\n\r\nid: 3\ndata: x\ndata: y\n\n") == [b'{"b": 2}', b"x\ny"]
     assert splitter.feed(b"data: 1\n\nthis is not an SSE line\n\ndata: 2\n\n") == [b"1"]  # what came before it counts
     assert isinstance(splitter.error, MalformedStream) and "this is not an SSE line" in str(splitter.error)
 
@@ -39,8 +39,13 @@ def test_the_events_of_one_read_become_one_chunk_and_non_token_events_count_noth
     tally = _StreamTally()
     role_only = b'{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}'
     assert tally.read([role_only]) is None  # no token: no chunk, so no stamp
-    chunk = tally.read([b'{"choices": [{"text": "a", "token_ids": [1]}]}', b'{"choices": [{"text": "bc", "token_ids": [2, 3]}]}',
-                        b'{"choices": [{"text": "", "token_ids": [], "finish_reason": "length"}]}'])  # fmt: skip
+    chunk = tally.read(
+        [
+            b'{"choices": [{"text": "a", "token_ids": [1]}]}',
+            b'{"choices": [{"text": "bc", "token_ids": [2, 3]}]}',
+            b'{"choices": [{"text": "", "token_ids": [], "finish_reason": "length"}]}',
+        ]
+    )
     assert (chunk.num_new_tokens, chunk.token_ids, chunk.text, chunk.finish_reason) == (3, [1, 2, 3], "abc", "length")
     assert tally.read([b'{"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}', b"[DONE]"]) is None
     metrics = tally.metrics()
@@ -51,13 +56,23 @@ def test_the_events_of_one_read_become_one_chunk_and_non_token_events_count_noth
 @pytest.mark.unit
 def test_text_only_events_count_one_token_each_but_a_text_less_finish_counts_none():
     tally = _StreamTally()
-    chunk = tally.read([b'{"choices": [{"text": "a"}]}', b'{"choices": [{"text": ""}]}',
-                        b'{"choices": [{"text": "", "finish_reason": "stop"}]}'])  # fmt: skip
+    chunk = tally.read(
+        [
+            b'{"choices": [{"text": "a"}]}',
+            b'{"choices": [{"text": ""}]}',
+            b'{"choices": [{"text": "", "finish_reason": "stop"}]}',
+        ]
+    )
     assert chunk.num_new_tokens == 2 and tally.finish == "stop"  # "" mid-stream: a partial character, still a token
 
 
-def _measure(tokens_per_write: int, interval_ms: float, num_tokens: int = 40, comments: bool = False,
-             write_per_event: bool = False):  # fmt: skip
+def _measure(
+    tokens_per_write: int,
+    interval_ms: float,
+    num_tokens: int = 40,
+    comments: bool = False,
+    write_per_event: bool = False,
+):
     """Two requests at concurrency 1 through HTTP mode against the fake server, in this process."""
     from compare.run.runner import closed_loop
 
@@ -98,19 +113,26 @@ def test_an_instant_server_writing_each_event_alone_gives_the_client_far_fewer_e
     """The client ceiling's two cases (benchmarks/http_client_ceiling.py): one write per response, one per event."""
     whole, alone = _measure(1, 0, num_tokens=128), _measure(1, 0, num_tokens=128, write_per_event=True)
     assert all(r.ok and r.output_tokens == 128 for r in whole + alone)
-    per_read = [sum(r.engine["sse_events"] for r in rs) / sum(r.engine["sse_reads"] for r in rs) for rs in (whole, alone)]
+    per_read = [
+        sum(r.engine["sse_events"] for r in rs) / sum(r.engine["sse_reads"] for r in rs) for rs in (whole, alone)
+    ]
     assert per_read[0] > 50 and per_read[1] < per_read[0] / 4
 
 
 @pytest.mark.unit
 def test_a_cell_busy_past_the_threshold_is_client_bound_and_the_mark_survives_recompute():
     def cell(busy, cpu=None):
-        return {"summary": {}, "harness": {"loop_busy_share": busy, "loop_thread_cpu_share": busy if cpu is None else cpu}}
+        return {
+            "summary": {},
+            "harness": {"loop_busy_share": busy, "loop_thread_cpu_share": busy if cpu is None else cpu},
+        }
 
     assert observed_warnings(cell(CLIENT_BOUND_SHARE - 0.01)) == []
     (warning,) = observed_warnings(cell(0.97))
-    assert warning == ("client-bound: the harness kept its event loop busy 97% of the cell; latencies include client-side "
-                       "queueing (--client-procs N spreads the client, docs/scale.md)")  # fmt: skip
+    assert warning == (
+        "client-bound: the harness kept its event loop busy 97% of the cell; latencies include client-side "
+        "queueing (--client-procs N spreads the client, docs/scale.md)"
+    )
     (shared_core,) = observed_warnings(cell(0.97, cpu=0.5))  # busy but preempted: still the bottleneck, and said so
     assert "busy 97% of the cell (its thread ran 50% of it: something else had that core the rest)" in shared_core
     assert observed_warnings(cell(0.5, cpu=0.97)) == []  # CPU share alone no longer decides
@@ -118,9 +140,20 @@ def test_a_cell_busy_past_the_threshold_is_client_bound_and_the_mark_survives_re
     assert observed_warnings(old_file)[0].startswith("client-bound: the harness kept its event loop busy 97%")
     from tests.fakes import record
 
-    stored = {"engine": {"capabilities": {}}, "cells": [{**cell(0.97), "requests": [record([1, 2, 3])], "config": {
-        "prompt_mode": "distinct", "concurrency": 1}, "cache_resets": []}]}  # fmt: skip
-    assert recompute(stored)["cells"][0]["warnings"][-1].startswith("client-bound: the harness kept its event loop busy 97%")
+    stored = {
+        "engine": {"capabilities": {}},
+        "cells": [
+            {
+                **cell(0.97),
+                "requests": [record([1, 2, 3])],
+                "config": {"prompt_mode": "distinct", "concurrency": 1},
+                "cache_resets": [],
+            }
+        ],
+    }
+    assert recompute(stored)["cells"][0]["warnings"][-1].startswith(
+        "client-bound: the harness kept its event loop busy 97%"
+    )
 
 
 @pytest.mark.unit
@@ -176,16 +209,40 @@ def test_an_instant_server_at_high_concurrency_makes_the_cell_client_bound_even_
     if len(cores) < 2:
         pytest.skip("needs two cores: one for the server, one for the client and the hog")
     server_core, client_core = cores[-1], cores[0]
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.sched_setaffinity(0, {client_core}))
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.sched_setaffinity(0, {client_core})
+    )
 
     async def go():
-        command = ServerCommand("fake-sse", (sys.executable, FAKE_SERVER, "--port", "{port}", "--interval-ms", "0"), "/health")
+        command = ServerCommand(
+            "fake-sse", (sys.executable, FAKE_SERVER, "--port", "{port}", "--interval-ms", "0"), "/health"
+        )
         async with ServerProcess(command, "m", tmp_path / "fake.log", cpus={server_core}) as server:
             server_cpu0 = _cpu_s(server.process.pid)
-            result = await asyncio.to_thread(_run_cli_pinned, [
-                "--engine", "http", "--engine-arg", f"endpoint={server.url}", "--scenario", "concurrent",
-                "--concurrency", "64", "--num-requests", "256", "--input-tokens", "32", "--output-tokens", "1024",
-                "--warmups", "0"], model_cache, tmp_path / "out", client_core)  # fmt: skip
+            result = await asyncio.to_thread(
+                _run_cli_pinned,
+                [
+                    "--engine",
+                    "http",
+                    "--engine-arg",
+                    f"endpoint={server.url}",
+                    "--scenario",
+                    "concurrent",
+                    "--concurrency",
+                    "64",
+                    "--num-requests",
+                    "256",
+                    "--input-tokens",
+                    "32",
+                    "--output-tokens",
+                    "1024",
+                    "--warmups",
+                    "0",
+                ],
+                model_cache,
+                tmp_path / "out",
+                client_core,
+            )
             return result, _cpu_s(server.process.pid) - server_cpu0
 
     try:
@@ -205,8 +262,12 @@ def test_an_instant_server_at_high_concurrency_makes_the_cell_client_bound_even_
 
 @pytest.mark.engine
 def test_a_slow_engine_at_low_load_is_not_client_bound(model_cache, tmp_path):
-    result = _run_cli_pinned(["--engine", "null", "--engine-arg", "interval_ms=20", "--scenario", "smoke",
-                              "--concurrency", "1"], model_cache, tmp_path, None)  # fmt: skip
+    result = _run_cli_pinned(
+        ["--engine", "null", "--engine-arg", "interval_ms=20", "--scenario", "smoke", "--concurrency", "1"],
+        model_cache,
+        tmp_path,
+        None,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (cell,) = _cells(tmp_path)
     # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 0.034 (headroom 0.99)

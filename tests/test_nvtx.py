@@ -44,8 +44,10 @@ class RecordingNvtx(types.ModuleType):
 
 
 def requests(n: int) -> tuple[Request, ...]:
-    return tuple(Request(request_id=f"c4-r{i}", prompt_token_ids=(1, 2, 3), max_output_tokens=4, min_output_tokens=4)
-                 for i in range(n))  # fmt: skip
+    return tuple(
+        Request(request_id=f"c4-r{i}", prompt_token_ids=(1, 2, 3), max_output_tokens=4, min_output_tokens=4)
+        for i in range(n)
+    )
 
 
 def run_marked(fake: RecordingNvtx, send) -> CellWindow:
@@ -121,12 +123,16 @@ def test_nsys_not_on_the_path_exits_2_naming_it(cli, monkeypatch):  # noqa: F811
 
 
 def test_nsys_with_an_engine_without_a_cuda_profiler_exits_2(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--scenario", "smoke", "--nsys", "c1-in32"),
-                       "engine(s) null have no CUDA profiler window")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "smoke", "--nsys", "c1-in32"),
+        "engine(s) null have no CUDA profiler window",
+    )
 
 
 def test_nsys_names_a_cell_of_the_run(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "vllm", "--scenario", "smoke", "--nsys", "nocell"), "--nsys 'nocell': no scenario")
+    assert_usage_error(
+        cli("--engine", "vllm", "--scenario", "smoke", "--nsys", "nocell"), "--nsys 'nocell': no scenario"
+    )
 
 
 def test_under_nsys_the_cell_runs_in_the_cuda_profiler_window(monkeypatch, tmp_path):

@@ -56,7 +56,9 @@ def test_streams_one_timestamp_per_token_with_exact_prompt_and_length(cache_env,
         assert r.engine["eval_count"] == 16 and r.engine["token_count_mismatches"] == []
         assert set(r.engine["durations_ns"]) == {"load", "prefill", "decode", "total"}
     generate = [s for s in seen if s["path"] == "/api/generate" and s.get("stream")]
-    assert all(s["raw"] is True and s["options"]["num_ctx"] == 8192 and s["options"]["num_predict"] == 16 for s in generate)
+    assert all(
+        s["raw"] is True and s["options"]["num_ctx"] == 8192 and s["options"]["num_predict"] == 16 for s in generate
+    )
 
 
 def test_chat_mode_uses_api_chat(cache_env, tiny_llama3, requests, tmp_path):
@@ -81,16 +83,24 @@ def test_an_error_line_from_the_server_fails_the_request(cache_env, tiny_llama3,
 
 def test_connection_refused_is_one_line_naming_the_fix(tiny_llama3):
     engine = OllamaEngine(tiny_llama3, {"host": "http://127.0.0.1:9"})
-    with pytest.raises(EngineUnavailable, match=r"^no Ollama server at http://127.0.0.1:9; start `ollama serve` or use --engine llamacpp$"):
+    with pytest.raises(
+        EngineUnavailable,
+        match=r"^no Ollama server at http://127.0.0.1:9; start `ollama serve` or use --engine llamacpp$",
+    ):
         asyncio.run(engine.start())
 
 
 def test_cli_exit_2_when_no_server(model_cache, tmp_path):
     from tests.conftest import ROOT, run_cli
 
-    result = run_cli(["--engine", "ollama", "--engine-arg", "host=http://127.0.0.1:9", "--out", str(tmp_path)], model_cache, ROOT)
+    result = run_cli(
+        ["--engine", "ollama", "--engine-arg", "host=http://127.0.0.1:9", "--out", str(tmp_path)], model_cache, ROOT
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: no Ollama server at http://127.0.0.1:9; start `ollama serve` or use --engine llamacpp"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: no Ollama server at http://127.0.0.1:9; start `ollama serve` or use --engine llamacpp"
+    )
 
 
 def test_ollama_tags_need_a_tokenizer(model_cache, tmp_path):

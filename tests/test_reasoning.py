@@ -52,10 +52,24 @@ def test_a_multi_token_delimiter_exits_2(cli):  # noqa: F811
 
 def test_the_null_engines_think_block_of_k_tokens_gives_ttfa_k_plus_1_intervals_after_ttft(cli, tmp_path):  # noqa: F811
     k, interval_ms = 5, 20.0
-    code, out, err = cli("--engine", "null", "--scenario", "single", "--output-tokens", "16", "--num-requests", "4",
-                         "--engine-arg", f"think_tokens={k}", "--engine-arg", f"interval_ms={interval_ms}",
-                         "--reasoning-delimiters", "<|reserved_special_token_10|>,<|reserved_special_token_11|>",
-                         "--out", str(tmp_path))  # fmt: skip
+    code, out, err = cli(
+        "--engine",
+        "null",
+        "--scenario",
+        "single",
+        "--output-tokens",
+        "16",
+        "--num-requests",
+        "4",
+        "--engine-arg",
+        f"think_tokens={k}",
+        "--engine-arg",
+        f"interval_ms={interval_ms}",
+        "--reasoning-delimiters",
+        "<|reserved_special_token_10|>,<|reserved_special_token_11|>",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     for cell in doc["cells"]:

@@ -10,12 +10,18 @@ pytestmark = pytest.mark.unit
 
 
 def test_unknown_engine_lists_the_valid_ones():
-    with pytest.raises(UsageError, match=r"unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch \(or package.module:Class\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"unknown engine 'vlm'; valid: hf, http, llamacpp, null, ollama, sglang, vllm, vllm-batch "
+        r"\(or package.module:Class\)",
+    ):
         load_engine_class("vlm")
 
 
 def test_missing_package_says_what_to_install(monkeypatch):
-    entry = EngineEntry("engines.null:NullEngine", ("surely_not_installed_pkg",), "pip install 'enginebench[vllm]'", "test")
+    entry = EngineEntry(
+        "engines.null:NullEngine", ("surely_not_installed_pkg",), "pip install 'enginebench[vllm]'", "test"
+    )
     monkeypatch.setitem(engines.REGISTRY, "needs-pkg", entry)
     with pytest.raises(EngineUnavailable, match=r"needs surely_not_installed_pkg: pip install 'enginebench\[vllm\]'"):
         load_engine_class("needs-pkg")

@@ -31,7 +31,11 @@ def assert_real_pngs(folder: Path, at_least: int) -> list[Path]:
 
 @pytest.mark.unit
 def test_the_report_on_the_committed_gpu_results_judges_every_hypothesis(tmp_path, capsys):
-    files = [str(p) for p in sorted(GPU_RUN.rglob("*.json")) if p.stem.count("_") == 2 and p.stem.split("_")[1] in ("concurrent", "prefix-cache", "korean")]
+    files = [
+        str(p)
+        for p in sorted(GPU_RUN.rglob("*.json"))
+        if p.stem.count("_") == 2 and p.stem.split("_")[1] in ("concurrent", "prefix-cache", "korean")
+    ]
     assert len(files) == 6
     assert report_main([*files, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -48,9 +52,29 @@ def test_the_report_on_the_committed_gpu_results_judges_every_hypothesis(tmp_pat
 
 
 def null_run(out: Path, model: Path, interval_ms: str) -> Path:
-    code = compare_main(["--engine", "null", "--model", str(model), "--scenario", "single", "--input-tokens", "32",
-                         "--output-tokens", "32", "--repetitions", "20", "--warmups", "1", "--engine-arg",
-                         f"interval_ms={interval_ms}", "--out", str(out), "--no-progress"])  # fmt: skip
+    code = compare_main(
+        [
+            "--engine",
+            "null",
+            "--model",
+            str(model),
+            "--scenario",
+            "single",
+            "--input-tokens",
+            "32",
+            "--output-tokens",
+            "32",
+            "--repetitions",
+            "20",
+            "--warmups",
+            "1",
+            "--engine-arg",
+            f"interval_ms={interval_ms}",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     (path,) = out.glob("null_single_*.json")
     return path
@@ -58,7 +82,9 @@ def null_run(out: Path, model: Path, interval_ms: str) -> Path:
 
 @pytest.mark.unit
 @pytest.mark.exclusive  # identical runs must measure alike
-def test_vs_says_not_significant_for_identical_null_runs_and_significant_for_a_slower_one(tmp_path, config_only_model, capsys):
+def test_vs_says_not_significant_for_identical_null_runs_and_significant_for_a_slower_one(
+    tmp_path, config_only_model, capsys
+):
     a = null_run(tmp_path / "a", config_only_model, "2")
     b = null_run(tmp_path / "b", config_only_model, "2")
     slow = null_run(tmp_path / "slow", config_only_model, "2.4")  # 20% slower per token
@@ -66,7 +92,9 @@ def test_vs_says_not_significant_for_identical_null_runs_and_significant_for_a_s
     # central figures only: a p99 of ~600 gaps of a 2 ms timer moves with one scheduler hiccup between runs, and the
     # intervals cover the noise within a run, not between runs (README, known limits); seen 1.57x once on CI
     central = [row for row in same if "p99" not in row.metric]
-    assert central and not any(row.significant for row in central), [(r.metric, r.ratio) for r in central if r.significant]
+    assert central and not any(row.significant for row in central), [
+        (r.metric, r.ratio) for r in central if r.significant
+    ]
     slower = {row.metric: row for row in compare_runs(load_run(a), load_run(slow))}
     for metric in ("TPOT p50", "E2E p50", "output tok/s"):
         assert slower[metric].significant and slower[metric].verdict.startswith("significant: B worse")
@@ -83,5 +111,3 @@ def test_one_file_is_reprinted_and_a_missing_one_is_one_line(tmp_path, capsys):
     assert "c1-in128" in capsys.readouterr().out
     assert report_main([str(tmp_path / "nope.json")]) == 2
     assert capsys.readouterr().err.strip().startswith("error: ")
-
-

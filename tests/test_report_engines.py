@@ -14,10 +14,33 @@ def test_the_report_on_a_cpu_run_of_two_real_engines(model_cache, tmp_path):
     pytest.importorskip("llama_cpp")
     from tests.conftest import run_cli
 
-    result = run_cli(["--engine", "vllm", "--engine", "llamacpp", "--scenario", "single", "--scenario", "concurrent", "--quick",
-                      "--concurrency", "1,8", "--input-tokens", "128", "--output-tokens", "32", "--engine-arg",
-                      "vllm.enforce_eager=true", "--engine-arg", "vllm.max_model_len=4096", "--out", str(tmp_path / "runs")],
-                     model_cache, ROOT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "vllm",
+            "--engine",
+            "llamacpp",
+            "--scenario",
+            "single",
+            "--scenario",
+            "concurrent",
+            "--quick",
+            "--concurrency",
+            "1,8",
+            "--input-tokens",
+            "128",
+            "--output-tokens",
+            "32",
+            "--engine-arg",
+            "vllm.enforce_eager=true",
+            "--engine-arg",
+            "vllm.max_model_len=4096",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        model_cache,
+        ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()

@@ -21,17 +21,22 @@ pytestmark = pytest.mark.unit
 
 
 def test_an_unknown_key_exits_2_naming_the_nearest(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "null", "--request-arg", "temprature=0.5"),
-                       "no request arg 'temprature'; nearest: temperature")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "null", "--request-arg", "temprature=0.5"), "no request arg 'temprature'; nearest: temperature"
+    )
 
 
 def test_a_key_the_engine_does_not_pass_exits_2_naming_the_engine(cli):  # noqa: F811
-    assert_usage_error(cli("--engine", "hf", "--request-arg", "logprobs=5"), "engine 'hf' does not take request arg 'logprobs'")
+    assert_usage_error(
+        cli("--engine", "hf", "--request-arg", "logprobs=5"), "engine 'hf' does not take request arg 'logprobs'"
+    )
 
 
 def test_a_value_that_does_not_parse_or_a_scope_outside_the_run_exits_2(cli):  # noqa: F811
     assert_usage_error(cli("--engine", "null", "--request-arg", "temperature=hot"), "does not parse as float")
-    assert_usage_error(cli("--engine", "null", "--request-arg", "vllm.temperature=0.5"), "engine 'vllm' is not in this run")
+    assert_usage_error(
+        cli("--engine", "null", "--request-arg", "vllm.temperature=0.5"), "engine 'vllm' is not in this run"
+    )
 
 
 def test_n_above_1_exits_2_on_engines_that_stream_one_sequence(cli):  # noqa: F811
@@ -47,8 +52,21 @@ def test_n_sequences_are_stamped_one_by_one_itl_and_tpot_per_sequence_and_tok_s_
     """Known answer: the null engine (a FAKE) emits every sequence's token each 10 ms step, so each sequence's ITL and
     TPOT is 10 ms (the merged stream's gaps would be 10 ms and ~0), tok/s is n x one sequence's, req/s per request."""
     n, interval_ms, tokens = 3, 10.0, 16
-    code, _, err = cli("--engine", "null", "--scenario", "single", "--quick", "--output-tokens", str(tokens),
-                       "--request-arg", f"n={n}", "--engine-arg", f"interval_ms={interval_ms}", "--out", str(tmp_path))
+    code, _, err = cli(
+        "--engine",
+        "null",
+        "--scenario",
+        "single",
+        "--quick",
+        "--output-tokens",
+        str(tokens),
+        "--request-arg",
+        f"n={n}",
+        "--engine-arg",
+        f"interval_ms={interval_ms}",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
     for r in cell["requests"]:
@@ -65,16 +83,29 @@ def test_n_sequences_are_stamped_one_by_one_itl_and_tpot_per_sequence_and_tok_s_
 
 def test_values_are_typed_and_stops_take_one_string_or_a_list():
     keys = VLLMEngine.request_keys
-    typed = typed_request_args("vllm", {"stop": "END", "stop_token_ids": "1,2", "top_k": "50", "seed": "none",
-                                        "detokenize": "false", "n": "1"}, keys)  # fmt: skip
+    typed = typed_request_args(
+        "vllm",
+        {"stop": "END", "stop_token_ids": "1,2", "top_k": "50", "seed": "none", "detokenize": "false", "n": "1"},
+        keys,
+    )
     assert typed == {"stop": ["END"], "stop_token_ids": [1, 2], "top_k": 50, "seed": None, "detokenize": False, "n": 1}
     assert typed_request_args("vllm", {"stop": '["a", "b"]'}, keys) == {"stop": ["a", "b"]}
     assert HFTransformersEngine.request_keys["temperature"] == "temperature"
 
 
 def test_a_run_records_the_args_per_cell_and_the_fake_returns_logprobs(cli, tmp_path):  # noqa: F811
-    code, _, err = cli("--engine", "null", "--request-arg", "temperature=0.8", "--request-arg", "null.logprobs=5",
-                       "--request-arg", "stop=END", "--out", str(tmp_path))  # fmt: skip
+    code, _, err = cli(
+        "--engine",
+        "null",
+        "--request-arg",
+        "temperature=0.8",
+        "--request-arg",
+        "null.logprobs=5",
+        "--request-arg",
+        "stop=END",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert doc["engine"]["request_args"] == {"passed": {"temperature": 0.8, "logprobs": 5, "stop": ["END"]}}
@@ -94,7 +125,10 @@ def test_a_request_sweep_gives_each_point_its_request_args_not_engine_args(tmp_p
     from compare.run.config import RunConfig
 
     points = grid(("null",), ("request.temperature=0,0.8", "interval_ms=1,2"), "inprocess")
-    assert [p.label for p in points][:2] == ["request.temperature=0,interval_ms=1", "request.temperature=0,interval_ms=2"]
+    assert [p.label for p in points][:2] == [
+        "request.temperature=0,interval_ms=1",
+        "request.temperature=0,interval_ms=2",
+    ]
     assert points[3].request_args == ("null.temperature=0.8",) and points[3].engine_args == ("null.interval_ms=2",)
     argv = child_argv(RunConfig(engines=("null",), scenarios=()), points[3], tmp_path)
     assert argv[argv.index("--request-arg") + 1] == "null.temperature=0.8"
@@ -102,8 +136,10 @@ def test_a_request_sweep_gives_each_point_its_request_args_not_engine_args(tmp_p
 
 def test_vllms_own_check_of_the_combination_exits_2_before_it_starts(cli):  # noqa: F811
     pytest.importorskip("vllm")
-    assert_usage_error(cli("--engine", "vllm", "--request-arg", "stop=END", "--request-arg", "detokenize=false"),
-                       "stop strings are only supported when detokenize is True")  # fmt: skip
+    assert_usage_error(
+        cli("--engine", "vllm", "--request-arg", "stop=END", "--request-arg", "detokenize=false"),
+        "stop strings are only supported when detokenize is True",
+    )
 
 
 def test_each_adapter_puts_the_args_in_its_own_request_type(config_only_8b):
@@ -143,17 +179,32 @@ def test_the_sampling_cost_set_is_request_features_against_greedy_and_every_key_
     assert ("vllm.logprobs=20",) in [p.request_args for p in points]
     assert ABLATIONS["sampling-cost"].engines == ("vllm",)
     for point in points[1:]:  # the run also puts each through vLLM's own check (check_points) before the first runs
-        typed_request_args("vllm", scoped_args(point.request_args, "vllm", {"vllm"}, "--request-arg"), VLLMEngine.request_keys)
+        typed_request_args(
+            "vllm", scoped_args(point.request_args, "vllm", {"vllm"}, "--request-arg"), VLLMEngine.request_keys
+        )
 
 
 def test_every_key_reaches_vllms_sampling_params_read_back_without_a_run():
     pytest.importorskip("vllm")
     from engines.request_args import REQUEST_KEYS, engine_request_args
 
-    given = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
-             "frequency_penalty": "0.2", "repetition_penalty": "1.05", "seed": "7", "n": "1", "logprobs": "2",
-             "prompt_logprobs": "1", "stop": "END", "stop_token_ids": "3,4", "detokenize": "true",
-             "beam_width": "1"}  # fmt: skip
+    given = {
+        "temperature": "0.7",
+        "top_p": "0.9",
+        "top_k": "20",
+        "min_p": "0.01",
+        "presence_penalty": "0.1",
+        "frequency_penalty": "0.2",
+        "repetition_penalty": "1.05",
+        "seed": "7",
+        "n": "1",
+        "logprobs": "2",
+        "prompt_logprobs": "1",
+        "stop": "END",
+        "stop_token_ids": "3,4",
+        "detokenize": "true",
+        "beam_width": "1",
+    }
     assert set(given) == set(REQUEST_KEYS)
     passed = typed_request_args("vllm", given, VLLMEngine.request_keys)
     VLLMEngine.check_request_args(passed)

@@ -82,10 +82,14 @@ def test_an_interrupted_cell_keeps_the_requests_that_finished():
 
 
 def test_engine_timestamps_become_offsets_with_a_delivery_lag():
-    engine = engine_side({"clock": "perf_counter", "timestamps_ns": {"first_token": 1_500}}, sent_ns=1_000, first_chunk_ns=700)
+    engine = engine_side(
+        {"clock": "perf_counter", "timestamps_ns": {"first_token": 1_500}}, sent_ns=1_000, first_chunk_ns=700
+    )
     assert engine["timestamps_ns"] == {"first_token": 500} and engine["clock_aligned"]
     assert engine["delivery_lag_ns"] == 200 and engine["clock_consistent"]
-    late = engine_side({"clock": "perf_counter", "timestamps_ns": {"first_token": 1_900}}, sent_ns=1_000, first_chunk_ns=700)
+    late = engine_side(
+        {"clock": "perf_counter", "timestamps_ns": {"first_token": 1_900}}, sent_ns=1_000, first_chunk_ns=700
+    )
     assert late["clock_consistent"] is False
 
 

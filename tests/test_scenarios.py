@@ -11,13 +11,30 @@ pytestmark = pytest.mark.unit
 
 
 def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_workloads():
-    assert builtin_names() == ["concurrent", "korean", "long-context", "multi-lora", "multi-turn", "prefix-cache",
-                               "shared-prefix", "single", "smoke", "structured", "trace"]  # fmt: skip
+    assert builtin_names() == [
+        "concurrent",
+        "korean",
+        "long-context",
+        "multi-lora",
+        "multi-turn",
+        "prefix-cache",
+        "shared-prefix",
+        "single",
+        "smoke",
+        "structured",
+        "trace",
+    ]
 
 
 def test_shared_prefix_has_sglang_bench_servings_defaults():
     s = load_scenario("shared-prefix")
-    assert (s.num_groups, s.prompts_per_group, s.shared_prefix_tokens, s.input_tokens, s.output_tokens) == (64, 16, 2048, (128,), 256)
+    assert (s.num_groups, s.prompts_per_group, s.shared_prefix_tokens, s.input_tokens, s.output_tokens) == (
+        64,
+        16,
+        2048,
+        (128,),
+        256,
+    )
     assert [c.num_requests for c in s.cells()] == [1024, 1024] and s.group_order == "shuffled"
 
 
@@ -65,7 +82,10 @@ def test_quick_shrinks_counts_but_never_lengths():
     for name in builtin_names():
         full, quick = load_scenario(name), apply_overrides(load_scenario(name), True, {})
         assert (quick.input_tokens, quick.output_tokens, quick.shared_prefix_tokens) == (
-            full.input_tokens, full.output_tokens, full.shared_prefix_tokens)  # fmt: skip
+            full.input_tokens,
+            full.output_tokens,
+            full.shared_prefix_tokens,
+        )
         assert sum(c.num_requests for c in quick.cells()) <= sum(c.num_requests for c in full.cells())
         assert all(c.num_requests >= c.concurrency for c in quick.cells())
 
@@ -80,10 +100,18 @@ def test_cli_overrides_win_over_quick():
 def test_user_scenario_file_with_its_own_texts(tmp_path):
     (tmp_path / "mine.txt").write_text("Some words of my own. " * 50)
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({
-        "name": "mine", "concurrency": [2], "input_tokens": [40], "output_tokens": 8, "num_requests": 4,
-        "corpus": {"en": {"file": "mine.txt"}},
-    }))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "name": "mine",
+                "concurrency": [2],
+                "input_tokens": [40],
+                "output_tokens": 8,
+                "num_requests": 4,
+                "corpus": {"en": {"file": "mine.txt"}},
+            }
+        )
+    )
     s = load_scenario(str(path))
     assert s.corpus["en"].startswith("Some words of my own.")
     assert [c.cell_id for c in s.cells()] == ["c2-in40"]
@@ -94,10 +122,19 @@ def test_user_scenario_file_with_its_own_texts(tmp_path):
     [
         ("{not json", "malformed JSON at line 1"),
         ("[1, 2]", "top level must be a JSON object"),
-        ('{"name": "x", "concurrency": [1], "output_tokens": 8, "input_tokens": [8], "bogus": 1}', "unknown field 'bogus'"),
+        (
+            '{"name": "x", "concurrency": [1], "output_tokens": 8, "input_tokens": [8], "bogus": 1}',
+            "unknown field 'bogus'",
+        ),
         ('{"name": "x", "output_tokens": 8}', "missing field 'concurrency'"),
-        ('{"name": "x", "concurrency": ["8"], "output_tokens": 8, "input_tokens": [8]}', "'concurrency' must be a list of int"),
-        ('{"name": "x", "concurrency": [1], "output_tokens": 8, "input_tokens": [8], "prompt_mode": "odd"}', "'prompt_mode' must be one of"),
+        (
+            '{"name": "x", "concurrency": ["8"], "output_tokens": 8, "input_tokens": [8]}',
+            "'concurrency' must be a list of int",
+        ),
+        (
+            '{"name": "x", "concurrency": [1], "output_tokens": 8, "input_tokens": [8], "prompt_mode": "odd"}',
+            "'prompt_mode' must be one of",
+        ),
     ],
 )
 def test_malformed_scenario_json_is_a_usage_error_naming_the_problem(tmp_path, content, message):

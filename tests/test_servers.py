@@ -54,7 +54,9 @@ def test_a_port_already_in_use_is_one_line(tmp_path):
 @pytest.mark.engine
 def test_the_readiness_timeout_kills_the_server_and_quotes_its_log(tmp_path):
     server = ServerProcess(stand_in("--never-ready"), "m", tmp_path / "s.log", ready_timeout_s=1.5)
-    with pytest.raises(ServerFailed, match=r"not ready at http://127.0.0.1:\d+/health within 1.5 s; log ends: stand-in"):
+    with pytest.raises(
+        ServerFailed, match=r"not ready at http://127.0.0.1:\d+/health within 1.5 s; log ends: stand-in"
+    ):
         asyncio.run(server.start())
     assert server.process.poll() is not None
 
@@ -76,8 +78,19 @@ def test_a_missing_server_binary_is_one_line(tmp_path):
 @pytest.mark.unit
 def test_engine_commands_fill_model_host_and_port(tmp_path):
     server = ServerProcess(COMMANDS["vllm"], "/models/tiny", tmp_path / "s.log", extra_args=("--dtype", "bfloat16"))
-    assert server.argv == [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/tiny",
-                           "--host", "127.0.0.1", "--port", str(server.port), "--dtype", "bfloat16"]  # fmt: skip
+    assert server.argv == [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "/models/tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--dtype",
+        "bfloat16",
+    ]
     assert ServerProcess(COMMANDS["ollama"], "x", tmp_path / "o.log").env["OLLAMA_HOST"].startswith("127.0.0.1:")
 
 
@@ -137,8 +150,10 @@ def test_the_http_engine_launches_a_named_server_with_only_its_server_args(confi
     in-process engine's (that is `--mode http`, whose run against a real vLLM server is test_overhead.py's)."""
     from engines.http_openai import HttpCompletionsEngine
 
-    engine = HttpCompletionsEngine(config_only_8b, {"server": "vllm", "log_dir": str(tmp_path),
-                                                 "server_args": "--enforce-eager --max-model-len 4096"})  # fmt: skip
+    engine = HttpCompletionsEngine(
+        config_only_8b,
+        {"server": "vllm", "log_dir": str(tmp_path), "server_args": "--enforce-eager --max-model-len 4096"},
+    )
     server = engine.server_process()
     assert server.argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert server.argv[server.argv.index("--model") + 1] == str(config_only_8b.path)
@@ -181,8 +196,11 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
     from workloads.plan import plan_scenario
     from workloads.scenario_files import apply_overrides, load_scenario
 
-    scenario = apply_overrides(load_scenario("concurrent"), False, {"concurrency": [1, 2], "input_tokens": [32],
-                               "output_tokens": 48, "num_requests": 4, "warmup_requests": 0})  # fmt: skip
+    scenario = apply_overrides(
+        load_scenario("concurrent"),
+        False,
+        {"concurrency": [1, 2], "input_tokens": [32], "output_tokens": 48, "num_requests": 4, "warmup_requests": 0},
+    )
     tokenizer = tiny_llama3.load_tokenizer()
     plans = plan_scenario(scenario, tokenizer, tiny_llama3.max_context_tokens)
     launch = LlamaCppEngine(tiny_llama3, {"n_threads": "1"}).http_server()
@@ -192,9 +210,17 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
     async def go():
         await http.start()
         try:
-            return await run_scenario("llamacpp-http", engine, tiny_llama3, scenario, plans, tokenizer,
-                                      RunOptions(out_dir=tmp_path, show_progress=False), Console(quiet=True),
-                                      {"of": "llamacpp", "kind": "http", "engine_args": {"n_threads": "1"}})  # fmt: skip
+            return await run_scenario(
+                "llamacpp-http",
+                engine,
+                tiny_llama3,
+                scenario,
+                plans,
+                tokenizer,
+                RunOptions(out_dir=tmp_path, show_progress=False),
+                Console(quiet=True),
+                {"of": "llamacpp", "kind": "http", "engine_args": {"n_threads": "1"}},
+            )
         finally:
             await http.stop()
 

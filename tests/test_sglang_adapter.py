@@ -31,8 +31,15 @@ pytestmark = pytest.mark.unit
 
 
 def meta(completion, finish=None, prompt=32, cached=0, **extra):
-    return {"id": "rid", "finish_reason": finish, "prompt_tokens": prompt, "completion_tokens": completion,
-            "cached_tokens": cached, "weight_version": "default", **extra}  # fmt: skip
+    return {
+        "id": "rid",
+        "finish_reason": finish,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cached_tokens": cached,
+        "weight_version": "default",
+        **extra,
+    }
 
 
 def cumulative(sizes, prompt=32, cached=0, final_extra=None):
@@ -44,8 +51,11 @@ def cumulative(sizes, prompt=32, cached=0, final_extra=None):
         last = index == len(sizes) - 1
         finish = {"type": "length", "length": total} if last else None
         extra = (final_extra or {}) if last else {}
-        yield {"text": "x" * total, "output_ids": live.copy() if last else live,
-               "meta_info": meta(total, finish, prompt, cached, **extra)}  # fmt: skip
+        yield {
+            "text": "x" * total,
+            "output_ids": live.copy() if last else live,
+            "meta_info": meta(total, finish, prompt, cached, **extra),
+        }
 
 
 def incremental(sizes, prompt=32):
@@ -109,18 +119,26 @@ def test_a_disagreement_between_completion_tokens_and_ids_is_recorded():
 
     out = convert(chunks())
     assert out[1].num_new_tokens == 2
-    assert out[-1].engine_metrics["token_count_mismatches"][0] == {"chunk": 1, "source": "completion_tokens",
-                                                                   "engine_tokens": 2, "stream_tokens": 1}  # fmt: skip
+    assert out[-1].engine_metrics["token_count_mismatches"][0] == {
+        "chunk": 1,
+        "source": "completion_tokens",
+        "engine_tokens": 2,
+        "stream_tokens": 1,
+    }
 
 
 def test_wall_clock_stamps_are_aligned_to_the_harness_clock_and_durations_derived():
     offset_ns = 1_700_000_000 * 10**9  # wall - perf_counter at send
+
     def chunks():
         recorded = cumulative([1, 1], final_extra={"request_finished_ts": 1_700_000_010.5, "queue_time": 0.002})
         for index, chunk in enumerate(recorded):
             if index == 0:
-                chunk["meta_info"].update(forward_entry_time=1_700_000_010.1, prefill_finished_time=1_700_000_010.2,
-                                          response_sent_to_client_ts=1_700_000_010.201)  # fmt: skip
+                chunk["meta_info"].update(
+                    forward_entry_time=1_700_000_010.1,
+                    prefill_finished_time=1_700_000_010.2,
+                    response_sent_to_client_ts=1_700_000_010.201,
+                )
             yield chunk
 
     final = convert(chunks(), offset_ns=offset_ns)[-1].engine_metrics
@@ -144,6 +162,7 @@ class FakeSGLangRuntime:
 
     async def async_generate(self, input_ids, sampling_params, stream):
         self.calls.append((len(input_ids), sampling_params, stream))
+
         async def replay():
             for chunk in cumulative(self.sizes, prompt=len(input_ids)):
                 await asyncio.sleep(self.gap_s)
@@ -184,7 +203,9 @@ def test_adapter_through_the_runner_gives_equal_stamps_inside_a_merged_chunk(mod
         # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 10.34 (headroom 0.89)
         near(gap, true, 3, "per-token gap in a merged chunk (ms)")
     assert record.finish_reason == "length" and record.prompt_tokens_reported == 32
-    assert runtime.calls == [(32, {"max_new_tokens": 6, "min_new_tokens": 6, "ignore_eos": True, "temperature": 0.0}, True)]
+    assert runtime.calls == [
+        (32, {"max_new_tokens": 6, "min_new_tokens": 6, "ignore_eos": True, "temperature": 0.0}, True)
+    ]
 
 
 def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(model, monkeypatch):
@@ -203,20 +224,56 @@ def test_reset_cache_retries_until_the_scheduler_is_idle_and_then_fails_loudly(m
 def test_server_args_map_through_and_choose_dummy_weights_for_config_only_models(model):
     from dataclasses import replace
 
-    kwargs = server_args({"disable_radix_cache": True, "chunked_prefill_size": -1, "mem_fraction_static": 0.0,
-                          "attention_backend": "", "tp_size": 1, "load_format": "auto", "random_seed": 0}, model)  # fmt: skip
-    assert kwargs == {"model_path": str(model.path), "tokenizer_path": str(model.path), "disable_radix_cache": True,
-                      "chunked_prefill_size": -1, "tp_size": 1, "load_format": "dummy", "random_seed": 0}  # fmt: skip
+    kwargs = server_args(
+        {
+            "disable_radix_cache": True,
+            "chunked_prefill_size": -1,
+            "mem_fraction_static": 0.0,
+            "attention_backend": "",
+            "tp_size": 1,
+            "load_format": "auto",
+            "random_seed": 0,
+        },
+        model,
+    )
+    assert kwargs == {
+        "model_path": str(model.path),
+        "tokenizer_path": str(model.path),
+        "disable_radix_cache": True,
+        "chunked_prefill_size": -1,
+        "tp_size": 1,
+        "load_format": "dummy",
+        "random_seed": 0,
+    }
     assert server_args({"load_format": "auto"}, model)["load_format"] == "dummy"  # config only: dummy weights
     with_weights = replace(model, has_weights=True)
     assert server_args({"load_format": "auto"}, with_weights)["load_format"] == "auto"  # weights on disk
 
 
 def test_http_mode_launches_sglang_with_the_same_args_as_flags(model):
-    kwargs = server_args({"disable_radix_cache": True, "disable_overlap_schedule": False, "chunked_prefill_size": -1,
-                          "log_level": "error", "random_seed": 0}, model)  # fmt: skip
-    assert launch_flags(kwargs) == ["--tokenizer-path", str(model.path), "--disable-radix-cache", "--chunked-prefill-size",
-                                    "-1", "--log-level", "error", "--random-seed", "0", "--load-format", "dummy"]  # fmt: skip
+    kwargs = server_args(
+        {
+            "disable_radix_cache": True,
+            "disable_overlap_schedule": False,
+            "chunked_prefill_size": -1,
+            "log_level": "error",
+            "random_seed": 0,
+        },
+        model,
+    )
+    assert launch_flags(kwargs) == [
+        "--tokenizer-path",
+        str(model.path),
+        "--disable-radix-cache",
+        "--chunked-prefill-size",
+        "-1",
+        "--log-level",
+        "error",
+        "--random-seed",
+        "0",
+        "--load-format",
+        "dummy",
+    ]
 
 
 def test_without_a_gpu_the_engine_refuses_in_one_line(model):

@@ -30,17 +30,25 @@ def test_info_lines_give_the_named_phases_and_two_starts_add_up():
         "(EngineCore pid=9) INFO [core.py:403] init engine (profile, create kv cache, warmup model) took 62.08 s\n"
     )
     assert start_phases("vllm", vllm_log + vllm_log.replace("41.20", "1.80")) == {
-        "weights_load_s": 6.42, "model_load_s": 9.0, "dynamo_transform_s": 23.0, "torch_compile_s": 43.0,
-        "graph_capture_s": 6.0, "engine_init_s": 124.16}  # fmt: skip
+        "weights_load_s": 6.42,
+        "model_load_s": 9.0,
+        "dynamo_transform_s": 23.0,
+        "torch_compile_s": 43.0,
+        "graph_capture_s": 6.0,
+        "engine_init_s": 124.16,
+    }
     sglang_log = (
         "[2026-11-30 10:00:01] Init torch distributed ends. elapsed=0.42 s, mem usage=0.1 GB\n"
         "[2026-11-30 10:00:09] Load weight end. elapsed=5.20 s, type=LlamaForCausalLM, avail mem=60.00 GB, \n"
         "[2026-11-30 10:03:12] Capture prefill cuda graph end. elapsed=183.10 s, mem usage=2.00 GB, avail mem=9.6 GB.\n"
         "[2026-11-30 10:03:14] Capture decode CUDA graph end. elapsed=2.50 s, mem usage=0.40 GB, avail mem=9.2 GB.\n"
     )
-    assert start_phases("sglang", sglang_log) == {"init_distributed_s": 0.42, "weights_load_s": 5.2,
-                                                  "capture_prefill_cuda_graph_s": 183.1,
-                                                  "capture_decode_cuda_graph_s": 2.5}  # fmt: skip
+    assert start_phases("sglang", sglang_log) == {
+        "init_distributed_s": 0.42,
+        "weights_load_s": 5.2,
+        "capture_prefill_cuda_graph_s": 183.1,
+        "capture_decode_cuda_graph_s": 2.5,
+    }
 
 
 def test_a_log_without_start_lines_gives_nothing_and_an_unfinished_bar_counts_nothing():

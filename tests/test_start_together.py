@@ -42,7 +42,9 @@ def test_members_are_released_only_when_all_are_up_and_one_at_a_time(tmp_path):
         while member.poll() is None:
             time.sleep(0.02)
 
-    records = together.release_in_turn(tmp_path, members, 10, wait_turn, gpu_processes=lambda: [{"pid": 1, "used_mib": 100.0}])
+    records = together.release_in_turn(
+        tmp_path, members, 10, wait_turn, gpu_processes=lambda: [{"pid": 1, "used_mib": 100.0}]
+    )
     events = [(kind, label) for kind, label, _ in log]
     assert events == [("ready", "fast"), ("ready", "slow"), ("released", "fast"), ("released", "slow")]
     times = {(kind, label): t for kind, label, t in log}
@@ -59,7 +61,9 @@ def test_the_shared_gpu_warning_names_the_others_and_their_memory():
     record = {"label": "vllm", "others": {"engines": ["sglang"], "gpu_processes": [{"pid": 7, "used_mib": 60000.0}]}}
     warning = together.shared_gpu_warning(record)
     assert "started together with sglang" in warning and "60000 MiB" in warning
-    assert together.shared_gpu_warning({"others": {"engines": []}}) is None and together.shared_gpu_warning(None) is None
+    assert (
+        together.shared_gpu_warning({"others": {"engines": []}}) is None and together.shared_gpu_warning(None) is None
+    )
 
 
 @pytest.mark.engine
@@ -68,9 +72,25 @@ def test_two_null_engines_started_together_are_measured_in_turn_and_say_so(tmp_p
     barrier, procs = tmp_path / "barrier", {}
     for engine in ("null", "engines.null:NullEngine"):
         out = tmp_path / engine.replace(":", "_")
-        procs[engine] = subprocess.Popen([sys.executable, "-m", "compare", "--engine", engine, "--scenario", "smoke",
-                                          "--out", str(out), "--no-progress", "--start-barrier", str(barrier)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))  # fmt: skip
+        procs[engine] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "compare",
+                "--engine",
+                engine,
+                "--scenario",
+                "smoke",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--start-barrier",
+                str(barrier),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ),
+        )
     exits = {}
 
     def wait_turn(label, member):
@@ -78,22 +98,43 @@ def test_two_null_engines_started_together_are_measured_in_turn_and_say_so(tmp_p
         exits[label] = time.time()
 
     records = together.release_in_turn(barrier, procs, 300, wait_turn)
-    assert [r["state_at_barrier"] for r in records] == ["ready", "ready"] and all(p.returncode == 0 for p in procs.values())
+    assert [r["state_at_barrier"] for r in records] == ["ready", "ready"] and all(
+        p.returncode == 0 for p in procs.values()
+    )
     first = json.loads(next((tmp_path / "null").glob("null_smoke_*.json")).read_text())
     second = json.loads(next((tmp_path / "engines.null_NullEngine").glob("*_smoke_*.json")).read_text())
     assert first["start_together"]["others"]["engines"] == ["engines.null:NullEngine"]
     assert second["start_together"]["others"]["engines"] == []
     assert second["start_together"]["released_unix_s"] >= exits["null"] - 0.5
     assert second["start_together"]["waited_s"] >= first["cells"][0]["summary"]["wall_s"]
-    assert any(w.startswith("shared GPU: started together with engines.null:NullEngine") for w in first["cells"][0]["warnings"])
+    assert any(
+        w.startswith("shared GPU: started together with engines.null:NullEngine") for w in first["cells"][0]["warnings"]
+    )
     assert not any(w.startswith("shared GPU") for w in second["cells"][0]["warnings"])
 
 
 @pytest.mark.engine
 def test_start_together_from_the_cli_runs_each_engine_in_its_child_and_releases_them_in_order(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "compare", "--engine", "null", "--engine", "engines.null:NullEngine",
-                          "--scenario", "smoke", "--start-together", "--out", str(tmp_path), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compare",
+            "--engine",
+            "null",
+            "--engine",
+            "engines.null:NullEngine",
+            "--scenario",
+            "smoke",
+            "--start-together",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     released = [line for line in run.stdout.splitlines() if line.startswith("-- released: ")]
     assert released == ["-- released: null", "-- released: engines.null:NullEngine"]
@@ -107,5 +148,7 @@ def test_start_together_refuses_one_engine_and_sweeps_with_exit_2(capsys):
 
     assert main(["--engine", "null", "--start-together", "--scenario", "smoke"]) == 2
     assert "needs two engines or more" in capsys.readouterr().err
-    assert main(["--engine", "null", "--engine", "engines.null:NullEngine", "--start-together", "--sweep", "x=1,2"]) == 2
+    assert (
+        main(["--engine", "null", "--engine", "engines.null:NullEngine", "--start-together", "--sweep", "x=1,2"]) == 2
+    )
     assert "does not take --sweep" in capsys.readouterr().err

@@ -17,8 +17,16 @@ from workloads.scenario_files import build_scenario
 from workloads.structured import CACHED, SCHEMAS, check_output, constraints_for, library
 from tests.bounds import near
 
-STRUCTURED = {"name": "s", "concurrency": [1], "input_tokens": [32], "output_tokens": 64, "ignore_eos": False,
-              "structured": ["none", "cached", "unique"], "num_requests": 8, "warmup_requests": 2}  # fmt: skip
+STRUCTURED = {
+    "name": "s",
+    "concurrency": [1],
+    "input_tokens": [32],
+    "output_tokens": 64,
+    "ignore_eos": False,
+    "structured": ["none", "cached", "unique"],
+    "num_requests": 8,
+    "warmup_requests": 2,
+}
 
 
 @pytest.mark.unit
@@ -35,7 +43,10 @@ def test_every_schema_is_valid_json_schema_and_bounded_so_a_grammar_ends():
 @pytest.mark.unit
 def test_the_checker_tells_valid_from_invalid_and_unparsable():
     nested = Constraint("json", CACHED["json"], library("json")[CACHED["json"]])
-    assert check_output(nested, '{"user": {"name": "ada", "age": 36}, "active": true}') == {"parses": True, "valid": True}
+    assert check_output(nested, '{"user": {"name": "ada", "age": 36}, "active": true}') == {
+        "parses": True,
+        "valid": True,
+    }
     too_old = check_output(nested, '{"user": {"name": "ada", "age": 300}, "active": true}')
     assert too_old["parses"] and not too_old["valid"] and "300" in too_old["error"]
     cut = check_output(nested, '{"user": {"name": "ada", "ag')
@@ -76,12 +87,15 @@ def test_a_structured_scenario_has_a_cell_per_mode_and_cached_warmups_share_the_
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("change, message", [
-    ({"ignore_eos": True}, "needs \"ignore_eos\": false"),
-    ({"structured": ["cached", "typo"]}, "'structured' lists modes"),
-    ({"structured_kind": "xml"}, "'structured_kind' must be one of json, regex, choice"),
-    ({"prompt_mode": "multi-turn", "num_conversations": 1, "num_turns": 2}, "not multi-turn"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"ignore_eos": True}, 'needs "ignore_eos": false'),
+        ({"structured": ["cached", "typo"]}, "'structured' lists modes"),
+        ({"structured_kind": "xml"}, "'structured_kind' must be one of json, regex, choice"),
+        ({"prompt_mode": "multi-turn", "num_conversations": 1, "num_turns": 2}, "not multi-turn"),
+    ],
+)
 def test_a_bad_structured_scenario_is_one_line_naming_the_field(change, message):
     with pytest.raises(UsageError, match=message):
         build_scenario({**STRUCTURED, **change})
@@ -96,7 +110,10 @@ def test_each_engine_request_carries_the_constraint_its_own_way():
     assert http_structured("vllm", choice) == {"structured_outputs": {"choice": ["a.b", "c"]}}
     assert http_structured("vllm", schema) == {"structured_outputs": {"json": {"type": "object"}}}
     assert http_structured("llamacpp", schema) == {"json_schema": {"type": "object"}}
-    assert http_structured("llamacpp", choice) == {"grammar": choice_gbnf(["a.b", "c"])} and choice_gbnf(["a"]) == 'root ::= "a"'
+    assert (
+        http_structured("llamacpp", choice) == {"grammar": choice_gbnf(["a.b", "c"])}
+        and choice_gbnf(["a"]) == 'root ::= "a"'
+    )
 
 
 @pytest.mark.unit
@@ -118,16 +135,32 @@ def test_the_record_keeps_the_output_text_and_the_summary_counts_valid_outputs()
 @pytest.mark.unit
 def test_an_engine_without_constraints_exits_2_naming_the_ones_that_take_them(cli):  # noqa: F811
     assert_usage_error(cli("--engine", "hf", "--scenario", "structured"), "engine 'hf' takes no json constraints")
-    assert_usage_error(cli("--engine", "llamacpp", "--scenario", "structured", "--structured-kind", "regex"),
-                       "engine 'llamacpp' takes no regex constraints (structured output); it takes json, choice")
+    assert_usage_error(
+        cli("--engine", "llamacpp", "--scenario", "structured", "--structured-kind", "regex"),
+        "engine 'llamacpp' takes no regex constraints (structured output); it takes json, choice",
+    )
 
 
 @pytest.mark.unit
 def test_the_null_engines_compile_and_mask_delays_come_back_as_the_ttft_and_tpot_deltas(cli, tmp_path):  # noqa: F811
     compile_ms, mask_ms, interval_ms = 60.0, 4.0, 8.0
-    code, out, err = cli("--engine", "null", "--scenario", "structured", "--quick", "--output-tokens", "12",
-                         "--engine-arg", f"compile_ms={compile_ms}", "--engine-arg", f"mask_ms={mask_ms}",
-                         "--engine-arg", f"interval_ms={interval_ms}", "--out", str(tmp_path))  # fmt: skip
+    code, out, err = cli(
+        "--engine",
+        "null",
+        "--scenario",
+        "structured",
+        "--quick",
+        "--output-tokens",
+        "12",
+        "--engine-arg",
+        f"compile_ms={compile_ms}",
+        "--engine-arg",
+        f"mask_ms={mask_ms}",
+        "--engine-arg",
+        f"interval_ms={interval_ms}",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, err
     doc = json.loads(next(tmp_path.glob("*.json")).read_text())
     cells = {cell["cell_id"].rsplit("-", 1)[1]: cell for cell in doc["cells"]}
@@ -145,7 +178,6 @@ def test_the_null_engines_compile_and_mask_delays_come_back_as_the_ttft_and_tpot
         near(tpot["value"], mask_ms, 1.5, "TPOT p50 delta (ms): one mask per token")
         assert tpot["significant"] and tpot["low"] > 0
     assert "TTFT +" in out and "c1-in128-none" in out.split("cell c1-in128-unique")[1]  # the line names its baseline
-
 
 
 @pytest.mark.engine

@@ -21,19 +21,33 @@ pytestmark = pytest.mark.unit
 
 
 def test_a_sweep_is_the_cartesian_grid_per_engine_with_the_first_values_as_baseline():
-    points = grid(("vllm", "llamacpp"), ("max_num_seqs=16,64", "vllm.stream_interval=1,4", "llamacpp.n_threads=1,2"), "inprocess")
+    points = grid(
+        ("vllm", "llamacpp"), ("max_num_seqs=16,64", "vllm.stream_interval=1,4", "llamacpp.n_threads=1,2"), "inprocess"
+    )
     vllm = [p for p in points if p.engine == "vllm"]
-    assert [p.label for p in vllm] == ["max_num_seqs=16,stream_interval=1", "max_num_seqs=16,stream_interval=4",
-                                       "max_num_seqs=64,stream_interval=1", "max_num_seqs=64,stream_interval=4"]  # fmt: skip
+    assert [p.label for p in vllm] == [
+        "max_num_seqs=16,stream_interval=1",
+        "max_num_seqs=16,stream_interval=4",
+        "max_num_seqs=64,stream_interval=1",
+        "max_num_seqs=64,stream_interval=4",
+    ]
     assert vllm[0].engine_args == ("vllm.max_num_seqs=16", "vllm.stream_interval=1")
-    assert [p.label for p in points if p.engine == "llamacpp"] == ["max_num_seqs=16,n_threads=1", "max_num_seqs=16,n_threads=2",
-                                                                  "max_num_seqs=64,n_threads=1", "max_num_seqs=64,n_threads=2"]  # fmt: skip
+    assert [p.label for p in points if p.engine == "llamacpp"] == [
+        "max_num_seqs=16,n_threads=1",
+        "max_num_seqs=16,n_threads=2",
+        "max_num_seqs=64,n_threads=1",
+        "max_num_seqs=64,n_threads=2",
+    ]
 
 
 def test_no_sweep_is_one_baseline_point_per_engine_and_mode():
     points, question = points_for(("null", "hf"), (), None, "both")
-    assert [(p.engine, p.mode, p.label) for p in points] == [("null", "inprocess", "baseline"), ("hf", "inprocess", "baseline"),
-                                                              ("null", "http", "baseline"), ("hf", "http", "baseline")]  # fmt: skip
+    assert [(p.engine, p.mode, p.label) for p in points] == [
+        ("null", "inprocess", "baseline"),
+        ("hf", "inprocess", "baseline"),
+        ("null", "http", "baseline"),
+        ("hf", "http", "baseline"),
+    ]
     assert question == "" and points[2].run_name == "null-http"
 
 
@@ -63,14 +77,39 @@ def test_an_ablation_refuses_engines_it_does_not_run_and_unknown_names():
 
 
 def test_the_child_repeats_argv_without_the_parents_options_and_adds_its_point(config_only_model, tmp_path):
-    argv = ["--engine", "vllm", "--scenario", "single", "--quick", "--ablation=vllm-prefix-chunked", "--deadline", "60",
-            "--out", str(tmp_path), "--engine-arg", "vllm.max_model_len=4096", "--no-isolate", "--model", str(config_only_model)]  # fmt: skip
-    assert child_args(argv) == ("--scenario", "single", "--quick", "--engine-arg", "vllm.max_model_len=4096", "--model",
-                                str(config_only_model))  # fmt: skip
+    argv = [
+        "--engine",
+        "vllm",
+        "--scenario",
+        "single",
+        "--quick",
+        "--ablation=vllm-prefix-chunked",
+        "--deadline",
+        "60",
+        "--out",
+        str(tmp_path),
+        "--engine-arg",
+        "vllm.max_model_len=4096",
+        "--no-isolate",
+        "--model",
+        str(config_only_model),
+    ]
+    assert child_args(argv) == (
+        "--scenario",
+        "single",
+        "--quick",
+        "--engine-arg",
+        "vllm.max_model_len=4096",
+        "--model",
+        str(config_only_model),
+    )
     config = run_config(build_parser().parse_args(argv), argv)
     points, _ = points_for(config.engines, config.sweeps, config.ablation, config.mode)
     child = child_argv(config, points[1], tmp_path / "01")
-    assert child[child.index("--engine") + 1] == "vllm" and child[-2:] == ["--engine-arg", "vllm.enable_prefix_caching=false"]
+    assert child[child.index("--engine") + 1] == "vllm" and child[-2:] == [
+        "--engine-arg",
+        "vllm.enable_prefix_caching=false",
+    ]
     assert "--resume" not in child and child[child.index("--out") + 1] == str(tmp_path / "01")
 
 
@@ -102,14 +141,20 @@ def test_abbreviated_options_are_refused_so_the_child_never_misses_one():
     ],
 )
 def test_how_a_child_ended_is_classified(returncode, timed_out, ooms, status, reason):
-    got_status, got_reason = classify(returncode, timed_out, 9.0, ooms, ["cell c1: ok", "error: engine 'x' failed to start: boom"])
+    got_status, got_reason = classify(
+        returncode, timed_out, 9.0, ooms, ["cell c1: ok", "error: engine 'x' failed to start: boom"]
+    )
     assert got_status == status and reason in got_reason
 
 
 def _run(name: str, ttfts_ms: list[float]) -> StoredRun:
     records = [record([t + 5.0 * k for k in range(5)]) for t in ttfts_ms]
-    cell = {"cell_id": "c1-in32", "requests": records, "summary": {"output_tok_per_s": 100.0, "wall_s": 1.0},
-            "config": {"concurrency": 1}}  # fmt: skip
+    cell = {
+        "cell_id": "c1-in32",
+        "requests": records,
+        "summary": {"output_tok_per_s": 100.0, "wall_s": 1.0},
+        "config": {"concurrency": 1},
+    }
     return StoredRun(name, {"cells": [cell], "scenario": {"name": "single"}})
 
 
@@ -130,8 +175,19 @@ def test_a_sweep_gives_every_cell_enough_requests_for_an_interval_and_tells_its_
     from compare.cli.main import MIN_SWEEP_REQUESTS
 
     assert MIN_SWEEP_REQUESTS == MIN_REQUESTS
-    argv = ["--engine", "null", "--scenario", "single", "--quick", "--sweep", "null.interval_ms=1,2",
-            "--model", str(config_only_model), "--out", str(tmp_path)]  # fmt: skip
+    argv = [
+        "--engine",
+        "null",
+        "--scenario",
+        "single",
+        "--quick",
+        "--sweep",
+        "null.interval_ms=1,2",
+        "--model",
+        str(config_only_model),
+        "--out",
+        str(tmp_path),
+    ]
     config = run_config(build_parser().parse_args(argv), argv)
     (single,) = config.scenarios
     assert min(single.requests_for(c) for c in single.concurrency) >= MIN_REQUESTS
@@ -143,9 +199,27 @@ def test_a_sweep_gives_every_cell_enough_requests_for_an_interval_and_tells_its_
 def test_an_in_process_sweep_writes_a_manifest_and_a_table_with_an_a_a_row(config_only_model, tmp_path, capsys):
     from compare.cli.main import main
 
-    code = main(["--engine", "null", "--scenario", "single", "--quick", "--input-tokens", "128", "--output-tokens", "8", "--no-isolate",
-                 "--sweep", "null.interval_ms=5,15", "--repeat-baseline", "--model", str(config_only_model),
-                 "--out", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "--engine",
+            "null",
+            "--scenario",
+            "single",
+            "--quick",
+            "--input-tokens",
+            "128",
+            "--output-tokens",
+            "8",
+            "--no-isolate",
+            "--sweep",
+            "null.interval_ms=5,15",
+            "--repeat-baseline",
+            "--model",
+            str(config_only_model),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     (folder,) = tmp_path.glob("sweep_sweep_*")
     manifest = json.loads((folder / "sweep.json").read_text())
@@ -169,7 +243,11 @@ def test_the_a_a_difference_becomes_the_minimum_effect_of_the_other_points():
     slower = _run("slow", [11.5 + i % 3 for i in range(30)])  # 14%: beyond 3%, inside the A/A difference
     much = _run("much", [20.0 + i % 3 for i in range(30)])
     points = {"slow": {"single": slower}, "much": {"single": much}, "base (A/A)": {"single": again}}
-    rows = {r.point: r.row for r in ablation_rows({"single": base}, points, aa_label="base (A/A)") if r.row.metric == "TTFT p50"}
+    rows = {
+        r.point: r.row
+        for r in ablation_rows({"single": base}, points, aa_label="base (A/A)")
+        if r.row.metric == "TTFT p50"
+    }
     assert not rows["slow"].significant and "the A/A difference" in rows["slow"].verdict
     assert rows["much"].significant
     plain = {r.point: r.row for r in ablation_rows({"single": base}, points) if r.row.metric == "TTFT p50"}
@@ -181,8 +259,24 @@ def test_a_points_child_gets_only_its_own_engines_scoped_args():
     """A child runs one engine and refuses a prefix naming another (#29), so the parent leaves those out."""
     from compare.run.sweep import own_engine_args
 
-    args = ("--scenario", "single", "--engine-arg", "vllm.max_num_seqs=4", "--engine-arg=llamacpp.n_threads=2",
-            "--engine-arg", "seed=1", "--engine-arg", "http.max_connections=8")  # fmt: skip
-    assert own_engine_args(args, "llamacpp") == ["--scenario", "single", "--engine-arg=llamacpp.n_threads=2",
-                                                 "--engine-arg", "seed=1", "--engine-arg", "http.max_connections=8"]  # fmt: skip
+    args = (
+        "--scenario",
+        "single",
+        "--engine-arg",
+        "vllm.max_num_seqs=4",
+        "--engine-arg=llamacpp.n_threads=2",
+        "--engine-arg",
+        "seed=1",
+        "--engine-arg",
+        "http.max_connections=8",
+    )
+    assert own_engine_args(args, "llamacpp") == [
+        "--scenario",
+        "single",
+        "--engine-arg=llamacpp.n_threads=2",
+        "--engine-arg",
+        "seed=1",
+        "--engine-arg",
+        "http.max_connections=8",
+    ]
     assert own_engine_args(args, "vllm")[:4] == ["--scenario", "single", "--engine-arg", "vllm.max_num_seqs=4"]

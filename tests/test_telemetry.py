@@ -8,6 +8,7 @@ import time
 import pytest
 
 from compare.analysis.telemetry import itl_by_step_kind, summarize_telemetry
+from engines.base import StreamingEngine
 from engines.prometheus import prometheus_values
 from tests.fakes import MS, record
 from tests.bounds import above, below, near
@@ -25,8 +26,11 @@ def test_each_token_gap_goes_to_the_step_that_delivered_it():
 
 @pytest.mark.unit
 def test_the_summary_gives_batch_waiting_time_and_kv_peak():
-    rows = [{"t_ns": 0, "running": 2, "waiting": 1, "kv_cache_usage": 0.1}, {"t_ns": 30 * MS, "running": 3, "waiting": 0,
-            "kv_cache_usage": 0.4}, {"t_ns": 100 * MS, "running": 1, "waiting": 0, "kv_cache_usage": 0.2}]  # fmt: skip
+    rows = [
+        {"t_ns": 0, "running": 2, "waiting": 1, "kv_cache_usage": 0.1},
+        {"t_ns": 30 * MS, "running": 3, "waiting": 0, "kv_cache_usage": 0.4},
+        {"t_ns": 100 * MS, "running": 1, "waiting": 0, "kv_cache_usage": 0.2},
+    ]
     summary = summarize_telemetry(rows, [], wall_ns=100 * MS)
     assert summary["running_mean"] == 2 and summary["running_max"] == 3
     assert summary["waiting_time_share"] == pytest.approx(0.3) and summary["kv_cache_usage_peak"] == 0.4
@@ -35,13 +39,15 @@ def test_the_summary_gives_batch_waiting_time_and_kv_peak():
 
 @pytest.mark.unit
 def test_prometheus_gauges_are_read_and_summed_over_labels():
-    text = ('# HELP vllm:num_requests_running x\nvllm:num_requests_running{model_name="m",engine="0"} 3.0\n'
-            'vllm:num_requests_running{model_name="m",engine="1"} 1.0\nvllm:kv_cache_usage_perc{model_name="m"} 0.25\n')  # fmt: skip
+    text = (
+        '# HELP vllm:num_requests_running x\nvllm:num_requests_running{model_name="m",engine="0"} 3.0\n'
+        'vllm:num_requests_running{model_name="m",engine="1"} 1.0\nvllm:kv_cache_usage_perc{model_name="m"} 0.25\n'
+    )
     values = prometheus_values(text)
     assert values["vllm:num_requests_running"] == 4.0 and values["vllm:kv_cache_usage_perc"] == 0.25
 
 
-class FakePolledEngine:
+class FakePolledEngine(StreamingEngine):
     """A FAKE engine whose telemetry snapshot takes a known 10 ms (an asyncio sleep) and which the harness polls
     every 40 ms: each poll cycle lasts 50 ms, of which 10 ms, one fifth, are spent answering."""
 
@@ -107,6 +113,8 @@ def test_the_http_engine_scrapes_metrics_every_second_by_default_and_refuses_a_n
 
     model = resolve_model(str(config_only_model))
     assert HttpCompletionsEngine(model, {"endpoint": "http://127.0.0.1:1"}).telemetry_poll_interval_s == 1.0
-    assert HttpCompletionsEngine(model, {"endpoint": "http://x", "metrics_interval_s": "0"}).telemetry_poll_interval_s == 0
+    assert (
+        HttpCompletionsEngine(model, {"endpoint": "http://x", "metrics_interval_s": "0"}).telemetry_poll_interval_s == 0
+    )
     with pytest.raises(UsageError, match="metrics_interval_s must be >= 0"):
         HttpCompletionsEngine.check_args({"metrics_interval_s": "-1"})

@@ -12,9 +12,20 @@ import pytest
 
 # every key vLLM takes but prompt_logprobs, which costs a log-softmax and a detokenization per prompt position
 # (test_request_args.py reads it back from SamplingParams without a run)
-REQUEST_ARGS = {"temperature": "0.7", "top_p": "0.9", "top_k": "20", "min_p": "0.01", "presence_penalty": "0.1",
-                "frequency_penalty": "0.1", "repetition_penalty": "1.05", "seed": "7", "logprobs": "2",
-                "stop": "never-in-random-text", "stop_token_ids": "3", "detokenize": "true"}
+REQUEST_ARGS = {
+    "temperature": "0.7",
+    "top_p": "0.9",
+    "top_k": "20",
+    "min_p": "0.01",
+    "presence_penalty": "0.1",
+    "frequency_penalty": "0.1",
+    "repetition_penalty": "1.05",
+    "seed": "7",
+    "logprobs": "2",
+    "stop": "never-in-random-text",
+    "stop_token_ids": "3",
+    "detokenize": "true",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +39,36 @@ def vllm_observed(model_cache, tmp_path_factory):
     from tests.conftest import ROOT, VLLM_DEFAULT_LAYOUT, run_cli
 
     out = tmp_path_factory.mktemp("vllm-observed")  # vLLM's default layout: the host profile looks for its worker
-    result = run_cli(["--engine", "vllm", "--scenario", "concurrent", "--concurrency", "1,4", "--num-requests", "8",
-                      "--output-tokens", "32", "--engine-arg", "vllm.enforce_eager=true", "--engine-arg",
-                      "vllm.max_model_len=4096", "--engine-arg", 'vllm.profiler_config={"torch_profiler_with_stack": false, "max_iterations": 16}',
-                      "--profile", "c4-in512", "--host-profile", "c1-in512", "--out", str(out),
-                      *(a for pair in REQUEST_ARGS.items() for a in ("--request-arg", "=".join(pair)))],
-                     model_cache, ROOT, env=VLLM_DEFAULT_LAYOUT)  # fmt: skip
+    result = run_cli(
+        [
+            "--engine",
+            "vllm",
+            "--scenario",
+            "concurrent",
+            "--concurrency",
+            "1,4",
+            "--num-requests",
+            "8",
+            "--output-tokens",
+            "32",
+            "--engine-arg",
+            "vllm.enforce_eager=true",
+            "--engine-arg",
+            "vllm.max_model_len=4096",
+            "--engine-arg",
+            'vllm.profiler_config={"torch_profiler_with_stack": false, "max_iterations": 16}',
+            "--profile",
+            "c4-in512",
+            "--host-profile",
+            "c1-in512",
+            "--out",
+            str(out),
+            *(a for pair in REQUEST_ARGS.items() for a in ("--request-arg", "=".join(pair))),
+        ],
+        model_cache,
+        ROOT,
+        env=VLLM_DEFAULT_LAYOUT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (path,) = out.glob("vllm_concurrent_*.json")
     return json.loads(path.read_text())
@@ -46,7 +81,9 @@ def test_vllm_step_timeline_and_profiler_window_on_the_cpu_build(vllm_observed):
         rows = [row for row in cell["telemetry"]["rows"] if "step" in row]
         steps = [row["step"] for row in rows]
         assert steps == list(range(steps[0], steps[0] + len(steps)))  # one row per engine step, none missing
-        assert sum(row.get("new_tokens", 0) for row in cell["telemetry"]["rows"]) == sum(r["output_tokens"] for r in cell["requests"])
+        assert sum(row.get("new_tokens", 0) for row in cell["telemetry"]["rows"]) == sum(
+            r["output_tokens"] for r in cell["requests"]
+        )
         in_flight = [row["running"] + row["waiting"] for row in rows]
         assert np.median(in_flight) == cell["config"]["concurrency"]  # a closed loop keeps every worker's request in
     assert c4["telemetry"]["summary"]["kv_cache_usage_peak"] > c1["telemetry"]["summary"]["kv_cache_usage_peak"]
@@ -60,14 +97,22 @@ def test_vllm_info_logs_keep_its_per_step_stat_logger_off():
     """VLLM_LOGGING_LEVEL=INFO (for the start phases) would make StatLoggerManager add LoggingStatLogger, which logs
     one line per engine step on the harness's loop with iteration details on; the adapter's logging config holds
     that one logger at WARNING, and it holds when vLLM configures logging again (0.32 does, building the engine)."""
-    code = ("from engines.vllm_telemetry import quiet_step_logger\n"
-            "print(quiet_step_logger() is not None)\n"
-            "import logging, vllm.logger, vllm.v1.metrics.loggers as loggers\n"
-            "vllm.logger._configure_vllm_root_logger()\n"  # 0.26 does this at import, 0.32 when the engine is built
-            "vllm.logger._configure_vllm_root_logger()\n"
-            "print(loggers.logger.isEnabledFor(logging.INFO), logging.getLogger('vllm.v1.worker.gpu_worker').isEnabledFor(logging.INFO))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})  # fmt: skip
+    code = (
+        "from engines.vllm_telemetry import quiet_step_logger\n"
+        "print(quiet_step_logger() is not None)\n"
+        "import logging, vllm.logger, vllm.v1.metrics.loggers as loggers\n"
+        "vllm.logger._configure_vllm_root_logger()\n"  # 0.26 does this at import, 0.32 when the engine is built
+        "vllm.logger._configure_vllm_root_logger()\n"
+        "print(loggers.logger.isEnabledFor(logging.INFO), "
+        "logging.getLogger('vllm.v1.worker.gpu_worker').isEnabledFor(logging.INFO))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"},
+    )
     assert run.stdout.split() == ["True", "False", "True"], run.stderr[-2000:]  # start-phase INFO lines stay on
 
 
@@ -94,9 +139,20 @@ def test_vllm_host_profile_finds_its_processes_by_role_and_their_phases_cover_th
 
 @pytest.mark.engine
 def test_every_request_arg_reaches_vllms_sampling_params_and_logprobs_come_back(vllm_observed):
-    expected = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.01, "presence_penalty": 0.1,
-                "frequency_penalty": 0.1, "repetition_penalty": 1.05, "seed": 7, "logprobs": 2,
-                "stop": ["never-in-random-text"], "stop_token_ids": [3], "detokenize": True}  # fmt: skip
+    expected = {
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 20,
+        "min_p": 0.01,
+        "presence_penalty": 0.1,
+        "frequency_penalty": 0.1,
+        "repetition_penalty": 1.05,
+        "seed": 7,
+        "logprobs": 2,
+        "stop": ["never-in-random-text"],
+        "stop_token_ids": [3],
+        "detokenize": True,
+    }
     assert set(expected) == set(REQUEST_ARGS)
     for cell in vllm_observed["cells"]:
         recorded = cell["config"]["request_args"]

@@ -32,13 +32,20 @@ def _ks_statistic(sample: list[int], cdf) -> float:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("spec, cdf", [
-    ({"dist": "uniform", "mean": 500, "range_ratio": 0.5}, lambda v: (math.floor(v) - 250 + 1) / 501),
-    ({"dist": "lognormal", "mean": 500, "sigma": 0.6},
-     lambda v: 0.5 * (1 + math.erf((math.log(v + 0.5) - (math.log(500) - 0.18)) / (0.6 * math.sqrt(2))))),
-    ({"dist": "histogram", "values": [64, 256, 1024], "weights": [0.2, 0.5, 0.3]},
-     lambda v: 0.2 * (v >= 64) + 0.5 * (v >= 256) + 0.3 * (v >= 1024)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec, cdf",
+    [
+        ({"dist": "uniform", "mean": 500, "range_ratio": 0.5}, lambda v: (math.floor(v) - 250 + 1) / 501),
+        (
+            {"dist": "lognormal", "mean": 500, "sigma": 0.6},
+            lambda v: 0.5 * (1 + math.erf((math.log(v + 0.5) - (math.log(500) - 0.18)) / (0.6 * math.sqrt(2)))),
+        ),
+        (
+            {"dist": "histogram", "values": [64, 256, 1024], "weights": [0.2, 0.5, 0.3]},
+            lambda v: 0.2 * (v >= 64) + 0.5 * (v >= 256) + 0.3 * (v >= 1024),
+        ),
+    ],
+)
 def test_drawn_lengths_follow_their_distribution_and_are_seeded(spec, cdf):
     dist = parse_length(spec, "input_tokens")
     sample = dist.draw(4000, seed=3)
@@ -50,16 +57,30 @@ def test_drawn_lengths_follow_their_distribution_and_are_seeded(spec, cdf):
 @pytest.mark.unit
 def test_a_malformed_distribution_is_one_line_naming_the_field():
     with pytest.raises(UsageError, match="'output_tokens' \\(uniform\\): 'range_ratio' must be in"):
-        build_scenario({"name": "x", "concurrency": [1], "input_tokens": [8], "output_tokens": {"dist": "uniform", "mean": 8, "range_ratio": 2}})
+        build_scenario(
+            {
+                "name": "x",
+                "concurrency": [1],
+                "input_tokens": [8],
+                "output_tokens": {"dist": "uniform", "mean": 8, "range_ratio": 2},
+            }
+        )
     with pytest.raises(UsageError, match="'input_tokens' must be an int or"):
         build_scenario({"name": "x", "concurrency": [1], "input_tokens": [{"dist": "zipf"}], "output_tokens": 8})
 
 
 @pytest.mark.unit
 def test_every_prompt_hits_its_own_drawn_length_and_the_cell_reports_length_buckets(llama3_tokenizer):
-    scenario = build_scenario({"name": "x", "concurrency": [1], "input_tokens": [{"dist": "lognormal", "mean": 100, "sigma": 0.8}],
-                               "output_tokens": {"dist": "uniform", "mean": 8, "range_ratio": 0.5}, "num_requests": 40,
-                               "prompt_mode": "distinct"})  # fmt: skip
+    scenario = build_scenario(
+        {
+            "name": "x",
+            "concurrency": [1],
+            "input_tokens": [{"dist": "lognormal", "mean": 100, "sigma": 0.8}],
+            "output_tokens": {"dist": "uniform", "mean": 8, "range_ratio": 0.5},
+            "num_requests": 40,
+            "prompt_mode": "distinct",
+        }
+    )
     (plan,) = plan_scenario(scenario, llama3_tokenizer, 8192)
     drawn_in = scenario.input_lengths[0].draw(40, 0)  # a different seed: only the spread is compared
     assert len({len(r.prompt_token_ids) for r in plan.requests}) > 10 and len(set(drawn_in)) > 10
@@ -70,7 +91,9 @@ def test_every_prompt_hits_its_own_drawn_length_and_the_cell_reports_length_buck
     assert [r.target_output_tokens for r in records] == [r.max_output_tokens for r in plan.requests]
     cell = summarize_cell(records, {"prompt_mode": "distinct", "concurrency": 1, "traffic": plan.traffic}, {}, [])
     buckets = cell["traffic"]["by_prompt_length"]
-    assert sum(b["count"] for b in buckets.values()) == 40 and all(set(b) == {"count", "ttft_ms_p50", "tpot_ms_p50"} for b in buckets.values())
+    assert sum(b["count"] for b in buckets.values()) == 40 and all(
+        set(b) == {"count", "ttft_ms_p50", "tpot_ms_p50"} for b in buckets.values()
+    )
 
 
 class FakeLruPrefixCacheEngine(StreamingEngine):
@@ -93,7 +116,7 @@ class FakeLruPrefixCacheEngine(StreamingEngine):
 
     async def generate(self, request):
         ids, size = request.prompt_token_ids, self.block_size
-        keys = [ids[: end] for end in range(size, len(ids) + 1, size)]
+        keys = [ids[:end] for end in range(size, len(ids) + 1, size)]
         cached = 0
         for key in keys:
             if key not in self.blocks:
@@ -139,9 +162,21 @@ def _run(engine, plan):
 
 
 def _groups_scenario(**fields):
-    return build_scenario({"name": "g", "concurrency": [1], "input_tokens": [24], "output_tokens": 4, "prompt_mode": "shared-prefix",
-                           "shared_prefix_tokens": 64, "num_groups": 6, "prompts_per_group": 5, "group_order": "shuffled",
-                           "warmup_requests": 0, **fields})  # fmt: skip
+    return build_scenario(
+        {
+            "name": "g",
+            "concurrency": [1],
+            "input_tokens": [24],
+            "output_tokens": 4,
+            "prompt_mode": "shared-prefix",
+            "shared_prefix_tokens": 64,
+            "num_groups": 6,
+            "prompts_per_group": 5,
+            "group_order": "shuffled",
+            "warmup_requests": 0,
+            **fields,
+        }
+    )
 
 
 @pytest.mark.unit
@@ -157,8 +192,12 @@ def test_group_prefixes_are_identical_within_and_distinct_between_groups(llama3_
     # and distinct across groups too: question j of one group is not question j of another (it was: 6 for 30)
     assert len({r.prompt_token_ids[64:] for r in plan.requests}) == 30
     assert plan.traffic["shared_ids"]["distinct_questions"] == plan.traffic["shared_ids"]["questions"] == 30
-    assert plan.traffic["shared_ids"]["identical_within_groups"] and plan.traffic["shared_ids"]["distinct_between_groups"]
-    assert [dict(r.tags)["group"] for r in plan.requests] != sorted(dict(r.tags)["group"] for r in plan.requests)  # shuffled
+    assert (
+        plan.traffic["shared_ids"]["identical_within_groups"] and plan.traffic["shared_ids"]["distinct_between_groups"]
+    )
+    assert [dict(r.tags)["group"] for r in plan.requests] != sorted(
+        dict(r.tags)["group"] for r in plan.requests
+    )  # shuffled
 
 
 @pytest.mark.unit
@@ -172,7 +211,9 @@ def test_the_hit_rate_equals_an_independent_lru_simulation(llama3_tokenizer, cap
     groups = cell["traffic"]["groups"]
     assert groups["num_groups"] == 6 and groups["first_hit_rate"] < groups["later_hit_rate"]
     if capacity_blocks == 1000:
-        assert groups["first_hit_rate"] == 0 and groups["later_hit_rate"] == pytest.approx(64 / 88)  # whole 16-token blocks
+        assert groups["first_hit_rate"] == 0 and groups["later_hit_rate"] == pytest.approx(
+            64 / 88
+        )  # whole 16-token blocks
 
 
 @pytest.mark.unit
@@ -184,9 +225,19 @@ def test_kv_pressure_sizes_the_groups_from_the_engines_capacity(llama3_tokenizer
 
 @pytest.mark.unit
 def test_multi_turn_prompts_grow_by_exactly_the_previous_output_plus_the_new_turn(llama3_tokenizer):
-    scenario = build_scenario({"name": "m", "concurrency": [2], "input_tokens": [20], "output_tokens": {"dist": "uniform", "mean": 6, "range_ratio": 0.5},
-                               "prompt_mode": "multi-turn", "num_conversations": 3, "num_turns": 4, "warmup_requests": 0,
-                               "think_time_ms": {"dist": "uniform", "mean": 10, "range_ratio": 0.5}})  # fmt: skip
+    scenario = build_scenario(
+        {
+            "name": "m",
+            "concurrency": [2],
+            "input_tokens": [20],
+            "output_tokens": {"dist": "uniform", "mean": 6, "range_ratio": 0.5},
+            "prompt_mode": "multi-turn",
+            "num_conversations": 3,
+            "num_turns": 4,
+            "warmup_requests": 0,
+            "think_time_ms": {"dist": "uniform", "mean": 10, "range_ratio": 0.5},
+        }
+    )
     (plan,) = plan_scenario(scenario, llama3_tokenizer, 8192)
     records = _run(NullEngine(None, {"interval_ms": "1"}), plan)
     assert len(records) == 12 and all(r.ok for r in records)
@@ -215,7 +266,9 @@ def test_trace_requests_go_out_at_the_traces_times(llama3_tokenizer):
     assert [r.scheduled_ns / 1e6 for r in records] == pytest.approx(due_ms, abs=1e-3)
     lag_ms = [r.send_lag_ns / 1e6 for r in records]
     # worst of 13 runs, 10 alone and 3 suites (docs/testing.md): 2.377 (headroom 0.85)
-    below(max(lag_ms), 10, 1, "max send lag (ms)")  # the open-loop send error (benchmarks/open_loop_send_error.py: p99 ~1-3 ms)
+    below(
+        max(lag_ms), 10, 1, "max send lag (ms)"
+    )  # the open-loop send error (benchmarks/open_loop_send_error.py: p99 ~1-3 ms)
 
 
 @pytest.mark.engine
@@ -228,22 +281,45 @@ def test_vllm_serves_the_traffic_workloads_with_the_cache_hits_they_imply(model_
     common = ["--engine", "vllm", "--output-tokens", "8", "--engine-arg", "vllm.enforce_eager=true", "--no-progress"]
 
     def run(scenarios, out, *extra):
-        result = run_cli([*(a for name in scenarios for a in ("--scenario", name)), *common, *extra, "--out", str(out)],
-                         model_cache, ROOT)  # fmt: skip
+        result = run_cli(
+            [*(a for name in scenarios for a in ("--scenario", name)), *common, *extra, "--out", str(out)],
+            model_cache,
+            ROOT,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
-        return {json.loads(p.read_text())["scenario"]["name"]: json.loads(p.read_text())["cells"] for p in out.glob("vllm_*.json")}
+        return {
+            json.loads(p.read_text())["scenario"]["name"]: json.loads(p.read_text())["cells"]
+            for p in out.glob("vllm_*.json")
+        }
 
-    pressure = {**load_scenario("shared-prefix").to_json(), "name": "pressure", "kv_pressure": 2.0, "prompts_per_group": 2,
-                "shared_prefix_tokens": 512, "concurrency": [1], "quick": {}}  # fmt: skip
+    pressure = {
+        **load_scenario("shared-prefix").to_json(),
+        "name": "pressure",
+        "kv_pressure": 2.0,
+        "prompts_per_group": 2,
+        "shared_prefix_tokens": 512,
+        "concurrency": [1],
+        "quick": {},
+    }
     (tmp_path / "pressure.json").write_text(json.dumps(pressure))
-    (evicting,) = run([str(tmp_path / "pressure.json")], tmp_path / "pressure", "--engine-arg", "vllm.kv_cache_memory_bytes=4194304",
-                      "--engine-arg", "vllm.max_model_len=1024")["pressure"]  # fmt: skip
+    (evicting,) = run(
+        [str(tmp_path / "pressure.json")],
+        tmp_path / "pressure",
+        "--engine-arg",
+        "vllm.kv_cache_memory_bytes=4194304",
+        "--engine-arg",
+        "vllm.max_model_len=1024",
+    )["pressure"]
     groups = evicting["traffic"]["groups"]["num_groups"]
-    (tmp_path / "roomy.json").write_text(json.dumps({**pressure, "name": "roomy", "kv_pressure": 0.0, "num_groups": groups}))
+    (tmp_path / "roomy.json").write_text(
+        json.dumps({**pressure, "name": "roomy", "kv_pressure": 0.0, "num_groups": groups})
+    )
     cells = run(["shared-prefix", "multi-turn", str(tmp_path / "roomy.json")], tmp_path / "roomy", "--quick")
     (shared,), (multi,), (roomy,) = cells["shared-prefix"], cells["multi-turn"], cells["roomy"]
     groups_figures = shared["traffic"]["groups"]
-    assert groups_figures["later_hit_rate"] > 0.8 and groups_figures["first_hit_rate"] < 0.1  # later members reuse the prefix
+    assert (
+        groups_figures["later_hit_rate"] > 0.8 and groups_figures["first_hit_rate"] < 0.1
+    )  # later members reuse the prefix
     for turn in ("1", "2", "3"):
         row = multi["traffic"]["turns"][turn]
         history = row["prompt_tokens_mean"] - 128  # everything but the new user turn

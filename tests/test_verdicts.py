@@ -37,20 +37,30 @@ def test_h1_inconclusive_when_the_interval_crosses_the_threshold():
 
 def test_h1_not_testable_names_the_missing_run():
     verdict = h1_shared_prefix([prefix_run("vllm", 6.0)])
-    assert verdict.verdict == "not testable" and "--engine sglang --engine vllm --scenario prefix-cache" in verdict.missing
+    assert (
+        verdict.verdict == "not testable" and "--engine sglang --engine vllm --scenario prefix-cache" in verdict.missing
+    )
 
 
 def test_runs_on_different_hardware_are_never_paired():
-    verdict = h1_shared_prefix([prefix_run("sglang", 5.0), fake_run("vllm", "prefix-cache", [(PREFIX, steady_records(30, 20, 6))],
-                                                                      hardware="NVIDIA A100-SXM4-40GB")])
+    verdict = h1_shared_prefix(
+        [
+            prefix_run("sglang", 5.0),
+            fake_run("vllm", "prefix-cache", [(PREFIX, steady_records(30, 20, 6))], hardware="NVIDIA A100-SXM4-40GB"),
+        ]
+    )
     assert verdict.verdict == "not testable"
 
 
 def concurrent_run(engine, growth_itl, ttft_at, hardware="NVIDIA H100 80GB HBM3"):
     """Levels 1, 8, 64: ITL and TTFT per level from the given functions of concurrency."""
-    cells = [({"cell_id": f"c{c}-in512", "concurrency": c, "prompt_mode": "same", "prompt_tokens": 512},
-              steady_records(max(6, 2 * c), ttft_at(c), growth_itl(c), concurrency=c, prompt_tokens=512, seed=c))
-             for c in (1, 8, 64)]  # fmt: skip
+    cells = [
+        (
+            {"cell_id": f"c{c}-in512", "concurrency": c, "prompt_mode": "same", "prompt_tokens": 512},
+            steady_records(max(6, 2 * c), ttft_at(c), growth_itl(c), concurrency=c, prompt_tokens=512, seed=c),
+        )
+        for c in (1, 8, 64)
+    ]
     return fake_run(engine, "concurrent", cells, hardware=hardware)
 
 
@@ -64,7 +74,11 @@ def test_h2_supported_when_batching_multiplies_throughput_and_a_stand_in_is_name
 
 def test_h3_competitive_within_the_threshold_and_not_beyond_it():
     def single(engine, itl_ms, seed):
-        return fake_run(engine, "single", [({"cell_id": "c1-in512", "concurrency": 1}, steady_records(20, 30, itl_ms, seed=seed, jitter=0.01))])
+        return fake_run(
+            engine,
+            "single",
+            [({"cell_id": "c1-in512", "concurrency": 1}, steady_records(20, 30, itl_ms, seed=seed, jitter=0.01))],
+        )
 
     near = h3_single_latency([single("vllm", 6.0, 0), single("ollama", 6.3, 1)])
     far = h3_single_latency([single("vllm", 6.0, 0), single("ollama", 9.0, 1)])
@@ -84,8 +98,19 @@ def korean_run(engine, ko_tokens, seed=0):
     cells = []
     for language, prompt_tokens in (("ko", ko_tokens), ("en", 100)):
         records = steady_records(8, 20, 6.0, prompt_tokens=prompt_tokens, seed=seed, prompt_chars=200, output_chars=64)
-        cells.append(({"cell_id": f"c1-essay-{language}", "concurrency": 1, "kind": "essay", "language": language,
-                       "prompt_mode": "language-pairs", "prompt_tokens": None}, records))  # fmt: skip
+        cells.append(
+            (
+                {
+                    "cell_id": f"c1-essay-{language}",
+                    "concurrency": 1,
+                    "kind": "essay",
+                    "language": language,
+                    "prompt_mode": "language-pairs",
+                    "prompt_tokens": None,
+                },
+                records,
+            )
+        )
     return fake_run(engine, "korean", cells)
 
 
@@ -98,12 +123,25 @@ def test_h5_supported_when_tokenizers_split_korean_differently_and_not_when_they
 
 
 def test_roofline_decode_mbu_by_hand_for_llama_3_1_8b_on_an_h100():
-    shape = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                 num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False)  # fmt: skip
+    shape = dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+    )
     counts = parameter_counts(shape)
     assert counts["total"] == pytest.approx(8.03e9, rel=0.001)
-    assert counts["read_per_decode_step"] == counts["total"] - 128256 * 4096  # the input embedding is looked up, not read
-    cell = {"summary": {"itl_ms": {"p50": 6.5}}, "config": {"concurrency": 1, "prompt_tokens": 512, "output_tokens": 256}}
+    assert (
+        counts["read_per_decode_step"] == counts["total"] - 128256 * 4096
+    )  # the input embedding is looked up, not read
+    cell = {
+        "summary": {"itl_ms": {"p50": 6.5}},
+        "config": {"concurrency": 1, "prompt_tokens": 512, "output_tokens": 256},
+    }
     row = decode_mbu(shape, 2, cell, device_for("NVIDIA H100 80GB HBM3"))
     kv = 640 * 2 * 32 * 8 * 128 * 2  # mean context 512 + 128 tokens, K and V, every layer, bf16
     assert row["achieved_tb_s"] == pytest.approx((counts["read_per_decode_step"] * 2 + kv) / 6.5e-3 / 1e12)
@@ -112,7 +150,9 @@ def test_roofline_decode_mbu_by_hand_for_llama_3_1_8b_on_an_h100():
 
 
 def test_roofline_on_a_cpu_run_says_why_not():
-    run = fake_run("vllm", "single", [({"cell_id": "c1-in128", "concurrency": 1}, steady_records(4, 20, 6))], hardware=None)
+    run = fake_run(
+        "vllm", "single", [({"cell_id": "c1-in128", "concurrency": 1}, steady_records(4, 20, 6))], hardware=None
+    )
     assert roofline(run)["why_not"].startswith("no GPU in this run (CPU)")
 
 
@@ -120,8 +160,13 @@ def test_fakes_are_plain_records():
     assert isinstance(steady_records(1, 10, 5)[0], RequestRecord)
 
 
-GROUPS = {"cell_id": "c16-in128", "concurrency": 16, "prompt_mode": "shared-prefix", "request_rate": None,
-          "traffic": {"kind": "shared-prefix groups"}}  # fmt: skip
+GROUPS = {
+    "cell_id": "c16-in128",
+    "concurrency": 16,
+    "prompt_mode": "shared-prefix",
+    "request_rate": None,
+    "traffic": {"kind": "shared-prefix groups"},
+}
 
 
 def test_h1_under_load_compares_shared_prefix_cells_at_concurrency_16_with_both_hit_rates():
@@ -138,8 +183,13 @@ def test_h1_under_load_compares_shared_prefix_cells_at_concurrency_16_with_both_
 def test_the_latency_knee_is_the_lowest_rate_whose_ttft_p50_doubles():
     from compare.report.load_curves import latency_knee
 
-    cells = [({"cell_id": f"r{rate}-in512", "concurrency": 0, "request_rate": rate, "input_tokens": 512},
-              steady_records(10, ttft, 6.0, seed=rate)) for rate, ttft in ((1, 20.0), (4, 30.0), (8, 45.0), (16, 200.0))]  # fmt: skip
+    cells = [
+        (
+            {"cell_id": f"r{rate}-in512", "concurrency": 0, "request_rate": rate, "input_tokens": 512},
+            steady_records(10, ttft, 6.0, seed=rate),
+        )
+        for rate, ttft in ((1, 20.0), (4, 30.0), (8, 45.0), (16, 200.0))
+    ]
     line = latency_knee(fake_run("vllm", "concurrent", cells))
     assert line.startswith("vllm open loop, input 512: knee at 8 req/s")
     flat = [(config, steady_records(10, 20.0, 6.0, seed=i)) for i, (config, _) in enumerate(cells)]

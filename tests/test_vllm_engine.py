@@ -75,20 +75,42 @@ def run_cells(engine_class, engine_args, model, workloads):
 def workloads(llama3_tokenizer):
     return {
         "smoke": planned("smoke", llama3_tokenizer),
-        "concurrent": planned("concurrent", llama3_tokenizer, concurrency=(1, 4), num_requests=8, output_tokens=24,
-                              input_tokens=(288,), warmup_requests=1),
-        "prefix": planned("prefix-cache", llama3_tokenizer, num_requests=4, output_tokens=8, shared_prefix_tokens=256,
-                          input_tokens=(32,), warmup_requests=1),
-        "structured": planned("structured", llama3_tokenizer, concurrency=(1,), num_requests=6, output_tokens=96,
-                              warmup_requests=1),
+        "concurrent": planned(
+            "concurrent",
+            llama3_tokenizer,
+            concurrency=(1, 4),
+            num_requests=8,
+            output_tokens=24,
+            input_tokens=(288,),
+            warmup_requests=1,
+        ),
+        "prefix": planned(
+            "prefix-cache",
+            llama3_tokenizer,
+            num_requests=4,
+            output_tokens=8,
+            shared_prefix_tokens=256,
+            input_tokens=(32,),
+            warmup_requests=1,
+        ),
+        "structured": planned(
+            "structured", llama3_tokenizer, concurrency=(1,), num_requests=6, output_tokens=96, warmup_requests=1
+        ),
         "sampled": (*planned("smoke", llama3_tokenizer), {"n": 3, "temperature": 0.8, "seed": 1}),
         "beam": (*planned("smoke", llama3_tokenizer, concurrency=(1,), num_requests=3), {"beam_width": 2}),
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")
 def cached_run(tiny_llama3, workloads):
-    order = ("smoke", "concurrent", "structured", "sampled", "beam", "prefix")  # the last one's first cell runs again after a reset
+    order = (
+        "smoke",
+        "concurrent",
+        "structured",
+        "sampled",
+        "beam",
+        "prefix",
+    )  # the last one's first cell runs again after a reset
     return run_cells(VLLMEngine, {}, tiny_llama3, [workloads[name] for name in order])
 
 
@@ -185,7 +207,10 @@ def test_batch_mode_has_the_same_token_counts_and_no_token_timestamps(batch, cac
     for cell in batch_cells[:2]:
         for b, s in zip(cell["requests"], streamed[cell["cell_id"]]["requests"]):
             assert b["ok"] and b["timing"] == "batch" and b["chunk_ns"] == []
-            assert (b["output_tokens"], b["prompt_tokens_reported"]) == (s["output_tokens"], s["prompt_tokens_reported"])
+            assert (b["output_tokens"], b["prompt_tokens_reported"]) == (
+                s["output_tokens"],
+                s["prompt_tokens_reported"],
+            )
         assert cell["summary"]["ttft_ms"] == {"count": 0}
         assert any(w.startswith("offline batch") for w in cell["warnings"])
 
@@ -212,6 +237,7 @@ def test_constrained_outputs_all_validate_and_a_unique_schema_per_request_pays_i
         summary = cell["structured"]
         assert summary["num_checked"] == 6 and summary["schema_valid_rate"] == 1.0, summary["first_invalid"]
         assert summary["finish_reasons"] == {"stop": 6}  # each ended at its grammar's end, within the budget
+
     # vLLM compiles a grammar in a thread while the request waits in the scheduler's queue: the compile is in the
     # engine's queue time (queued -> scheduled). Queued -> first token also holds the prefill, whose noise beside
     # another test on 2 cores outweighed the compile once in CI (cached 179 ms, unique 142 ms). Queue alone, medians
@@ -256,8 +282,14 @@ def test_engine_stamps_read_vllm_0_26_stats_which_lack_num_preemptions():
     """vLLM 0.26's RequestStateStats (seen on the H100) has no num_preemptions; 0.32's (CPU build) has."""
     from types import SimpleNamespace
 
-    stats = SimpleNamespace(queued_ts=10.0, scheduled_ts=10.001, first_token_ts=10.031, last_token_ts=10.5,
-                            num_generation_tokens=16, arrival_time=1.7e9)  # fmt: skip
+    stats = SimpleNamespace(
+        queued_ts=10.0,
+        scheduled_ts=10.001,
+        first_token_ts=10.031,
+        last_token_ts=10.5,
+        num_generation_tokens=16,
+        arrival_time=1.7e9,
+    )
     metrics = VLLMEngine._engine_metrics(None, stats)
     assert metrics["num_preemptions"] is None and metrics["num_generation_tokens"] == 16
     assert metrics["durations_ns"]["prefill"] == pytest.approx(30_000_000, abs=2)

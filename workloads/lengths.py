@@ -40,8 +40,12 @@ class LengthDist:
 
     @property
     def label(self) -> str:
-        return {"fixed": f"{self.mean}", "uniform": f"{self.mean}u{self.range_ratio:g}",
-                "lognormal": f"{self.mean}ln{self.sigma:g}", "histogram": "hist"}[self.dist]  # fmt: skip
+        return {
+            "fixed": f"{self.mean}",
+            "uniform": f"{self.mean}u{self.range_ratio:g}",
+            "lognormal": f"{self.mean}ln{self.sigma:g}",
+            "histogram": "hist",
+        }[self.dist]
 
     @property
     def upper_bound(self) -> int:
@@ -75,7 +79,10 @@ class LengthDist:
         if self.is_fixed:
             return self.mean
         keep = {"uniform": ("mean", "range_ratio"), "lognormal": ("mean", "sigma"), "histogram": ("values", "weights")}
-        data = {"dist": self.dist, **{k: list(v) if isinstance(v, tuple) else v for k in keep[self.dist] for v in [getattr(self, k)]}}
+        data = {
+            "dist": self.dist,
+            **{k: list(v) if isinstance(v, tuple) else v for k in keep[self.dist] for v in [getattr(self, k)]},
+        }
         return {**data, **({"min": self.min} if self.min != 1 else {}), **({"max": self.max} if self.max else {})}
 
 
@@ -93,9 +100,16 @@ def parse_length(value: Any, field: str) -> LengthDist:
     if set(value) - known:
         raise UsageError(f"'{field}': unknown key {sorted(set(value) - known)[0]!r}; valid: {', '.join(sorted(known))}")
     try:
-        dist = LengthDist(value["dist"], int(value.get("mean", 0)), float(value.get("range_ratio", 0.0)),
-                          float(value.get("sigma", 0.0)), tuple(int(v) for v in value.get("values", ())),
-                          tuple(float(w) for w in value.get("weights", ())), int(value.get("min", 1)), int(value.get("max", 0)))  # fmt: skip
+        dist = LengthDist(
+            value["dist"],
+            int(value.get("mean", 0)),
+            float(value.get("range_ratio", 0.0)),
+            float(value.get("sigma", 0.0)),
+            tuple(int(v) for v in value.get("values", ())),
+            tuple(float(w) for w in value.get("weights", ())),
+            int(value.get("min", 1)),
+            int(value.get("max", 0)),
+        )
     except (TypeError, ValueError):
         raise UsageError(f"'{field}': numbers expected in {value}") from None
     _check(dist, field)

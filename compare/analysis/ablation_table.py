@@ -23,13 +23,27 @@ class AblationRow:
 
     def to_json(self) -> dict[str, Any]:
         r = self.row
-        return {"scenario": self.scenario, "point": self.point, "cell_id": r.cell_id, "metric": r.metric,
-                "baseline": r.a, "value": r.b, "ratio": r.ratio.value, "ratio_low": r.ratio.low,
-                "ratio_high": r.ratio.high, "significant": r.significant, "verdict": r.verdict}  # fmt: skip
+        return {
+            "scenario": self.scenario,
+            "point": self.point,
+            "cell_id": r.cell_id,
+            "metric": r.metric,
+            "baseline": r.a,
+            "value": r.b,
+            "ratio": r.ratio.value,
+            "ratio_low": r.ratio.low,
+            "ratio_high": r.ratio.high,
+            "significant": r.significant,
+            "verdict": r.verdict,
+        }
 
 
-def ablation_rows(baseline_runs: dict[str, Any], point_runs: dict[str, dict[str, Any]],
-                  min_effect: float = MIN_EFFECT, aa_label: str | None = None) -> list[AblationRow]:  # fmt: skip
+def ablation_rows(
+    baseline_runs: dict[str, Any],
+    point_runs: dict[str, dict[str, Any]],
+    min_effect: float = MIN_EFFECT,
+    aa_label: str | None = None,
+) -> list[AblationRow]:
     """baseline_runs: scenario -> stored run; point_runs: point label -> scenario -> stored run.
     `aa_label`: the baseline's second run (--repeat-baseline). Each metric's A/A difference then becomes the
     minimum effect of the other points' same row: an effect no larger than two runs of the baseline differ
@@ -60,8 +74,15 @@ def agreement_rows(baseline_runs: dict[str, Any], point_runs: dict[str, dict[str
             base = baseline_runs.get(scenario)
             if base is not None:
                 for cell_id, figures in run_agreement(base.doc, run.doc).items():
-                    rows.append({"scenario": scenario, "point": label, "cell_id": cell_id, **figures,
-                                 "warning": divergence_warning(label, figures)})  # fmt: skip
+                    rows.append(
+                        {
+                            "scenario": scenario,
+                            "point": label,
+                            "cell_id": cell_id,
+                            **figures,
+                            "warning": divergence_warning(label, figures),
+                        }
+                    )
     return rows
 
 
@@ -79,35 +100,57 @@ def agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
 def ablation_lines(rows: list[AblationRow], baseline: str) -> list[str]:
     if not rows:
         return ["ablation table: no point has a cell in common with the baseline (did the baseline fail?)"]
-    lines = [f"ablation table: each point / baseline ({baseline}); 95% bootstrap interval over requests",
-             f"{'scenario':13} {'point':28} {'cell':14} {'metric':12} {'baseline':>9} {'point':>9} "
-             f"{'ratio [95% CI]':>22}  verdict"]  # fmt: skip
+    lines = [
+        f"ablation table: each point / baseline ({baseline}); 95% bootstrap interval over requests",
+        f"{'scenario':13} {'point':28} {'cell':14} {'metric':12} {'baseline':>9} {'point':>9} "
+        f"{'ratio [95% CI]':>22}  verdict",
+    ]
     for item in rows:
         r = item.row
         ci = f"{r.ratio.value:.3f} [{r.ratio.low:.3f}, {r.ratio.high:.3f}]"
-        lines.append(f"{item.scenario:13} {item.point[:28]:28} {r.cell_id:14} {r.metric:12} {r.a:9.2f} {r.b:9.2f} "
-                     f"{ci:>22}  {r.verdict}")  # fmt: skip
+        lines.append(
+            f"{item.scenario:13} {item.point[:28]:28} {r.cell_id:14} {r.metric:12} {r.a:9.2f} {r.b:9.2f} "
+            f"{ci:>22}  {r.verdict}"
+        )
     significant = sum(item.row.significant for item in rows)
     floor = min(item.row.min_effect for item in rows)
-    lines.append(f"{significant} of {len(rows)} comparisons significant (interval beyond +-{floor:.0%}, or beyond the A/A "
-                 "difference where the baseline ran twice); latencies: lower is better, tok/s: higher")  # fmt: skip
+    lines.append(
+        f"{significant} of {len(rows)} comparisons significant (interval beyond +-{floor:.0%}, or beyond the A/A "
+        "difference where the baseline ran twice); latencies: lower is better, tok/s: higher"
+    )
     return lines
 
 
-def ablation_markdown(rows: list[AblationRow], baseline: str, question: str,
-                      agreement: list[dict[str, Any]] = ()) -> str:  # fmt: skip
-    out = [f"# Ablation: {question}", "", f"Each point against the baseline ({baseline}): ratio point / baseline with a 95% "
-           "bootstrap interval over requests; *not significant* when the interval holds 1 or reaches inside the minimum "
-           "effect (3%, or the A/A difference of the same row where the baseline ran twice).", "", "| scenario | point | cell | metric | baseline | point | ratio [95% CI] | verdict |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+def ablation_markdown(
+    rows: list[AblationRow], baseline: str, question: str, agreement: list[dict[str, Any]] = ()
+) -> str:
+    out = [
+        f"# Ablation: {question}",
+        "",
+        f"Each point against the baseline ({baseline}): ratio point / baseline with a 95% "
+        "bootstrap interval over requests; *not significant* when the interval holds 1 or reaches inside the minimum "
+        "effect (3%, or the A/A difference of the same row where the baseline ran twice).",
+        "",
+        "| scenario | point | cell | metric | baseline | point | ratio [95% CI] | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for item in rows:
         r = item.row
-        out.append(f"| {item.scenario} | {item.point} | {r.cell_id} | {r.metric} | {r.a:.2f} | {r.b:.2f} | "
-                   f"{r.ratio.value:.3f} [{r.ratio.low:.3f}, {r.ratio.high:.3f}] | {r.verdict} |")  # fmt: skip
+        out.append(
+            f"| {item.scenario} | {item.point} | {r.cell_id} | {r.metric} | {r.a:.2f} | {r.b:.2f} | "
+            f"{r.ratio.value:.3f} [{r.ratio.low:.3f}, {r.ratio.high:.3f}] | {r.verdict} |"
+        )
     if agreement:
-        out += ["", "## Outputs against the baseline's", "", "Greedy outputs of the same prompts, by request "
-                "(compare/analysis/agreement.py). **Diverges** marks a point that changed what the model said.", "",
-                "| scenario | point | cell | outputs |", "|---|---|---|---|"]  # fmt: skip
+        out += [
+            "",
+            "## Outputs against the baseline's",
+            "",
+            "Greedy outputs of the same prompts, by request "
+            "(compare/analysis/agreement.py). **Diverges** marks a point that changed what the model said.",
+            "",
+            "| scenario | point | cell | outputs |",
+            "|---|---|---|---|",
+        ]
         for row in agreement:
             flag = "**diverges**: " if row["warning"] else ""
             out.append(f"| {row['scenario']} | {row['point']} | {row['cell_id']} | {flag}{agreement_text(row)} |")

@@ -29,10 +29,13 @@ def cell_agreement(cell_a: dict[str, Any], cell_b: dict[str, Any]) -> dict[str, 
     if not positions:
         return None
     diverged = np.array([p for p in positions if p is not None])
-    return {"num_compared": len(positions), "num_identical": len(positions) - diverged.size,
-            "identical_share": (len(positions) - diverged.size) / len(positions),
-            "first_divergence_p50": float(np.median(diverged)) if diverged.size else None,
-            "first_divergence_min": int(diverged.min()) if diverged.size else None}  # fmt: skip
+    return {
+        "num_compared": len(positions),
+        "num_identical": len(positions) - diverged.size,
+        "identical_share": (len(positions) - diverged.size) / len(positions),
+        "first_divergence_p50": float(np.median(diverged)) if diverged.size else None,
+        "first_divergence_min": int(diverged.min()) if diverged.size else None,
+    }
 
 
 def run_agreement(doc_a: dict[str, Any], doc_b: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -51,8 +54,10 @@ def agreement_text(agreement: dict[str, Any]) -> str:
     same, compared = agreement["num_identical"], agreement["num_compared"]
     text = f"outputs identical for {same}/{compared} requests"
     if same < compared:
-        text += (f"; the others first differ at token {agreement['first_divergence_p50']:g} (p50), "
-                 f"{agreement['first_divergence_min']} at the earliest")  # fmt: skip
+        text += (
+            f"; the others first differ at token {agreement['first_divergence_p50']:g} (p50), "
+            f"{agreement['first_divergence_min']} at the earliest"
+        )
     return text
 
 

@@ -25,8 +25,12 @@ from compare.analysis.stats import (
 )
 from compare.results.records import NS_PER_MS, RequestRecord
 
-LATENCY_ROWS = (("TTFT", "ttft", (50, 95, 99)), ("ITL", "itl", (50, 99)), ("TPOT", "tpot", (50,)),
-                ("E2E", "e2e", (50, 95, 99)))  # fmt: skip
+LATENCY_ROWS = (
+    ("TTFT", "ttft", (50, 95, 99)),
+    ("ITL", "itl", (50, 99)),
+    ("TPOT", "tpot", (50,)),
+    ("E2E", "e2e", (50, 95, 99)),
+)
 
 
 @dataclass
@@ -42,8 +46,13 @@ def ok_records(cell: dict[str, Any]) -> list[RequestRecord]:
 
 
 def per_request(records: list[RequestRecord], what: str) -> np.ndarray:
-    values = {"ttft": lambda r: r.ttft_ms, "ttfa": lambda r: r.ttfa_ms, "tpot": lambda r: r.tpot_ms, "e2e": lambda r: r.e2e_ms,
-              "rate": lambda r: r.output_tokens / (r.end_ns / 1e9) if r.end_ns else None}[what]  # fmt: skip
+    values = {
+        "ttft": lambda r: r.ttft_ms,
+        "ttfa": lambda r: r.ttfa_ms,
+        "tpot": lambda r: r.tpot_ms,
+        "e2e": lambda r: r.e2e_ms,
+        "rate": lambda r: r.output_tokens / (r.end_ns / 1e9) if r.end_ns else None,
+    }[what]
     return np.array([v for r in records if (v := values(r)) is not None], dtype=np.float64)
 
 
@@ -111,7 +120,9 @@ def joules_per_token(energy: dict[str, Any] | None) -> dict[str, float]:
 
 
 def energy(cell: dict[str, Any]) -> dict[str, Figure]:
-    return {f"{source.upper()} J/token": Figure(value) for source, value in joules_per_token(cell.get("energy")).items()}
+    return {
+        f"{source.upper()} J/token": Figure(value) for source, value in joules_per_token(cell.get("energy")).items()
+    }
 
 
 def cell_figures(cell: dict[str, Any]) -> dict[str, Figure]:

@@ -41,8 +41,16 @@ def cell_warnings(
     failed = [r for r in records if not r.ok]
     if failed:
         warnings.append(f"failed: {len(failed)} of {len(records)} requests (first: {failed[0].error})")
-    short = [r for r in ok if (min(sum(tokens) for _, tokens in r.sequences()) if r.chunk_sequence  # n > 1: each
-                               else r.output_tokens) < r.target_output_tokens]
+    short = [
+        r
+        for r in ok
+        if (
+            min(sum(tokens) for _, tokens in r.sequences())
+            if r.chunk_sequence  # n > 1: each
+            else r.output_tokens
+        )
+        < r.target_output_tokens
+    ]
     if config.get("ignore_eos") is False:  # the cell asked for outputs that end at EOS: only other ends are early
         short = [r for r in short if r.finish_reason != "stop"]
     if short:
@@ -83,7 +91,9 @@ def cell_warnings(
 
 
 def _cache_warnings(ok: list[RequestRecord], config: dict[str, Any], resets: list[dict[str, Any]]) -> list[str]:
-    warnings = [f"cache reset {r['when']} failed ({r['error']}): the cell may start warm" for r in resets if not r["ok"]]
+    warnings = [
+        f"cache reset {r['when']} failed ({r['error']}): the cell may start warm" for r in resets if not r["ok"]
+    ]
     cached = [r.cached_tokens for r in ok if r.cached_tokens]
     mode = config.get("prompt_mode")
     if not cached:
@@ -121,21 +131,28 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
     warnings = []
     profiled = cell.get("profiled") or {}
     if profiled.get("started"):
-        warnings.append(f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
-                        "its numbers carry the profiler's cost")  # fmt: skip
+        warnings.append(
+            f"profiled: the engine's profiler ran during this cell (trace {profiled.get('trace')}); "
+            "its numbers carry the profiler's cost"
+        )
     warnings += host_profile_warnings(cell.get("host_profile"))
     warnings += gc_warnings(cell.get("harness_gc"))
     warnings += poll_warnings((cell.get("telemetry") or {}).get("polls"))
     lag = cell["summary"].get("send_lag_ms", {})
     if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
-        warnings.append(f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
-                        "still count from the schedule")  # fmt: skip
+        warnings.append(
+            f"load generator behind: send lag p99 {lag['p99']:.1f} ms (> {SEND_LAG_WARN_MS} ms); latencies "
+            "still count from the schedule"
+        )
     if is_client_bound(cell):
         workers = cell.get("client_workers")
         who = f"the busiest of {len(workers)} client workers" if workers else "the harness"
-        warnings.append(f"client-bound: {who} kept its event loop busy {client_busy_share(cell):.0%} of the cell"
-                        + _cpu_note(cell) + "; latencies include client-side queueing"
-                        + ("" if workers else " (--client-procs N spreads the client, docs/scale.md)"))  # fmt: skip
+        warnings.append(
+            f"client-bound: {who} kept its event loop busy {client_busy_share(cell):.0%} of the cell"
+            + _cpu_note(cell)
+            + "; latencies include client-side queueing"
+            + ("" if workers else " (--client-procs N spreads the client, docs/scale.md)")
+        )
     return warnings
 
 
@@ -143,17 +160,21 @@ def gc_warnings(harness_gc: dict[str, Any] | None) -> list[str]:
     """The harness's collector paused the loop inside the measured window (compare/run/gcquiet.py) for > 1 ms."""
     if not harness_gc or harness_gc["max_ms"] <= GC_PAUSE_WARN_MS:
         return []
-    return [f"harness GC paused the loop: {harness_gc['collections']} collection(s) inside the measured window, the "
-            f"longest {harness_gc['max_ms']:.1f} ms (> {GC_PAUSE_WARN_MS:g} ms; policy {harness_gc['policy']})"]
+    return [
+        f"harness GC paused the loop: {harness_gc['collections']} collection(s) inside the measured window, the "
+        f"longest {harness_gc['max_ms']:.1f} ms (> {GC_PAUSE_WARN_MS:g} ms; policy {harness_gc['policy']})"
+    ]
 
 
 def poll_warnings(polls: dict[str, Any] | None) -> list[str]:
     """The harness's telemetry polls (compare/run/observe.py) kept the engine answering for > 2% of the cell."""
     if not polls or polls["busy_share"] is None or polls["busy_share"] <= POLL_BUSY_WARN_SHARE:
         return []
-    return [f"telemetry polls took {polls['busy_share']:.1%} of the cell ({polls['count']} polls every "
-            f"{polls['interval_ms']:g} ms, p50 {polls['p50_ms']:.1f} ms): the engine spent that answering them; "
-            "poll less often (http: --engine-arg metrics_interval_s=S, 0 for never)"]
+    return [
+        f"telemetry polls took {polls['busy_share']:.1%} of the cell ({polls['count']} polls every "
+        f"{polls['interval_ms']:g} ms, p50 {polls['p50_ms']:.1f} ms): the engine spent that answering them; "
+        "poll less often (http: --engine-arg metrics_interval_s=S, 0 for never)"
+    ]
 
 
 def _loop_figures(cell: dict[str, Any]) -> dict[str, Any]:

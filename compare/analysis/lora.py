@@ -40,7 +40,9 @@ def adapters_summary(ok: list[RequestRecord], lora: dict[str, Any]) -> dict[str,
         "num_adapters_used": len(by_adapter),
         "first_use_ttft_ms_p50": first_p50,
         "later_ttft_ms_p50": later_p50,
-        "first_use_minus_later_ttft_ms": first_p50 - later_p50 if first_p50 is not None and later_p50 is not None else None,
+        "first_use_minus_later_ttft_ms": first_p50 - later_p50
+        if first_p50 is not None and later_p50 is not None
+        else None,
         "adapters": rows,
     }
 

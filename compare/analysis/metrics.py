@@ -87,7 +87,9 @@ def summarize(records: list[RequestRecord]) -> dict[str, Any]:
         **({"sequences_total": sum(r.num_sequences for r in ok)} if any(r.chunk_sequence for r in ok) else {}),
         "send_lag_ms": describe(r.send_lag_ns / NS_PER_MS for r in records if r.scheduled_ns is not None),
         "delivery_lag_ms": describe(
-            r.engine["delivery_lag_ns"] / NS_PER_MS for r in ok if r.engine and r.engine.get("delivery_lag_ns") is not None
+            r.engine["delivery_lag_ns"] / NS_PER_MS
+            for r in ok
+            if r.engine and r.engine.get("delivery_lag_ns") is not None
         ),
     }
 
@@ -98,14 +100,18 @@ def reasoning_summary(ok: list[RequestRecord]) -> dict[str, Any]:
     ended = [r for r in ok if r.reasoning_tokens is not None]
     if not ended:
         return {}
-    return {"ttfa_ms": describe(v for r in ended if (v := r.ttfa_ms) is not None),
-            "reasoning_tokens": describe(r.reasoning_tokens for r in ended),
-            "reasoning_unended": len(ok) - len(ended)}  # fmt: skip
+    return {
+        "ttfa_ms": describe(v for r in ended if (v := r.ttfa_ms) is not None),
+        "reasoning_tokens": describe(r.reasoning_tokens for r in ended),
+        "reasoning_unended": len(ok) - len(ended),
+    }
 
 
 def spec_accept_summary(ok: list[RequestRecord]) -> dict[str, Any]:
     """SGLang with speculative decoding: its per-request `spec_accept_length`; nothing where no engine reports it."""
-    lengths = [r.engine["spec_accept_length"] for r in ok if r.engine and r.engine.get("spec_accept_length") is not None]
+    lengths = [
+        r.engine["spec_accept_length"] for r in ok if r.engine and r.engine.get("spec_accept_length") is not None
+    ]
     return {"spec_accept_length": describe(lengths)} if lengths else {}
 
 
@@ -115,7 +121,11 @@ def sse_reads_summary(ok: list[RequestRecord]) -> dict[str, Any]:
     if not counted:
         return {}
     events, reads = sum(e["sse_events"] for e in counted), sum(e["sse_reads"] for e in counted)
-    return {"sse_events_total": events, "sse_reads_total": reads, "sse_events_per_read": events / reads if reads else None}
+    return {
+        "sse_events_total": events,
+        "sse_reads_total": reads,
+        "sse_events_per_read": events / reads if reads else None,
+    }
 
 
 def prefix_cache_summary(records: list[RequestRecord]) -> dict[str, Any] | None:

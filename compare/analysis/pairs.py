@@ -31,8 +31,14 @@ class Run(Protocol):
 def pair_key(doc: dict[str, Any]) -> tuple:
     variant = doc["variant"]
     args = variant.get("engine_args")
-    return (doc["scenario"]["name"], doc["model"].get("spec"), bool(doc.get("quick")), _hardware(doc), variant["of"],
-            None if args is None else json.dumps(args, sort_keys=True))  # fmt: skip
+    return (
+        doc["scenario"]["name"],
+        doc["model"].get("spec"),
+        bool(doc.get("quick")),
+        _hardware(doc),
+        variant["of"],
+        None if args is None else json.dumps(args, sort_keys=True),
+    )
 
 
 def _hardware(doc: dict[str, Any]) -> str:
@@ -59,8 +65,11 @@ def paired_runs(runs: Iterable[Run]) -> list[tuple[Run, Run, str]]:
         if kind == "inprocess":
             continue
         key = pair_key(run.doc)
-        matching = [c for c in base.get(_loose(key), []) if (key[-1] is None or pair_key(c.doc)[-1] in (None, key[-1]))
-                    and _usable(c)]  # fmt: skip
+        matching = [
+            c
+            for c in base.get(_loose(key), [])
+            if (key[-1] is None or pair_key(c.doc)[-1] in (None, key[-1])) and _usable(c)
+        ]
         if matching and _usable(run):  # both measured something; of several bases, the one run closest in time
             when = run.doc.get("metadata", {}).get("date_utc", "")
             pairs.append((min(matching, key=lambda c: _distance(c, when)), run, kind))
@@ -71,7 +80,9 @@ def _distance(run, when: str) -> float:
     from datetime import datetime
 
     try:
-        return abs((datetime.fromisoformat(run.doc["metadata"]["date_utc"]) - datetime.fromisoformat(when)).total_seconds())
+        return abs(
+            (datetime.fromisoformat(run.doc["metadata"]["date_utc"]) - datetime.fromisoformat(when)).total_seconds()
+        )
     except (KeyError, ValueError, TypeError):
         return float("inf")
 
@@ -90,15 +101,28 @@ def cell_overhead(inproc: dict[str, Any], http: dict[str, Any]) -> dict[str, Any
     row: dict[str, Any] = {}
     for metric, stat in _LATENCIES:
         a, b = inproc[metric].get(stat), http[metric].get(stat)
-        row[f"{metric}_{stat}"] = {"inprocess": a, "http": b, "delta": b - a if a is not None and b is not None else None}
+        row[f"{metric}_{stat}"] = {
+            "inprocess": a,
+            "http": b,
+            "delta": b - a if a is not None and b is not None else None,
+        }
     for metric in _RATES:
         a, b = inproc.get(metric), http.get(metric)
         delta = b - a if a is not None and b is not None else None
-        row[metric] = {"inprocess": a, "http": b, "delta": delta, "delta_pct": 100 * delta / a if delta is not None and a else None}
+        row[metric] = {
+            "inprocess": a,
+            "http": b,
+            "delta": delta,
+            "delta_pct": 100 * delta / a if delta is not None and a else None,
+        }
     lag = inproc.get("delivery_lag_ms", {}).get("p50")
     ttft_in, ttft_http = inproc["ttft_ms"].get("p50"), http["ttft_ms"].get("p50")
     if lag is not None and ttft_in is not None and ttft_http is not None:
-        row["ttft_split_ms_p50"] = {"engine": ttft_in - lag, "inprocess_delivery": lag, "http_delivery": ttft_http - ttft_in}
+        row["ttft_split_ms_p50"] = {
+            "engine": ttft_in - lag,
+            "inprocess_delivery": lag,
+            "http_delivery": ttft_http - ttft_in,
+        }
     return row
 
 
@@ -122,7 +146,9 @@ def overhead_lines(comparison: dict[str, Any]) -> list[str]:
     def fmt(value, digits=2):
         return "-" if value is None else f"{value:+.{digits}f}"
 
-    lines = [f"HTTP overhead ({comparison['inprocess_engine']}-http minus {comparison['inprocess_engine']} in-process):"]
+    lines = [
+        f"HTTP overhead ({comparison['inprocess_engine']}-http minus {comparison['inprocess_engine']} in-process):"
+    ]
     for cell_id, row in comparison["cells"].items():
         text = (
             f"  {cell_id}: ΔTTFT p50 {fmt(row['ttft_ms_p50']['delta'])} ms, p99 {fmt(row['ttft_ms_p99']['delta'])} ms; "
@@ -132,13 +158,16 @@ def overhead_lines(comparison: dict[str, Any]) -> list[str]:
         )
         split = row.get("ttft_split_ms_p50")
         if split:
-            text += (f"; TTFT p50 = engine {split['engine']:.2f} + in-process delivery {split['inprocess_delivery']:.2f}"
-                     f" + HTTP delivery {split['http_delivery']:.2f} ms")  # fmt: skip
+            text += (
+                f"; TTFT p50 = engine {split['engine']:.2f} + in-process delivery {split['inprocess_delivery']:.2f}"
+                f" + HTTP delivery {split['http_delivery']:.2f} ms"
+            )
         lines.append(text)
     return lines
 
 
 # Streaming fidelity
+
 
 def streaming_fidelity(streaming, batch) -> dict[str, Any]:
     """Per cell of two stored runs (each with `.path` and `.doc`): the streaming one and its batch twin."""

@@ -55,7 +55,7 @@ def frame_key(file: str, function: str) -> str:
         if marker in file:
             return f"{file.rsplit(marker, 1)[1]}:{function}"
     if file.startswith(REPO):
-        return f"{file[len(REPO):]}:{function}"
+        return f"{file[len(REPO) :]}:{function}"
     return f"{_STDLIB.sub('', file)}:{function}"
 
 
@@ -99,13 +99,21 @@ def thread_summary(stacks: list[tuple[int, ...]], classifier: Classifier) -> dic
     def top(counter: Counter, k: int = TOP_FUNCTIONS) -> list[dict[str, Any]]:
         return [{"function": keys[index], "share": count / n} for index, count in counter.most_common(k)]
 
-    return {"samples": n, "phases": {name: share(phases.get(name, 0), n) for name in phase_names()},
-            "busy_share": 1 - phases.get("waiting", 0) / n if n else 0.0,
-            "top_self": top(leaves), "top_total": top(totals), "other_leaves": top(unclaimed, 5)}  # fmt: skip
+    return {
+        "samples": n,
+        "phases": {name: share(phases.get(name, 0), n) for name in phase_names()},
+        "busy_share": 1 - phases.get("waiting", 0) / n if n else 0.0,
+        "top_self": top(leaves),
+        "top_total": top(totals),
+        "other_leaves": top(unclaimed, 5),
+    }
 
 
-def profile_summary(speedscope: dict[str, Any], rule_list: list[tuple[str, re.Pattern]],
-                    thread_cpu_share: dict[int, float] | None = None) -> dict[str, Any]:  # fmt: skip
+def profile_summary(
+    speedscope: dict[str, Any],
+    rule_list: list[tuple[str, re.Pattern]],
+    thread_cpu_share: dict[int, float] | None = None,
+) -> dict[str, Any]:
     """One process's py-spy speedscope file: every thread summarized; the headline is the thread that used the
     most CPU over the window (/proc, by thread id), or without those figures the one with the most busy samples.
     (A thread asleep in C, in time.sleep or os.waitpid, shows its Python caller: its samples look busy.)"""
@@ -123,8 +131,11 @@ def profile_summary(speedscope: dict[str, Any], rule_list: list[tuple[str, re.Pa
         main = max(threads, key=lambda t: (t["cpu_share"] or 0.0, "MainThread" in t["thread"]))
     else:
         main = max(threads, key=lambda t: t["busy_share"] * t["samples"])
-    others = [{"thread": t["thread"], "samples": t["samples"], "busy_share": t["busy_share"], "cpu_share": t["cpu_share"]}
-              for t in threads if t is not main]  # fmt: skip
+    others = [
+        {"thread": t["thread"], "samples": t["samples"], "busy_share": t["busy_share"], "cpu_share": t["cpu_share"]}
+        for t in threads
+        if t is not main
+    ]
     name = main.pop("thread")
     return {"main_thread": name, **main, "other_threads": others}
 
@@ -134,8 +145,10 @@ def host_profile_warnings(profile: dict[str, Any]) -> list[str]:
     if not profile:
         return []
     cost = sum(p.get("sampler_cpu_share") or 0 for p in profile.get("processes", []))
-    warnings = [f"host profile: py-spy sampled {len(profile.get('processes', []))} process(es) during this cell, using "
-                f"{cost:.0%} of a core in all; its numbers carry that cost"]  # fmt: skip
+    warnings = [
+        f"host profile: py-spy sampled {len(profile.get('processes', []))} process(es) during this cell, using "
+        f"{cost:.0%} of a core in all; its numbers carry that cost"
+    ]
     for process in profile.get("processes", []):
         name = f"{process['role']} (pid {process['pid']})"
         if process.get("error"):
@@ -143,10 +156,14 @@ def host_profile_warnings(profile: dict[str, Any]) -> list[str]:
             continue
         kept = process.get("sampler_kept_up")
         if kept is not None and kept < 0.9:
-            warnings.append(f"host profile: py-spy kept {kept:.0%} of the samples it was asked for on {name}; "
-                            "lower --host-profile-rate")  # fmt: skip
+            warnings.append(
+                f"host profile: py-spy kept {kept:.0%} of the samples it was asked for on {name}; "
+                "lower --host-profile-rate"
+            )
         cost = process.get("sampler_cpu_share")
         if cost is not None and cost > 0.05:
-            warnings.append(f"host profile: py-spy used {cost:.0%} of a core sampling {name}; on a machine with few "
-                            "cores it competes with the engine")  # fmt: skip
+            warnings.append(
+                f"host profile: py-spy used {cost:.0%} of a core sampling {name}; on a machine with few "
+                "cores it competes with the engine"
+            )
     return warnings

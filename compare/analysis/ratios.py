@@ -21,7 +21,9 @@ def mean_ratio(a: np.ndarray, b: np.ndarray) -> Interval:
     """mean(b) / mean(a), requests resampled in each run."""
     if min(len(a), len(b)) < MIN_REQUESTS:
         return unbounded(float(b.mean() / a.mean()))
-    return ratio_interval(resampled(a, mean_stat, seed=1), resampled(b, mean_stat, seed=2), float(a.mean()), float(b.mean()))
+    return ratio_interval(
+        resampled(a, mean_stat, seed=1), resampled(b, mean_stat, seed=2), float(a.mean()), float(b.mean())
+    )
 
 
 def percentile_pair(cell_a: dict, cell_b: dict, what: str, q: float) -> tuple[float, float, Interval]:

@@ -21,7 +21,9 @@ class ScenarioTable:
     notes: list[str]  # comparability, said in the table's header
     cells: dict[str, dict[str, dict[str, Figure]]] = field(default_factory=dict)  # cell -> row -> column -> figure
     client_bound: dict[str, list[str]] = field(default_factory=dict)  # cell -> columns whose harness was the bottleneck
-    agreement: dict[str, list[str]] = field(default_factory=dict)  # cell -> each other column's outputs against the first's
+    agreement: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # cell -> each other column's outputs against the first's
 
 
 def engine_of(run) -> str:
@@ -53,8 +55,22 @@ def precision(doc: dict[str, Any]) -> str:
 
 def prompts_key(doc: dict[str, Any]) -> str:
     """What makes two runs send the same requests: each cell's planned prompts (hashed where recorded) and sizes."""
-    cells = [{k: c["config"].get(k) for k in ("prompts_sha256", "prompt_tokens", "output_tokens", "num_requests",
-                                              "prompt_mode", "concurrency", "language", "kind")} for c in doc["cells"]]  # fmt: skip
+    cells = [
+        {
+            k: c["config"].get(k)
+            for k in (
+                "prompts_sha256",
+                "prompt_tokens",
+                "output_tokens",
+                "num_requests",
+                "prompt_mode",
+                "concurrency",
+                "language",
+                "kind",
+            )
+        }
+        for c in doc["cells"]
+    ]
     seed = doc["scenario"].get("seed")
     return hashlib.sha256(json.dumps([seed, cells], sort_keys=True).encode()).hexdigest()[:12]
 
@@ -93,8 +109,11 @@ def _suffix(run, group: list) -> str:
     """The fewest of hardware, date and file stamp that tell this run apart from the others in the group."""
     if len(group) == 1:
         return ""
-    parts = (lambda r: hardware(r.doc).removeprefix("1 x "), lambda r: r.doc["metadata"]["date_utc"][:10],
-             lambda r: r.path.stem.rsplit("_", 1)[-1])  # fmt: skip
+    parts = (
+        lambda r: hardware(r.doc).removeprefix("1 x "),
+        lambda r: r.doc["metadata"]["date_utc"][:10],
+        lambda r: r.path.stem.rsplit("_", 1)[-1],
+    )
     chosen: list = []
     for part in parts:
         if len({part(r) for r in group}) > 1:

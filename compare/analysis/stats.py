@@ -57,8 +57,9 @@ def resampled(samples, statistic: Statistic, resamples: int = RESAMPLES, seed: i
     return statistic(data[index])
 
 
-def resampled_jointly(columns: list, statistic: Callable[..., np.ndarray], resamples: int = RESAMPLES,
-                      seed: int = SEED) -> np.ndarray:  # fmt: skip
+def resampled_jointly(
+    columns: list, statistic: Callable[..., np.ndarray], resamples: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
     """Resample requests once and take the same rows of every column (e.g. tokens and E2E of one request)."""
     data = [np.asarray(c, dtype=np.float64) for c in columns]
     rng = np.random.default_rng(seed)
@@ -74,8 +75,9 @@ def interval(samples, statistic: Statistic, level: float = LEVEL, seed: int = SE
     return Interval(value, *_bounds(resampled(data, statistic, seed=seed), level))
 
 
-def clustered_percentile(groups: list[np.ndarray], q: float, resamples: int = CLUSTER_RESAMPLES,
-                         seed: int = SEED) -> np.ndarray:  # fmt: skip
+def clustered_percentile(
+    groups: list[np.ndarray], q: float, resamples: int = CLUSTER_RESAMPLES, seed: int = SEED
+) -> np.ndarray:
     """The q-th percentile of pooled members (tokens) over resamples of whole groups (requests).
 
     A resample that picks request i k times holds its tokens k times, so the pooled percentile is a
@@ -106,8 +108,9 @@ def clustered_interval(groups: list, q: float, level: float = LEVEL, seed: int =
     return Interval(value, *_bounds(clustered_percentile(groups, q, seed=seed), level))
 
 
-def ratio_interval(a_values: np.ndarray, b_values: np.ndarray, a_value: float, b_value: float,
-                   level: float = LEVEL) -> Interval:  # fmt: skip
+def ratio_interval(
+    a_values: np.ndarray, b_values: np.ndarray, a_value: float, b_value: float, level: float = LEVEL
+) -> Interval:
     """b / a, with the interval from two independent sets of resampled statistics."""
     ratios = np.asarray(b_values) / np.asarray(a_values)
     return Interval(b_value / a_value, *_bounds(ratios[np.isfinite(ratios)], level))

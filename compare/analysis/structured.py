@@ -46,12 +46,20 @@ def structured_summary(records: list[RequestRecord], config: dict[str, Any]) -> 
         "num_checked": len(checked),
         "schema_valid_rate": sum(s["valid"] for s in checked) / len(checked) if checked else None,
         "parse_rate": sum(bool(s["parses"]) for s in checked) / len(checked) if checked else None,
-        "output_tokens": {"mean": float(lengths.mean()), "p50": float(np.percentile(lengths, 50)),
-                          "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())} if lengths.size else None,
+        "output_tokens": {
+            "mean": float(lengths.mean()),
+            "p50": float(np.percentile(lengths, 50)),
+            "p90": float(np.percentile(lengths, 90)),
+            "max": int(lengths.max()),
+        }
+        if lengths.size
+        else None,
         "finish_reasons": dict(Counter(str(r.finish_reason) for r in ok)),
-        "first_invalid": [{"constraint": s["constraint"], "error": s.get("error"), "text": (s.get("text") or "")[:120]}
-                          for s in invalid[:3]],
-    }  # fmt: skip
+        "first_invalid": [
+            {"constraint": s["constraint"], "error": s.get("error"), "text": (s.get("text") or "")[:120]}
+            for s in invalid[:3]
+        ],
+    }
 
 
 def structured_warnings(summary: dict[str, Any] | None) -> list[str]:
@@ -61,12 +69,16 @@ def structured_warnings(summary: dict[str, Any] | None) -> list[str]:
     bad = summary["num_checked"] - round(summary["schema_valid_rate"] * summary["num_checked"])
     if bad:
         first = summary["first_invalid"][0]
-        warnings.append(f"structured: {bad} of {summary['num_checked']} outputs do not obey their constraint "
-                        f"(first: {first['constraint']}: {first['error'] or 'no match'})")  # fmt: skip
+        warnings.append(
+            f"structured: {bad} of {summary['num_checked']} outputs do not obey their constraint "
+            f"(first: {first['constraint']}: {first['error'] or 'no match'})"
+        )
     capped = summary["finish_reasons"].get("length", 0)
     if capped:
-        warnings.append(f"structured: {capped} output(s) hit the output-token limit before their grammar ended; "
-                        "raise --output-tokens, or their truncated text is judged as it is")  # fmt: skip
+        warnings.append(
+            f"structured: {capped} output(s) hit the output-token limit before their grammar ended; "
+            "raise --output-tokens, or their truncated text is judged as it is"
+        )
     return warnings
 
 

@@ -31,7 +31,8 @@ def summarize_cell(
         "language": language_summary(records) if mode == "language-pairs" else None,
         **({"traffic": traffic} if traffic is not None else {}),
         **({"structured": structured} if structured is not None else {}),
-        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets) + structured_warnings(structured),
+        "warnings": cell_warnings(records, summary, config, capabilities, cache_resets)
+        + structured_warnings(structured),
     }
 
 

@@ -43,7 +43,11 @@ def itl_by_step_kind(rows: list[dict[str, Any]], records: list[RequestRecord]) -
             (with_prefill if flags[step] else decode_only).append(gap)
 
     def stats(values):
-        return {"count": len(values), "p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))} if values else {"count": 0}
+        return (
+            {"count": len(values), "p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+            if values
+            else {"count": 0}
+        )
 
     return {"with_prefill_in_step": stats(with_prefill), "decode_only": stats(decode_only)}
 
@@ -87,8 +91,10 @@ def speculative_summary(rows: list[dict[str, Any]], records: list[RequestRecord]
     draft_tokens = sum(row.get("spec_draft_tokens", 0) for row in rows)
     per_request = [r.output_tokens / r.num_chunks for r in records if r.ok and r.num_chunks]
     return {
-        "drafts": drafts, "draft_tokens": draft_tokens, "accepted_tokens": accepted,
+        "drafts": drafts,
+        "draft_tokens": draft_tokens,
+        "accepted_tokens": accepted,
         "acceptance_rate": accepted / draft_tokens if draft_tokens else None,
         "acceptance_length": 1 + accepted / drafts if drafts else None,
         "tokens_per_chunk_per_request_mean": float(np.mean(per_request)) if per_request else None,
-    }  # fmt: skip
+    }

@@ -18,8 +18,15 @@ from compare.analysis.cellstats import ok_records
 from compare.analysis.ratios import MIN_REQUESTS, percentile_pair, throughput_ratio
 from compare.analysis.stats import Interval
 
-ROWS = (("TTFT p50", "ttft", 50), ("TTFT p99", "ttft", 99), ("ITL p50", "itl", 50), ("ITL p99", "itl", 99),
-        ("TPOT p50", "tpot", 50), ("E2E p50", "e2e", 50), ("E2E p99", "e2e", 99))  # fmt: skip
+ROWS = (
+    ("TTFT p50", "ttft", 50),
+    ("TTFT p99", "ttft", 99),
+    ("ITL p50", "itl", 50),
+    ("ITL p99", "itl", 99),
+    ("TPOT p50", "tpot", 50),
+    ("E2E p50", "e2e", 50),
+    ("E2E p99", "e2e", 99),
+)
 
 
 MIN_EFFECT = 0.03
@@ -34,7 +41,9 @@ class VsRow:
     ratio: Interval
     higher_is_better: bool
     min_effect: float = MIN_EFFECT
-    min_effect_from: str = ""  # "A/A": the difference between two runs of the baseline (compare/analysis/ablation_table.py)
+    min_effect_from: str = (
+        ""  # "A/A": the difference between two runs of the baseline (compare/analysis/ablation_table.py)
+    )
 
     @property
     def significant(self) -> bool:
@@ -67,23 +76,42 @@ def compare_runs(a, b, min_effect: float = MIN_EFFECT) -> list[VsRow]:
                 continue
             rows.append(VsRow(cell_a["cell_id"], metric, va, vb, ratio, False, min_effect))
         ratio = throughput_ratio(cell_a, cell_b)
-        rows.append(VsRow(cell_a["cell_id"], "output tok/s", cell_a["summary"]["output_tok_per_s"],
-                          cell_b["summary"]["output_tok_per_s"], ratio, True, min_effect))  # fmt: skip
+        rows.append(
+            VsRow(
+                cell_a["cell_id"],
+                "output tok/s",
+                cell_a["summary"]["output_tok_per_s"],
+                cell_b["summary"]["output_tok_per_s"],
+                ratio,
+                True,
+                min_effect,
+            )
+        )
     return rows
 
 
 def vs_lines(a, b, rows: list[VsRow]) -> list[str]:
-    lines = [f"A: {a.path}", f"B: {b.path}", f"{'cell':16} {'metric':13} {'A':>10} {'B':>10} {'B/A [95% CI]':>24}  verdict"]
+    lines = [
+        f"A: {a.path}",
+        f"B: {b.path}",
+        f"{'cell':16} {'metric':13} {'A':>10} {'B':>10} {'B/A [95% CI]':>24}  verdict",
+    ]
     for row in rows:
         ci = f"{row.ratio.value:.3f} [{row.ratio.low:.3f}, {row.ratio.high:.3f}]"
         lines.append(f"{row.cell_id:16} {row.metric:13} {row.a:10.2f} {row.b:10.2f} {ci:>24}  {row.verdict}")
     significant = sum(row.significant for row in rows)
-    lines.append(f"{significant} of {len(rows)} comparisons significant (95% interval beyond +-{rows[0].min_effect:.0%}) "
-                 "; the rest: not significant" if rows else "no cell in common")
+    lines.append(
+        f"{significant} of {len(rows)} comparisons significant (95% interval beyond +-{rows[0].min_effect:.0%}) "
+        "; the rest: not significant"
+        if rows
+        else "no cell in common"
+    )
     agreement = run_agreement(a.doc, b.doc)
     for cell_id, figures in agreement.items():
         lines.append(f"{cell_id:16} {agreement_text(figures)}")
     if not agreement:
-        lines.append("outputs not compared: no cell of both runs carries output fingerprints (a text-only engine, or files "
-                     "from before them)")  # fmt: skip
+        lines.append(
+            "outputs not compared: no cell of both runs carries output fingerprints (a text-only engine, or files "
+            "from before them)"
+        )
     return lines

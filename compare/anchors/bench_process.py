@@ -45,9 +45,15 @@ class BenchProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         read_end, write_end = os.pipe()
         with log.open("w") as handle:
-            self.proc = subprocess.Popen([sys.executable, "-c", self.code, str(write_end)], env=env, stdin=subprocess.PIPE,
-                                         stdout=handle, stderr=subprocess.STDOUT, pass_fds=(write_end,),
-                                         preexec_fn=pinned(cpus))  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", self.code, str(write_end)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_end,),
+                preexec_fn=pinned(cpus),
+            )
         os.close(write_end)
         self._ready_fd: int | None = read_end
 

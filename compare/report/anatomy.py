@@ -27,10 +27,17 @@ def _flame(run, cell_id: str, process: dict[str, Any], profile: dict[str, Any], 
     source = Path(run.path).parent / profile.get("folder", "") / process.get("profile_file", "")
     if not source.is_file():
         return None
-    target = out / "flames" / f"{name}-{cell_id}-{process['role']}-{process['pid']}.svg".replace(" ", "_").replace("/", "_")
+    target = (
+        out / "flames" / f"{name}-{cell_id}-{process['role']}-{process['pid']}.svg".replace(" ", "_").replace("/", "_")
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(flame_svg(json.loads(source.read_text()), process.get("main_thread"),
-                                f"{name} {cell_id} {process['role']} (pid {process['pid']})"))  # fmt: skip
+    target.write_text(
+        flame_svg(
+            json.loads(source.read_text()),
+            process.get("main_thread"),
+            f"{name} {cell_id} {process['role']} (pid {process['pid']})",
+        )
+    )
     return str(target.relative_to(out))
 
 
@@ -48,28 +55,46 @@ def anatomy_section(runs: list, names: dict[int, str], out: Path) -> list[str]:
                     rows.append(f"| {where} | not sampled: {process['error'][:80]} | - |" + " - |" * len(phases))
                     continue
                 cpu = process.get("cpu_share")
-                cells = [f"{100 * process['phases'][p]['share']:.0f} ± {100 * process['phases'][p]['ci95']:.0f}"
-                         for p in phases]  # fmt: skip
-                rows.append(f"| {where} | {process['samples']} | {'-' if cpu is None else f'{cpu:.2f}'} | " + " | ".join(cells) + " |")
+                cells = [
+                    f"{100 * process['phases'][p]['share']:.0f} ± {100 * process['phases'][p]['ci95']:.0f}"
+                    for p in phases
+                ]
+                rows.append(
+                    f"| {where} | {process['samples']} | {'-' if cpu is None else f'{cpu:.2f}'} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
                 flame = _flame(run, cell["cell_id"], process, profile, out, names[id(run)])
                 if flame:
                     flames.append(f"- [{where.replace(' | ', ' / ')}]({flame})")
                 per_step = host_ms_per_step(process, cell) if process["role"] in ("engine_core", "scheduler") else None
                 if per_step:
-                    steps.append(f"| {where} | {per_step['steps']} | {per_step['host_ms_per_step']:.2f} | {per_step['tokens_per_step']:.1f} |")
+                    steps.append(
+                        f"| {where} | {per_step['steps']} | {per_step['host_ms_per_step']:.2f} | "
+                        f"{per_step['tokens_per_step']:.1f} |"
+                    )
     if not rows:
         return []
-    lines = ["## Where host time goes", "",
-             "py-spy on every process that served the cell, over its measured part only. Shares are % of the main "
-             "thread's wall time, ± the binomial 95% interval of the samples; CPU is the whole process's CPU time "
-             "over the window, in cores (/proc). Phases: docs/anatomy.md.", "",
-             "| engine | cell | process | samples | CPU | " + " | ".join(phases) + " |",
-             "|---|---|---|---|---|" + "---|" * len(phases)]  # fmt: skip
+    lines = [
+        "## Where host time goes",
+        "",
+        "py-spy on every process that served the cell, over its measured part only. Shares are % of the main "
+        "thread's wall time, ± the binomial 95% interval of the samples; CPU is the whole process's CPU time "
+        "over the window, in cores (/proc). Phases: docs/anatomy.md.",
+        "",
+        "| engine | cell | process | samples | CPU | " + " | ".join(phases) + " |",
+        "|---|---|---|---|---|" + "---|" * len(phases),
+    ]
     lines += rows + [""]
     if steps:
-        lines += ["Host time of the scheduling process per engine step (its busy share x window / steps):", "",
-                  "| engine | cell | process | steps | host ms / step | tokens / step |", "|---|---|---|---|---|---|",
-                  *steps, ""]  # fmt: skip
+        lines += [
+            "Host time of the scheduling process per engine step (its busy share x window / steps):",
+            "",
+            "| engine | cell | process | steps | host ms / step | tokens / step |",
+            "|---|---|---|---|---|---|",
+            *steps,
+            "",
+        ]
     if flames:
         lines += ["Flame graphs (SVG, colour = phase):", "", *flames, ""]
     return lines

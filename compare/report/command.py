@@ -63,13 +63,22 @@ def timeline_target(runs: list, names: dict[int, str], spec: str | None):
         wanted, _, cell_id = spec.rpartition(":")
         run = next((r for r in runs if names[id(r)] == wanted or label(r) == wanted), None)
         if run is None:
-            raise SystemExit(f"error: --timeline {spec}: no run named {wanted!r}; runs: {', '.join(sorted(set(names.values())))}")
+            raise SystemExit(
+                f"error: --timeline {spec}: no run named {wanted!r}; runs: {', '.join(sorted(set(names.values())))}"
+            )
         return run, cell_id
     options = [(run, c) for run in runs for c in run.doc["cells"] if c["config"]["concurrency"] <= 16 and c["requests"]]
     if not options:
         return None, None
-    run, cell = max(options, key=lambda o: (o[0].doc["scenario"]["name"] == "concurrent", o[1]["config"]["concurrency"],
-                                            len(o[1]["requests"]), o[0].doc["metadata"]["date_utc"]))  # fmt: skip
+    run, cell = max(
+        options,
+        key=lambda o: (
+            o[0].doc["scenario"]["name"] == "concurrent",
+            o[1]["config"]["concurrency"],
+            len(o[1]["requests"]),
+            o[0].doc["metadata"]["date_utc"],
+        ),
+    )
     return run, cell["cell_id"]
 
 
@@ -101,8 +110,12 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
         failed = "" if usable(r) else ", every request failed"
         return {"engine": f"{label(r)}{failed}", "precision": precision(r.doc), "hardware": hardware(r.doc)}
 
-    lines = [f"# enginebench report ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
-             f"{len(all_runs)} results files; `python -m compare.report {' '.join(sys.argv[1:])}`", ""]  # fmt: skip
+    lines = [
+        f"# enginebench report ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        "",
+        f"{len(all_runs)} results files; `python -m compare.report {' '.join(sys.argv[1:])}`",
+        "",
+    ]
     lines += markdown.verdicts_section(verdicts) + markdown.runs_section(all_runs, names, describe)
     lines += markdown.tables_section(scenario_tables(runs, names))
     gpu_roofs = [(n, roof) for n, roof in roofs if "why_not" not in roof]
@@ -116,15 +129,32 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compare.report", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("paths", nargs="+", metavar="FILE|DIR", help="results files written by python -m compare, or folders")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="where report.md and the figures go (default: report/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m compare.report",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="FILE|DIR", help="results files written by python -m compare, or folders"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("report"), help="where report.md and the figures go (default: report/)"
+    )
     parser.add_argument("--recompute", action="store_true", help="derive every summary again from the raw records")
-    parser.add_argument("--vs", type=Path, metavar="B.json", help="compare the one FILE (A) with this run (B), cell by cell")
-    parser.add_argument("--min-effect", type=float, default=100 * MIN_EFFECT, metavar="PCT",
-                        help=f"--vs: smallest difference called significant (default {100 * MIN_EFFECT:g}%%)")
-    parser.add_argument("--timeline", metavar="RUN:CELL", help="the cell drawn as a per-request timeline (e.g. vllm:c8-in512)")
+    parser.add_argument(
+        "--vs", type=Path, metavar="B.json", help="compare the one FILE (A) with this run (B), cell by cell"
+    )
+    parser.add_argument(
+        "--min-effect",
+        type=float,
+        default=100 * MIN_EFFECT,
+        metavar="PCT",
+        help=f"--vs: smallest difference called significant (default {100 * MIN_EFFECT:g}%%)",
+    )
+    parser.add_argument(
+        "--timeline", metavar="RUN:CELL", help="the cell drawn as a per-request timeline (e.g. vllm:c8-in512)"
+    )
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.paths, args.recompute)
@@ -148,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{v.id} {v.verdict}: {v.effect or v.missing}", highlight=False, markup=False)
     for line in written.pair_lines:
         console.print(line, highlight=False, markup=False)
-    console.print(f"report: {written.path} ({len(written.figures)} figures, {len(runs)} files, "
-                  f"{time.perf_counter() - started:.1f} s)", highlight=False, markup=False)  # fmt: skip
+    console.print(
+        f"report: {written.path} ({len(written.figures)} figures, {len(runs)} files, "
+        f"{time.perf_counter() - started:.1f} s)",
+        highlight=False,
+        markup=False,
+    )
     return 0
 
 

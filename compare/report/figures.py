@@ -48,9 +48,17 @@ def concurrency_curves(runs: list, names: dict[int, str], out: Path) -> list[tup
             cells = sorted(run.doc["cells"], key=lambda c: c["config"]["concurrency"])
             levels = [c["config"]["concurrency"] for c in cells]
             left.plot(levels, [c["summary"]["output_tok_per_s"] or 0 for c in cells], marker="o", label=name)
-            line = right.plot(levels, [c["summary"]["ttft_ms"].get("p50", np.nan) for c in cells], marker="o", label=f"{name} p50")
-            right.plot(levels, [c["summary"]["ttft_ms"].get("p99", np.nan) for c in cells], marker="x", linestyle="--",
-                       color=line[0].get_color(), label=f"{name} p99")  # fmt: skip
+            line = right.plot(
+                levels, [c["summary"]["ttft_ms"].get("p50", np.nan) for c in cells], marker="o", label=f"{name} p50"
+            )
+            right.plot(
+                levels,
+                [c["summary"]["ttft_ms"].get("p99", np.nan) for c in cells],
+                marker="x",
+                linestyle="--",
+                color=line[0].get_color(),
+                label=f"{name} p99",
+            )
         for axis, ylabel in ((left, "output tok/s"), (right, "TTFT (ms)")):
             axis.set_xscale("log", base=2)
             axis.set_xlabel("concurrency")
@@ -59,7 +67,9 @@ def concurrency_curves(runs: list, names: dict[int, str], out: Path) -> list[tup
             axis.legend(fontsize=7)
         left.set_title(f"throughput vs concurrency: {machine}", fontsize=9)
         right.set_title(f"TTFT vs concurrency: {machine}", fontsize=9)
-    return [(_save(fig, out, "concurrency.png"), "Output tok/s and TTFT p50/p99 against concurrency (concurrent scenario)")]
+    return [
+        (_save(fig, out, "concurrency.png"), "Output tok/s and TTFT p50/p99 against concurrency (concurrent scenario)")
+    ]
 
 
 def _machine(run) -> str:
@@ -71,8 +81,10 @@ def _machine(run) -> str:
 def reference_cell(series: list[tuple[str, object]]) -> str | None:
     """The cell every run has, with the most requests: the one a CDF is drawn for."""
     common = set.intersection(*({c["cell_id"] for c in run.doc["cells"]} for _, run in series))
-    sizes = {cid: min(len(next(c for c in run.doc["cells"] if c["cell_id"] == cid)["requests"]) for _, run in series)
-             for cid in common}  # fmt: skip
+    sizes = {
+        cid: min(len(next(c for c in run.doc["cells"] if c["cell_id"] == cid)["requests"]) for _, run in series)
+        for cid in common
+    }
     return max(sizes, key=lambda cid: (sizes[cid], cid)) if sizes else None
 
 
@@ -88,7 +100,11 @@ def latency_cdfs(runs: list, names: dict[int, str], out: Path) -> list[tuple[str
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
         itl_tail = 0.0
         for name, run in series:
-            records = [r for r in next(c for c in run.doc["cells"] if c["cell_id"] == cell_id)["requests"] if r.ok and r.chunk_ns]
+            records = [
+                r
+                for r in next(c for c in run.doc["cells"] if c["cell_id"] == cell_id)["requests"]
+                if r.ok and r.chunk_ns
+            ]
             ttft = np.sort([r.ttft_ms for r in records])
             itl = np.sort(np.concatenate([r.itl_ns() / NS_PER_MS for r in records] or [np.empty(0)]))
             for axis, data in ((left, ttft), (right, itl)):
@@ -125,7 +141,9 @@ def prefix_cache_ttft(runs: list, names: dict[int, str], out: Path) -> list[tupl
     axis.set_title("prefix cache: TTFT per request")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7)
-    return [(_save(fig, out, "prefix-cache.png"), "TTFT per request index, prefix-cache scenario (first request: cold)")]
+    return [
+        (_save(fig, out, "prefix-cache.png"), "TTFT per request index, prefix-cache scenario (first request: cold)")
+    ]
 
 
 def korean_bars(runs: list, names: dict[int, str], out: Path) -> list[tuple[str, str]]:
@@ -141,7 +159,9 @@ def korean_bars(runs: list, names: dict[int, str], out: Path) -> list[tuple[str,
         for c in run.doc["cells"]:
             language = c.get("language") or {}
             if c["config"]["concurrency"] == 1 and language:
-                by_language[c["config"]["language"]]["tokens_per_char"].append(language.get("prompt_tokens_per_char") or np.nan)
+                by_language[c["config"]["language"]]["tokens_per_char"].append(
+                    language.get("prompt_tokens_per_char") or np.nan
+                )
                 by_language[c["config"]["language"]]["chars_per_s"].append(language.get("output_chars_per_s") or np.nan)
         for offset, lang in enumerate(("ko", "en")):
             x = index * 2 * width + offset * width
@@ -157,7 +177,12 @@ def korean_bars(runs: list, names: dict[int, str], out: Path) -> list[tuple[str,
     handles, labels = left.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7)
     fig.subplots_adjust(bottom=0.25)
-    return [(_save(fig, out, "korean.png", tight=False), "Korean vs English: prompt tokens per character and output chars/s")]
+    return [
+        (
+            _save(fig, out, "korean.png", tight=False),
+            "Korean vs English: prompt tokens per character and output chars/s",
+        )
+    ]
 
 
 def http_overhead_bars(comparisons: list[tuple[str, dict]], out: Path) -> list[tuple[str, str]]:

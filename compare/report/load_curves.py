@@ -26,7 +26,8 @@ def saturation(cells: list[dict]) -> str:
         doublings = math.log2(after["config"]["concurrency"] / before["config"]["concurrency"])
         gain = (after["summary"]["output_tok_per_s"] / before["summary"]["output_tok_per_s"]) ** (1 / doublings)
         if gain < SATURATION_GAIN:
-            return f"saturates after c={before['config']['concurrency']} (x{gain:.2f} per doubling to c={after['config']['concurrency']})"
+            low, high = before["config"]["concurrency"], after["config"]["concurrency"]
+            return f"saturates after c={low} (x{gain:.2f} per doubling to c={high})"
     return f"still rising >= 10% per doubling at c={cells[-1]['config']['concurrency']}"
 
 
@@ -53,9 +54,18 @@ def latency_knee(run) -> str | None:
             continue
         base = cells[0]["summary"]["ttft_ms"]["p50"]
         knee = next((c for c in cells if c["summary"]["ttft_ms"]["p50"] >= KNEE_FACTOR * base), None)
-        rates = ", ".join(f"{float(c['config']['request_rate']):g}: {c['summary']['ttft_ms']['p50']:.0f} ms" for c in cells)
-        where = f"knee at {float(knee['config']['request_rate']):g} req/s" if knee else f"no knee up to {float(cells[-1]['config']['request_rate']):g} req/s"
-        lines.append(f"{engine_of(run)} open loop, input {length}: {where} (TTFT p50 >= {KNEE_FACTOR:g}x the lowest rate's; {rates})")
+        rates = ", ".join(
+            f"{float(c['config']['request_rate']):g}: {c['summary']['ttft_ms']['p50']:.0f} ms" for c in cells
+        )
+        where = (
+            f"knee at {float(knee['config']['request_rate']):g} req/s"
+            if knee
+            else f"no knee up to {float(cells[-1]['config']['request_rate']):g} req/s"
+        )
+        lines.append(
+            f"{engine_of(run)} open loop, input {length}: {where} (TTFT p50 >= {KNEE_FACTOR:g}x the lowest rate's; "
+            f"{rates})"
+        )
     return "; ".join(lines) or None
 
 

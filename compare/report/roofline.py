@@ -25,8 +25,16 @@ from typing import Any
 
 import numpy as np
 
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "bf16": 2, "f16": 2, "float32": 4, "fp8": 1, "q8_0": 1.0625,
-               "q4_k_m": 0.5625}  # fmt: skip
+DTYPE_BYTES = {
+    "bfloat16": 2,
+    "float16": 2,
+    "bf16": 2,
+    "f16": 2,
+    "float32": 4,
+    "fp8": 1,
+    "q8_0": 1.0625,
+    "q4_k_m": 0.5625,
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,9 @@ def kv_bytes_per_token(shape: dict[str, Any], dtype_bytes: float) -> float:
     return 2 * shape["num_hidden_layers"] * shape["num_key_value_heads"] * shape["head_dim"] * dtype_bytes
 
 
-def decode_mbu(shape: dict[str, Any], dtype_bytes: float, cell: dict[str, Any], device: Device) -> dict[str, Any] | None:
+def decode_mbu(
+    shape: dict[str, Any], dtype_bytes: float, cell: dict[str, Any], device: Device
+) -> dict[str, Any] | None:
     itl_ms = cell["summary"]["itl_ms"].get("p50")
     if not itl_ms or not cell["config"].get("prompt_tokens"):
         return None
@@ -92,8 +102,14 @@ def decode_mbu(shape: dict[str, Any], dtype_bytes: float, cell: dict[str, Any], 
     weights = parameter_counts(shape)["read_per_decode_step"] * dtype_bytes
     kv = batch * context * kv_bytes_per_token(shape, dtype_bytes)
     achieved = (weights + kv) / (itl_ms / 1e3)
-    return {"batch": batch, "weight_gb": weights / 1e9, "kv_gb": kv / 1e9, "itl_ms_p50": itl_ms,
-            "achieved_tb_s": achieved / 1e12, "mbu": achieved / (device.bandwidth_tb_s * 1e12)}  # fmt: skip
+    return {
+        "batch": batch,
+        "weight_gb": weights / 1e9,
+        "kv_gb": kv / 1e9,
+        "itl_ms_p50": itl_ms,
+        "achieved_tb_s": achieved / 1e12,
+        "mbu": achieved / (device.bandwidth_tb_s * 1e12),
+    }
 
 
 def prefill_mfu(shape: dict[str, Any], cell: dict[str, Any], device: Device) -> dict[str, Any] | None:
@@ -116,9 +132,18 @@ def prefill_mfu(shape: dict[str, Any], cell: dict[str, Any], device: Device) -> 
     attention = 2 * shape["num_hidden_layers"] * shape["num_attention_heads"] * shape["head_dim"] * n * n
     flops = 2 * weights * n + attention
     prefill_s = float(np.median(times_ms)) / 1e3
-    source = "engine" if any(((r.engine or {}).get("durations_ns") or {}).get("prefill") for r in cell["requests"]) else "TTFT"
-    return {"prompt_tokens": n, "prefill_ms_p50": prefill_s * 1e3, "time_from": source,
-            "achieved_tflop_s": flops / prefill_s / 1e12, "mfu": flops / prefill_s / (device.bf16_tflop_s * 1e12)}  # fmt: skip
+    source = (
+        "engine"
+        if any(((r.engine or {}).get("durations_ns") or {}).get("prefill") for r in cell["requests"])
+        else "TTFT"
+    )
+    return {
+        "prompt_tokens": n,
+        "prefill_ms_p50": prefill_s * 1e3,
+        "time_from": source,
+        "achieved_tflop_s": flops / prefill_s / 1e12,
+        "mfu": flops / prefill_s / (device.bf16_tflop_s * 1e12),
+    }
 
 
 def num_gpus_used(doc: dict[str, Any]) -> int:
@@ -133,7 +158,9 @@ def roofline(run) -> dict[str, Any]:
         return {"why_not": "no GPU in this run (CPU): a roofline needs a device's peak bandwidth and FLOP/s"}
     device = device_for(gpus["devices"][0]["name"])
     if device is None:
-        return {"why_not": f"no datasheet peaks for {gpus['devices'][0]['name']!r} (compare/report/roofline.py DEVICES)"}
+        return {
+            "why_not": f"no datasheet peaks for {gpus['devices'][0]['name']!r} (compare/report/roofline.py DEVICES)"
+        }
     shape = model_shape(doc)
     precision = str((doc["engine"].get("model") or {}).get("quantization") or doc["engine"]["model"].get("dtype"))
     dtype_bytes = DTYPE_BYTES.get(precision.lower())
@@ -147,7 +174,15 @@ def roofline(run) -> dict[str, Any]:
         if row["decode"] or row["prefill"]:
             cells[cell["cell_id"]] = row
     counts = parameter_counts(shape)
-    return {"device": device.name, "peak_tb_s": device.bandwidth_tb_s, "peak_tflop_s": device.bf16_tflop_s,
-            "num_gpus": num_gpus, "peak_tb_s_total": peak.bandwidth_tb_s, "peak_tflop_s_total": peak.bf16_tflop_s,
-            "weights_total": counts["total"], "weights_read_per_step": counts["read_per_decode_step"],
-            "bytes_per_weight": dtype_bytes, "cells": cells}  # fmt: skip
+    return {
+        "device": device.name,
+        "peak_tb_s": device.bandwidth_tb_s,
+        "peak_tflop_s": device.bf16_tflop_s,
+        "num_gpus": num_gpus,
+        "peak_tb_s_total": peak.bandwidth_tb_s,
+        "peak_tflop_s_total": peak.bf16_tflop_s,
+        "weights_total": counts["total"],
+        "weights_read_per_step": counts["read_per_decode_step"],
+        "bytes_per_weight": dtype_bytes,
+        "cells": cells,
+    }

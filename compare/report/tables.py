@@ -39,28 +39,50 @@ def header_lines(doc: dict[str, Any]) -> list[str]:
 def cell_table(doc: dict[str, Any]) -> Table:
     table = Table(show_lines=False, header_style="bold")
     columns = [
-        "cell", "ok/n", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "E2E p50", "E2E p95",
-        "E2E p99", "out tok/s", "req/s", "cached tok", "GPU MiB peak", "J/tok",
-    ]  # fmt: skip
+        "cell",
+        "ok/n",
+        "TTFT p50",
+        "TTFT p99",
+        "ITL p50",
+        "ITL p99",
+        "TPOT p50",
+        "E2E p50",
+        "E2E p95",
+        "E2E p99",
+        "out tok/s",
+        "req/s",
+        "cached tok",
+        "GPU MiB peak",
+        "J/tok",
+    ]
     for name in columns:
         table.add_column(name, justify="left" if name == "cell" else "right")
     for cell in doc["cells"]:
         s = cell["summary"]
         table.add_row(
-            cell["cell_id"] + ("" if cell.get("complete", True) else " (partial)") + (" (client-bound)" if is_client_bound(cell) else ""),
+            cell["cell_id"]
+            + ("" if cell.get("complete", True) else " (partial)")
+            + (" (client-bound)" if is_client_bound(cell) else ""),
             f"{s['num_ok']}/{s['num_requests']}",
-            _stat(s, "ttft_ms", "p50"), _stat(s, "ttft_ms", "p99"),
-            _stat(s, "itl_ms", "p50"), _stat(s, "itl_ms", "p99"),
+            _stat(s, "ttft_ms", "p50"),
+            _stat(s, "ttft_ms", "p99"),
+            _stat(s, "itl_ms", "p50"),
+            _stat(s, "itl_ms", "p99"),
             _stat(s, "tpot_ms", "p50"),
-            _stat(s, "e2e_ms", "p50"), _stat(s, "e2e_ms", "p95"), _stat(s, "e2e_ms", "p99"),
-            _fmt(s["output_tok_per_s"]), _fmt(s["request_per_s"], 2),
+            _stat(s, "e2e_ms", "p50"),
+            _stat(s, "e2e_ms", "p95"),
+            _stat(s, "e2e_ms", "p99"),
+            _fmt(s["output_tok_per_s"]),
+            _fmt(s["request_per_s"], 2),
             _fmt(s.get("cached_tokens_total")),
             _gpu_peak(cell.get("gpu", {})),
             _joules_per_token(cell.get("energy") or {}),
-        )  # fmt: skip
-    table.caption = ("latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token; client-bound: the "
-                     "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing; J/tok: "
-                     "GPU energy (NVML counter) per output token, or CPU package energy (RAPL) marked cpu")
+        )
+    table.caption = (
+        "latencies in ms; TPOT = (t_last - t_first)/(n - 1) per request; ITL per token; client-bound: the "
+        "harness's loop was busy >= 85% of the cell, so latencies include client-side queueing; J/tok: "
+        "GPU energy (NVML counter) per output token, or CPU package energy (RAPL) marked cpu"
+    )
     return table
 
 
@@ -79,9 +101,11 @@ def detail_lines(cell: dict[str, Any]) -> list[str]:
     lines = []
     s = cell["summary"]
     if s.get("ttfa_ms"):
-        lines.append(f"{cell['cell_id']}: reasoning: TTFT p50 {_stat(s, 'ttft_ms', 'p50')} ms, time to first answer p50 "
-                     f"{_stat(s, 'ttfa_ms', 'p50')} ms (p99 {_stat(s, 'ttfa_ms', 'p99')}); reasoning tokens mean "
-                     f"{_stat(s, 'reasoning_tokens', 'mean')}, {s['reasoning_unended']} request(s) never ended it")  # fmt: skip
+        lines.append(
+            f"{cell['cell_id']}: reasoning: TTFT p50 {_stat(s, 'ttft_ms', 'p50')} ms, time to first answer p50 "
+            f"{_stat(s, 'ttfa_ms', 'p50')} ms (p99 {_stat(s, 'ttfa_ms', 'p99')}); reasoning tokens mean "
+            f"{_stat(s, 'reasoning_tokens', 'mean')}, {s['reasoning_unended']} request(s) never ended it"
+        )
     prefix = cell.get("prefix_cache")
     if prefix:
         lines.append(
@@ -111,24 +135,35 @@ def traffic_lines(cell: dict[str, Any]) -> list[str]:
     traffic, cid = cell.get("traffic"), cell["cell_id"]
     if not traffic:
         return []
-    lines = [f"{cid}: prefix hit rate {_pct(traffic.get('prefix_hit_rate'))} (cached / prompt tokens, as the engine reports)"]
+    lines = [
+        f"{cid}: prefix hit rate {_pct(traffic.get('prefix_hit_rate'))} (cached / prompt tokens, as the engine reports)"
+    ]
     groups = traffic.get("groups")
     if groups:
-        lines.append(f"{cid}: {groups['num_groups']} groups: TTFT p50 first {_fmt(groups['first_ttft_ms'].get('p50'))} ms vs later "
-                     f"{_fmt(groups['later_ttft_ms'].get('p50'))} ms; hit rate first {_pct(groups['first_hit_rate'])} vs later "
-                     f"{_pct(groups['later_hit_rate'])}")  # fmt: skip
+        lines.append(
+            f"{cid}: {groups['num_groups']} groups: TTFT p50 first {_fmt(groups['first_ttft_ms'].get('p50'))} ms vs "
+            f"later "
+            f"{_fmt(groups['later_ttft_ms'].get('p50'))} ms; hit rate first {_pct(groups['first_hit_rate'])} vs later "
+            f"{_pct(groups['later_hit_rate'])}"
+        )
     for turn, row in (traffic.get("turns") or {}).items():
-        lines.append(f"{cid}: turn {turn}: {row['count']} requests, prompt {_fmt(row['prompt_tokens_mean'], 0)} tokens, cached "
-                     f"{_fmt(row['cached_tokens_mean'], 0)}, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms")  # fmt: skip
+        lines.append(
+            f"{cid}: turn {turn}: {row['count']} requests, prompt {_fmt(row['prompt_tokens_mean'], 0)} tokens, cached "
+            f"{_fmt(row['cached_tokens_mean'], 0)}, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms"
+        )
     adapters = traffic.get("by_adapter")
     if adapters:
         busiest = next(iter(adapters["adapters"].items()), (None, {}))
-        lines.append(f"{cid}: LoRA: {adapters['num_adapters_used']} adapters used; TTFT p50 first use "
-                     f"{_fmt(adapters['first_use_ttft_ms_p50'])} ms vs later {_fmt(adapters['later_ttft_ms_p50'])} ms; "
-                     f"busiest {busiest[0]} ({busiest[1].get('requests')} requests)")  # fmt: skip
+        lines.append(
+            f"{cid}: LoRA: {adapters['num_adapters_used']} adapters used; TTFT p50 first use "
+            f"{_fmt(adapters['first_use_ttft_ms_p50'])} ms vs later {_fmt(adapters['later_ttft_ms_p50'])} ms; "
+            f"busiest {busiest[0]} ({busiest[1].get('requests')} requests)"
+        )
     for bucket, row in (traffic.get("by_prompt_length") or {}).items():
-        lines.append(f"{cid}: prompt {bucket} tokens: {row['count']} requests, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms, "
-                     f"TPOT p50 {_fmt(row['tpot_ms_p50'], 2)} ms")  # fmt: skip
+        lines.append(
+            f"{cid}: prompt {bucket} tokens: {row['count']} requests, TTFT p50 {_fmt(row['ttft_ms_p50'])} ms, "
+            f"TPOT p50 {_fmt(row['tpot_ms_p50'], 2)} ms"
+        )
     return lines
 
 

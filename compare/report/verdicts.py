@@ -46,11 +46,19 @@ def groups(runs: list) -> dict[tuple[str, str], list]:
 
 def best(runs: list, engine: str, scenario: str):
     """The run to judge with: this engine and scenario, in-process first, full before --quick, newest."""
-    candidates = [r for r in runs if engine_of(r) == engine and r.doc["scenario"]["name"] == scenario
-                  and mode_of(r) in ("inprocess", "http") and r.doc["cells"]]  # fmt: skip
+    candidates = [
+        r
+        for r in runs
+        if engine_of(r) == engine
+        and r.doc["scenario"]["name"] == scenario
+        and mode_of(r) in ("inprocess", "http")
+        and r.doc["cells"]
+    ]
     if not candidates:
         return None
-    return max(candidates, key=lambda r: (mode_of(r) == "inprocess", not r.doc.get("quick"), r.doc["metadata"]["date_utc"]))
+    return max(
+        candidates, key=lambda r: (mode_of(r) == "inprocess", not r.doc.get("quick"), r.doc["metadata"]["date_utc"])
+    )
 
 
 def pick(runs: list, engines_needed: list[tuple[str, ...]], scenario: str) -> list | None:
@@ -83,8 +91,11 @@ def caveats(chosen: list) -> list[str]:
     notes = []
     precisions = {engine_of(r): precision(r.doc) for r in chosen}
     if len(set(precisions.values())) > 1:
-        notes.append("precision differs: " + ", ".join(f"{k} {v}" for k, v in precisions.items())
-                     + " (a GGUF q4 reads a quarter of bf16's bytes per token)")  # fmt: skip
+        notes.append(
+            "precision differs: "
+            + ", ".join(f"{k} {v}" for k, v in precisions.items())
+            + " (a GGUF q4 reads a quarter of bf16's bytes per token)"
+        )
     if any(r.doc["model"].get("kind") == "synthetic" for r in chosen):
         notes.append("synthetic model (random or dummy weights): timings are real, generated text is not")
     quick = [engine_of(r) for r in chosen if r.doc.get("quick")]

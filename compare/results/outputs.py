@@ -39,6 +39,9 @@ def first_divergence(fingerprint_a: str, fingerprint_b: str) -> int | None:
         return None
     step = HEX_PER_TOKEN
     for position in range(min(len(fingerprint_a), len(fingerprint_b)) // step):
-        if fingerprint_a[position * step : (position + 1) * step] != fingerprint_b[position * step : (position + 1) * step]:
+        if (
+            fingerprint_a[position * step : (position + 1) * step]
+            != fingerprint_b[position * step : (position + 1) * step]
+        ):
             return position
     return min(len(fingerprint_a), len(fingerprint_b)) // step

@@ -16,8 +16,21 @@ _META_FIELDS = ("finish_reason", "num_prompt_tokens", "num_cached_tokens", "engi
 class StreamRecorder:
     """The per-request hot path: one clock read and two appends per chunk; the record is built at the end."""
 
-    __slots__ = ("request", "origin_ns", "scheduled_ns", "sent_ns", "chunk_ns", "chunk_tokens", "output_ids", "texts", "meta",
-                 "end_id", "reasoning_tokens", "answer_ns", "chunk_sequence")
+    __slots__ = (
+        "request",
+        "origin_ns",
+        "scheduled_ns",
+        "sent_ns",
+        "chunk_ns",
+        "chunk_tokens",
+        "output_ids",
+        "texts",
+        "meta",
+        "end_id",
+        "reasoning_tokens",
+        "answer_ns",
+        "chunk_sequence",
+    )
 
     def __init__(self, request: Request, origin_ns: int, scheduled_ns: int | None = None):
         """`scheduled_ns`: open loop, the due time as an offset from `origin_ns`."""
@@ -30,7 +43,9 @@ class StreamRecorder:
         self.end_id = request.reasoning_end_token_id
         self.reasoning_tokens: int | None = None
         self.answer_ns: int | None = None
-        self.chunk_sequence: list[int] | None = None  # n > 1: each chunk's sequence, from the first chunk of a second one
+        self.chunk_sequence: list[int] | None = (
+            None  # n > 1: each chunk's sequence, from the first chunk of a second one
+        )
         self.sent_ns = perf_counter_ns()
 
     def on_chunk(self, chunk: Chunk) -> None:
@@ -72,23 +87,32 @@ class StreamRecorder:
         chunk_ns = [t - sent for t in self.chunk_ns]
         request = self.request
         return RequestRecord(
-            id=request.request_id, prompt_tokens=request.num_prompt_tokens,
+            id=request.request_id,
+            prompt_tokens=request.num_prompt_tokens,
             target_output_tokens=request.max_output_tokens,
             prompt_chars=len(request.prompt_text) if request.prompt_text is not None else None,
-            sent_ns=sent - self.origin_ns, end_ns=end_ns - sent, chunk_ns=chunk_ns, chunk_tokens=self.chunk_tokens,
-            output_tokens=sum(self.chunk_tokens), error=error, finish_reason=self.meta.get("finish_reason"),
-            prompt_tokens_reported=self.meta.get("num_prompt_tokens"), output_chars=self._output_chars(decode),
+            sent_ns=sent - self.origin_ns,
+            end_ns=end_ns - sent,
+            chunk_ns=chunk_ns,
+            chunk_tokens=self.chunk_tokens,
+            output_tokens=sum(self.chunk_tokens),
+            error=error,
+            finish_reason=self.meta.get("finish_reason"),
+            prompt_tokens_reported=self.meta.get("num_prompt_tokens"),
+            output_chars=self._output_chars(decode),
             cached_tokens=self.meta.get("num_cached_tokens"),
             engine=engine_side(self.meta.get("engine_metrics"), sent, chunk_ns[0] if chunk_ns else None),
-            scheduled_ns=self.scheduled_ns, tags=dict(request.tags) if request.tags else None,
+            scheduled_ns=self.scheduled_ns,
+            tags=dict(request.tags) if request.tags else None,
             output_ids=self.output_ids if any(key == "turn" for key, _ in request.tags) else None,
-            logprob_tokens=self.meta.get("num_logprob_tokens"), reasoning_tokens=self.reasoning_tokens,
+            logprob_tokens=self.meta.get("num_logprob_tokens"),
+            reasoning_tokens=self.reasoning_tokens,
             first_answer_ns=self.answer_ns - sent if self.answer_ns is not None else None,
             structured=self._structured(decode) if request.constraint is not None else None,
             chunk_sequence=self.chunk_sequence,
             output_digest=output_digest(self.output_ids) if self.output_ids else None,
             output_fingerprint=output_fingerprint(self.output_ids) if self.output_ids else None,
-        )  # fmt: skip
+        )
 
     def _structured(self, decode: Callable[[list[int]], str] | None) -> dict[str, Any]:
         """The constraint's name and the output as text (checked after the cell, off the hot path)."""
@@ -104,17 +128,24 @@ class StreamRecorder:
         return len("".join(self.texts)) if self.texts else None
 
 
-def batch_records(requests: tuple[Request, ...], outputs: list, sent_ns: int, end_ns: int, error: str | None) -> list[RequestRecord]:
+def batch_records(
+    requests: tuple[Request, ...], outputs: list, sent_ns: int, end_ns: int, error: str | None
+) -> list[RequestRecord]:
     """Records of one offline batch (`outputs`: BatchOutput per request): every request shares the batch's
     send and end (perf_counter_ns), and has no chunks."""
     records = []
     for index, request in enumerate(requests):
         out = outputs[index] if index < len(outputs) else None
         record = RequestRecord(
-            id=request.request_id, prompt_tokens=request.num_prompt_tokens, target_output_tokens=request.max_output_tokens,
-            prompt_chars=len(request.prompt_text) if request.prompt_text is not None else None, sent_ns=0,
-            end_ns=end_ns - sent_ns, error=error or (None if out else "engine returned no output"), timing="batch",
-        )  # fmt: skip
+            id=request.request_id,
+            prompt_tokens=request.num_prompt_tokens,
+            target_output_tokens=request.max_output_tokens,
+            prompt_chars=len(request.prompt_text) if request.prompt_text is not None else None,
+            sent_ns=0,
+            end_ns=end_ns - sent_ns,
+            error=error or (None if out else "engine returned no output"),
+            timing="batch",
+        )
         if out is not None:
             record.output_tokens = out.num_output_tokens
             record.finish_reason = out.finish_reason

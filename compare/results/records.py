@@ -3,10 +3,10 @@
 Times are integer nanoseconds on the harness's `perf_counter` clock. `sent_ns` is the send time as an
 offset from the start of the cell's loop; in open loop `scheduled_ns` is when the request was due (same
 origin), and TTFT and E2E are measured from it, so a load generator that falls behind cannot hide the
-queueing it caused (coordinated omission); `send_lag_ns` is the difference. `chunk_ns` (one receipt time per chunk that carried tokens)
-and `end_ns` (end of stream) are offsets from the send. `chunk_tokens[i]` tokens arrived in chunk i.
-Chunks are the raw form: tokens of one chunk share its receipt time, and nothing is expanded per token
-unless a caller asks for `token_ns`. Batch records (offline engines) have no chunks: `output_tokens`
+queueing it caused (coordinated omission); `send_lag_ns` is the difference. `chunk_ns` (one receipt time per
+chunk that carried tokens) and `end_ns` (end of stream) are offsets from the send. `chunk_tokens[i]` tokens
+arrived in chunk i. Chunks are the raw form: tokens of one chunk share its receipt time, and nothing is expanded
+per token unless a caller asks for `token_ns`. Batch records (offline engines) have no chunks: `output_tokens`
 is the engine's count and `timing` is "batch".
 """
 
@@ -85,7 +85,9 @@ class RequestRecord:
     def tpot_ms(self) -> float | None:
         """(t_last - t_first) / (n - 1): the first and last token times are the first and last chunks'. With n > 1
         sequences, the mean of each sequence's own."""
-        values = [(ns[-1] - ns[0]) / (sum(tokens) - 1) / NS_PER_MS for ns, tokens in self.sequences() if sum(tokens) > 1]
+        values = [
+            (ns[-1] - ns[0]) / (sum(tokens) - 1) / NS_PER_MS for ns, tokens in self.sequences() if sum(tokens) > 1
+        ]
         return sum(values) / len(values) if values else None
 
     @property
@@ -119,21 +121,39 @@ class RequestRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "ok": self.ok, "error": self.error, "finish_reason": self.finish_reason,
-            "prompt_tokens": self.prompt_tokens, "prompt_tokens_reported": self.prompt_tokens_reported,
-            "prompt_chars": self.prompt_chars, "target_output_tokens": self.target_output_tokens,
-            "output_tokens": self.output_tokens, "output_chars": self.output_chars, "cached_tokens": self.cached_tokens,
-            "sent_ns": self.sent_ns, "end_ns": self.end_ns, "chunk_ns": self.chunk_ns, "chunk_tokens": self.chunk_tokens,
-            "engine": self.engine, "timing": self.timing, "scheduled_ns": self.scheduled_ns,
+            "id": self.id,
+            "ok": self.ok,
+            "error": self.error,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_reported": self.prompt_tokens_reported,
+            "prompt_chars": self.prompt_chars,
+            "target_output_tokens": self.target_output_tokens,
+            "output_tokens": self.output_tokens,
+            "output_chars": self.output_chars,
+            "cached_tokens": self.cached_tokens,
+            "sent_ns": self.sent_ns,
+            "end_ns": self.end_ns,
+            "chunk_ns": self.chunk_ns,
+            "chunk_tokens": self.chunk_tokens,
+            "engine": self.engine,
+            "timing": self.timing,
+            "scheduled_ns": self.scheduled_ns,
             **({"tags": self.tags} if self.tags else {}),
             **({"logprob_tokens": self.logprob_tokens} if self.logprob_tokens is not None else {}),
-            **({"reasoning_tokens": self.reasoning_tokens, "first_answer_ns": self.first_answer_ns}
-               if self.reasoning_tokens is not None else {}),
+            **(
+                {"reasoning_tokens": self.reasoning_tokens, "first_answer_ns": self.first_answer_ns}
+                if self.reasoning_tokens is not None
+                else {}
+            ),
             **({"structured": self.structured} if self.structured is not None else {}),
             **({"chunk_sequence": self.chunk_sequence} if self.chunk_sequence else {}),
-            **({"output_digest": self.output_digest, "output_fingerprint": self.output_fingerprint}
-               if self.output_digest is not None else {}),
-        }  # fmt: skip
+            **(
+                {"output_digest": self.output_digest, "output_fingerprint": self.output_fingerprint}
+                if self.output_digest is not None
+                else {}
+            ),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:
@@ -147,17 +167,32 @@ class RequestRecord:
                 chunk_ns.append(token_ns[index])
                 index += size
         return cls(
-            id=data["id"], prompt_tokens=data["prompt_tokens"], target_output_tokens=data["target_output_tokens"],
-            prompt_chars=data.get("prompt_chars"), sent_ns=data["sent_ns"], end_ns=data.get("end_ns"),
-            chunk_ns=chunk_ns, chunk_tokens=chunk_tokens, output_tokens=data["output_tokens"],
+            id=data["id"],
+            prompt_tokens=data["prompt_tokens"],
+            target_output_tokens=data["target_output_tokens"],
+            prompt_chars=data.get("prompt_chars"),
+            sent_ns=data["sent_ns"],
+            end_ns=data.get("end_ns"),
+            chunk_ns=chunk_ns,
+            chunk_tokens=chunk_tokens,
+            output_tokens=data["output_tokens"],
             error=None if data.get("ok", True) else data.get("error") or "failed",
-            finish_reason=data.get("finish_reason"), prompt_tokens_reported=data.get("prompt_tokens_reported"),
-            output_chars=data.get("output_chars"), cached_tokens=data.get("cached_tokens"), engine=data.get("engine"),
-            timing=data.get("timing", "stream"), scheduled_ns=data.get("scheduled_ns"), tags=data.get("tags"),
-            logprob_tokens=data.get("logprob_tokens"), reasoning_tokens=data.get("reasoning_tokens"),
-            first_answer_ns=data.get("first_answer_ns"), structured=data.get("structured"), chunk_sequence=data.get("chunk_sequence"),
-            output_digest=data.get("output_digest"), output_fingerprint=data.get("output_fingerprint"),
-        )  # fmt: skip
+            finish_reason=data.get("finish_reason"),
+            prompt_tokens_reported=data.get("prompt_tokens_reported"),
+            output_chars=data.get("output_chars"),
+            cached_tokens=data.get("cached_tokens"),
+            engine=data.get("engine"),
+            timing=data.get("timing", "stream"),
+            scheduled_ns=data.get("scheduled_ns"),
+            tags=data.get("tags"),
+            logprob_tokens=data.get("logprob_tokens"),
+            reasoning_tokens=data.get("reasoning_tokens"),
+            first_answer_ns=data.get("first_answer_ns"),
+            structured=data.get("structured"),
+            chunk_sequence=data.get("chunk_sequence"),
+            output_digest=data.get("output_digest"),
+            output_fingerprint=data.get("output_fingerprint"),
+        )
 
 
 def itl_samples_ns(chunk_ns: list[int], chunk_tokens: list[int]) -> np.ndarray:

@@ -90,7 +90,9 @@ def load(path: Path) -> dict[str, Any]:
         cell["warmups"] = [RequestRecord.from_json(r) for r in cell.get("warmups") or []]
     if "variant" not in doc:  # schema 1: the run's name (X-http, X-batch) is the file name's first part
         run_name = Path(path).name.split("_")[0]
-        doc["variant"] = variant_from_name(run_name if run_name.endswith(tuple(VARIANT_SUFFIXES)) else doc["engine"]["name"])
+        doc["variant"] = variant_from_name(
+            run_name if run_name.endswith(tuple(VARIANT_SUFFIXES)) else doc["engine"]["name"]
+        )
     return doc
 
 

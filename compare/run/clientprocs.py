@@ -29,7 +29,6 @@ from engines.base import Request
 START_MARGIN_NS = 50_000_000  # the origin lies this far after "run", so every worker is waiting when it comes
 
 
-
 @dataclass(frozen=True)
 class ClientPlan:
     """The measured part of a cell, as the coordinator hands it out (a CellPlan reduced to what workers need)."""
@@ -51,7 +50,9 @@ class ClientOutcome:
 
 def client_plan(plan, timeout_s: float) -> ClientPlan:
     """A cell's CellPlan (workloads/cellplan.py) reduced to its measured requests and their schedule."""
-    return ClientPlan(plan.requests, plan.spec.concurrency, plan.arrivals_ns, timeout_s, plan.conversations, plan.spec.cell_id)
+    return ClientPlan(
+        plan.requests, plan.spec.concurrency, plan.arrivals_ns, timeout_s, plan.conversations, plan.spec.cell_id
+    )
 
 
 class ClientWorker:
@@ -87,12 +88,16 @@ class ClientWorker:
         wall_s = (perf_counter_ns() - wall0) / 1e9
         cpu_s, thread_s, waited = time.process_time() - cpu0, time.thread_time() - thread0, waited_ns()
         lags = sorted(record.send_lag_ns for _, record in indexed if record.scheduled_ns is not None)
-        stats = {"requests": len(indexed), "concurrency": share.concurrency, "wall_s": wall_s,
-                 "process_cpu_share": cpu_s / wall_s if wall_s else None,
-                 "loop_thread_cpu_share": thread_s / wall_s if wall_s else None,
-                 **busy_figures(waited - waited0 if waited is not None else None, wall_s),
-                 "send_lag_ms_p50": lags[len(lags) // 2] / 1e6 if lags else None,
-                 "send_lag_ms_max": lags[-1] / 1e6 if lags else None}  # fmt: skip
+        stats = {
+            "requests": len(indexed),
+            "concurrency": share.concurrency,
+            "wall_s": wall_s,
+            "process_cpu_share": cpu_s / wall_s if wall_s else None,
+            "loop_thread_cpu_share": thread_s / wall_s if wall_s else None,
+            **busy_figures(waited - waited0 if waited is not None else None, wall_s),
+            "send_lag_ms_p50": lags[len(lags) // 2] / 1e6 if lags else None,
+            "send_lag_ms_max": lags[-1] / 1e6 if lags else None,
+        }
         return indexed, stats
 
     async def stop(self) -> None:
@@ -146,7 +151,9 @@ class LocalClientPool:
         for index in range(self.num_procs):
             ours, theirs = context.Pipe()
             cpus = [self.cpus[index % len(self.cpus)]] if self.cpus else None
-            process = context.Process(target=_process_main, args=(theirs, self.engine_args, self.tokenizer, cpus), daemon=True)
+            process = context.Process(
+                target=_process_main, args=(theirs, self.engine_args, self.tokenizer, cpus), daemon=True
+            )
             process.start()
             self.workers.append((process, ours))
         for _, conn in self.workers:
@@ -154,8 +161,14 @@ class LocalClientPool:
             if kind != "ready":
                 await self.stop()
                 raise RuntimeError(f"a client process failed to start: {payload}")
-            self.info.append({**payload, "clock": "CLOCK_MONOTONIC shared with the coordinator", "clock_offset_ns": 0,
-                              "clock_offset_uncertainty_ns": 0})  # fmt: skip
+            self.info.append(
+                {
+                    **payload,
+                    "clock": "CLOCK_MONOTONIC shared with the coordinator",
+                    "clock_offset_ns": 0,
+                    "clock_offset_uncertainty_ns": 0,
+                }
+            )
 
     async def run(self, plan: ClientPlan) -> ClientOutcome:
         """The cell over the live workers. A worker that dies mid-cell loses only its own share: those requests are
@@ -217,7 +230,9 @@ class LocalClientPool:
 def lost_answer(share: WorkerShare, where: dict[str, Any], how: str, died: str) -> tuple[list, dict[str, Any]]:
     """A dead worker's answer, made up by the coordinator: every request of its share failed, naming the worker and
     `how` it ended, and its stats saying it `died`."""
-    lost = lost_share(share, f"client worker on {where.get('host')} (pid {where.get('pid')}) {how}; its requests were lost with it")
+    lost = lost_share(
+        share, f"client worker on {where.get('host')} (pid {where.get('pid')}) {how}; its requests were lost with it"
+    )
     return lost, {"requests": len(lost), "died": died}
 
 
@@ -233,8 +248,9 @@ def merge(plan: ClientPlan, answers: list, info: list[dict[str, Any]], origin_ns
     return ClientOutcome(records, workers, origin_ns)
 
 
-async def run_client_procs(engine_args: dict[str, Any], plan: ClientPlan, num_procs: int, cpus: list[int] | None = None,
-                           tokenizer=None) -> ClientOutcome:  # fmt: skip
+async def run_client_procs(
+    engine_args: dict[str, Any], plan: ClientPlan, num_procs: int, cpus: list[int] | None = None, tokenizer=None
+) -> ClientOutcome:
     """One plan on a fresh pool (benchmarks and tests); the harness keeps its pool for a whole run."""
     pool = LocalClientPool(engine_args, num_procs, tokenizer, cpus)
     await pool.start()

@@ -36,7 +36,9 @@ class RunConfig:
     profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
     host_profile: str | None = None  # cell id, or "all": py-spy on every serving process (compare/run/hostprofile.py)
     host_profile_rate: int = 100  # py-spy samples per second and thread
-    profile_kind: str = "torch"  # the engine's profiler window: "torch" traces, or "cuda" (cudaProfilerStart/Stop, --nsys)
+    profile_kind: str = (
+        "torch"  # the engine's profiler window: "torch" traces, or "cuda" (cudaProfilerStart/Stop, --nsys)
+    )
     find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
     sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/run/sweep.py)
     ablation: str | None = None  # a named set of points (compare/run/ablations.py)
@@ -52,7 +54,9 @@ class RunConfig:
     start_together: bool = False  # every engine in its own child, started at once, released one at a time
 
 
-def load_scenarios(names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False) -> tuple[Scenario, ...]:
+def load_scenarios(
+    names: list[str], quick: bool, overrides: dict[str, Any], distinct_prompts: bool = False
+) -> tuple[Scenario, ...]:
     """Built-in names, 'all' or JSON files; `--quick` first, then the overrides (None: not given)."""
     if "all" in names:
         names = [n for n in builtin_names() if n != "smoke"]
@@ -74,11 +78,11 @@ def request_args_for(engine: str, pairs: tuple[str, ...] | list[str]) -> dict[st
     given = scoped_args(pairs, engine, REGISTRY, "--request-arg")  # `http` is a registry name too
     if not given:
         return {}
-    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
-    typed = typed_request_args(engine, given, getattr(cls, "request_keys", {}))
-    passed = engine_request_args(cls, typed, engine)
-    if passed and hasattr(cls, "check_request_args"):
-        cls.check_request_args(passed)
+    engine_class = http_engine_class() if engine == "http" else load_engine_class(engine)
+    typed = typed_request_args(engine, given, engine_class.request_keys)
+    passed = engine_request_args(engine_class, typed, engine)
+    if passed:
+        engine_class.check_request_args(passed)
     return passed
 
 
@@ -89,13 +93,15 @@ def check_constraints(engine: str, scenarios) -> None:
     kinds = {s.structured_kind for s in scenarios if any(mode != "none" for mode in s.structured)}
     if not kinds:
         return
-    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
-    takes = getattr(cls, "constraint_kinds", ())
+    engine_class = http_engine_class() if engine == "http" else load_engine_class(engine)
+    takes = engine_class.constraint_kinds
     missing = sorted(kinds - set(takes))
     if missing:
-        raise UsageError(f"engine {engine!r} takes no {missing[0]} constraints (structured output)"
-                         f"{'; it takes ' + ', '.join(takes) if takes else ''}; vllm and sglang take json, regex and "
-                         "choice, llamacpp json and choice")  # fmt: skip
+        raise UsageError(
+            f"engine {engine!r} takes no {missing[0]} constraints (structured output)"
+            f"{'; it takes ' + ', '.join(takes) if takes else ''}; vllm and sglang take json, regex and "
+            "choice, llamacpp json and choice"
+        )
 
 
 def check_lora(engine: str, scenarios) -> None:
@@ -104,10 +110,12 @@ def check_lora(engine: str, scenarios) -> None:
 
     if not any(s.lora_adapters for s in scenarios):
         return
-    cls = http_engine_class() if engine == "http" else load_engine_class(engine)
-    if not getattr(cls, "serves_lora", False):
-        raise UsageError(f"engine {engine!r} serves no LoRA adapters here; multi-LoRA runs on vllm (in-process), sglang, "
-                         "their HTTP servers, and null (a fake); drop lora_adapters")  # fmt: skip
+    engine_class = http_engine_class() if engine == "http" else load_engine_class(engine)
+    if not engine_class.serves_lora:
+        raise UsageError(
+            f"engine {engine!r} serves no LoRA adapters here; multi-LoRA runs on vllm (in-process), sglang, "
+            "their HTTP servers, and null (a fake); drop lora_adapters"
+        )
 
 
 def http_engine_class():

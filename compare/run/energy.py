@@ -54,8 +54,9 @@ def nvml_counter() -> EnergyCounter | str:
     def read_j() -> list[float]:
         return [pynvml.nvmlDeviceGetTotalEnergyConsumption(h) / 1e3 for h in handles]
 
-    return EnergyCounter("nvml total energy counter", [f"gpu{i} {n}" for i, n in enumerate(names)], read_j,
-                         [None] * len(handles))  # fmt: skip
+    return EnergyCounter(
+        "nvml total energy counter", [f"gpu{i} {n}" for i, n in enumerate(names)], read_j, [None] * len(handles)
+    )
 
 
 def rapl_counter(root: Path = POWERCAP) -> EnergyCounter | str:
@@ -89,8 +90,10 @@ def energy_counters() -> dict[str, EnergyCounter | str]:
 
 def describe(counters: dict[str, EnergyCounter | str]) -> dict[str, str]:
     """For the results header: each source's method and devices, or `unavailable (reason)`."""
-    return {name: f"unavailable ({c})" if isinstance(c, str) else f"{c.method}: {', '.join(c.devices)}"
-            for name, c in counters.items()}  # fmt: skip
+    return {
+        name: f"unavailable ({c})" if isinstance(c, str) else f"{c.method}: {', '.join(c.devices)}"
+        for name, c in counters.items()
+    }
 
 
 class EnergyMeter:
@@ -120,9 +123,14 @@ class EnergyMeter:
                 out[name] = {"available": False, "reason": reason}
                 continue
             spent = counter.spent_j(before, after)
-            out[name] = {"available": True, "method": counter.method, "devices": counter.devices, "joules": sum(spent),
-                         "per_device_joules": spent,
-                         "mean_power_w": sum(spent) / (self.window_ns / 1e9) if self.window_ns else None}  # fmt: skip
+            out[name] = {
+                "available": True,
+                "method": counter.method,
+                "devices": counter.devices,
+                "joules": sum(spent),
+                "per_device_joules": spent,
+                "mean_power_w": sum(spent) / (self.window_ns / 1e9) if self.window_ns else None,
+            }
         return out
 
 
@@ -140,7 +148,11 @@ def energy_per_work(energy: dict[str, Any], output_tokens: int, num_requests: in
     out = dict(energy)
     for name, source in energy.items():
         if isinstance(source, dict) and source.get("available"):
-            out[name] = {**source, "output_tokens": output_tokens, "num_requests": num_requests,
-                         "j_per_output_token": source["joules"] / output_tokens if output_tokens else None,
-                         "j_per_request": source["joules"] / num_requests if num_requests else None}  # fmt: skip
+            out[name] = {
+                **source,
+                "output_tokens": output_tokens,
+                "num_requests": num_requests,
+                "j_per_output_token": source["joules"] / output_tokens if output_tokens else None,
+                "j_per_request": source["joules"] / num_requests if num_requests else None,
+            }
     return out

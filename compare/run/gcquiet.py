@@ -59,6 +59,11 @@ class GcQuiet:
     def result(self) -> dict[str, Any]:
         durations_ms = [ns / 1e6 for _, ns in self.pauses_ns]
         by_generation = dict(Counter(str(generation) for generation, _ in self.pauses_ns))
-        return {"policy": self.policy, "frozen_objects": self.frozen_objects, "collections": len(durations_ms),
-                "total_ms": sum(durations_ms), "max_ms": max(durations_ms, default=0.0),
-                "by_generation": by_generation}  # fmt: skip
+        return {
+            "policy": self.policy,
+            "frozen_objects": self.frozen_objects,
+            "collections": len(durations_ms),
+            "total_ms": sum(durations_ms),
+            "max_ms": max(durations_ms, default=0.0),
+            "by_generation": by_generation,
+        }

@@ -36,7 +36,9 @@ def nvml_reader() -> tuple[Callable[[], list[Reading]] | None, dict[str, Any]]:
                 power_w = pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
             except Exception:
                 power_w = float("nan")
-            readings.append({"memory_used_mib": memory.used / 2**20, "utilization_pct": float(util.gpu), "power_w": power_w})
+            readings.append(
+                {"memory_used_mib": memory.used / 2**20, "utilization_pct": float(util.gpu), "power_w": power_w}
+            )
         return readings
 
     return read, {"available": True, "num_gpus": count}
@@ -84,13 +86,15 @@ def summarize_samples(samples: list[tuple[int, list[Reading]]]) -> dict[str, Any
         memory = [s[1][index]["memory_used_mib"] for s in samples]
         util = [s[1][index]["utilization_pct"] for s in samples]
         power = [s[1][index]["power_w"] for s in samples if s[1][index]["power_w"] == s[1][index]["power_w"]]
-        per_gpu.append({
-            "gpu": index,
-            "memory_used_mib_peak": max(memory),
-            "memory_used_mib_mean": sum(memory) / len(memory),
-            "utilization_pct_mean": sum(util) / len(util),
-            "power_w_mean": sum(power) / len(power) if power else None,
-        })  # fmt: skip
+        per_gpu.append(
+            {
+                "gpu": index,
+                "memory_used_mib_peak": max(memory),
+                "memory_used_mib_mean": sum(memory) / len(memory),
+                "utilization_pct_mean": sum(util) / len(util),
+                "power_w_mean": sum(power) / len(power) if power else None,
+            }
+        )
     return {"num_samples": len(samples), "per_gpu": per_gpu, "total": _totals(samples, per_gpu)}
 
 

@@ -39,15 +39,33 @@ def py_spy_binary() -> str:
 
 
 def py_spy_argv(binary: str, pid: int, rate_hz: int, output: Path) -> list[str]:
-    return [binary, "record", "--pid", str(pid), "--rate", str(rate_hz), "--format", "speedscope", "--output",
-            str(output), "--idle", "--nonblocking", "--full-filenames"]  # fmt: skip
+    return [
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        str(rate_hz),
+        "--format",
+        "speedscope",
+        "--output",
+        str(output),
+        "--idle",
+        "--nonblocking",
+        "--full-filenames",
+    ]
 
 
 class HostProfiler:
     """An async context manager around the measured part of one cell; `result` holds what it found."""
 
-    def __init__(self, out_dir: Path, rate_hz: int = DEFAULT_RATE_HZ, anatomy: dict[str, Any] | None = None,
-                 harness_pid: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        out_dir: Path,
+        rate_hz: int = DEFAULT_RATE_HZ,
+        anatomy: dict[str, Any] | None = None,
+        harness_pid: int | None = None,
+    ):
         self.out_dir, self.rate_hz = out_dir, rate_hz
         self.anatomy = anatomy or {}
         self.harness_pid = harness_pid or os.getpid()
@@ -61,11 +79,16 @@ class HostProfiler:
         processes, self._left_out = serving_processes(self.harness_pid, self.anatomy.get("roles", ()))
         for process in processes:
             output = self.out_dir / f"{process.label}.speedscope.json"
-            spy = await asyncio.create_subprocess_exec(*py_spy_argv(self.binary, process.pid, self.rate_hz, output),
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)  # fmt: skip
+            spy = await asyncio.create_subprocess_exec(
+                *py_spy_argv(self.binary, process.pid, self.rate_hz, output),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             self._running.append((process, spy, output))
         ready = await asyncio.gather(*(self._ready(spy) for _, spy, _ in self._running))
-        self._failed = [{"role": p.role, "pid": p.pid, "error": error} for (p, _, _), error in zip(self._running, ready) if error]
+        self._failed = [
+            {"role": p.role, "pid": p.pid, "error": error} for (p, _, _), error in zip(self._running, ready) if error
+        ]
         self._running = [running for running, error in zip(self._running, ready) if not error]
         self._cpu0 = {p.pid: cpu_seconds(p.pid) for p, _, _ in self._running}
         self._threads0 = {p.pid: thread_cpu_seconds(p.pid) for p, _, _ in self._running}
@@ -100,10 +123,16 @@ class HostProfiler:
                 spy.send_signal(signal.SIGINT)
         await asyncio.gather(*(self._finish(spy) for _, spy, _ in self._running))
         rule_list = rules(self.anatomy.get("phases", ()))
-        processes = [self._summary(process, output, wall_s, cpu[process.pid], spy_cpu[spy.pid], rule_list, threads[process.pid])
-                     for process, spy, output in self._running]  # fmt: skip
-        self.result = {"sampler": {"tool": "py-spy", "rate_hz": self.rate_hz, "flags": ["--idle", "--nonblocking"]},
-                       "wall_s": wall_s, "processes": processes + self._failed, "not_sampled": self._left_out}  # fmt: skip
+        processes = [
+            self._summary(process, output, wall_s, cpu[process.pid], spy_cpu[spy.pid], rule_list, threads[process.pid])
+            for process, spy, output in self._running
+        ]
+        self.result = {
+            "sampler": {"tool": "py-spy", "rate_hz": self.rate_hz, "flags": ["--idle", "--nonblocking"]},
+            "wall_s": wall_s,
+            "processes": processes + self._failed,
+            "not_sampled": self._left_out,
+        }
 
     async def _finish(self, spy: asyncio.subprocess.Process) -> None:
         try:
@@ -114,20 +143,37 @@ class HostProfiler:
             spy.kill()
             await spy.wait()
 
-    def _summary(self, process: ServingProcess, output: Path, wall_s: float, cpu_s: float | None, spy_cpu_s: float | None,
-                 rule_list, thread_cpu_s: dict[int, float]) -> dict[str, Any]:  # fmt: skip
-        entry: dict[str, Any] = {"role": process.role, "pid": process.pid, "cmdline": process.cmdline,
-                                 "profile_file": output.name, "wall_s": wall_s,
-                                 "cpu_share": cpu_s / wall_s if cpu_s is not None and wall_s else None,
-                                 "sampler_cpu_share": spy_cpu_s / wall_s if spy_cpu_s is not None and wall_s else None}  # fmt: skip
+    def _summary(
+        self,
+        process: ServingProcess,
+        output: Path,
+        wall_s: float,
+        cpu_s: float | None,
+        spy_cpu_s: float | None,
+        rule_list,
+        thread_cpu_s: dict[int, float],
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "role": process.role,
+            "pid": process.pid,
+            "cmdline": process.cmdline,
+            "profile_file": output.name,
+            "wall_s": wall_s,
+            "cpu_share": cpu_s / wall_s if cpu_s is not None and wall_s else None,
+            "sampler_cpu_share": spy_cpu_s / wall_s if spy_cpu_s is not None and wall_s else None,
+        }
         try:
             thread_cpu_share = {tid: seconds / wall_s for tid, seconds in thread_cpu_s.items()} if wall_s else {}
             summary = profile_summary(json.loads(output.read_text()), rule_list, thread_cpu_share)
         except (OSError, ValueError, KeyError) as exc:
             return {**entry, "error": f"no profile from py-spy: {type(exc).__name__}: {exc}"}
         expected = wall_s * self.rate_hz
-        return {**entry, **summary, "expected_samples": expected,
-                "sampler_kept_up": summary["samples"] / expected if expected else None}  # fmt: skip
+        return {
+            **entry,
+            **summary,
+            "expected_samples": expected,
+            "sampler_kept_up": summary["samples"] / expected if expected else None,
+        }
 
 
 def _delta(before: float | None, after: float | None) -> float | None:

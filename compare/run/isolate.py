@@ -59,16 +59,26 @@ class RunningChild:
         return self.process.poll()
 
 
-def start_child(argv: list[str], log_path: Path, echo: Callable[[str], None] | None = None,
-                env: dict[str, str] | None = None) -> RunningChild:  # fmt: skip
+def start_child(
+    argv: list[str], log_path: Path, echo: Callable[[str], None] | None = None, env: dict[str, str] | None = None
+) -> RunningChild:
     """Start argv in its own session, its output teed to the log (and the console); returns at once."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     gpu_before, oom_before = gpu_memory_used_mib(), oom_kills()
     tail: deque[str] = deque(maxlen=20)
     log = log_path.open("w", encoding="utf-8")
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env, text=True, errors="replace", bufsize=1,
-                             preexec_fn=interruptible)  # fmt: skip
+    child = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        preexec_fn=interruptible,
+    )
     reader = threading.Thread(target=_tee, args=(child.stdout, log, tail, echo), daemon=True)
     reader.start()
     return RunningChild(child, reader, log, log_path, tail, time.monotonic(), gpu_before, oom_before)
@@ -91,14 +101,27 @@ def finish_child(running: RunningChild, deadline_s: float | None, check_release:
         running.reader.join(timeout=5)
         running.log.close()
     elapsed_s = time.monotonic() - running.started
-    status, reason = classify(child.returncode, timed_out, deadline_s, oom_kills() - running.oom_before, list(running.tail))
-    outcome = ChildOutcome(status, reason, child.returncode, round(elapsed_s, 3), str(running.log_path), list(running.tail)[-8:])
-    outcome.gpu_memory = wait_gpu_released(running.gpu_before) if check_release else {"checked": False, "why": "other engines still hold the GPU"}
+    status, reason = classify(
+        child.returncode, timed_out, deadline_s, oom_kills() - running.oom_before, list(running.tail)
+    )
+    outcome = ChildOutcome(
+        status, reason, child.returncode, round(elapsed_s, 3), str(running.log_path), list(running.tail)[-8:]
+    )
+    outcome.gpu_memory = (
+        wait_gpu_released(running.gpu_before)
+        if check_release
+        else {"checked": False, "why": "other engines still hold the GPU"}
+    )
     return outcome
 
 
-def run_child(argv: list[str], log_path: Path, deadline_s: float | None, echo: Callable[[str], None] | None = None,
-              env: dict[str, str] | None = None) -> ChildOutcome:  # fmt: skip
+def run_child(
+    argv: list[str],
+    log_path: Path,
+    deadline_s: float | None,
+    echo: Callable[[str], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> ChildOutcome:
     """Run argv to its end (or its deadline) in its own session; see finish_child."""
     return finish_child(start_child(argv, log_path, echo, env), deadline_s)
 
@@ -109,8 +132,9 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def classify(returncode: int | None, timed_out: bool, deadline_s: float | None, new_oom_kills: int,
-             tail: list[str]) -> tuple[str, str]:  # fmt: skip
+def classify(
+    returncode: int | None, timed_out: bool, deadline_s: float | None, new_oom_kills: int, tail: list[str]
+) -> tuple[str, str]:
     error = next((line for line in reversed(tail) if line.startswith("error:")), None)
     if timed_out:
         return "deadline", f"still running after the {deadline_s:g} s deadline (--deadline): killed"
@@ -123,7 +147,10 @@ def classify(returncode: int | None, timed_out: bool, deadline_s: float | None, 
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name
         if new_oom_kills > 0:
-            return "killed", f"killed by {name}: out of memory (the kernel's OOM killer, {new_oom_kills} kill(s) in this cgroup)"
+            return (
+                "killed",
+                f"killed by {name}: out of memory (the kernel's OOM killer, {new_oom_kills} kill(s) in this cgroup)",
+            )
         return "killed", f"killed by {name}" + (" (out of memory? see dmesg)" if name == "SIGKILL" else "")
     return "failed", error or f"exit {returncode}"
 

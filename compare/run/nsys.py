@@ -32,16 +32,31 @@ def under_nsys() -> bool:
 def nsys_binary() -> str:
     found = shutil.which("nsys")
     if not found:
-        raise UsageError("--nsys needs Nsight Systems' `nsys` on the PATH (NVIDIA's nsight-systems package); "
-                         "without it, drop --nsys (--profile CELL gives the engine's torch trace)")  # fmt: skip
+        raise UsageError(
+            "--nsys needs Nsight Systems' `nsys` on the PATH (NVIDIA's nsight-systems package); "
+            "without it, drop --nsys (--profile CELL gives the engine's torch trace)"
+        )
     return found
 
 
 def nsys_argv(nsys: str, argv: list[str], report: Path) -> list[str]:
     """The command that reruns `python -m compare ARGV` under nsys, capturing between cudaProfilerStart and Stop."""
-    return [nsys, "profile", "--capture-range=cudaProfilerApi", "--capture-range-end=stop", "--trace=cuda,nvtx,osrt",
-            "--trace-fork-before-exec=true", "--cuda-graph-trace=node", "--force-overwrite=true", "--output",
-            str(report), sys.executable, "-m", "compare", *argv]  # fmt: skip
+    return [
+        nsys,
+        "profile",
+        "--capture-range=cudaProfilerApi",
+        "--capture-range-end=stop",
+        "--trace=cuda,nvtx,osrt",
+        "--trace-fork-before-exec=true",
+        "--cuda-graph-trace=node",
+        "--force-overwrite=true",
+        "--output",
+        str(report),
+        sys.executable,
+        "-m",
+        "compare",
+        *argv,
+    ]
 
 
 def check_nsys(cell: str | None, engines: tuple[str, ...], mode: str, profile: str | None) -> None:
@@ -54,8 +69,10 @@ def check_nsys(cell: str | None, engines: tuple[str, ...], mode: str, profile: s
         raise UsageError(f"--nsys profiles in-process engines; drop --mode {mode}")
     lacking = [name for name in engines if name not in CUDA_PROFILER_ENGINES]
     if lacking:
-        raise UsageError(f"--nsys: engine(s) {', '.join(lacking)} have no CUDA profiler window; "
-                         f"--nsys works with {', '.join(CUDA_PROFILER_ENGINES)}")  # fmt: skip
+        raise UsageError(
+            f"--nsys: engine(s) {', '.join(lacking)} have no CUDA profiler window; "
+            f"--nsys works with {', '.join(CUDA_PROFILER_ENGINES)}"
+        )
     if not under_nsys():
         nsys_binary()
 

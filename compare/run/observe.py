@@ -28,14 +28,14 @@ from engines.base import Engine
 
 
 class CellObserver:
-    def __init__(self, engine, cell_id: str, profile: str | None, profile_dir: Path):
+    def __init__(self, engine: Engine, cell_id: str, profile: str | None, profile_dir: Path):
         self.engine, self.cell_id = engine, cell_id
         self.profile_wanted = profile is not None and profile in ("", cell_id)
         self.profile_dir = profile_dir
-        self.poll_interval_s = getattr(engine, "telemetry_poll_interval_s", Engine.telemetry_poll_interval_s)  # 0: never
+        self.poll_interval_s = engine.telemetry_poll_interval_s  # 0: never
         self.polled: list[dict[str, Any]] = []
         self.poll_ns: list[int] = []  # each poll's duration, as the harness waited for it
-        self.rows_from = len(engine.telemetry_rows) if getattr(engine, "telemetry_rows", None) is not None else None
+        self.rows_from = len(engine.telemetry_rows) if engine.telemetry_rows is not None else None
         self.profiled: dict[str, Any] | None = None
         self._poller: asyncio.Task | None = None
 
@@ -70,15 +70,26 @@ class CellObserver:
             trace = await self.engine.stop_profile()
             self.profiled["trace"] = trace
             if trace and Path(trace).is_dir():
-                self.profiled["files"] = sorted(p.name for p in Path(trace).iterdir() if p.stat().st_mtime >= self.started_unix)
-        extra: dict[str, Any] = {"harness": {"wall_s": wall_s, "process_cpu_s": cpu_s, "loop_thread_cpu_s": thread_s,
-                                             "process_cpu_share": cpu_s / wall_s if wall_s else None,
-                                             "loop_thread_cpu_share": thread_s / wall_s if wall_s else None, **busy}}  # fmt: skip
+                self.profiled["files"] = sorted(
+                    p.name for p in Path(trace).iterdir() if p.stat().st_mtime >= self.started_unix
+                )
+        extra: dict[str, Any] = {
+            "harness": {
+                "wall_s": wall_s,
+                "process_cpu_s": cpu_s,
+                "loop_thread_cpu_s": thread_s,
+                "process_cpu_share": cpu_s / wall_s if wall_s else None,
+                "loop_thread_cpu_share": thread_s / wall_s if wall_s else None,
+                **busy,
+            }
+        }
         rows = self.engine.telemetry_rows[self.rows_from :] if self.rows_from is not None else self.polled
         source = "engine steps" if self.rows_from is not None else f"polled every {self.poll_interval_s * 1e3:g} ms"
         if rows and origin_ns is not None:
-            extra["telemetry"] = {"source": source, "rows": [{**row, "t_ns": row["t_ns"] - origin_ns} for row in rows
-                                                             if row["t_ns"] >= origin_ns]}  # fmt: skip
+            extra["telemetry"] = {
+                "source": source,
+                "rows": [{**row, "t_ns": row["t_ns"] - origin_ns} for row in rows if row["t_ns"] >= origin_ns],
+            }
             if self.poll_ns:
                 extra["telemetry"]["polls"] = poll_cost(self.poll_ns, self.poll_interval_s, wall_s)
         if self.profiled is not None:
@@ -90,5 +101,10 @@ def poll_cost(poll_ns: list[int], interval_s: float, wall_s: float) -> dict[str,
     """How long the harness waited on its telemetry polls over the cell: their count, p50 and max, and their
     sum as a share of the cell's wall time (what the engine spent answering them, at most, plus queueing)."""
     poll_ms = np.asarray(poll_ns, dtype=np.float64) / 1e6
-    return {"count": int(poll_ms.size), "interval_ms": interval_s * 1e3, "p50_ms": float(np.median(poll_ms)),
-            "max_ms": float(poll_ms.max()), "busy_share": float(poll_ms.sum() / 1e3 / wall_s) if wall_s else None}  # fmt: skip
+    return {
+        "count": int(poll_ms.size),
+        "interval_ms": interval_s * 1e3,
+        "p50_ms": float(np.median(poll_ms)),
+        "max_ms": float(poll_ms.max()),
+        "busy_share": float(poll_ms.sum() / 1e3 / wall_s) if wall_s else None,
+    }

@@ -22,7 +22,7 @@ from compare.run.search import search_max_rate
 from compare.run.session import RunOptions, run_scenario
 from compare.run.together import arrive
 from engines import REGISTRY, load_engine_class
-from engines.base import BatchEngine, Engine, StreamingEngine, UsageError
+from engines.base import BatchEngine, Engine, UsageError
 from workloads.lora import resolve_adapters, served_adapters
 from workloads.models import resolve_model
 from workloads.plan import check_fits, plan_scenario
@@ -58,8 +58,6 @@ def build_engines(config: RunConfig, model, adapters: tuple = ()) -> list[Engine
     for name in config.engines:
         given = engine_args_for(name, config.engine_args)
         engine = load_engine_class(name)(model, given)
-        if not isinstance(engine, (StreamingEngine, BatchEngine)):
-            raise UsageError(f"engine {name!r} implements neither StreamingEngine nor BatchEngine (engines/base.py)")
         if adapters:
             engine.use_lora(adapters)  # check_lora refused engines without it before anything was built
         if config.mode != "http":  # in HTTP mode the twin sends the requests
@@ -87,19 +85,25 @@ def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
     return twin
 
 
-async def run_one(config: RunConfig) -> int:
+async def run_point(config: RunConfig) -> int:
+    """One point of the command in this process: plan its prompts, then build, check, start and measure its engines."""
     console = Console(file=HarnessStream(), width=None if harness_out().isatty() else 200)
-    for name in config.engines:
-        load_engine_class(name)  # an unknown or missing engine fails before any model is built
     model = resolve_model(config.model, config.cache_dir)
     tokenizer = tokenizer_for(model, config)
-    adapters = {s.name: resolve_adapters(s.lora_adapters, s.lora_rank, model.path, model.cache_dir) for s in config.scenarios}
-    plans = {s.name: plan_scenario(s, tokenizer, model.max_context_tokens, adapters=adapters[s.name]) for s in config.scenarios}
+    adapters = {
+        s.name: resolve_adapters(s.lora_adapters, s.lora_rank, model.path, model.cache_dir) for s in config.scenarios
+    }
+    plans = {
+        s.name: plan_scenario(s, tokenizer, model.max_context_tokens, adapters=adapters[s.name])
+        for s in config.scenarios
+    }
     with EngineLog(None if config.verbose else engine_log_path(config.out_dir, config.engines)) as log:
-        return await _measure(config, model, tokenizer, plans, adapters, console, log)
+        return await _run_engines(config, model, tokenizer, plans, adapters, console, log)
 
 
-async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: dict, console: Console, log: EngineLog) -> int:
+async def _run_engines(
+    config: RunConfig, model, tokenizer, plans: dict, adapters: dict, console: Console, log: EngineLog
+) -> int:
     """Construct and check every engine, then start each in turn and run every scenario on it."""
     runs = build_engines(config, model, served_adapters(adapters.values()))
     for run in runs:
@@ -107,8 +111,6 @@ async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: d
         fix = f"raise it with --engine-arg {run.name}.{arg}=N" if arg else "use a longer-context model"
         for scenario in config.scenarios:
             check_fits(scenario, plans[scenario.name], limit, f"the context of engine {run.name!r}", fix)
-    if config.find_max_rate and not config.slo:
-        raise UsageError("--find-max-rate needs --slo: the search keeps the highest rate at which 99% of requests meet it")
     if config.profile is not None:
         for run in runs:  # engines that set their profiler up at start learn the folder now
             run.engine.profile_folder = str((config.out_dir / "profiles" / run.name).resolve())
@@ -116,16 +118,27 @@ async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: d
     log_path = log.keep()  # every input checked: from here on the engines' output has a file
     if log_path is not None:
         console.print(f"engine log: {log_path} (--verbose shows it live)", highlight=False, markup=False)
-    options = RunOptions(out_dir=config.out_dir, quick=config.quick, show_progress=config.show_progress, slo=config.slo,
-                         profile=config.profile, host_profile=config.host_profile,
-                         host_profile_rate=config.host_profile_rate)  # fmt: skip
+    options = RunOptions(
+        out_dir=config.out_dir,
+        quick=config.quick,
+        show_progress=config.show_progress,
+        slo=config.slo,
+        profile=config.profile,
+        host_profile=config.host_profile,
+        host_profile_rate=config.host_profile_rate,
+    )
     failures, finished = 0, []
     for run in runs:
         previous = {s.name: _previous(config, run, s, model.spec) for s in config.scenarios}
-        todo = [s for s in config.scenarios if not (previous[s.name] and previous[s.name][1].get("status") == "complete")]
+        todo = [
+            s for s in config.scenarios if not (previous[s.name] and previous[s.name][1].get("status") == "complete")
+        ]
         for scenario in [s for s in config.scenarios if s not in todo]:
-            console.print(f"== {run.name} / {scenario.name}: complete in {previous[scenario.name][0]}, skipped (--resume)",
-                          highlight=False, markup=False)  # fmt: skip
+            console.print(
+                f"== {run.name} / {scenario.name}: complete in {previous[scenario.name][0]}, skipped (--resume)",
+                highlight=False,
+                markup=False,
+            )
         if not todo:
             continue
         try:
@@ -133,7 +146,11 @@ async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: d
             await run.engine.start()
             run.start_s = time.perf_counter() - started
             if config.start_barrier is not None:  # up: wait for this engine's turn (compare/run/together.py)
-                console.print(f"== {run.name}: started in {run.start_s:.1f} s; waiting at the start barrier", highlight=False, markup=False)
+                console.print(
+                    f"== {run.name}: started in {run.start_s:.1f} s; waiting at the start barrier",
+                    highlight=False,
+                    markup=False,
+                )
                 info = {"engine_start_s": round(run.start_s, 3), "kv_capacity_tokens": run.engine.kv_capacity_tokens()}
                 run.start_together = await arrive(config.start_barrier, run.name, info)
         except UsageError:
@@ -149,16 +166,33 @@ async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: d
             for scenario in todo:
                 console.print(f"== {run.name} / {scenario.name} on {model.spec}", highlight=False, markup=False)
                 if scenario.kv_pressure:  # the working set is sized against this engine's KV cache, known now
-                    plans[scenario.name] = replan_for_pressure(run, scenario, tokenizer, console, adapters[scenario.name])
+                    plans[scenario.name] = replan_for_pressure(
+                        run, scenario, tokenizer, console, adapters[scenario.name]
+                    )
                 try:
                     if config.find_max_rate:
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
                         continue
-                    results = await run_scenario(run.name, run.engine, model, scenario, plans[scenario.name], tokenizer,
-                                                 options, console, run.variant, previous[scenario.name], clients,
-                                                 run.start_s, run.start_together)  # fmt: skip
+                    results = await run_scenario(
+                        run.name,
+                        run.engine,
+                        model,
+                        scenario,
+                        plans[scenario.name],
+                        tokenizer,
+                        options,
+                        console,
+                        run.variant,
+                        previous[scenario.name],
+                        clients,
+                        run.start_s,
+                        run.start_together,
+                    )
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
-                    print(f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}", file=harness_err())
+                    print(
+                        f"error: engine {run.name!r} failed on {scenario.name!r}: {type(exc).__name__}: {exc}",
+                        file=harness_err(),
+                    )
                     failures += 1
                     continue
                 finished.append(results)
@@ -166,8 +200,11 @@ async def _measure(config: RunConfig, model, tokenizer, plans: dict, adapters: d
                 console.print(f"results: {results.path}", highlight=False, markup=False)
                 failed = sum(c["summary"]["num_requests"] - c["summary"]["num_ok"] for c in results.doc["cells"])
                 if failed and not config.allow_failures:
-                    print(f"error: {failed} request(s) of {run.name!r} on {scenario.name!r} failed (errors in "
-                          f"{results.path}); exit 1 (--allow-failures: exit 0)", file=harness_err())  # fmt: skip
+                    print(
+                        f"error: {failed} request(s) of {run.name!r} on {scenario.name!r} failed (errors in "
+                        f"{results.path}); exit 1 (--allow-failures: exit 0)",
+                        file=harness_err(),
+                    )
                     failures += 1
         finally:
             if clients is not None:
@@ -186,9 +223,14 @@ async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
 
     if not isinstance(run.engine, HttpCompletionsEngine) or (config.client_procs <= 1 and not config.ray):
         return None
-    engine = run.engine
-    worker_args = {"endpoint": engine.base_url, "server": engine.args["server"], "api_key_env": engine.args["api_key_env"],
-                   "max_connections": engine.args["max_connections"], "request_args": engine.request_args}  # fmt: skip
+    http_engine = run.engine  # an HttpCompletionsEngine: its endpoint and server, beyond the contract
+    worker_args = {
+        "endpoint": http_engine.base_url,
+        "server": http_engine.args["server"],
+        "api_key_env": http_engine.args["api_key_env"],
+        "max_connections": http_engine.args["max_connections"],
+        "request_args": http_engine.request_args,
+    }
     if config.ray:
         from compare.run.rayclients import RayClientPool
 
@@ -196,20 +238,31 @@ async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
     else:
         pool = LocalClientPool(worker_args, config.client_procs, tokenizer)
     await pool.start()
-    console.print(f"clients: {config.client_procs} worker(s) as {pool.placement} against {engine.base_url}",
-                  highlight=False, markup=False)  # fmt: skip
+    console.print(
+        f"clients: {config.client_procs} worker(s) as {pool.placement} against {http_engine.base_url}",
+        highlight=False,
+        markup=False,
+    )
     return pool
 
 
 def replan_for_pressure(run: EngineRun, scenario, tokenizer, console, adapters: tuple = ()) -> list:
     capacity = run.engine.kv_capacity_tokens()
     if not capacity:
-        raise UsageError(f"scenario {scenario.name!r} sets kv_pressure, but engine {run.name!r} does not report its KV "
-                         "capacity; drop kv_pressure and set num_groups")  # fmt: skip
-    plans = plan_scenario(scenario, tokenizer, run.engine.max_context_tokens, kv_capacity_tokens=capacity, adapters=adapters)
+        raise UsageError(
+            f"scenario {scenario.name!r} sets kv_pressure, but engine {run.name!r} does not report its KV "
+            "capacity; drop kv_pressure and set num_groups"
+        )
+    plans = plan_scenario(
+        scenario, tokenizer, run.engine.max_context_tokens, kv_capacity_tokens=capacity, adapters=adapters
+    )
     groups = plans[0].traffic["num_groups"]
-    console.print(f"kv_pressure {scenario.kv_pressure:g}: KV capacity {capacity} tokens -> {groups} groups x "
-                  f"{scenario.shared_prefix_tokens}-token prefixes", highlight=False, markup=False)  # fmt: skip
+    console.print(
+        f"kv_pressure {scenario.kv_pressure:g}: KV capacity {capacity} tokens -> {groups} groups x "
+        f"{scenario.shared_prefix_tokens}-token prefixes",
+        highlight=False,
+        markup=False,
+    )
     return plans
 
 

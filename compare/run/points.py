@@ -34,8 +34,13 @@ class Point:
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{self.engine}-{self.mode}-{self.label}")[:120]
 
     def to_json(self) -> dict:
-        return {"label": self.label, "engine": self.engine, "engine_args": list(self.engine_args), "mode": self.mode,
-                **({"request_args": list(self.request_args)} if self.request_args else {})}
+        return {
+            "label": self.label,
+            "engine": self.engine,
+            "engine_args": list(self.engine_args),
+            "mode": self.mode,
+            **({"request_args": list(self.request_args)} if self.request_args else {}),
+        }
 
 
 REQUEST_PREFIX = "request."  # --sweep request.temperature=0,0.8: a request feature, not an engine arg
@@ -73,8 +78,10 @@ def ablation_points(name: str, engines: tuple[str, ...] | None) -> tuple[list[Po
         raise UsageError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)} (python -m compare --list)")
     ablation = ABLATIONS[name]
     if engines and set(engines) - set(ablation.engines):
-        raise UsageError(f"ablation {name!r} runs {', '.join(ablation.engines)}; drop --engine "
-                         f"{' '.join(sorted(set(engines) - set(ablation.engines)))} or pick another set")  # fmt: skip
+        raise UsageError(
+            f"ablation {name!r} runs {', '.join(ablation.engines)}; drop --engine "
+            f"{' '.join(sorted(set(engines) - set(ablation.engines)))} or pick another set"
+        )
     points = []
     for label, engine, pairs, mode in ablation.points:
         engine_pairs, request_pairs = scoped_pairs(engine, pairs)
@@ -85,11 +92,13 @@ def ablation_points(name: str, engines: tuple[str, ...] | None) -> tuple[list[Po
 def scoped_pairs(engine: str, pairs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """K=V pairs scoped to `engine`, split into engine args and request args (`request.K=V`)."""
     engine_pairs = tuple(f"{engine}.{p}" for p in pairs if not p.startswith(REQUEST_PREFIX))
-    request_pairs = tuple(f"{engine}.{p[len(REQUEST_PREFIX):]}" for p in pairs if p.startswith(REQUEST_PREFIX))
+    request_pairs = tuple(f"{engine}.{p[len(REQUEST_PREFIX) :]}" for p in pairs if p.startswith(REQUEST_PREFIX))
     return engine_pairs, request_pairs
 
 
-def points_for(engines: tuple[str, ...], sweeps: tuple[str, ...], ablation: str | None, mode: str) -> tuple[list[Point], str]:
+def points_for(
+    engines: tuple[str, ...], sweeps: tuple[str, ...], ablation: str | None, mode: str
+) -> tuple[list[Point], str]:
     """The run's points and the question they answer; a plain run is one baseline point per engine."""
     if ablation and sweeps:
         raise UsageError("give --ablation NAME or --sweep KEY=V1,V2, not both")
@@ -97,5 +106,7 @@ def points_for(engines: tuple[str, ...], sweeps: tuple[str, ...], ablation: str 
         return ablation_points(ablation, engines)
     modes = ("inprocess", "http") if mode == "both" else (mode,)
     points = [p for m in modes for p in grid(engines, sweeps, m)]
-    question = "how do " + ", ".join(parse_sweep(s)[1] for s in sweeps) + " change latency and throughput?" if sweeps else ""
+    question = (
+        "how do " + ", ".join(parse_sweep(s)[1] for s in sweeps) + " change latency and throughput?" if sweeps else ""
+    )
     return points, question

@@ -38,7 +38,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UsageError("--ray needs the ray package: pip install -e '.[ray]' (or pip install 'ray[default]')") from None
+        raise UsageError(
+            "--ray needs the ray package: pip install -e '.[ray]' (or pip install 'ray[default]')"
+        ) from None
     return ray
 
 
@@ -50,15 +52,23 @@ def check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise UsageError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
-                         "`ray start --head` or use --ray auto") from None  # fmt: skip
+        raise UsageError(
+            f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head` or use --ray auto"
+        ) from None
 
 
 class RayClientPool:
     placement = "ray"
 
-    def __init__(self, engine_args: dict[str, Any], num_workers: int, address: str, tokenizer=None,
-                 clock_skews_ns: list[int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        engine_args: dict[str, Any],
+        num_workers: int,
+        address: str,
+        tokenizer=None,
+        clock_skews_ns: list[int] | None = None,
+    ):
         """`clock_skews_ns`: per actor, a skew added to the clock it reports (tests: measured back)."""
         self.engine_args, self.num_workers, self.address, self.tokenizer = engine_args, num_workers, address, tokenizer
         self.clock_skews_ns = clock_skews_ns or [0] * num_workers
@@ -72,12 +82,18 @@ class RayClientPool:
         if self.address != "auto":
             check_reachable(self.address)
         if not ray.is_initialized():
-            ray.init(address=self.address if self.address != "auto" else None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)  # fmt: skip
+            ray.init(
+                address=self.address if self.address != "auto" else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
             self._owns_runtime = True
         actor_class = ray.remote(num_cpus=1)(ClientWorker)  # each actor: one ClientWorker, its methods async
-        self.actors = [actor_class.options(scheduling_strategy="SPREAD").remote(self.engine_args, self.tokenizer, skew)
-                       for skew in self.clock_skews_ns[: self.num_workers]]  # fmt: skip
+        self.actors = [
+            actor_class.options(scheduling_strategy="SPREAD").remote(self.engine_args, self.tokenizer, skew)
+            for skew in self.clock_skews_ns[: self.num_workers]
+        ]
         where = await asyncio.gather(*(actor.start.remote() for actor in self.actors))
         for actor, placed in zip(self.actors, where):
             samples = []
@@ -86,8 +102,15 @@ class RayClientPool:
                 remote = await actor.clock_ns.remote()
                 samples.append((sent, remote, perf_counter_ns()))
             offset, uncertainty, rtt = clock_offset(samples)
-            self.info.append({**placed, "clock": f"own monotonic clock; offset from {PINGS} pings, min RTT",
-                              "clock_offset_ns": offset, "clock_offset_uncertainty_ns": uncertainty, "ping_rtt_ns": rtt})  # fmt: skip
+            self.info.append(
+                {
+                    **placed,
+                    "clock": f"own monotonic clock; offset from {PINGS} pings, min RTT",
+                    "clock_offset_ns": offset,
+                    "clock_offset_uncertainty_ns": uncertainty,
+                    "ping_rtt_ns": rtt,
+                }
+            )
 
     async def run(self, plan: ClientPlan) -> ClientOutcome:
         """As the local pool's: an actor that dies (or whose node is lost) loses only its share, on record."""
@@ -96,8 +119,10 @@ class RayClientPool:
         shares = split_cell(plan, len(self.actors))
         origin_ns = perf_counter_ns() + START_MARGIN_NS
         used = [(i, share) for i, share in enumerate(shares) if share is not None]
-        answers = await asyncio.gather(*(self.actors[i].run.remote(share, origin_ns + self.info[i]["clock_offset_ns"])
-                                         for i, share in used), return_exceptions=True)  # fmt: skip
+        answers = await asyncio.gather(
+            *(self.actors[i].run.remote(share, origin_ns + self.info[i]["clock_offset_ns"]) for i, share in used),
+            return_exceptions=True,
+        )
         results, dead = [], []
         for (index, share), answer in zip(used, answers):
             if not isinstance(answer, BaseException):

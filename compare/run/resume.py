@@ -21,8 +21,9 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def same_run(doc: dict[str, Any], run_name: str, variant: dict[str, Any], scenario: dict[str, Any], model_spec: str,
-             quick: bool) -> bool:  # fmt: skip
+def same_run(
+    doc: dict[str, Any], run_name: str, variant: dict[str, Any], scenario: dict[str, Any], model_spec: str, quick: bool
+) -> bool:
     return (
         doc.get("schema_version") == SCHEMA_VERSION
         and doc.get("run_name", doc.get("engine", {}).get("name")) == run_name
@@ -33,8 +34,9 @@ def same_run(doc: dict[str, Any], run_name: str, variant: dict[str, Any], scenar
     )
 
 
-def find_previous(out_dir: Path, run_name: str, variant: dict[str, Any], scenario: dict[str, Any], model_spec: str,
-                  quick: bool) -> tuple[Path, dict[str, Any]] | None:  # fmt: skip
+def find_previous(
+    out_dir: Path, run_name: str, variant: dict[str, Any], scenario: dict[str, Any], model_spec: str, quick: bool
+) -> tuple[Path, dict[str, Any]] | None:
     """The newest stored file of this same run in out_dir, or None; unreadable files are passed over."""
     found = []
     for path in sorted(out_dir.glob("*.json")):
@@ -56,13 +58,15 @@ def continue_file(path: Path, doc: dict[str, Any]) -> ResultsFile:
     dropped = [c["cell_id"] for c in doc["cells"] if not c.get("complete")]
     results = ResultsFile(path, {})
     results.doc = {**doc, "status": "running", "error": None, "cells": kept}
-    results.doc.setdefault("resumed", []).append({
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "previous_status": doc.get("status"),
-        "kept_cells": [c["cell_id"] for c in kept],
-        "dropped_cells": dropped,
-        "metadata": environment.collect(),
-    })  # fmt: skip
+    results.doc.setdefault("resumed", []).append(
+        {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "previous_status": doc.get("status"),
+            "kept_cells": [c["cell_id"] for c in kept],
+            "dropped_cells": dropped,
+            "metadata": environment.collect(),
+        }
+    )
     return results
 
 

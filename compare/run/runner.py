@@ -4,9 +4,9 @@ records per request.
 Per cell: warmups at concurrency 1 (stored apart), a cache reset, then either N workers that each send
 their next request when the last one finishes (closed loop), or every request sent at its scheduled
 time whatever is still in flight (open loop; `max_concurrency` may cap it, and then a request waits in
-the harness, and that wait counts, since latency is measured from the schedule). The per-chunk hot path is a clock read and two
-appends (compare/results/records.py: StreamRecorder); everything else is derived after the request ends.
-Batch engines get the whole cell in one call instead.
+the harness, and that wait counts, since latency is measured from the schedule). The per-chunk hot path is a
+clock read and two appends (compare/results/records.py: StreamRecorder); everything else is derived after the
+request ends. Batch engines get the whole cell in one call instead.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ class CellRun:
     records: list[RequestRecord | None] = field(default_factory=list)
     cache_resets: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = False
-    origin_ns: int | None = None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
+    origin_ns: int | None = (
+        None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
+    )
     client_workers: list[dict[str, Any]] | None = None  # --client-procs / --ray: per worker, where and how busy
 
     def finished_records(self) -> list[RequestRecord]:
@@ -81,14 +83,41 @@ async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_
         outcome = await measured(plan)
         cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
     elif plan.conversations:
-        await conversation_loop(engine, plan.conversations, plan.requests[0], plan.spec.cell_id, plan.spec.concurrency,
-                                timeout_s, decode, cell.records, on_request_done, cell.origin_ns)  # fmt: skip
+        await conversation_loop(
+            engine,
+            plan.conversations,
+            plan.requests[0],
+            plan.spec.cell_id,
+            plan.spec.concurrency,
+            timeout_s,
+            decode,
+            cell.records,
+            on_request_done,
+            cell.origin_ns,
+        )
     elif plan.arrivals_ns is not None:
-        await open_loop(engine, plan.requests, plan.arrivals_ns, plan.spec.concurrency, timeout_s, decode, cell.records,
-                        on_request_done, cell.origin_ns)  # fmt: skip
+        await open_loop(
+            engine,
+            plan.requests,
+            plan.arrivals_ns,
+            plan.spec.concurrency,
+            timeout_s,
+            decode,
+            cell.records,
+            on_request_done,
+            cell.origin_ns,
+        )
     else:
-        await closed_loop(engine, plan.requests, plan.spec.concurrency, timeout_s, decode, cell.records, on_request_done,
-                          cell.origin_ns)  # fmt: skip
+        await closed_loop(
+            engine,
+            plan.requests,
+            plan.spec.concurrency,
+            timeout_s,
+            decode,
+            cell.records,
+            on_request_done,
+            cell.origin_ns,
+        )
 
 
 async def _reset(engine: Engine, cell: CellRun, when: str) -> None:
@@ -96,10 +125,18 @@ async def _reset(engine: Engine, cell: CellRun, when: str) -> None:
     try:
         async with asyncio.timeout(RESET_TIMEOUT_S):  # a dead engine may never answer (vLLM after EngineCore died)
             answer = await engine.reset_cache()
-        cell.cache_resets.append({"when": when, "ok": True, "duration_ns": perf_counter_ns() - started,
-                                  **(answer if isinstance(answer, dict) else {})})  # fmt: skip
+        cell.cache_resets.append(
+            {
+                "when": when,
+                "ok": True,
+                "duration_ns": perf_counter_ns() - started,
+                **(answer if isinstance(answer, dict) else {}),
+            }
+        )
     except TimeoutError:
-        cell.cache_resets.append({"when": when, "ok": False, "error": f"timeout: no answer within {RESET_TIMEOUT_S:g} s"})
+        cell.cache_resets.append(
+            {"when": when, "ok": False, "error": f"timeout: no answer within {RESET_TIMEOUT_S:g} s"}
+        )
     except Exception as exc:  # recorded, not hidden: the cell may then start with a warm cache
         cell.cache_resets.append({"when": when, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -154,9 +191,13 @@ async def conversation_loop(
             for turn, user in enumerate(conversation.user_turns):
                 out = conversation.output_tokens[turn]
                 request = dataclasses.replace(
-                    template, request_id=f"{cell_id}-c{conversation.index}-t{turn}", prompt_token_ids=history + user,
-                    max_output_tokens=out, min_output_tokens=out if template.ignore_eos else 0,
-                    tags=(("conversation", conversation.index), ("turn", turn)))  # fmt: skip
+                    template,
+                    request_id=f"{cell_id}-c{conversation.index}-t{turn}",
+                    prompt_token_ids=history + user,
+                    max_output_tokens=out,
+                    min_output_tokens=out if template.ignore_eos else 0,
+                    tags=(("conversation", conversation.index), ("turn", turn)),
+                )
                 record = await run_request(engine, request, timeout_s, origin_ns, decode)
                 results[conversation.index * turns + turn] = record
                 if on_request_done is not None:
@@ -165,7 +206,9 @@ async def conversation_loop(
                     record.error = "multi-turn needs the engine's output token ids to build the next turn; it sent none"
                 if not record.ok:
                     for later in range(turn + 1, turns):
-                        results[conversation.index * turns + later] = not_sent(cell_id, request, conversation.index, later, turn)
+                        results[conversation.index * turns + later] = not_sent(
+                            cell_id, request, conversation.index, later, turn
+                        )
                     break
                 output = tuple(record.output_ids)
                 if output and output[-1] == conversation.closing_id:  # the next user turn closes the message itself
@@ -179,9 +222,13 @@ async def conversation_loop(
 
 
 def not_sent(cell_id: str, request: Request, conversation: int, turn: int, failed_turn: int) -> RequestRecord:
-    return RequestRecord(id=f"{cell_id}-c{conversation}-t{turn}", prompt_tokens=0,
-                         target_output_tokens=request.max_output_tokens, error=f"not sent: turn {failed_turn} failed",
-                         tags={"conversation": conversation, "turn": turn})  # fmt: skip
+    return RequestRecord(
+        id=f"{cell_id}-c{conversation}-t{turn}",
+        prompt_tokens=0,
+        target_output_tokens=request.max_output_tokens,
+        error=f"not sent: turn {failed_turn} failed",
+        tags={"conversation": conversation, "turn": turn},
+    )
 
 
 async def open_loop(
@@ -205,7 +252,9 @@ async def open_loop(
 
     async def one(index: int) -> None:
         async with slots or contextlib.nullcontext():
-            results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index])
+            results[index] = await run_request(
+                engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index]
+            )
         if on_request_done is not None:
             on_request_done()
 
@@ -219,19 +268,34 @@ async def open_loop(
     return results  # type: ignore[return-value]
 
 
-async def run_share(engine: StreamingEngine, share, origin_ns: int, decode: Decode | None) -> list[tuple[int, RequestRecord]]:
+async def run_share(
+    engine: StreamingEngine, share, origin_ns: int, decode: Decode | None
+) -> list[tuple[int, RequestRecord]]:
     """A client worker's part of a cell (compare/run/shares.py), as (the cell's request index, record) pairs."""
     if share.kind == "conversations":
         turns = share.turns
         results: list[RequestRecord | None] = [None] * ((max(share.indices) + 1) * turns)
-        await conversation_loop(engine, share.conversations, share.requests[0], share.cell_id, share.concurrency,
-                                share.timeout_s, decode, results, None, origin_ns)  # fmt: skip
+        await conversation_loop(
+            engine,
+            share.conversations,
+            share.requests[0],
+            share.cell_id,
+            share.concurrency,
+            share.timeout_s,
+            decode,
+            results,
+            None,
+            origin_ns,
+        )
         return [(index, record) for index, record in enumerate(results) if record is not None]
     if share.kind == "open":
-        records = await open_loop(engine, share.requests, share.arrivals_ns, share.concurrency, share.timeout_s, decode,
-                                  origin_ns=origin_ns)  # fmt: skip
+        records = await open_loop(
+            engine, share.requests, share.arrivals_ns, share.concurrency, share.timeout_s, decode, origin_ns=origin_ns
+        )
     else:
-        records = await closed_loop(engine, share.requests, share.concurrency, share.timeout_s, decode, origin_ns=origin_ns)
+        records = await closed_loop(
+            engine, share.requests, share.concurrency, share.timeout_s, decode, origin_ns=origin_ns
+        )
     return list(zip(share.indices, records))
 
 
@@ -259,9 +323,13 @@ async def sleep_until(due_ns: int, precise: bool = False, clock=perf_counter_ns,
 
 
 async def run_request(
-    engine: StreamingEngine, request: Request, timeout_s: float, origin_ns: int, decode: Decode | None = None,
+    engine: StreamingEngine,
+    request: Request,
+    timeout_s: float,
+    origin_ns: int,
+    decode: Decode | None = None,
     scheduled_ns: int | None = None,
-) -> RequestRecord:  # fmt: skip
+) -> RequestRecord:
     recorder = StreamRecorder(request, origin_ns, scheduled_ns)
     error = None
     marks = REQUEST_MARKS.get()  # NVTX ranges inside a marked cell (compare/run/nvtx_marks.py)

@@ -28,7 +28,9 @@ def next_rate(held: float | None, broke: float | None, current: float) -> float:
     return (held + broke) / 2
 
 
-async def search_max_rate(run, model, scenario, tokenizer, options, console, steps: int, budget_s: float = BUDGET_S) -> dict[str, Any]:
+async def search_max_rate(
+    run, model, scenario, tokenizer, options, console, steps: int, budget_s: float = BUDGET_S
+) -> dict[str, Any]:
     rate = scenario.request_rate[0] if scenario.request_rate else 1.0
     held, broke, history = None, None, []
     started = time.monotonic()
@@ -37,21 +39,42 @@ async def search_max_rate(run, model, scenario, tokenizer, options, console, ste
             break
         stepped = dataclasses.replace(scenario, request_rate=(rate,))
         plans = plan_scenario(stepped, tokenizer, model.max_context_tokens)[:1]  # the first prompt length
-        results = await run_scenario(run.name, run.engine, model, stepped, plans, tokenizer, options, console, run.variant)
+        results = await run_scenario(
+            run.name, run.engine, model, stepped, plans, tokenizer, options, console, run.variant
+        )
         slo = results.doc["cells"][-1].get("slo") or {}
         share = slo.get("share_met") or 0.0
-        history.append({"step": step, "request_rate": rate, "share_met": share, "holds": share >= HOLD_SHARE,
-                        "goodput_request_per_s": slo.get("goodput_request_per_s"), "results": str(results.path)})  # fmt: skip
+        history.append(
+            {
+                "step": step,
+                "request_rate": rate,
+                "share_met": share,
+                "holds": share >= HOLD_SHARE,
+                "goodput_request_per_s": slo.get("goodput_request_per_s"),
+                "results": str(results.path),
+            }
+        )
         if share >= HOLD_SHARE:
             held = max(held or 0.0, rate)
         else:
             broke = min(broke or float("inf"), rate)
         rate = next_rate(held, broke, rate)
-    doc = {"kind": "find_max_rate", "engine": run.name, "scenario": scenario.name, "slo": options.slo, "hold_share": HOLD_SHARE,
-           "max_rate_held": held, "lowest_rate_broken": broke, "steps": history}  # fmt: skip
+    doc = {
+        "kind": "find_max_rate",
+        "engine": run.name,
+        "scenario": scenario.name,
+        "slo": options.slo,
+        "hold_share": HOLD_SHARE,
+        "max_rate_held": held,
+        "lowest_rate_broken": broke,
+        "steps": history,
+    }
     path = results_path(options.out_dir, f"search_{run.name}", scenario.name)
     write_json_atomic(path, doc)
     verdict = f"{held:g} req/s held" if held else "no rate tried held"
-    console.print(f"max rate meeting the SLO ({HOLD_SHARE:.0%} of requests): {verdict}; first broken: {broke}; {path}",
-                  highlight=False, markup=False)  # fmt: skip
+    console.print(
+        f"max rate meeting the SLO ({HOLD_SHARE:.0%} of requests): {verdict}; first broken: {broke}; {path}",
+        highlight=False,
+        markup=False,
+    )
     return doc

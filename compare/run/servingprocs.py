@@ -69,7 +69,9 @@ def role_of(command: str, roles: list[list[str]]) -> str | None:
     return next((role for role, pattern in roles if fnmatchcase(command, pattern)), None)
 
 
-def serving_processes(harness_pid: int, extra_roles: list[list[str]] | tuple = ()) -> tuple[list[ServingProcess], list[str]]:
+def serving_processes(
+    harness_pid: int, extra_roles: list[list[str]] | tuple = ()
+) -> tuple[list[ServingProcess], list[str]]:
     """(the processes to sample, harness first; the Python children left out, as command lines)."""
     roles = [*extra_roles, *table()["roles"]]
     serving, left_out = [ServingProcess(harness_pid, "harness", cmdline(harness_pid))], []

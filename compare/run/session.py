@@ -66,10 +66,16 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         "inexact_text_prompts": plan.num_inexact_text_prompts,
         "prompts_sha256": prompts_sha256(plan),
         "chat_template": plan.chat,  # the template around every prompt (head and tail), or null: raw prompts
-        "request_rate": None if spec.request_rate is None else "inf" if math.isinf(spec.request_rate) else spec.request_rate,
+        "request_rate": None
+        if spec.request_rate is None
+        else "inf"
+        if math.isinf(spec.request_rate)
+        else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
         # open loop: how each send waits for its due time (compare/run/runner.py sleep_until)
-        "send_wait": ("timer + yield-spin" if precise_sends(plan.arrivals_ns) else "timer") if plan.arrivals_ns else None,
+        "send_wait": ("timer + yield-spin" if precise_sends(plan.arrivals_ns) else "timer")
+        if plan.arrivals_ns
+        else None,
         **({"traffic": plan.traffic} if plan.traffic else {}),
         **({"structured": {"mode": spec.structured, "kind": scenario.structured_kind}} if spec.structured else {}),
     }
@@ -83,7 +89,9 @@ def prompts_sha256(plan: CellPlan) -> str:
     return digest.hexdigest()
 
 
-def cell_document(scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
+def cell_document(
+    scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]
+) -> dict[str, Any]:
     config = cell_config(scenario, cell.plan)
     records = cell.finished_records()
     check_records(records, cell.plan.warmups + cell.plan.requests)
@@ -134,7 +142,8 @@ async def run_scenario(
                 "scenario": scenario.to_json(),
                 "quick": options.quick,
                 "variant": variant,
-                "kv_capacity_tokens": engine.kv_capacity_tokens(),  # the KV cache as the engine sized it (None: unknown)
+                # the KV cache as the engine sized it (None: unknown)
+                "kv_capacity_tokens": engine.kv_capacity_tokens(),
                 "clients": clients_header(clients),
                 "engine_start_s": engine_start_s,  # this run's engine.start(), wall seconds (None: not timed)
                 "start_together": start_together,  # --start-barrier: started beside other engines, then released
@@ -146,22 +155,41 @@ async def run_scenario(
         todo = [plan for plan in plans if kept.get(plan.spec.cell_id) != prompts_sha256(plan)]
         rerun = {plan.spec.cell_id for plan in todo}
         results.doc["cells"] = [c for c in results.doc["cells"] if c["cell_id"] not in rerun]
-        console.print(f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
-                      highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"resume: {len(plans) - len(todo)} cell(s) kept from {results.path}, {len(todo)} to run",
+            highlight=False,
+            markup=False,
+        )
     results.write()
     decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" or scenario.structured else None
     try:
         with _progress(console, options.show_progress) as progress:
             for plan in todo:
-                await _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
-                                    instruments, shared_gpu_warning(start_together))  # fmt: skip
+                await _measure_cell(
+                    engine,
+                    scenario,
+                    plan,
+                    description,
+                    results,
+                    decode,
+                    options,
+                    progress,
+                    console,
+                    clients,
+                    instruments,
+                    shared_gpu_warning(start_together),
+                )
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
         try:
-            results.finish("interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}")
+            results.finish(
+                "interrupted" if interrupted else "failed", None if interrupted else f"{type(exc).__name__}: {exc}"
+            )
         except OSError as write_error:  # e.g. disk full: the last complete write stays on disk
-            print(f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
-                  file=harness_err())  # fmt: skip
+            print(
+                f"error: could not mark {results.path} {'interrupted' if interrupted else 'failed'}: {write_error}",
+                file=harness_err(),
+            )
         raise
     if kept:  # kept cells first, then the ones run now: back into the plan's order
         order = {plan.spec.cell_id: index for index, plan in enumerate(plans)}
@@ -175,20 +203,36 @@ def request_args_record(engine) -> dict[str, Any]:
     can (vLLM's SamplingParams); {} for the defaults (greedy, one sequence, no logprobs, no stop)."""
     if not engine.request_args:
         return {}
-    effective = getattr(engine, "effective_request_args", None)
-    return {"passed": dict(engine.request_args), **({"effective": effective()} if effective else {})}
+    effective = engine.effective_request_args()
+    return {"passed": dict(engine.request_args), **({"effective": effective} if effective is not None else {})}
 
 
 def clients_header(clients) -> dict[str, Any]:
     """Who sent the requests: this process, or a pool of client workers (with where each one runs)."""
     if clients is None:
         return {"placement": "harness process", "num_workers": 1}
-    return {"placement": clients.placement, "num_workers": len(clients.info), "workers": clients.info,
-            **({"ray_address": clients.address} if clients.placement == "ray" else {})}  # fmt: skip
+    return {
+        "placement": clients.placement,
+        "num_workers": len(clients.info),
+        "workers": clients.info,
+        **({"ray_address": clients.address} if clients.placement == "ray" else {}),
+    }
 
 
-async def _run_one_cell(engine, scenario, plan, description, results, decode, options, progress, console, clients,
-                        instruments: Instruments, shared_gpu: str | None = None) -> None:  # fmt: skip
+async def _measure_cell(
+    engine,
+    scenario,
+    plan,
+    description,
+    results,
+    decode,
+    options,
+    progress,
+    console,
+    clients,
+    instruments: Instruments,
+    shared_gpu: str | None = None,
+) -> None:
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
     profile = options.profile
@@ -207,7 +251,9 @@ async def _run_one_cell(engine, scenario, plan, description, results, decode, op
             async def measured(cell_plan):
                 return await clients.run(client_plan(cell_plan, scenario.timeout_s))
 
-        await run_cell(engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured, lambda: window)
+        await run_cell(
+            engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured, lambda: window
+        )
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
@@ -232,10 +278,12 @@ def _host_profiler(engine, cell_id: str, results, options: RunOptions):
     from compare.run.hostprofile import HostProfiler
 
     folder = results.path.parent / "host_profiles" / results.path.stem / cell_id
-    return HostProfiler(folder, options.host_profile_rate, getattr(engine, "host_anatomy", None))
+    return HostProfiler(folder, options.host_profile_rate, engine.host_anatomy)
 
 
-def observed_figures(document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None) -> dict[str, Any]:
+def observed_figures(
+    document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None
+) -> dict[str, Any]:
     """Telemetry with its summary, harness CPU, goodput, and the warnings they bring."""
     records, wall_s = document["requests"], document["summary"]["wall_s"]
     extra = dict(observed)
@@ -258,8 +306,10 @@ def _cell_line(cell: dict[str, Any]) -> str:
         line += f", TTFT p50 {ttft:.1f} ms, {tok_s:.1f} output tok/s"
     harness = cell.get("harness") or {}
     if cell.get("client_workers"):
-        shares = "/".join(_loop_text(w) if w.get("loop_thread_cpu_share") is not None else f"died ({w.get('died')})"
-                          for w in cell["client_workers"])  # fmt: skip
+        shares = "/".join(
+            _loop_text(w) if w.get("loop_thread_cpu_share") is not None else f"died ({w.get('died')})"
+            for w in cell["client_workers"]
+        )
         line += f", client workers' loops {shares}"
     elif harness.get("loop_thread_cpu_share") is not None:
         line += f", harness CPU {harness['process_cpu_share']:.0%} (loop {_loop_text(harness)})"

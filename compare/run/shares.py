@@ -49,13 +49,28 @@ def split_cell(plan, num_workers: int) -> list[WorkerShare | None]:
 def _split_closed(plan, num_workers: int) -> list[WorkerShare | None]:
     concurrency = min(plan.concurrency, len(plan.requests))
     per_worker = deal(concurrency, num_workers)
-    slots = [worker for rank in range(max(per_worker, default=0)) for worker in range(num_workers) if per_worker[worker] > rank]
+    slots = [
+        worker
+        for rank in range(max(per_worker, default=0))
+        for worker in range(num_workers)
+        if per_worker[worker] > rank
+    ]
     owned: list[list[int]] = [[] for _ in range(num_workers)]
     for index in range(len(plan.requests)):
         owned[slots[index % len(slots)]].append(index)
-    return [WorkerShare("closed", per_worker[w], tuple(owned[w]), tuple(plan.requests[i] for i in owned[w]),
-                        cell_id=plan.cell_id, timeout_s=plan.timeout_s) if per_worker[w] else None
-            for w in range(num_workers)]  # fmt: skip
+    return [
+        WorkerShare(
+            "closed",
+            per_worker[w],
+            tuple(owned[w]),
+            tuple(plan.requests[i] for i in owned[w]),
+            cell_id=plan.cell_id,
+            timeout_s=plan.timeout_s,
+        )
+        if per_worker[w]
+        else None
+        for w in range(num_workers)
+    ]
 
 
 def _split_open(plan, num_workers: int) -> list[WorkerShare | None]:
@@ -66,9 +81,15 @@ def _split_open(plan, num_workers: int) -> list[WorkerShare | None]:
     for rank, worker in enumerate(active):
         indices = tuple(range(rank, len(plan.requests), len(active)))
         if indices:
-            result[worker] = WorkerShare("open", caps[worker], indices, tuple(plan.requests[i] for i in indices),
-                                         tuple(plan.arrivals_ns[i] for i in indices), cell_id=plan.cell_id,
-                                         timeout_s=plan.timeout_s)  # fmt: skip
+            result[worker] = WorkerShare(
+                "open",
+                caps[worker],
+                indices,
+                tuple(plan.requests[i] for i in indices),
+                tuple(plan.arrivals_ns[i] for i in indices),
+                cell_id=plan.cell_id,
+                timeout_s=plan.timeout_s,
+            )
     return result
 
 
@@ -79,24 +100,51 @@ def _split_conversations(plan, num_workers: int) -> list[WorkerShare | None]:
     result: list[WorkerShare | None] = [None] * num_workers
     for rank, worker in enumerate(active):
         mine = tuple(plan.conversations[rank :: len(active)])
-        result[worker] = WorkerShare("conversations", per_worker[worker], tuple(c.index for c in mine), (plan.requests[0],),
-                                     conversations=mine, turns=turns, cell_id=plan.cell_id, timeout_s=plan.timeout_s)  # fmt: skip
+        result[worker] = WorkerShare(
+            "conversations",
+            per_worker[worker],
+            tuple(c.index for c in mine),
+            (plan.requests[0],),
+            conversations=mine,
+            turns=turns,
+            cell_id=plan.cell_id,
+            timeout_s=plan.timeout_s,
+        )
     return result
 
 
 def lost_share(share: WorkerShare, why: str) -> list[tuple[int, RequestRecord]]:
     """A share whose worker died: every request it held, recorded as failed with `why` (its records died with it)."""
     if share.kind == "conversations":
-        return [(c.index * share.turns + turn,
-                 RequestRecord(id=f"{share.cell_id}-c{c.index}-t{turn}", prompt_tokens=0,
-                               target_output_tokens=c.output_tokens[turn], error=why,
-                               tags={"conversation": c.index, "turn": turn}))
-                for c in share.conversations for turn in range(share.turns)]  # fmt: skip
+        return [
+            (
+                c.index * share.turns + turn,
+                RequestRecord(
+                    id=f"{share.cell_id}-c{c.index}-t{turn}",
+                    prompt_tokens=0,
+                    target_output_tokens=c.output_tokens[turn],
+                    error=why,
+                    tags={"conversation": c.index, "turn": turn},
+                ),
+            )
+            for c in share.conversations
+            for turn in range(share.turns)
+        ]
     arrivals = share.arrivals_ns or (None,) * len(share.requests)
-    return [(index, RequestRecord(id=request.request_id, prompt_tokens=request.num_prompt_tokens,
-                                  target_output_tokens=request.max_output_tokens, error=why, scheduled_ns=due,
-                                  tags=dict(request.tags) if request.tags else None))
-            for index, request, due in zip(share.indices, share.requests, arrivals)]  # fmt: skip
+    return [
+        (
+            index,
+            RequestRecord(
+                id=request.request_id,
+                prompt_tokens=request.num_prompt_tokens,
+                target_output_tokens=request.max_output_tokens,
+                error=why,
+                scheduled_ns=due,
+                tags=dict(request.tags) if request.tags else None,
+            ),
+        )
+        for index, request, due in zip(share.indices, share.requests, arrivals)
+    ]
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -106,4 +154,3 @@ def exit_reason(exitcode: int | None) -> str:
     if exitcode < 0:
         return f"killed by {signal.Signals(-exitcode).name}"
     return f"exited with code {exitcode}"
-

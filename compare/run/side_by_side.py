@@ -14,34 +14,38 @@ from compare.run.isolate import ChildOutcome, child_echo, finish_child, start_ch
 from compare.run.points import Point, points_for
 from compare.run.sweep import _exit_code, _files, _load_runs, check_points, child_argv
 from compare.run.together import gpu_processes, release_in_turn
-from engines import load_engine_class
 from engines.base import UsageError
 
 DEFAULT_READY_LIMIT_S = 7200.0
 
 
-def run(config: RunConfig) -> int:
-    """The run's points (one per engine and mode), started together."""
-    for name in config.engines:
-        load_engine_class(name)  # an unknown or missing engine fails before anything starts
+def run_command_together(config: RunConfig) -> int:
+    """The whole command with --start-together: its points (one per engine and mode), started together."""
     points, _ = points_for(config.engines, config.sweeps, config.ablation, config.mode)
-    return run_together(config, points, config.ablation or ("sweep" if config.sweeps else None))
+    return run_points_together(config, points, config.ablation or ("sweep" if config.sweeps else None))
 
 
-def run_together(config: RunConfig, points: list[Point], sweep_name: str | None) -> int:
+def run_points_together(config: RunConfig, points: list[Point], sweep_name: str | None) -> int:
     """--start-together: every engine in its own child process, all started at once; once all are up they are
     released one at a time, each measured while the others wait idle (compare/run/together.py)."""
     if sweep_name:
-        raise UsageError("--start-together starts the run's engines side by side; it does not take --sweep or --ablation")
+        raise UsageError(
+            "--start-together starts the run's engines side by side; it does not take --sweep or --ablation"
+        )
     if len(points) < 2:
         raise UsageError("--start-together needs two engines or more (repeat --engine, or --mode both)")
     check_points(config, points)
     root = config.out_dir
     barrier = root / "barriers" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     print(f"== {len(points)} engines started together, measured one at a time (barrier {barrier})", flush=True)
-    running = {point.run_name: start_child([*child_argv(config, point, root), "--start-barrier", str(barrier)],
-                                           root / "logs" / f"{point.slug}.log", child_echo(point.run_name))
-               for point in points}  # fmt: skip
+    running = {
+        point.run_name: start_child(
+            [*child_argv(config, point, root), "--start-barrier", str(barrier)],
+            root / "logs" / f"{point.slug}.log",
+            child_echo(point.run_name),
+        )
+        for point in points
+    }
     outcomes: dict[str, ChildOutcome] = {}
 
     def wait_turn(label: str, member) -> None:
@@ -49,7 +53,9 @@ def run_together(config: RunConfig, points: list[Point], sweep_name: str | None)
         outcomes[label] = finish_child(member, config.deadline_s, check_release=False)
 
     try:
-        records = release_in_turn(barrier, running, config.deadline_s or DEFAULT_READY_LIMIT_S, wait_turn, gpu_processes)
+        records = release_in_turn(
+            barrier, running, config.deadline_s or DEFAULT_READY_LIMIT_S, wait_turn, gpu_processes
+        )
     except KeyboardInterrupt:
         for member in running.values():
             if member.poll() is None:
@@ -60,8 +66,11 @@ def run_together(config: RunConfig, points: list[Point], sweep_name: str | None)
         outcomes.setdefault(label, finish_child(member, 1, check_release=False))
     for record in records:
         outcome = outcomes[record["label"]]
-        print(f"-- {record['label']}: {outcome.status} ({outcome.reason}), up before the barrier: "
-              f"{record['state_at_barrier'] == 'ready'}, measured {record.get('measured_s', 0):.0f} s", flush=True)  # fmt: skip
+        print(
+            f"-- {record['label']}: {outcome.status} ({outcome.reason}), up before the barrier: "
+            f"{record['state_at_barrier'] == 'ready'}, measured {record.get('measured_s', 0):.0f} s",
+            flush=True,
+        )
     files = [_files(root, point, 0) for point in points]
     runs = _load_runs([{"files": f} for f in files])
     for pair_name, comparison in compare_pairs([run for point_runs in runs for run in point_runs]):

@@ -19,12 +19,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compare.analysis.ablation_table import ablation_lines, ablation_markdown, ablation_rows, agreement_lines, agreement_rows
+from compare.analysis.ablation_table import (
+    ablation_lines,
+    ablation_markdown,
+    ablation_rows,
+    agreement_lines,
+    agreement_rows,
+)
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
 from compare.run.config import RunConfig, engine_args_for, request_args_for
 from compare.run.isolate import ChildOutcome, child_echo, run_child
-from compare.run.orchestrate import run_one
+from compare.run.orchestrate import run_point
 from compare.run.points import Point, points_for
 from engines import REGISTRY, load_engine_class
 
@@ -33,10 +39,8 @@ MANIFEST = "sweep.json"
 GPU_ENGINES = {"vllm", "vllm-batch", "sglang"}
 
 
-def run(config: RunConfig) -> int:
-    """The whole run: one point in this process, or several points (sweep, ablation, isolation) in turn."""
-    for name in config.engines:
-        load_engine_class(name)  # an unknown or missing engine fails before anything starts
+def run_command(config: RunConfig) -> int:
+    """The whole command: one point in this process, or several points (sweep, ablation, isolation) in turn."""
     points, question = points_for(config.engines, config.sweeps, config.ablation, config.mode)
     sweep_name = config.ablation or ("sweep" if config.sweeps else None)
     if config.repeat_baseline and sweep_name:
@@ -47,7 +51,7 @@ def run(config: RunConfig) -> int:
     else:
         isolate = config.isolate
     if not sweep_name and not isolate:
-        return asyncio.run(run_one(config))
+        return asyncio.run(run_point(config))
     check_points(config, points)
     return run_points(config, points, question, isolate, sweep_name)
 
@@ -56,8 +60,7 @@ def check_points(config: RunConfig, points: list[Point]) -> None:
     """Every point's engine and args checked before the first one runs."""
     for point in points:
         engine_class = load_engine_class(point.engine)
-        if hasattr(engine_class, "check_args"):
-            engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
+        engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
         request_args_for("http" if point.mode == "http" else point.engine, config.request_args + point.request_args)
 
 
@@ -68,15 +71,35 @@ def sweep_folder(config: RunConfig, name: str) -> Path:
 
 
 def point_config(config: RunConfig, point: Point, out_dir: Path) -> RunConfig:
-    return dataclasses.replace(config, engines=(point.engine,), engine_args=config.engine_args + point.engine_args,
-                               request_args=config.request_args + point.request_args,
-                               mode=point.mode, out_dir=out_dir, sweeps=(), ablation=None, isolate=False,
-                               resume=out_dir if config.resume is not None else None)  # fmt: skip
+    return dataclasses.replace(
+        config,
+        engines=(point.engine,),
+        engine_args=config.engine_args + point.engine_args,
+        request_args=config.request_args + point.request_args,
+        mode=point.mode,
+        out_dir=out_dir,
+        sweeps=(),
+        ablation=None,
+        isolate=False,
+        resume=out_dir if config.resume is not None else None,
+    )
 
 
 def child_argv(config: RunConfig, point: Point, out_dir: Path) -> list[str]:
-    argv = [sys.executable, "-m", "compare", *own_engine_args(config.child_args, point.engine), "--engine", point.engine, "--mode", point.mode,
-            "--out", str(out_dir), "--no-isolate", "--no-progress"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "compare",
+        *own_engine_args(config.child_args, point.engine),
+        "--engine",
+        point.engine,
+        "--mode",
+        point.mode,
+        "--out",
+        str(out_dir),
+        "--no-isolate",
+        "--no-progress",
+    ]
     given = config.child_args
     if not any(a.startswith(("--scenario", "--trace")) for a in given):  # the ablation set's own scenario (or smoke)
         argv += ["--scenario", *(s.name for s in config.scenarios)]
@@ -115,30 +138,49 @@ def run_points(config: RunConfig, points: list[Point], question: str, isolate: b
     root = sweep_folder(config, name) if name else (config.resume or config.out_dir)
     manifest_path = root / MANIFEST
     previous = _previous_entries(manifest_path) if config.resume is not None else {}
-    manifest = {"schema_version": 1, "name": name, "question": question, "isolated": isolate,
-                "baseline": points[0].label, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "points": []}  # fmt: skip
-    print(f"== {len(points)} point(s){' in ' + str(root) if name else ''}: {question or 'each engine on its own'}", flush=True)
+    manifest = {
+        "schema_version": 1,
+        "name": name,
+        "question": question,
+        "isolated": isolate,
+        "baseline": points[0].label,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "points": [],
+    }
+    print(
+        f"== {len(points)} point(s){' in ' + str(root) if name else ''}: {question or 'each engine on its own'}",
+        flush=True,
+    )
     try:
         for index, point in enumerate(points):
             out_dir = root / f"{index:02d}-{point.slug}" if name else root
             entry = {**point.to_json(), "dir": str(out_dir)}
             done = previous.get(point.slug)
             if done and done.get("status") == "complete":
-                print(f"-- point {index + 1}/{len(points)} {point.label}: complete in {out_dir}, skipped (--resume)", flush=True)
+                print(
+                    f"-- point {index + 1}/{len(points)} {point.label}: complete in {out_dir}, skipped (--resume)",
+                    flush=True,
+                )
                 manifest["points"].append(done)
                 continue
             print(f"-- point {index + 1}/{len(points)}: {point.run_name} {point.label}", flush=True)
             started, started_wall = time.monotonic(), time.time()
             if isolate:
-                outcome = run_child(child_argv(config, point, out_dir), out_dir / "logs" / f"{point.slug}.log",
-                                    config.deadline_s, child_echo(point.label))  # fmt: skip
+                outcome = run_child(
+                    child_argv(config, point, out_dir),
+                    out_dir / "logs" / f"{point.slug}.log",
+                    config.deadline_s,
+                    child_echo(point.label),
+                )
             else:
                 outcome = _in_process(point_config(config, point, out_dir), started)
             entry.update(outcome.to_json(), files=_files(out_dir, point, started_wall))
             manifest["points"].append(entry)
-            print(f"-- point {point.label}: {outcome.status} ({outcome.reason}), {outcome.elapsed_s:.0f} s"
-                  + _gpu_line(outcome.gpu_memory), flush=True)  # fmt: skip
+            print(
+                f"-- point {point.label}: {outcome.status} ({outcome.reason}), {outcome.elapsed_s:.0f} s"
+                + _gpu_line(outcome.gpu_memory),
+                flush=True,
+            )
             if name:
                 write_json_atomic(manifest_path, manifest)
     except KeyboardInterrupt:
@@ -159,13 +201,19 @@ def run_points(config: RunConfig, points: list[Point], question: str, isolate: b
 
 def _in_process(config: RunConfig, started: float) -> ChildOutcome:
     try:
-        code = asyncio.run(run_one(config))
+        code = asyncio.run(run_point(config))
         reason = "exit 0" if code == 0 else f"exit {code}"
     except Exception as exc:  # a usage error in one point (e.g. a bad engine arg value) fails that point only
         code, reason = 2, f"{type(exc).__name__}: {exc}"
     status = {0: "complete", 2: "bad-input"}.get(code, "failed")
-    return ChildOutcome(status, reason, code, round(time.monotonic() - started, 3), "(in this process)",
-                        gpu_memory={"checked": False, "why": "not isolated"})  # fmt: skip
+    return ChildOutcome(
+        status,
+        reason,
+        code,
+        round(time.monotonic() - started, 3),
+        "(in this process)",
+        gpu_memory={"checked": False, "why": "not isolated"},
+    )
 
 
 def _files(out_dir: Path, point: Point, since_wall: float) -> list[str]:
@@ -203,8 +251,10 @@ def _load_runs(entries: list[dict[str, Any]]) -> list[list[Any]]:
 
 def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs: list[list[Any]]) -> None:
     """Each point's newest complete file per scenario, against the baseline point's."""
-    by_point = {entry["label"]: {run.doc["scenario"]["name"]: run for run in point_runs if run.doc.get("status") == "complete"}
-                for entry, point_runs in zip(manifest["points"], runs)}  # fmt: skip
+    by_point = {
+        entry["label"]: {run.doc["scenario"]["name"]: run for run in point_runs if run.doc.get("status") == "complete"}
+        for entry, point_runs in zip(manifest["points"], runs)
+    }
     baseline = points[0].label
     others = {label: by_scenario for label, by_scenario in by_point.items() if label != baseline}
     again = f"{baseline} (A/A)"
@@ -212,7 +262,9 @@ def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs
     agreement = agreement_rows(by_point.get(baseline, {}), others)
     for line in ablation_lines(rows, baseline) + agreement_lines(agreement):
         print(line, flush=True)
-    (root / "ablation.md").write_text(ablation_markdown(rows, baseline, manifest["question"], agreement), encoding="utf-8")
+    (root / "ablation.md").write_text(
+        ablation_markdown(rows, baseline, manifest["question"], agreement), encoding="utf-8"
+    )
     manifest["ablation_table"] = [row.to_json() for row in rows]
     manifest["output_agreement"] = agreement
     print(f"ablation table: {root / 'ablation.md'}", flush=True)

@@ -67,9 +67,13 @@ def release(folder: Path, label: str, others: dict[str, Any]) -> None:
     _write_json(folder / f"{label}.go", {"released_unix_s": time.time(), "others": others})
 
 
-def release_in_turn(folder: Path, members: dict[str, Member], ready_limit_s: float,
-                    wait_turn: Callable[[str, Member], None], gpu_processes: Callable[[], list[dict[str, Any]]] | None = None,
-                    ) -> list[dict[str, Any]]:  # fmt: skip
+def release_in_turn(
+    folder: Path,
+    members: dict[str, Member],
+    ready_limit_s: float,
+    wait_turn: Callable[[str, Member], None],
+    gpu_processes: Callable[[], list[dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
     """Every member starts at once; once all are up, each is released in the given order and waited for
     (`wait_turn` returns when that member has exited or been stopped). Returns one record per member."""
     states = wait_all_ready(folder, members, ready_limit_s)
@@ -100,7 +104,9 @@ def gpu_processes() -> list[dict[str, Any]] | None:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
                 used = proc.usedGpuMemory
-                rows.append({"gpu": index, "pid": proc.pid, "used_mib": None if used is None else round(used / 2**20, 1)})
+                rows.append(
+                    {"gpu": index, "pid": proc.pid, "used_mib": None if used is None else round(used / 2**20, 1)}
+                )
         return rows
     except Exception:
         return None
@@ -114,6 +120,13 @@ def shared_gpu_warning(start_together: dict[str, Any] | None) -> str | None:
     if not others:
         return None
     listed = start_together["others"].get("gpu_processes") or []
-    memory = f"; at release NVML listed {sum(p['used_mib'] or 0 for p in listed):.0f} MiB in {len(listed)} GPU process(es), these included" if listed else ""
-    return (f"shared GPU: started together with {', '.join(others)}, idle while this engine was measured; "
-            f"GPU memory figures include the other engines{memory}")
+    memory = (
+        f"; at release NVML listed {sum(p['used_mib'] or 0 for p in listed):.0f} MiB in {len(listed)} GPU "
+        f"process(es), these included"
+        if listed
+        else ""
+    )
+    return (
+        f"shared GPU: started together with {', '.join(others)}, idle while this engine was measured; "
+        f"GPU memory figures include the other engines{memory}"
+    )

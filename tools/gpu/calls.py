@@ -71,8 +71,16 @@ class Call:
 
 def tree_files(repo: Path = ROOT) -> list[Path]:
     """What a device call copies: tracked files and untracked files that git does not ignore, plus shared/."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                            capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     files = {repo / name for name in listed if name and (repo / name).is_file()}
     shared = repo / "shared"
     if shared.is_dir():
@@ -88,8 +96,10 @@ def part_budget(tree: int, limits: DeviceLimits = LIMITS) -> int:
     """Bytes of parts one call can carry beside the tree."""
     budget = limits.call_bytes - tree - SLACK_BYTES
     if budget < 8 * MiB:
-        raise ValueError(f"the working tree is {tree / MiB:.1f} MiB: a call carries 64 MiB in all, so parts would be "
-                         f"under 8 MiB; shrink the tree (untracked files git does not ignore travel too)")  # fmt: skip
+        raise ValueError(
+            f"the working tree is {tree / MiB:.1f} MiB: a call carries 64 MiB in all, so parts would be "
+            f"under 8 MiB; shrink the tree (untracked files git does not ignore travel too)"
+        )
     return budget
 
 
@@ -122,8 +132,10 @@ def plan_calls(items: list[dict[str, Any]], budget: int, calls_dir: Path = CALLS
     calls: list[Call] = []
     for item in items:
         if item["bytes"] > budget:
-            raise ValueError(f"{item['engine']}/{item['file']} is {item['bytes'] / MiB:.1f} MiB, over the "
-                             f"{budget / MiB:.1f} MiB a call can carry; run prepare again")  # fmt: skip
+            raise ValueError(
+                f"{item['engine']}/{item['file']} is {item['bytes'] / MiB:.1f} MiB, over the "
+                f"{budget / MiB:.1f} MiB a call can carry; run prepare again"
+            )
         if not calls or calls[-1].bytes + item["bytes"] > budget:
             calls.append(Call(len(calls) + 1, folder_root=calls_dir))
         calls[-1].items.append(item)
@@ -154,7 +166,9 @@ def call_bytes(call: Call, root: Path) -> int:
     return sum(p.stat().st_size for p in (root / call.folder).rglob("*") if p.is_file())
 
 
-def build(root: Path = ROOT, carry: Path | None = None, limits: DeviceLimits = LIMITS, calls_dir: Path = CALLS) -> dict[str, Any]:
+def build(
+    root: Path = ROOT, carry: Path | None = None, limits: DeviceLimits = LIMITS, calls_dir: Path = CALLS
+) -> dict[str, Any]:
     """Measure the tree, plan the calls, write their folders, and check each against the limits."""
     carry = carry or root / ".gpu" / "carry"
     tree = tree_bytes(root)
@@ -163,9 +177,17 @@ def build(root: Path = ROOT, carry: Path | None = None, limits: DeviceLimits = L
     rows = []
     for call in calls:
         carried = call_bytes(call, root)
-        rows.append({"call": call.index, "carry": str(call.folder), "parts": [f"{i['engine']}/{i['file']}" for i in call.items],
-                     "carry_bytes": carried, "tree_bytes": tree, "total_bytes": carried + tree,
-                     "fits": carried + tree <= limits.call_bytes})  # fmt: skip
+        rows.append(
+            {
+                "call": call.index,
+                "carry": str(call.folder),
+                "parts": [f"{i['engine']}/{i['file']}" for i in call.items],
+                "carry_bytes": carried,
+                "tree_bytes": tree,
+                "total_bytes": carried + tree,
+                "fits": carried + tree <= limits.call_bytes,
+            }
+        )
     plan = {"tree_bytes": tree, "part_budget_bytes": part_budget(tree, limits), "calls": rows}
     (root / calls_dir).mkdir(parents=True, exist_ok=True)
     (root / calls_dir / "calls.json").write_text(json.dumps(plan, indent=1))
@@ -182,10 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"tree {plan['tree_bytes'] / MiB:.1f} MiB; parts up to {plan['part_budget_bytes'] / MiB:.1f} MiB per call")
     for row in plan["calls"]:
-        print(f"call {row['call']}: carry {row['carry']} ({', '.join(row['parts'])}) {row['carry_bytes'] / MiB:.1f} MiB "
-              f"+ tree {row['tree_bytes'] / MiB:.1f} = {row['total_bytes'] / MiB:.1f} MiB {'ok' if row['fits'] else 'OVER 64 MiB'}")  # fmt: skip
+        print(
+            f"call {row['call']}: carry {row['carry']} ({', '.join(row['parts'])}) {row['carry_bytes'] / MiB:.1f} MiB "
+            f"+ tree {row['tree_bytes'] / MiB:.1f} = {row['total_bytes'] / MiB:.1f} MiB "
+            f"{'ok' if row['fits'] else 'OVER 64 MiB'}"
+        )
     if not all(row["fits"] for row in plan["calls"]):
-        print("error: a call is over the 64 MiB a device call carries; run python3 -m tools.gpu.prepare again", file=sys.stderr)
+        print(
+            "error: a call is over the 64 MiB a device call carries; run python3 -m tools.gpu.prepare again",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -35,7 +35,15 @@ from typing import Any
 from compare.run.isolate import gpu_memory_used_mib, wait_gpu_released
 from tools.gpu import compile_cache, outbox
 from tools.gpu.calls import LIMITS
-from tools.gpu.campaign_plan import COMPILE_CACHE_ENV, START_ARGS, TOGETHER_ARGS, CampaignStep, plan, unit_estimate, units
+from tools.gpu.campaign_plan import (
+    COMPILE_CACHE_ENV,
+    START_ARGS,
+    TOGETHER_ARGS,
+    CampaignStep,
+    plan,
+    unit_estimate,
+    units,
+)
 from tools.gpu.device import HOME, engine_home
 from tools.gpu.installs import install_all, installed, installs
 from tools.gpu.progress import print_plan, progress_lines, run_alive
@@ -63,15 +71,24 @@ def write_state(home: Path, state: dict[str, Any]) -> None:
     tmp.replace(home / "state.json")
 
 
-def engine_env(engine: str, device_home: Path, repo: Path, cache: Path, compile_cache: Path | None = None) -> dict[str, str]:
+def engine_env(
+    engine: str, device_home: Path, repo: Path, cache: Path, compile_cache: Path | None = None
+) -> dict[str, str]:
     from tools.gpu.pack import read_manifest
 
     # VLLM_LOGGING_LEVEL=INFO: vLLM's engine core logs its start phases (its per-step stat logger stays off:
     # engines/vllm_telemetry.py quiet_step_logger); SGLang's profiler without Python stacks keeps one window's trace
     # small enough for $OUT (kernels, shapes and CPU ops are still recorded)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ENGINEBENCH_CACHE": os.environ.get("ENGINEBENCH_CACHE", str(cache)), "VLLM_LOGGING_LEVEL": "INFO", "SGLANG_PROFILE_WITH_STACK": "false",
-           "PYTHONPATH": f"{engine_home(engine, device_home) / 'site'}:{repo}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "ENGINEBENCH_CACHE": os.environ.get("ENGINEBENCH_CACHE", str(cache)),
+        "VLLM_LOGGING_LEVEL": "INFO",
+        "SGLANG_PROFILE_WITH_STACK": "false",
+        "PYTHONPATH": f"{engine_home(engine, device_home) / 'site'}:{repo}",
+    }
     if compile_cache is not None:
         env.update({name: str(compile_cache / sub) for name, sub in COMPILE_CACHE_ENV.items()})
     env.update(read_manifest(engine_home(engine, device_home) / "manifest.json").get("env", {}))
@@ -87,16 +104,23 @@ def pack_now(home: Path, state: dict[str, Any]) -> list[str]:
     packed = home / "packed.tmp"
     shutil.rmtree(packed, ignore_errors=True)
     reserve_bytes, reserve_files = OUT_RESERVE
-    report = outbox.pack_results(results, packed, "results-campaign", LIMITS.out_total_bytes - reserve_bytes,
-                                 LIMITS.out_files - reserve_files)  # fmt: skip
+    report = outbox.pack_results(
+        results, packed, "results-campaign", LIMITS.out_total_bytes - reserve_bytes, LIMITS.out_files - reserve_files
+    )
     (packed / "packing.json").write_text(json.dumps(report))
     shutil.rmtree(home / "packed", ignore_errors=True)
     packed.replace(home / "packed")  # a poll never copies a half-written pack
     return report["files"]
 
 
-def run(deadline_s: float, home: Path, device_home: Path = HOME, steps: list[CampaignStep] | None = None,
-        install_wait_s: float = INSTALL_WAIT_S, run_as: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    deadline_s: float,
+    home: Path,
+    device_home: Path = HOME,
+    steps: list[CampaignStep] | None = None,
+    install_wait_s: float = INSTALL_WAIT_S,
+    run_as: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The background body: every unit in order, under one deadline; the state file says where it is."""
     started = time.monotonic()
     home.mkdir(parents=True, exist_ok=True)
@@ -105,19 +129,33 @@ def run(deadline_s: float, home: Path, device_home: Path = HOME, steps: list[Cam
     shutil.rmtree(home / "installs", ignore_errors=True)
     engines = tuple(dict.fromkeys(s.engine for s in steps))
     threading.Thread(target=install_all, args=(engines, home, device_home, install_wait_s), daemon=True).start()
-    state = {"deadline_s": deadline_s, "started_unix": time.time(), "finished": False,
-             "steps": [{"step": s.step.name, "group": s.group, "outcome": "pending", "estimate_s": s.step.estimate_s}
-                       for s in steps]}  # fmt: skip
+    state = {
+        "deadline_s": deadline_s,
+        "started_unix": time.time(),
+        "finished": False,
+        "steps": [
+            {"step": s.step.name, "group": s.group, "outcome": "pending", "estimate_s": s.step.estimate_s}
+            for s in steps
+        ],
+    }
     write_state(home, state)
     repo = home / "repo" if (home / "repo").is_dir() else ROOT  # start() copies it there
     cache_dir = home / "compile-cache"
-    state["compile_cache"] = {"env": {name: str(cache_dir / sub) for name, sub in COMPILE_CACHE_ENV.items()},
-                              "carried_in": compile_cache.unpack_held(device_home, home)}  # fmt: skip
+    state["compile_cache"] = {
+        "env": {name: str(cache_dir / sub) for name, sub in COMPILE_CACHE_ENV.items()},
+        "carried_in": compile_cache.unpack_held(device_home, home),
+    }
     state["start_args"] = {engine: list(START_ARGS.get(engine, ())) for engine in engines}
     state["together_args"] = {engine: list(TOGETHER_ARGS.get(engine, ())) for engine in engines}
-    ctx = UnitContext(results=results, deadline_at=started + deadline_s, cwd=repo, started_at=started,
-                      env_for=lambda engine: engine_env(engine, device_home, repo, home / "cache", cache_dir),
-                      installed=lambda engine: installed(engine, home), save=lambda: write_state(home, state))  # fmt: skip
+    ctx = UnitContext(
+        results=results,
+        deadline_at=started + deadline_s,
+        cwd=repo,
+        started_at=started,
+        env_for=lambda engine: engine_env(engine, device_home, repo, home / "cache", cache_dir),
+        installed=lambda engine: installed(engine, home),
+        save=lambda: write_state(home, state),
+    )
     entries = iter(state["steps"])
     for unit in units(steps):
         unit_entries = [next(entries) for _ in unit]
@@ -170,13 +208,32 @@ def start(deadline_s: float, home: Path, repo: Path = ROOT, run_as: str | None =
     shutil.rmtree(home / "repo", ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     shutil.copytree(repo, home / "repo", ignore=top_level_ignore(repo))
-    argv = [sys.executable, "-m", "tools.gpu.campaign", "run", "--deadline-s", str(deadline_s), "--home", str(home),
-            *(["--run-as", run_as] if run_as else [])]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tools.gpu.campaign",
+        "run",
+        "--deadline-s",
+        str(deadline_s),
+        "--home",
+        str(home),
+        *(["--run-as", run_as] if run_as else []),
+    ]
     with (home / "campaign.log").open("a") as log:
-        process = subprocess.Popen(argv, cwd=home / "repo", stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env={**os.environ, "PYTHONPATH": str(home / "repo")})  # fmt: skip
+        process = subprocess.Popen(
+            argv,
+            cwd=home / "repo",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(home / "repo")},
+        )
     (home / "pid").write_text(str(process.pid))
-    print(f"campaign: started pid {process.pid}, deadline {deadline_s:.0f} s; poll with python3 -m tools.gpu.campaign poll")
+    print(
+        f"campaign: started pid {process.pid}, deadline {deadline_s:.0f} s; poll with python3 -m tools.gpu.campaign "
+        f"poll"
+    )
     return 0
 
 
@@ -198,7 +255,9 @@ def poll(home: Path, wait_s: float, out: Path, pack_cache: bool = False) -> dict
         shutil.copytree(packed, out, dirs_exist_ok=True)
         state["packed"] = sorted(str(p.relative_to(packed)) for p in packed.rglob("*") if p.is_file())
     cache = home / "compile-cache"
-    state["compile_cache_raw_bytes"] = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else 0
+    state["compile_cache_raw_bytes"] = (
+        sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.is_dir() else 0
+    )
     if pack_cache:
         state["compile_cache_out"] = compile_cache.pack(home, out, *outbox.room_left(out))
     state["out_problems"] = outbox.check(out)
@@ -208,15 +267,22 @@ def poll(home: Path, wait_s: float, out: Path, pack_cache: bool = False) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.campaign", description=__doc__.split("\n\n")[0])
     parser.add_argument("verb", choices=("plan", "start", "run", "poll"))
-    parser.add_argument("--deadline-s", type=float, default=DEFAULT_DEADLINE_S,
-                        help=f"seconds the run may take from its start (default {DEFAULT_DEADLINE_S:g}: a fresh 900 s "
-                             "lease less ~40 s of machine start before `start` and ~60 s for the last poll; optional "
-                             "units run only while their estimate fits before it)")  # fmt: skip
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=DEFAULT_DEADLINE_S,
+        help=f"seconds the run may take from its start (default {DEFAULT_DEADLINE_S:g}: a fresh 900 s "
+        "lease less ~40 s of machine start before `start` and ~60 s for the last poll; optional "
+        "units run only while their estimate fits before it)",
+    )
     parser.add_argument("--pack-cache", action="store_true", help="poll: also pack the compile caches into $OUT")
     parser.add_argument("--wait-s", type=float, default=0.0, help="poll: wait this long unless the run ends first")
     parser.add_argument("--home", type=Path, default=home_dir())
-    parser.add_argument("--run-as", metavar="E=X,..", help="the rehearsal: drive engine X under step engine E's name "
-                                                           "(e.g. sglang=null,vllm=engines.null:NullEngine)")
+    parser.add_argument(
+        "--run-as",
+        metavar="E=X,..",
+        help="the rehearsal: drive engine X under step engine E's name (e.g. sglang=null,vllm=engines.null:NullEngine)",
+    )
     args = parser.parse_args(argv)
     run_as = dict(pair.split("=", 1) for pair in args.run_as.split(",")) if args.run_as else None
     if args.verb == "plan":

@@ -17,7 +17,13 @@ from pathlib import Path
 from tools.gpu.validate import ENGINE_ARGS, MODEL, Step
 
 KIT = Path("tools/gpu")
-INPROCESS_SCENARIOS = (str(KIT / "concurrent-gpu.json"), "prefix-cache", "long-context", "single", str(KIT / "korean-gpu.json"))
+INPROCESS_SCENARIOS = (
+    str(KIT / "concurrent-gpu.json"),
+    "prefix-cache",
+    "long-context",
+    "single",
+    str(KIT / "korean-gpu.json"),
+)
 TRAFFIC_SCENARIOS = (str(KIT / "shared-prefix-gpu.json"), "multi-turn")
 PROFILED_SCENARIO, PROFILED_CELL = "smoke", "c1-in32"  # SGLang's profiler window: one short cell, run first
 ABLATION_SETS = {"vllm": ("vllm-cuda-graphs", "vllm-async-scheduling"), "sglang": ("sglang-radix", "sglang-overlap")}
@@ -25,7 +31,9 @@ ABLATION_SETS = {"vllm": ("vllm-cuda-graphs", "vllm-async-scheduling"), "sglang"
 # 128-token question run eager (v1/cudagraph_dispatcher.py) while SGLang's prefill graphs covered it (it saved
 # ~2 s); SGLang's skip_server_warmup does nothing in-process. SGLang logs at info for its start phases.
 START_ARGS = {"sglang": ("sglang.log_level=info",)}
-HTTP_ONLY_ARGS = {"sglang": ("sglang.skip_server_warmup=true",)}  # the server's warmup request; the harness warms up itself
+HTTP_ONLY_ARGS = {
+    "sglang": ("sglang.skip_server_warmup=true",)
+}  # the server's warmup request; the harness warms up itself
 # Engines started together get equal, explicit KV budgets, so neither's pool depends on when the other allocated:
 # 32 GiB each = 262,144 tokens of Llama-3.1-8B (128 KiB per token). vLLM: kv_cache_memory_bytes skips its memory
 # profiling (v1/worker/gpu_worker.py), and gpu_memory_utilization only gates the free memory at its start
@@ -94,8 +102,15 @@ def start_estimate(engine: str, warm: bool = False) -> int:
     return (WARM_START_S if warm else ENGINE_START_S).get(engine, OTHER_START_S)
 
 
-def compare_argv(engine: str, results: Path, mode: str, scenarios: tuple[str, ...], extra: tuple[str, ...] = (),
-                 barrier: Path | None = None, run_as: str | None = None) -> tuple[str, ...]:  # fmt: skip
+def compare_argv(
+    engine: str,
+    results: Path,
+    mode: str,
+    scenarios: tuple[str, ...],
+    extra: tuple[str, ...] = (),
+    barrier: Path | None = None,
+    run_as: str | None = None,
+) -> tuple[str, ...]:
     """`run_as`: drive another engine under this step's name (the rehearsal runs the null engine), without the
     engine's own args."""
     named = tuple(arg for name in scenarios for arg in ("--scenario", name))
@@ -106,64 +121,167 @@ def compare_argv(engine: str, results: Path, mode: str, scenarios: tuple[str, ..
     pairs = tuple(arg for pair in args for arg in ("--engine-arg", pair)) + ENGINE_ARGS.get(engine, ())
     if run_as is not None:
         pairs, extra = (), (*extra, "--quick", "--output-tokens", "16")  # the rehearsal: seconds, not minutes
-    return (sys.executable, "-m", "compare", "--engine", run_as or engine, "--model", MODEL, "--out", str(results),
-            "--no-progress", "--mode", mode, *pairs, *named, *extra)  # fmt: skip
+    return (
+        sys.executable,
+        "-m",
+        "compare",
+        "--engine",
+        run_as or engine,
+        "--model",
+        MODEL,
+        "--out",
+        str(results),
+        "--no-progress",
+        "--mode",
+        mode,
+        *pairs,
+        *named,
+        *extra,
+    )
 
 
-def _step(engine: str, name: str, argv: tuple[str, ...], start_s: int, run_s: int, optional: bool, group: str = "",
-          barrier: Path | None = None, label: str = "") -> CampaignStep:  # fmt: skip
+def _step(
+    engine: str,
+    name: str,
+    argv: tuple[str, ...],
+    start_s: int,
+    run_s: int,
+    optional: bool,
+    group: str = "",
+    barrier: Path | None = None,
+    label: str = "",
+) -> CampaignStep:
     """A step on its own is capped at 1.4 x its estimate; a group member's cap counts from its release."""
     cap_s = int(run_s * 1.5) + 30 if group else int((start_s + run_s) * 1.4)
-    return CampaignStep(engine, Step(name, argv, start_s + run_s, optional=optional), cap_s, group, run_s, barrier, label)
+    return CampaignStep(
+        engine, Step(name, argv, start_s + run_s, optional=optional), cap_s, group, run_s, barrier, label
+    )
 
 
-def _together(name: str, engines: tuple[str, ...], results: Path, mode: str, scenarios, optional: bool,
-              run_s: dict[str, int], warm: bool, extra: dict[str, tuple[str, ...]] | None = None,
-              run_as: dict[str, str] | None = None) -> list[CampaignStep]:  # fmt: skip
+def _together(
+    name: str,
+    engines: tuple[str, ...],
+    results: Path,
+    mode: str,
+    scenarios,
+    optional: bool,
+    run_s: dict[str, int],
+    warm: bool,
+    extra: dict[str, tuple[str, ...]] | None = None,
+    run_as: dict[str, str] | None = None,
+) -> list[CampaignStep]:
     together = len(engines) > 1  # one engine alone needs no barrier
     barrier = results.parent / "barriers" / name if together else None
     steps = []
     for engine in engines:
         folder = results / f"{engine}-{name}"
-        argv = compare_argv(engine, folder, mode, scenarios(engine), (extra or {}).get(engine, ()), barrier,
-                            (run_as or {}).get(engine))  # fmt: skip
+        argv = compare_argv(
+            engine, folder, mode, scenarios(engine), (extra or {}).get(engine, ()), barrier, (run_as or {}).get(engine)
+        )
         runs_as = (run_as or {}).get(engine, engine)
-        steps.append(_step(engine, f"{engine}-{name}", argv, start_estimate(engine, warm), run_s[engine], optional,
-                           name if together else "", barrier, f"{runs_as}-http" if mode == "http" else runs_as))  # fmt: skip
+        steps.append(
+            _step(
+                engine,
+                f"{engine}-{name}",
+                argv,
+                start_estimate(engine, warm),
+                run_s[engine],
+                optional,
+                name if together else "",
+                barrier,
+                f"{runs_as}-http" if mode == "http" else runs_as,
+            )
+        )
     return steps
 
 
-def plan(results: Path, engines: tuple[str, ...] = ("sglang", "vllm"), run_as: dict[str, str] | None = None) -> list[CampaignStep]:
+def plan(
+    results: Path, engines: tuple[str, ...] = ("sglang", "vllm"), run_as: dict[str, str] | None = None
+) -> list[CampaignStep]:
     """In order of value (#24, #28): traffic in-process on both engines started together (SGLang's with its profiler
     window first and its telemetry), then HTTP on both (started together), the anchor, ablations, the matrix.
     `run_as` (the rehearsal): the engines' steps drive these engines instead, and only the traffic unit is planned."""
+
     def traffic(engine: str) -> tuple[str, ...]:
         return ((PROFILED_SCENARIO,) if engine == "sglang" else ()) + TRAFFIC_SCENARIOS
 
     profiled = {"sglang": ("--profile", PROFILED_CELL)}
     run_s = {e: TRAFFIC_RUN_S + (PROFILED_RUN_S if e == "sglang" else 0) for e in engines}
-    steps = _together("traffic", engines, results, "inprocess", traffic, False, run_s, warm=False,
-                      extra={} if run_as else profiled, run_as=run_as)  # fmt: skip
+    steps = _together(
+        "traffic",
+        engines,
+        results,
+        "inprocess",
+        traffic,
+        False,
+        run_s,
+        warm=False,
+        extra={} if run_as else profiled,
+        run_as=run_as,
+    )
     if run_as:
         return steps
     servers = tuple(e for e in engines if e in SERVER_ENGINES)
     if servers:
         concurrent = (str(KIT / "concurrent-gpu.json"),)
-        steps += _together("http", servers, results, "http", lambda e: concurrent, True, {e: HTTP_RUN_S for e in servers},
-                           warm=True, extra={e: ("--quick",) for e in servers})  # fmt: skip
+        steps += _together(
+            "http",
+            servers,
+            results,
+            "http",
+            lambda e: concurrent,
+            True,
+            {e: HTTP_RUN_S for e in servers},
+            warm=True,
+            extra={e: ("--quick",) for e in servers},
+        )
     if "vllm" in engines:
         # 2 runs per tool, not 4: the GPU machine's clients do not share cores with the server, and time is scarce
-        anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
-                  "--num-prompts", "64", "--repetitions", "2", "--out", str(results / "anchor-vllm"))  # fmt: skip
+        anchor = (
+            sys.executable,
+            "-m",
+            "compare.anchor_vllm",
+            "--model",
+            MODEL,
+            "--concurrency",
+            "16",
+            "--num-prompts",
+            "64",
+            "--repetitions",
+            "2",
+            "--out",
+            str(results / "anchor-vllm"),
+        )
         steps.append(_step("vllm", "anchor-vllm-bench", anchor, start_estimate("vllm", warm=True), 60, optional=True))
     for engine in engines:
         for name in ABLATION_SETS.get(engine, ()):
-            argv = compare_argv(engine, results / name, "inprocess", (str(KIT / "concurrent-gpu.json"),),
-                                ("--quick", "--ablation", name))  # fmt: skip
-            steps.append(_step(engine, name, argv, start_estimate(engine, warm=True), start_estimate(engine, warm=True)
-                               + 2 * ABLATION_POINT_RUN_S, optional=True))  # two points, one start each  # fmt: skip
-    steps += _together("matrix", engines, results, "inprocess", lambda e: INPROCESS_SCENARIOS, True,
-                       {e: INPROCESS_RUN_S for e in engines}, warm=True)  # fmt: skip
+            argv = compare_argv(
+                engine,
+                results / name,
+                "inprocess",
+                (str(KIT / "concurrent-gpu.json"),),
+                ("--quick", "--ablation", name),
+            )
+            steps.append(
+                _step(
+                    engine,
+                    name,
+                    argv,
+                    start_estimate(engine, warm=True),
+                    start_estimate(engine, warm=True) + 2 * ABLATION_POINT_RUN_S,
+                    optional=True,
+                )
+            )  # two points, one start each
+    steps += _together(
+        "matrix",
+        engines,
+        results,
+        "inprocess",
+        lambda e: INPROCESS_SCENARIOS,
+        True,
+        {e: INPROCESS_RUN_S for e in engines},
+        warm=True,
+    )
     return steps
 
 
@@ -186,21 +304,37 @@ def unit_estimate(unit: list[CampaignStep]) -> int:
     return int(longest * TOGETHER_SLOWDOWN) + sum(s.run_s for s in unit)
 
 
-def lease_timeline(steps: list[CampaignStep], num_calls: int, measured: Measured = MEASURED, lease_s: int = 900) -> dict:
+def lease_timeline(
+    steps: list[CampaignStep], num_calls: int, measured: Measured = MEASURED, lease_s: int = 900
+) -> dict:
     """From the lease's first second: machine start, staging calls, installs, then the units in order. Returns when
     the required units end, what is left before the lease ends, and whether that is at least LEASE_MARGIN_S."""
     calls_end = measured.machine_start_s + (num_calls - 1) * (measured.staging_call_s + measured.operator_gap_s)
     # SGLang's parts come first (tools/gpu/calls.py): it installs after about half the calls, vLLM after the last
-    first_engine_ready = measured.machine_start_s + math.ceil(num_calls / 2) * (measured.staging_call_s + measured.operator_gap_s)
+    first_engine_ready = measured.machine_start_s + math.ceil(num_calls / 2) * (
+        measured.staging_call_s + measured.operator_gap_s
+    )
     t = max(first_engine_ready, calls_end) + measured.install_s
     rows, required_end = [], None
     for unit in units(steps):
         estimate = unit_estimate(unit)
-        rows.append({"unit": [s.step.name for s in unit], "starts_s": t, "estimate_s": estimate,
-                     "optional": all(s.step.optional for s in unit)})  # fmt: skip
+        rows.append(
+            {
+                "unit": [s.step.name for s in unit],
+                "starts_s": t,
+                "estimate_s": estimate,
+                "optional": all(s.step.optional for s in unit),
+            }
+        )
         t += estimate
         if not rows[-1]["optional"]:
             required_end = t
     required_end = (required_end or t) + measured.final_pack_s
-    return {"calls": num_calls, "units": rows, "required_end_s": required_end, "lease_s": lease_s,
-            "margin_s": lease_s - required_end, "fits": lease_s - required_end >= LEASE_MARGIN_S}  # fmt: skip
+    return {
+        "calls": num_calls,
+        "units": rows,
+        "required_end_s": required_end,
+        "lease_s": lease_s,
+        "margin_s": lease_s - required_end,
+        "fits": lease_s - required_end >= LEASE_MARGIN_S,
+    }

@@ -34,13 +34,25 @@ def pack(home: Path, out: Path, budget_bytes: int, budget_files: int) -> dict[st
     num_parts = -(-size // PART_BYTES)
     if size > budget_bytes or num_parts + 1 > budget_files:
         bundle.unlink()
-        return {"packed": False, "why": f"{size / 2**20:.1f} MiB in {num_parts} part(s): over what $OUT has left "
-                                        f"({budget_bytes / 2**20:.1f} MiB, {budget_files} file(s)) after the results"}  # fmt: skip
+        return {
+            "packed": False,
+            "why": f"{size / 2**20:.1f} MiB in {num_parts} part(s): over what $OUT has left "
+            f"({budget_bytes / 2**20:.1f} MiB, {budget_files} file(s)) after the results",
+        }
     target = out / NAME
     shutil.rmtree(target, ignore_errors=True)
     parts = split(bundle, target, PART_BYTES)
-    write_manifest(target / "manifest.json", {"engine": NAME, "parts": parts, "bundle_sha256": sha256_file(bundle),
-                                              "bundle_bytes": size, "imports": [], "env": {}})  # fmt: skip
+    write_manifest(
+        target / "manifest.json",
+        {
+            "engine": NAME,
+            "parts": parts,
+            "bundle_sha256": sha256_file(bundle),
+            "bundle_bytes": size,
+            "imports": [],
+            "env": {},
+        },
+    )
     bundle.unlink()
     return {"packed": True, "bytes": size, "parts": len(parts)}
 

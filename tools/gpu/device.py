@@ -78,8 +78,14 @@ def install(engine: str, home: Path = HOME, python: str = sys.executable) -> dic
     with ThreadPoolExecutor(max_workers=len(manifest["imports"]) or 1) as pool:  # each import is its own interpreter
         checked = pool.map(lambda module: check_import(python, module, site), manifest["imports"])
     imports = dict(zip(manifest["imports"], checked))
-    return {"engine": engine, "site": str(site), "num_files": num_files, "missing_distributions": missing,
-            "version_conflicts": conflicts, "imports": imports}  # fmt: skip
+    return {
+        "engine": engine,
+        "site": str(site),
+        "num_files": num_files,
+        "missing_distributions": missing,
+        "version_conflicts": conflicts,
+        "imports": imports,
+    }
 
 
 def unmet_requirements(site: Path, search_path: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -123,8 +129,11 @@ def status(home: Path = HOME) -> dict[str, Any]:
         manifest = read_manifest(base)
         parts = base.parent / "parts"
         held = [p["file"] for p in manifest["parts"] if (parts / p["file"]).is_file()]
-        engines[base.parent.name] = {"parts_held": len(held), "parts_total": len(manifest["parts"]),
-                                     "installed": (base.parent / "site").is_dir()}  # fmt: skip
+        engines[base.parent.name] = {
+            "parts_held": len(held),
+            "parts_total": len(manifest["parts"]),
+            "installed": (base.parent / "site").is_dir(),
+        }
     return {"home": str(home), "engines": engines}
 
 
@@ -132,32 +141,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.device", description=__doc__.split("\n\n")[0])
     parser.add_argument("verb", choices=("stage", "install", "status"))
     parser.add_argument("--engine", choices=("vllm", "sglang"))
-    parser.add_argument("--from", dest="folder", type=Path, help="stage: a call's folder (.gpu/calls/NN), every engine in it")
-    parser.add_argument("--no-install", action="store_true",
-                        help="stage: only hold the part (a running campaign installs once all are held)")
+    parser.add_argument(
+        "--from", dest="folder", type=Path, help="stage: a call's folder (.gpu/calls/NN), every engine in it"
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="stage: only hold the part (a running campaign installs once all are held)",
+    )
     args = parser.parse_args(argv)
     if args.verb == "status":
         print(json.dumps(status(), indent=1))
         return 0
     if args.verb == "stage" and args.folder:
         for held in stage_call(args.folder):
-            print(f"stage {held['engine']}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"
-                  + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else "; all held"), flush=True)  # fmt: skip
+            print(
+                f"stage {held['engine']}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} "
+                f"parts" + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else "; all held"),
+                flush=True,
+            )
         return 0
     if not args.engine:
         parser.error("--engine (or stage --from FOLDER) is required")
     if args.verb == "stage":
         held = stage(args.engine)
-        print(f"stage {args.engine}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"
-              + (f"; still to send: {', '.join(held['missing'])}" if held["missing"] else ("; held" if args.no_install else "; installing")), flush=True)  # fmt: skip
+        print(
+            f"stage {args.engine}: holding {len(held['held'])} of {len(held['held']) + len(held['missing'])} parts"
+            + (
+                f"; still to send: {', '.join(held['missing'])}"
+                if held["missing"]
+                else ("; held" if args.no_install else "; installing")
+            ),
+            flush=True,
+        )
         if held["missing"] or args.no_install:
             return 0
     report = install(args.engine)
     print(json.dumps(report, indent=1))
     broken = report["missing_distributions"] or any(v != "ok" for v in report["imports"].values())
     if broken:
-        print(f"install {args.engine}: INCOMPLETE: " + "; ".join(
-            report["missing_distributions"] + [f"{m}: {v}" for m, v in report["imports"].items() if v != "ok"]))  # fmt: skip
+        print(
+            f"install {args.engine}: INCOMPLETE: "
+            + "; ".join(
+                report["missing_distributions"] + [f"{m}: {v}" for m, v in report["imports"].items() if v != "ok"]
+            )
+        )
     return 1 if broken else 0
 
 

@@ -30,8 +30,14 @@ MACHINE_MARK = "FAKE_DEVICE_MACHINE"
 
 
 class FakeDevice:
-    def __init__(self, repo: Path, root: Path, limits: DeviceLimits = LIMITS, machine_start_s: float = 40.0,
-                 transfer_mib_s: float = 20.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repo: Path,
+        root: Path,
+        limits: DeviceLimits = LIMITS,
+        machine_start_s: float = 40.0,
+        transfer_mib_s: float = 20.0,
+    ) -> None:
         self.repo, self.root, self.limits = repo, root, limits
         self.machine_start_s, self.transfer_mib_s = machine_start_s, transfer_mib_s
         self.lease_used_s = 0.0
@@ -47,7 +53,8 @@ class FakeDevice:
         return self.limits.lease_s - self.lease_used_s
 
     def idle(self, seconds: float) -> None:
-        """The operator's gap between a reply and the next call: counts against the lease; past 30 s the machine goes back."""
+        """The operator's gap between a reply and the next call: counts against the lease; past 30 s the machine goes
+        back."""
         if self.idle_s is None:
             return
         held = min(seconds, self.limits.idle_release_s)
@@ -71,8 +78,10 @@ class FakeDevice:
         files = self._files(carry)
         sent_bytes = sum((self.repo / f).stat().st_size for f in files)
         if sent_bytes > self.limits.call_bytes:
-            refused = (f"the working tree is larger than 64 MiB ({sent_bytes / 2**20:.1f} MiB: tracked and "
-                       "untracked-not-ignored files and carried paths)")  # fmt: skip
+            refused = (
+                f"the working tree is larger than 64 MiB ({sent_bytes / 2**20:.1f} MiB: tracked and "
+                "untracked-not-ignored files and carried paths)"
+            )
             self.calls.append({"refused": refused, "command": command})
             return {"error": refused}
         if self.idle_s is None:  # a cold call starts a fresh, bare machine
@@ -89,16 +98,28 @@ class FakeDevice:
         back, left_out, back_bytes = self._collect(out)
         self.lease_used_s += wall_s + (sent_bytes + back_bytes) / (self.transfer_mib_s * 2**20)
         self.idle_s = 0.0
-        record = {"rc": rc, "timed_out": rc in (124, 137), "wall_s": round(wall_s, 2), "sent_bytes": sent_bytes,
-                  "files": [str(p) for p in back], "files_at": str(self.root / f"back-{len(self.calls) + 1}"),
-                  "files_left_out": left_out, "output_tail": tail,
-                  "lease": {"budget_left_s": round(self.budget_left_s(), 1), "warm": True}}  # fmt: skip
-        self.calls.append({"command": command, "carry": list(carry), **{k: v for k, v in record.items() if k != "output_tail"}})
+        record = {
+            "rc": rc,
+            "timed_out": rc in (124, 137),
+            "wall_s": round(wall_s, 2),
+            "sent_bytes": sent_bytes,
+            "files": [str(p) for p in back],
+            "files_at": str(self.root / f"back-{len(self.calls) + 1}"),
+            "files_left_out": left_out,
+            "output_tail": tail,
+            "lease": {"budget_left_s": round(self.budget_left_s(), 1), "warm": True},
+        }
+        self.calls.append(
+            {"command": command, "carry": list(carry), **{k: v for k, v in record.items() if k != "output_tail"}}
+        )
         return record
 
     def _refusal(self, command: str, carry: tuple[str, ...], timeout_s: int) -> str | None:
         if len(command) > 2000 or not 1 <= timeout_s <= self.limits.call_s or len(carry) > self.limits.carry_paths:
-            return "device.run needs {command: a shell command of at most 2000 characters, timeout_s?: 1..600, carry?: at most 8 paths}"
+            return (
+                "device.run needs {command: a shell command of at most 2000 characters, timeout_s?: 1..600, "
+                "carry?: at most 8 paths}"
+            )
         if self.budget_left_s() <= 0:
             return "this session's device-machine time is used up"
         return None
@@ -108,7 +129,9 @@ class FakeDevice:
         for name in carry:
             path = self.repo / name
             if path.exists():
-                files |= {p.relative_to(self.repo) for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()}
+                files |= {
+                    p.relative_to(self.repo) for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
+                }
         return files
 
     def _copy(self, files: set[Path]) -> Path:
@@ -122,14 +145,26 @@ class FakeDevice:
     def _execute(self, command: str, work: Path, out: Path, timeout_s: int) -> tuple[int, float, str]:
         # the image's python3 has the harness's dependencies: here, the interpreter running the rehearsal
         path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
-        env = {**os.environ, "OUT": str(out), "ENGINEBENCH_GPU_HOME": str(self.machine / "tmp" / "enginebench-gpu"),
-               MACHINE_MARK: str(self.machine_id), "PATH": path}  # fmt: skip
+        env = {
+            **os.environ,
+            "OUT": str(out),
+            "ENGINEBENCH_GPU_HOME": str(self.machine / "tmp" / "enginebench-gpu"),
+            MACHINE_MARK: str(self.machine_id),
+            "PATH": path,
+        }
         env.pop("PYTHONPATH", None)
         started = time.monotonic()
         log = self.machine / "command.log"  # a file, not a pipe: a process left running must not hold the call open
         with log.open("wb") as sink:
-            process = subprocess.Popen(["bash", "-c", command], cwd=work, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            process = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=work,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
                 rc = process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

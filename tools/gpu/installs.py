@@ -28,7 +28,9 @@ def install_all(engines: tuple[str, ...], home: Path, device_home: Path, limit_s
             threads.append(thread)
         time.sleep(1)
     for engine in pending:
-        write_outcome(done_dir / f"{engine}.json", {"ok": False, "error": f"parts not all staged within {limit_s:.0f} s"})
+        write_outcome(
+            done_dir / f"{engine}.json", {"ok": False, "error": f"parts not all staged within {limit_s:.0f} s"}
+        )
     for thread in threads:
         thread.join()
 

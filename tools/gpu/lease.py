@@ -33,8 +33,13 @@ class LeaseCall:
     purpose: str
 
     def to_json(self) -> dict:
-        return {"call": self.index, "command": self.command, "carry": list(self.carry), "timeout_s": self.timeout_s,
-                "purpose": self.purpose}  # fmt: skip
+        return {
+            "call": self.index,
+            "command": self.command,
+            "carry": list(self.carry),
+            "timeout_s": self.timeout_s,
+            "purpose": self.purpose,
+        }
 
 
 def staging_calls(calls_plan: dict, deadline_s: float, start_extra: str = "") -> list[LeaseCall]:
@@ -56,7 +61,9 @@ def final_poll(index: int, budget_left_s: float, limits=LIMITS) -> LeaseCall:
     """Wait as long as the lease allows: the call's timeout stays under the 600 s a call may run."""
     wait_s = int(max(10, min(limits.call_s - POLL_PACK_S, budget_left_s - POLL_PACK_S - SAFETY_S)))
     command = f"{ENV}python3 -m tools.gpu.campaign poll --wait-s {wait_s}"
-    return LeaseCall(index, command, (), wait_s + POLL_PACK_S, "wait for the campaign (returns when it ends); bring everything back")
+    return LeaseCall(
+        index, command, (), wait_s + POLL_PACK_S, "wait for the campaign (returns when it ends); bring everything back"
+    )
 
 
 def sequence(calls_plan: dict, budget_left_s: float = LIMITS.lease_s, deadline_s: float = 800.0) -> list[LeaseCall]:
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([c.to_json() for c in calls], indent=1))
         return 0
     for call in calls:
-        print(f"call {call.index} ({call.purpose}): timeout_s={call.timeout_s} carry={list(call.carry)}\n  {call.command}")
+        print(
+            f"call {call.index} ({call.purpose}): timeout_s={call.timeout_s} carry={list(call.carry)}\n  {call.command}"
+        )
     return 0
 
 

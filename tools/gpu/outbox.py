@@ -42,13 +42,17 @@ def tar_xz_fast(tree: Path, out: Path, exclude: set[str] = frozenset()) -> int:
     return out.stat().st_size
 
 
-def pack_results(results: Path, out: Path, name: str, budget_bytes: int, budget_files: int,
-                 limits: DeviceLimits = LIMITS) -> dict[str, Any]:  # fmt: skip
+def pack_results(
+    results: Path, out: Path, name: str, budget_bytes: int, budget_files: int, limits: DeviceLimits = LIMITS
+) -> dict[str, Any]:
     """results/ into out as `<name>.tar.xz`, or `<name>/part-NNN` of 16 MiB; profiler traces left out largest first
     while it does not fit `budget_bytes` and `budget_files`."""
     out.mkdir(parents=True, exist_ok=True)
-    traces = sorted((p for p in results.rglob("*") if p.is_file() and PROFILE_DIR in p.relative_to(results).parts),
-                    key=lambda p: p.stat().st_size, reverse=True)  # fmt: skip
+    traces = sorted(
+        (p for p in results.rglob("*") if p.is_file() and PROFILE_DIR in p.relative_to(results).parts),
+        key=lambda p: p.stat().st_size,
+        reverse=True,
+    )
     left_out: list[str] = []
     bundle = out / f"{name}.tar.xz"
     while True:
@@ -63,8 +67,12 @@ def pack_results(results: Path, out: Path, name: str, budget_bytes: int, budget_
         written = [f"{name}/{p['file']}" for p in parts]
     else:
         written = [bundle.name]
-    return {"files": written, "bytes": size, "left_out": left_out,
-            "fits": size <= budget_bytes and len(written) <= budget_files}  # fmt: skip
+    return {
+        "files": written,
+        "bytes": size,
+        "left_out": left_out,
+        "fits": size <= budget_bytes and len(written) <= budget_files,
+    }
 
 
 def check(out: Path, limits: DeviceLimits = LIMITS) -> list[str]:
@@ -79,7 +87,9 @@ def check(out: Path, limits: DeviceLimits = LIMITS) -> list[str]:
     for path in files:
         relative = path.relative_to(out)
         if path.stat().st_size > limits.out_file_bytes:
-            problems.append(f"{relative}: {path.stat().st_size / 2**20:.1f} MiB, over {limits.out_file_bytes >> 20} MiB")
+            problems.append(
+                f"{relative}: {path.stat().st_size / 2**20:.1f} MiB, over {limits.out_file_bytes >> 20} MiB"
+            )
         if len(relative.parts) - 1 > limits.out_depth:
             problems.append(f"{relative}: deeper than {limits.out_depth} folders")
         if not all(NAME.match(part) for part in relative.parts):

@@ -42,7 +42,10 @@ def write_tar_xz(tree: Path, out: Path, preset: int = XZ_PRESET, exclude: set[st
     """Pack `tree` (its contents, paths relative to it, minus `exclude`) into `out`; returns counts and sizes."""
     num_files, raw_bytes = 0, 0
     tmp = out.with_name(out.name + ".tmp")
-    with lzma.open(tmp, "wb", preset=preset) as xz, tarfile.open(fileobj=xz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        lzma.open(tmp, "wb", preset=preset) as xz,
+        tarfile.open(fileobj=xz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix()):
             if path.relative_to(tree).as_posix() in exclude:
                 continue
@@ -112,4 +115,3 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
-

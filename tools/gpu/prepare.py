@@ -34,8 +34,11 @@ PACK_FORMAT = 1  # bump when staging or packing changes what the same inputs pro
 def inputs_key(wheel_set: WheelSet, part_bytes: int | None = None) -> str:
     """What the bundle (part_bytes None) or the parts are a function of: the wheels' hashes, the drop rules, the
     format, and for the parts their size."""
-    inputs = {"wheels": [w.sha256 for w in wheel_set.wheels], "drops": [asdict(d) for d in wheel_set.drops],
-              "format": PACK_FORMAT}
+    inputs = {
+        "wheels": [w.sha256 for w in wheel_set.wheels],
+        "drops": [asdict(d) for d in wheel_set.drops],
+        "format": PACK_FORMAT,
+    }
     if part_bytes is not None:  # the parts' manifest also carries the imports to check and the device env
         inputs.update(part_bytes=part_bytes, imports=list(wheel_set.imports), env=wheel_set.env)
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -62,7 +65,9 @@ def is_current(carry: Path, key: str) -> bool:
     manifest = read_manifest(manifest_path)
     if manifest.get("inputs_key") != key:
         return False
-    return all((carry / p["file"]).is_file() and sha256_file(carry / p["file"]) == p["sha256"] for p in manifest["parts"])
+    return all(
+        (carry / p["file"]).is_file() and sha256_file(carry / p["file"]) == p["sha256"] for p in manifest["parts"]
+    )
 
 
 def build(wheel_set: WheelSet, work: Path, part_bytes: int, first_bytes: int | None = None) -> dict[str, Any]:
@@ -76,8 +81,16 @@ def build(wheel_set: WheelSet, work: Path, part_bytes: int, first_bytes: int | N
         return manifest
     bundle = work / "build" / f"{wheel_set.engine}.tar.xz"
     packed_manifest = work / "build" / f"{wheel_set.engine}.json"
-    if bundle.is_file() and packed_manifest.is_file() and read_manifest(packed_manifest).get("bundle_key") == inputs_key(wheel_set):
-        manifest = {**read_manifest(packed_manifest), "imports": list(wheel_set.imports), "env": wheel_set.env}  # same bundle
+    if (
+        bundle.is_file()
+        and packed_manifest.is_file()
+        and read_manifest(packed_manifest).get("bundle_key") == inputs_key(wheel_set)
+    ):
+        manifest = {
+            **read_manifest(packed_manifest),
+            "imports": list(wheel_set.imports),
+            "env": wheel_set.env,
+        }  # same bundle
         return _write_parts(manifest, bundle, carry, key, part_bytes, first_bytes, packed=False)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -89,19 +102,39 @@ def build(wheel_set: WheelSet, work: Path, part_bytes: int, first_bytes: int | N
     print(f"prepare: packing {wheel_set.engine} ({tree_bytes(staging) / 2**20:.0f} MiB, xz -6, one thread)", flush=True)
     packed = write_tar_xz(staging, bundle)
     manifest = {
-        "engine": wheel_set.engine, "bundle_key": inputs_key(wheel_set), "format": PACK_FORMAT,
-        "wheels": [asdict(w) for w in wheel_set.wheels], "imports": list(wheel_set.imports), "env": wheel_set.env,
-        "staged_bytes": staged_bytes, "drops": drops, "dropped_bytes": sum(d["bytes"] for d in drops),
-        "num_files": packed["num_files"], "raw_bytes": packed["raw_bytes"], "bundle_bytes": packed["packed_bytes"],
+        "engine": wheel_set.engine,
+        "bundle_key": inputs_key(wheel_set),
+        "format": PACK_FORMAT,
+        "wheels": [asdict(w) for w in wheel_set.wheels],
+        "imports": list(wheel_set.imports),
+        "env": wheel_set.env,
+        "staged_bytes": staged_bytes,
+        "drops": drops,
+        "dropped_bytes": sum(d["bytes"] for d in drops),
+        "num_files": packed["num_files"],
+        "raw_bytes": packed["raw_bytes"],
+        "bundle_bytes": packed["packed_bytes"],
         "bundle_sha256": sha256_file(bundle),
-    }  # fmt: skip
+    }
     write_manifest(packed_manifest, manifest)
     return _write_parts(manifest, bundle, carry, key, part_bytes, first_bytes, packed=True)
 
 
-def _write_parts(manifest: dict[str, Any], bundle: Path, carry: Path, key: str, part_bytes: int, first_bytes: int | None,
-                 packed: bool) -> dict[str, Any]:  # fmt: skip
-    manifest = {**manifest, "inputs_key": key, "part_bytes": part_bytes, "parts": split(bundle, carry, part_bytes, first_bytes)}
+def _write_parts(
+    manifest: dict[str, Any],
+    bundle: Path,
+    carry: Path,
+    key: str,
+    part_bytes: int,
+    first_bytes: int | None,
+    packed: bool,
+) -> dict[str, Any]:
+    manifest = {
+        **manifest,
+        "inputs_key": key,
+        "part_bytes": part_bytes,
+        "parts": split(bundle, carry, part_bytes, first_bytes),
+    }
     write_manifest(carry / "manifest.json", manifest)
     manifest["rebuilt"] = packed
     return manifest
@@ -109,13 +142,17 @@ def _write_parts(manifest: dict[str, Any], bundle: Path, carry: Path, key: str, 
 
 def summary_lines(manifest: dict[str, Any]) -> list[str]:
     mib = 2**20
-    lines = [f"{manifest['engine']}: {len(manifest['wheels'])} wheels, {manifest['staged_bytes'] / mib:.0f} MiB staged, "
-             f"{manifest['dropped_bytes'] / mib:.0f} MiB dropped, {manifest['raw_bytes'] / mib:.0f} MiB in "
-             f"{manifest['num_files']} files -> {manifest['bundle_bytes'] / mib:.1f} MiB xz in {len(manifest['parts'])} "
-             f"part(s) of up to {manifest['part_bytes'] / mib:.0f} MiB"
-             + ("" if manifest.get("rebuilt", True) else " (up to date, not rebuilt)")]  # fmt: skip
+    lines = [
+        f"{manifest['engine']}: {len(manifest['wheels'])} wheels, {manifest['staged_bytes'] / mib:.0f} MiB staged, "
+        f"{manifest['dropped_bytes'] / mib:.0f} MiB dropped, {manifest['raw_bytes'] / mib:.0f} MiB in "
+        f"{manifest['num_files']} files -> {manifest['bundle_bytes'] / mib:.1f} MiB xz in {len(manifest['parts'])} "
+        f"part(s) of up to {manifest['part_bytes'] / mib:.0f} MiB"
+        + ("" if manifest.get("rebuilt", True) else " (up to date, not rebuilt)")
+    ]
     for drop in manifest["drops"]:
-        lines.append(f"  dropped {drop['files']:4d} files {drop['bytes'] / mib:7.1f} MiB  {drop['pattern']}: {drop['reason']}")
+        lines.append(
+            f"  dropped {drop['files']:4d} files {drop['bytes'] / mib:7.1f} MiB  {drop['pattern']}: {drop['reason']}"
+        )
     return lines
 
 
@@ -126,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part-mib", type=int, help="part size (default: what a call carries beside the working tree)")
     args = parser.parse_args(argv)
     lock = load_lock()
-    part_bytes = args.part_mib * calls.MiB if args.part_mib else calls.part_budget(calls.tree_bytes()) // calls.MiB * calls.MiB
+    part_bytes = (
+        args.part_mib * calls.MiB if args.part_mib else calls.part_budget(calls.tree_bytes()) // calls.MiB * calls.MiB
+    )
     total_bytes = calls.carried_cache_bytes(args.work / "carry")
     for engine in args.engine or list(calls.ENGINES):
         wheel_set = resolve(lock, engine)
@@ -135,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in summary_lines(manifest):
             print(line)
         total_bytes += manifest["bundle_bytes"]
-    print(f"prepare: {total_bytes / 2**20:.1f} MiB in parts of up to {part_bytes / 2**20:.0f} MiB under {args.work / 'carry'}")
+    print(
+        f"prepare: {total_bytes / 2**20:.1f} MiB in parts of up to {part_bytes / 2**20:.0f} MiB under "
+        f"{args.work / 'carry'}"
+    )
     return calls.main([])
 
 

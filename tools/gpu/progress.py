@@ -38,13 +38,18 @@ def progress_lines(state: dict[str, Any], home: Path) -> list[str]:
     if state.get("run_died"):
         lines += ["  THE CAMPAIGN'S RUN DIED; campaign.log ends:", *(f"    {line}" for line in state["run_died"])]
     if state.get("compile_cache_raw_bytes"):
-        lines.append(f"  compile caches: {state['compile_cache_raw_bytes'] / 2**20:.0f} MiB raw; out: {state.get('compile_cache_out', 'not asked')}")
+        lines.append(
+            f"  compile caches: {state['compile_cache_raw_bytes'] / 2**20:.0f} MiB raw; out: "
+            f"{state.get('compile_cache_out', 'not asked')}"
+        )
     if state.get("out_problems"):
         lines.append(f"  $OUT would not come back whole: {state['out_problems']}")
     for engine, done in installs(home).items():
         lines.append(f"  install {engine}: ok={done.get('ok')} {done.get('wall_s', '')} s {done.get('error', '')}")
     for entry in state.get("steps", []):
-        lines.append(f"  {entry['step']:24} {entry['outcome']}  rc={entry.get('returncode')} wall={entry.get('wall_s')}")
+        lines.append(
+            f"  {entry['step']:24} {entry['outcome']}  rc={entry.get('returncode')} wall={entry.get('wall_s')}"
+        )
         if entry.get("start_phases"):
             lines.append(f"    start phases: {entry['start_phases']}")
         if entry.get("checks"):
@@ -61,11 +66,16 @@ def print_plan(steps: list[CampaignStep]) -> None:
     num_calls = len(json.loads(calls_file.read_text())["calls"]) if calls_file.is_file() else 5
     timeline = lease_timeline(steps, num_calls)
     for row in timeline["units"]:
-        print(f"t={row['starts_s']:4d} s  ~{row['estimate_s']:4d} s  {'optional' if row['optional'] else 'REQUIRED'}  "
-              f"{' + '.join(row['unit'])}{' (started together)' if len(row['unit']) > 1 else ''}")  # fmt: skip
-    print(f"{timeline['calls']} staging call(s); the required units and the last poll end at ~{timeline['required_end_s']} s "
-          f"of the {timeline['lease_s']} s lease: {timeline['margin_s']} s to spare "
-          f"({'ok' if timeline['fits'] else 'UNDER'} the {LEASE_MARGIN_S} s margin)")  # fmt: skip
+        print(
+            f"t={row['starts_s']:4d} s  ~{row['estimate_s']:4d} s  {'optional' if row['optional'] else 'REQUIRED'}  "
+            f"{' + '.join(row['unit'])}{' (started together)' if len(row['unit']) > 1 else ''}"
+        )
+    print(
+        f"{timeline['calls']} staging call(s); the required units and the last poll end at "
+        f"~{timeline['required_end_s']} s "
+        f"of the {timeline['lease_s']} s lease: {timeline['margin_s']} s to spare "
+        f"({'ok' if timeline['fits'] else 'UNDER'} the {LEASE_MARGIN_S} s margin)"
+    )
     for planned in steps:
         print(f"  {planned.step.name}: {' '.join(planned.step.argv[1:])}")
 

@@ -39,7 +39,9 @@ def real_bundle_bytes(root: Path) -> dict[str, int]:
     return sizes
 
 
-def fake_engine_parts(work: Path, engine: str, bundle_bytes: int, part_bytes: int, first_bytes: int | None) -> dict[str, Any]:
+def fake_engine_parts(
+    work: Path, engine: str, bundle_bytes: int, part_bytes: int, first_bytes: int | None
+) -> dict[str, Any]:
     """A FAKE engine: one importable module packed as a real .tar.xz, then random padding to `bundle_bytes` after
     the xz stream (Python's lzma ignores trailing data that is no xz stream, as the device's install reads it), cut
     like prepare cuts the real ones. Seconds instead of the minute that compressing the padding would take."""
@@ -53,15 +55,28 @@ def fake_engine_parts(work: Path, engine: str, bundle_bytes: int, part_bytes: in
     with bundle.open("ab") as handle:  # a zero byte first: the padding can never start like an xz stream
         handle.write(b"\0" + os.urandom(max(bundle_bytes - bundle.stat().st_size - 1, 0)))
     carry = work / "carry" / engine
-    manifest = {"engine": engine, "fake": True, "imports": [f"fake{engine}"], "env": {}, "bundle_bytes": bundle.stat().st_size,
-                "bundle_sha256": sha256_file(bundle), "parts": split(bundle, carry, part_bytes, first_bytes)}  # fmt: skip
+    manifest = {
+        "engine": engine,
+        "fake": True,
+        "imports": [f"fake{engine}"],
+        "env": {},
+        "bundle_bytes": bundle.stat().st_size,
+        "bundle_sha256": sha256_file(bundle),
+        "parts": split(bundle, carry, part_bytes, first_bytes),
+    }
     write_manifest(carry / "manifest.json", manifest)
     bundle.unlink()
     return manifest
 
 
-def rehearse(root: Path = calls.ROOT, machine_root: Path | None = None, gap_s: float = 15.0, deadline_s: float = 300.0,
-             bundle_bytes: dict[str, int] | None = None, sequence_for=None) -> dict[str, Any]:  # fmt: skip
+def rehearse(
+    root: Path = calls.ROOT,
+    machine_root: Path | None = None,
+    gap_s: float = 15.0,
+    deadline_s: float = 300.0,
+    bundle_bytes: dict[str, int] | None = None,
+    sequence_for=None,
+) -> dict[str, Any]:
     """Build fake parts, plan the calls, play them; returns the call records and what came back."""
     work = root / WORK
     part_bytes = calls.part_budget(calls.tree_bytes(root)) // MiB * MiB
@@ -77,7 +92,9 @@ def rehearse(root: Path = calls.ROOT, machine_root: Path | None = None, gap_s: f
     try:
         for index, call in enumerate(sequence):
             reply = device.run(call.command, call.carry, call.timeout_s)
-            records.append({"call": call.index, "purpose": call.purpose, **{k: v for k, v in reply.items() if k != "output_tail"}})
+            records.append(
+                {"call": call.index, "purpose": call.purpose, **{k: v for k, v in reply.items() if k != "output_tail"}}
+            )
             if "error" in reply:
                 break
             back = reply
@@ -87,12 +104,23 @@ def rehearse(root: Path = calls.ROOT, machine_root: Path | None = None, gap_s: f
         while back and finished is not None and not finished.get("finished") and device.budget_left_s() > 120:
             device.idle(gap_s)  # another final poll, as the README says when the first one came back early
             back = device.run(lease.final_poll(len(records) + 1, device.budget_left_s()).command, (), 600)
-            records.append({"call": len(records) + 1, "purpose": "another poll", **{k: v for k, v in back.items() if k != "output_tail"}})
+            records.append(
+                {
+                    "call": len(records) + 1,
+                    "purpose": "another poll",
+                    **{k: v for k, v in back.items() if k != "output_tail"},
+                }
+            )
             finished = campaign_state(back)
     finally:
         device.give_back()
-    return {"part_bytes": part_bytes, "calls_plan": plan, "records": records, "state": campaign_state(back) if back else None,
-            "lease_used_s": round(device.lease_used_s, 1)}  # fmt: skip
+    return {
+        "part_bytes": part_bytes,
+        "calls_plan": plan,
+        "records": records,
+        "state": campaign_state(back) if back else None,
+        "lease_used_s": round(device.lease_used_s, 1),
+    }
 
 
 def default_sequence(plan: dict, deadline_s: float) -> list[lease.LeaseCall]:
@@ -115,17 +143,24 @@ def campaign_state(reply: dict[str, Any]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.rehearse", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gap-s", type=float, default=15.0, help="the operator's seconds between a reply and the next call")
+    parser.add_argument(
+        "--gap-s", type=float, default=15.0, help="the operator's seconds between a reply and the next call"
+    )
     args = parser.parse_args(argv)
     report = rehearse(gap_s=args.gap_s)
-    print(f"parts of up to {report['part_bytes'] / MiB:.0f} MiB; tree {report['calls_plan']['tree_bytes'] / MiB:.1f} MiB")
+    print(
+        f"parts of up to {report['part_bytes'] / MiB:.0f} MiB; tree {report['calls_plan']['tree_bytes'] / MiB:.1f} MiB"
+    )
     for record in report["records"]:
         if "error" in record:
             print(f"call {record['call']}: REFUSED: {record['error']}")
             continue
-        print(f"call {record['call']} ({record['purpose']}): sent {record['sent_bytes'] / MiB:.1f} MiB, rc {record['rc']}, "
-              f"{record['wall_s']} s, back {len(record['files'])} file(s)"
-              + (f", LEFT OUT {record['files_left_out']}" if record["files_left_out"] else ""))  # fmt: skip
+        print(
+            f"call {record['call']} ({record['purpose']}): sent {record['sent_bytes'] / MiB:.1f} MiB, rc "
+            f"{record['rc']}, "
+            f"{record['wall_s']} s, back {len(record['files'])} file(s)"
+            + (f", LEFT OUT {record['files_left_out']}" if record["files_left_out"] else "")
+        )
     state = report["state"] or {}
     for step in state.get("steps", []):
         print(f"  {step['step']}: {step['outcome']} (rc {step.get('returncode')})")

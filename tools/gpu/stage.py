@@ -55,7 +55,9 @@ def _destination(name: PurePosixPath) -> PurePosixPath | None:
 
 
 def matching(target: Path, rule: DropRule) -> list[Path]:
-    return sorted(p for p in target.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(target).as_posix(), rule.pattern))
+    return sorted(
+        p for p in target.rglob("*") if p.is_file() and fnmatch.fnmatch(p.relative_to(target).as_posix(), rule.pattern)
+    )
 
 
 def apply_drops(target: Path, rules: list[DropRule]) -> list[dict[str, Any]]:

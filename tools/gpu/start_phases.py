@@ -27,7 +27,9 @@ LINES = {
         "weights_load_s": rf"Load weight end\. elapsed={_NUMBER} s",
     },
 }
-SGLANG_CAPTURE = re.compile(rf"Capture (.+?) end\. elapsed={_NUMBER} s")  # e.g. "decode CUDA graph", "prefill cuda graph"
+SGLANG_CAPTURE = re.compile(
+    rf"Capture (.+?) end\. elapsed={_NUMBER} s"
+)  # e.g. "decode CUDA graph", "prefill cuda graph"
 # a tqdm bar's state: "<label> (<detail>): 100%|####| 51/51 [00:02<00:00, 21.08it/s]"; tqdm draws the finished
 # state twice (last update, then close), so a bar counts once: when 100% follows a lower state of its label
 BAR = re.compile(r"(Capturing [^:(\n]*?)(?: \([^)\n]*\))?: +(\d+)%\|[^|\n]*\| \d+/\d+ \[((?:\d+:)?\d+:\d+)<")

@@ -97,12 +97,21 @@ def _launch_when_installed(unit: list[CampaignStep], entries: list[dict[str, Any
                 continue
             del pending[index]
             if not install.get("ok"):
-                entries[index]["outcome"] = f"skipped: {planned.engine} is not installed: {install.get('error', 'imports failed')}"
+                entries[index]["outcome"] = (
+                    f"skipped: {planned.engine} is not installed: {install.get('error', 'imports failed')}"
+                )
                 continue
             _, log = _folder(planned, ctx)
             handle = log.open("w")
-            members.append(Member(planned, entries[index], launch_step(planned.step, handle, ctx.env_for(planned.engine), ctx.cwd),
-                                  handle, time.monotonic()))  # fmt: skip
+            members.append(
+                Member(
+                    planned,
+                    entries[index],
+                    launch_step(planned.step, handle, ctx.env_for(planned.engine), ctx.cwd),
+                    handle,
+                    time.monotonic(),
+                )
+            )
             entries[index].update(outcome="starting (together)", started_s=_now(ctx))
         ctx.save()
         if pending:
@@ -132,8 +141,12 @@ def _measure_in_turn(member: Member, members: list[Member], ctx: UnitContext) ->
     else:
         entry["outcome"] = "done" if process.returncode == 0 else f"exited before its turn (rc {process.returncode})"
     member.log.close()
-    entry.update(returncode=process.returncode, wall_s=round(time.monotonic() - member.launched_at, 1),
-                 leftover_processes_killed=len(kill_marked(planned.step.name)), argv=list(planned.step.argv))  # fmt: skip
+    entry.update(
+        returncode=process.returncode,
+        wall_s=round(time.monotonic() - member.launched_at, 1),
+        leftover_processes_killed=len(kill_marked(planned.step.name)),
+        argv=list(planned.step.argv),
+    )
     step_folder, log = _folder(planned, ctx)
     entry.update(step_records(planned.engine, step_folder, log))
 

@@ -53,17 +53,43 @@ class Step:
 
 
 def plan(engine: str, results: Path, mode: str = "both") -> list[Step]:
-    base = (sys.executable, "-m", "compare", "--engine", engine, "--model", MODEL, "--out", str(results), "--no-progress",
-            *ENGINE_ARGS.get(engine, ()))  # fmt: skip
+    base = (
+        sys.executable,
+        "-m",
+        "compare",
+        "--engine",
+        engine,
+        "--model",
+        MODEL,
+        "--out",
+        str(results),
+        "--no-progress",
+        *ENGINE_ARGS.get(engine, ()),
+    )
     start = ENGINE_START_S[engine]
     scenarios = _scenarios("smoke", "single", str(CONCURRENT_SCENARIO), "long-context", "prefix-cache", "korean")
     # one command: the in-process engine runs every scenario, then its own HTTP server runs them again
     starts = 2 if mode == "both" else 1
-    steps = [Step(f"scenarios-{mode}", (*base, "--quick", *scenarios, "--mode", mode), starts * (start + SCENARIOS_RUN_S))]
+    steps = [
+        Step(f"scenarios-{mode}", (*base, "--quick", *scenarios, "--mode", mode), starts * (start + SCENARIOS_RUN_S))
+    ]
     if engine == "vllm":
         # 2 runs per tool, not 4: the GPU machine's clients do not share cores with the server, and time is scarce
-        anchor = (sys.executable, "-m", "compare.anchor_vllm", "--model", MODEL, "--concurrency", "16",
-                  "--num-prompts", "64", "--repetitions", "2", "--out", str(results))  # fmt: skip
+        anchor = (
+            sys.executable,
+            "-m",
+            "compare.anchor_vllm",
+            "--model",
+            MODEL,
+            "--concurrency",
+            "16",
+            "--num-prompts",
+            "64",
+            "--repetitions",
+            "2",
+            "--out",
+            str(results),
+        )
         steps.append(Step("anchor-vllm-bench", anchor, start + 60, optional=True))
     return steps
 
@@ -78,8 +104,15 @@ def fits(steps: list[Step], budget_s: float) -> bool:
 
 def launch_step(step: Step, log, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen:
     """Start one step in its own session, marked (tools/gpu/proctree.py) and interruptible, its output to `log`."""
-    return subprocess.Popen(step.argv, stdout=log, stderr=subprocess.STDOUT, env={**env, MARK: step.name}, cwd=cwd,
-                            start_new_session=True, preexec_fn=interruptible)  # fmt: skip
+    return subprocess.Popen(
+        step.argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**env, MARK: step.name},
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=interruptible,
+    )
 
 
 def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd: Path = ROOT) -> dict[str, Any]:
@@ -89,8 +122,15 @@ def run_step(step: Step, remaining_s: float, log: Path, env: dict[str, str], cwd
         process = launch_step(step, handle, env, cwd)
         outcome = finish(process, remaining_s, step.name)
     leftovers = kill_marked(step.name)
-    return {"step": step.name, "argv": list(step.argv), "returncode": process.returncode, "outcome": outcome,
-            "wall_s": round(time.monotonic() - started, 1), "log": log.name, "leftover_processes_killed": len(leftovers)}  # fmt: skip
+    return {
+        "step": step.name,
+        "argv": list(step.argv),
+        "returncode": process.returncode,
+        "outcome": outcome,
+        "wall_s": round(time.monotonic() - started, 1),
+        "log": log.name,
+        "leftover_processes_killed": len(leftovers),
+    }
 
 
 def finish(process: subprocess.Popen, remaining_s: float, name: str) -> str:
@@ -113,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=sorted(ENGINE_START_S), required=True)
     parser.add_argument("--budget-s", type=float, default=570.0, help="wall seconds this command may use")
     parser.add_argument("--results", type=Path, default=Path("/tmp/enginebench-gpu/results"))
-    parser.add_argument("--mode", choices=("both", "inprocess", "http"), default="both",
-                        help="both (default): in-process, then through the engine's own server")
+    parser.add_argument(
+        "--mode",
+        choices=("both", "inprocess", "http"),
+        default="both",
+        help="both (default): in-process, then through the engine's own server",
+    )
     parser.add_argument("--plan", action="store_true", help="print the steps and estimates, run nothing")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -122,18 +166,28 @@ def main(argv: list[str] | None = None) -> int:
     steps = plan(args.engine, results, args.mode)
     if args.plan or not fits(steps, args.budget_s):
         for step in steps:
-            print(f"{step.name:18} ~{step.estimate_s:4d} s {'(optional) ' if step.optional else ''}{' '.join(step.argv)}")
+            print(
+                f"{step.name:18} ~{step.estimate_s:4d} s {'(optional) ' if step.optional else ''}{' '.join(step.argv)}"
+            )
         if not fits(steps, args.budget_s):
-            print(f"error: the required steps need ~{sum(s.estimate_s for s in steps if not s.optional)} s; "
-                  f"--budget-s {args.budget_s:g} is too small: run --mode inprocess and --mode http as two calls",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"error: the required steps need ~{sum(s.estimate_s for s in steps if not s.optional)} s; "
+                f"--budget-s {args.budget_s:g} is too small: run --mode inprocess and --mode http as two calls",
+                file=sys.stderr,
+            )
             return 2
         return 0
     out = Path(os.environ.get("OUT", "/tmp/enginebench-gpu/out"))
     out.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ENGINEBENCH_CACHE": str(args.results.parent / "cache"), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "ENGINEBENCH_CACHE": str(args.results.parent / "cache"),
+        "PYTHONPATH": str(ROOT),
+    }
     site = engine_home(args.engine) / "site"
     if site.is_dir():  # installed by tools.gpu.device: the staged wheels, ahead of nothing the image has
         env["PYTHONPATH"] = f"{site}:{ROOT}"
@@ -142,14 +196,21 @@ def main(argv: list[str] | None = None) -> int:
     for step in steps:
         remaining = args.budget_s - (time.monotonic() - started) - PACK_MARGIN_S
         if step.optional and remaining < step.estimate_s:
-            report.append({"step": step.name, "outcome": f"skipped: ~{step.estimate_s} s needed, {remaining:.0f} s left"})
+            report.append(
+                {"step": step.name, "outcome": f"skipped: ~{step.estimate_s} s needed, {remaining:.0f} s left"}
+            )
             continue
         print(f"validate: {step.name} ({remaining:.0f} s left)", flush=True)
         report.append(run_step(step, remaining, results / f"{step.name}.log", env))
-        print(f"validate: {step.name}: {report[-1]['outcome']}, rc {report[-1]['returncode']}, "
-              f"{report[-1]['wall_s']} s; log ends:", flush=True)  # fmt: skip
+        print(
+            f"validate: {step.name}: {report[-1]['outcome']}, rc {report[-1]['returncode']}, "
+            f"{report[-1]['wall_s']} s; log ends:",
+            flush=True,
+        )
         print("".join((results / f"{step.name}.log").read_text(errors="replace").splitlines(True)[-12:]), flush=True)
-    (results / "validate.json").write_text(json.dumps({"engine": args.engine, "model": MODEL, "steps": report}, indent=1))
+    (results / "validate.json").write_text(
+        json.dumps({"engine": args.engine, "model": MODEL, "steps": report}, indent=1)
+    )
     files = pack_results(results, out, f"results-{args.engine}", LIMITS.out_total_bytes, LIMITS.out_files)["files"]
     print(f"validate: packed {', '.join(files)} into {out}")
     return 0 if all(r.get("returncode") == 0 for r in report if "returncode" in r) else 1

@@ -16,9 +16,19 @@ from typing import Any
 from tools.gpu.stage import DropRule
 
 LOCK = Path(__file__).with_name("wheelsets.json")
-PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_24_x86_64", "manylinux_2_27_x86_64",
-             "manylinux_2_28_x86_64", "manylinux_2_31_x86_64", "manylinux_2_34_x86_64", "manylinux_2_35_x86_64",
-             "manylinux_2_26_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64")  # fmt: skip
+PLATFORMS = (
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_31_x86_64",
+    "manylinux_2_34_x86_64",
+    "manylinux_2_35_x86_64",
+    "manylinux_2_26_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,10 @@ def resolve(lock: dict[str, Any], engine: str) -> WheelSet:
         wheel = Wheel(entry["name"], entry["version"], entry["file"], entry["sha256"], int(entry["bytes"]))
         key = canonical(wheel.name)
         if key in on_image and not entry.get("replaces_image"):
-            raise ValueError(f"{wheel.name} is already on the device image; carrying a second copy would shadow it "
-                             "(give `replaces_image` with the reason when that is the point)")  # fmt: skip
+            raise ValueError(
+                f"{wheel.name} is already on the device image; carrying a second copy would shadow it "
+                "(give `replaces_image` with the reason when that is the point)"
+            )
         if key in chosen and chosen[key].version != wheel.version:
             raise ValueError(f"two versions of {wheel.name}: {chosen[key].version} and {wheel.version}")
         if not wheel.file.endswith(".whl") or canonical(wheel.file.split("-")[0]) != key:
@@ -87,8 +99,21 @@ def resolve(lock: dict[str, Any], engine: str) -> WheelSet:
 
 def download_argv(python: str, wheel: Wheel, dest: Path, python_version: str = "3.12") -> list[str]:
     """pip download of exactly one pinned wheel for the device (cp312, manylinux x86-64, no deps)."""
-    argv = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python_version,
-            "--implementation", "cp", "-d", str(dest), "--quiet"]  # fmt: skip
+    argv = [
+        python,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        str(dest),
+        "--quiet",
+    ]
     for platform in wheel_platforms(wheel.file) or PLATFORMS:
         argv += ["--platform", platform]
     return [*argv, wheel.requirement]
