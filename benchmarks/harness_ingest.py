@@ -6,7 +6,8 @@ per chunk, plus building the record afterwards. Run pinned to one core:
 
     taskset -c 0 .venv/bin/python benchmarks/harness_ingest.py
 
-It also prices the loop-wait counter every cell installs (compare/run/loopwaits.py): two clock reads around each
+It also prices the loop-wait counter every cell installs (compare/run/instruments/loopwaits.py): two clock reads
+around each
 select, so its cost is per event-loop iteration, measured here on iterations that do nothing else (`sleep(0)`),
 with and without it, alternately.
 """
@@ -19,7 +20,7 @@ import os
 import statistics
 import time
 
-from compare.run.loopwaits import loop_waits
+from compare.run.instruments.loopwaits import loop_waits
 from compare.run.runner import run_request
 from engines.base import Request
 from engines.null import NullEngine

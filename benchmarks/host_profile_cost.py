@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.run.hostprofile import py_spy_argv, py_spy_binary
-from compare.run.servingprocs import cpu_seconds
+from compare.run.instruments.hostprofile import py_spy_argv, py_spy_binary
+from compare.run.instruments.servingprocs import cpu_seconds
 
 CHILD = r"""
 import sys, time

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compare.run.clientprocs import ClientPlan, run_client_procs  # noqa: E402
+from compare.run.clients.clientprocs import ClientPlan, run_client_procs  # noqa: E402
 from engines.base import Request  # noqa: E402
 
 

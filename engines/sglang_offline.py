@@ -37,8 +37,8 @@ from engines.base import (
 from engines.constraints import KINDS, sglang_structured
 from engines.engine_args import resolve_args
 from engines.parallel import parallel_layout
-from engines.sglang_args import DEFAULT_ARGS, launch_flags, lora_kwargs, server_args, server_args_fields
-from engines.sglang_stream import StreamAccounting
+from engines.sglang.args import DEFAULT_ARGS, launch_flags, lora_kwargs, server_args, server_args_fields
+from engines.sglang.stream import StreamAccounting
 
 NO_GPU = (
     "engine 'sglang' needs an NVIDIA GPU (PyPI has no CPU build of sgl_kernel); "

@@ -1,5 +1,5 @@
 """vLLM in-process: `vllm` streams through `AsyncLLM` (here); `vllm-batch` runs `LLM.generate` on a whole cell
-(engines/vllm_batch.py), on the same base: resolved args, sampling, engine timestamps, description.
+(engines/vllm/batch.py), on the same base: resolved args, sampling, engine timestamps, description.
 
 `vllm` sends token ids (`TokensPrompt`) with `RequestOutputKind.DELTA`; one yield may carry several
 tokens, and the adapter counts them. With stats on, vLLM's `RequestStateStats` gives engine-core
@@ -26,11 +26,11 @@ from engines.base import (
     require_local_model,
 )
 from engines.engine_args import resolve_args
-from engines.vllm_beam import beam_search_chunks
-from engines.vllm_sampling import VLLMSampling
+from engines.vllm.beam import beam_search_chunks
+from engines.vllm.sampling import VLLMSampling
 from engines.parallel import VLLM_KEYS, parallel_layout
-from engines.vllm_telemetry import quiet_step_logger
-from engines.vllm_args import (
+from engines.vllm.telemetry import quiet_step_logger
+from engines.vllm.args import (
     CPU_ENV,
     CPU_KV_CACHE_BYTES,
     DEFAULT_ARGS,
@@ -182,8 +182,8 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
     """Streaming, in-process: AsyncLLM with DELTA outputs, a step timeline, and vLLM's own profiler window."""
 
     stamps_sequences = True  # n > 1: each sequence's chunks carry its index
-    serves_lora = True  # multi-LoRA: a LoRARequest per request (engines/vllm_sampling.py)
-    request_keys = {**VLLMSampling.request_keys, "beam_width": "beam_width"}  # beam search: engines/vllm_beam.py
+    serves_lora = True  # multi-LoRA: a LoRARequest per request (engines/vllm/sampling.py)
+    request_keys = {**VLLMSampling.request_keys, "beam_width": "beam_width"}  # beam search: engines/vllm/beam.py
 
     name = "vllm"
 
@@ -223,7 +223,7 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from engines.vllm_telemetry import timeline_logger
+        from engines.vllm.telemetry import timeline_logger
 
         self._apply_cpu_environment()
         loggers = [timeline_logger(self.telemetry_rows)] if self.telemetry_rows is not None else None

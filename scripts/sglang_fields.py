@@ -1,4 +1,4 @@
-"""Write engines/sglang_server_args.json: every `ServerArgs` field of the pinned sglang, with its annotation and
+"""Write engines/sglang/server_args.json: every `ServerArgs` field of the pinned sglang, with its annotation and
 default as source text, so `--engine-arg` can be checked and typed on machines without sglang (CPU).
 
     pip download --no-deps sglang==0.5.17 -d /tmp/sgl
@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "engines" / "sglang_server_args.json"
+OUT = Path(__file__).resolve().parent.parent / "engines" / "sglang" / "server_args.json"
 
 
 def annotation_type(annotation: ast.expr) -> str:

@@ -11,7 +11,7 @@ import pytest
 from compare.analysis.phases import Classifier, frame_key, host_profile_warnings, profile_summary, rules
 from compare.report.anatomy import host_ms_per_step
 from compare.report.flame import flame_svg
-from compare.run.servingprocs import role_of
+from compare.run.instruments.servingprocs import role_of
 from tests.conftest import ROOT, run_cli
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)
 from tests.bounds import above, near
@@ -152,7 +152,7 @@ def test_a_host_profile_of_a_cell_the_run_lacks_or_at_no_rate_is_one_line_and_ex
 @pytest.mark.unit
 def test_the_headline_thread_is_the_one_that_used_the_cpu():
     """A thread asleep in C (time.sleep) shows its Python caller, so its samples look busy; /proc says otherwise."""
-    sleeper = [["g.py:run", "compare/run/gpu.py:_loop"]] * 100
+    sleeper = [["g.py:run", "compare/run/instruments/gpu.py:_loop"]] * 100
     loop = [["m.py:main", STDLIB + "selectors.py:EpollSelector.select"]] * 90 + [["m.py:main", "m.py:work"]] * 10
     doc = _speedscope({'Thread 7 "gpu"': sleeper, 'Thread 5 "MainThread"': loop})
     summary = profile_summary(doc, rules(), {7: 0.0, 5: 0.1})
@@ -169,7 +169,7 @@ def _profiled(out, pattern: str) -> dict:
 @pytest.mark.engine
 @pytest.mark.exclusive  # a child descheduled mid-phase stretches that phase: the known shares need the CPU
 def test_the_fake_engines_known_phase_shares_are_reported_within_5_points(model_cache, config_only_model, tmp_path):
-    pytest.importorskip("compare.run.hostprofile").py_spy_binary()
+    pytest.importorskip("compare.run.instruments.hostprofile").py_spy_binary()
     from tests.anatomy_fake import SHARES
 
     result = run_cli(

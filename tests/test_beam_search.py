@@ -1,4 +1,4 @@
-"""Beam search (request arg beam_width=K): vLLM's own frontend loop, stamped step by step (engines/vllm_beam.py).
+"""Beam search (request arg beam_width=K): vLLM's own frontend loop, stamped step by step (engines/vllm/beam.py).
 
 FakeStepEngine is a FAKE engine client (named so): every one-token request takes a known time, so the per-step
 stamps have a known answer. vLLM's real loop runs over it (vLLM is installed here); the real engine runs it in
@@ -12,7 +12,7 @@ import pytest
 
 from compare.results.recorder import StreamRecorder
 from engines.base import Request
-from engines.vllm_beam import beam_search_chunks
+from engines.vllm.beam import beam_search_chunks
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.unit

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from compare.results.records import itl_samples_ns
-from compare.run.clientprocs import ClientPlan, run_client_procs
-from compare.run.rayclients import clock_offset
-from compare.run.shares import split_cell
+from compare.run.clients.clientprocs import ClientPlan, run_client_procs
+from compare.run.clients.rayclients import clock_offset
+from compare.run.clients.shares import split_cell
 from engines.base import Request
 from workloads.cellplan import Conversation
 from tests.bounds import below, near
@@ -178,7 +178,7 @@ def test_ray_without_ray_or_with_no_head_there_is_a_usage_error(cli, monkeypatch
 @pytest.mark.engine
 @pytest.mark.exclusive  # the first wave's send times
 def test_ray_actors_measure_an_injected_clock_skew_back_and_merge_their_records(ray_head):
-    from compare.run.rayclients import RayClientPool
+    from compare.run.clients.rayclients import RayClientPool
 
     skew_ns = 3_000_000_000  # actor 1's clock runs 3 s ahead
 
@@ -222,7 +222,7 @@ def test_the_cli_places_its_client_workers_on_ray_and_records_their_clocks(ray_h
 @pytest.mark.engine
 def test_a_ray_actor_killed_mid_cell_fails_only_its_share_on_record(ray_head):
     """The same fault on Ray: an actor that dies (or a lost node) raises for its call; its share is recorded failed."""
-    from compare.run.rayclients import RayClientPool
+    from compare.run.clients.rayclients import RayClientPool
     from tests.test_faults import _fake_sse_server_process
 
     server, url = _fake_sse_server_process(interval_ms=20.0)

@@ -1,4 +1,5 @@
-"""Energy per cell (compare/run/energy.py): NVML's counter through a FAKE pynvml, RAPL through a FAKE powercap
+"""Energy per cell (compare/run/instruments/energy.py): NVML's counter through a FAKE pynvml, RAPL through a FAKE
+powercap
 tree, and a known-answer run of the null engine whose FAKE counter draws a known power."""
 
 from __future__ import annotations
@@ -11,8 +12,15 @@ from time import perf_counter_ns
 
 import pytest
 
-from compare.run import cellwindow
-from compare.run.energy import EnergyCounter, EnergyMeter, describe, energy_per_work, nvml_counter, rapl_counter
+from compare.run.instruments import cellwindow
+from compare.run.instruments.energy import (
+    EnergyCounter,
+    EnergyMeter,
+    describe,
+    energy_per_work,
+    nvml_counter,
+    rapl_counter,
+)
 from tests.test_cli import cli  # noqa: F401  (the fixture)
 from tests.bounds import below
 

@@ -87,7 +87,7 @@ def test_an_unknown_key_names_three_near_ones():
 
 @pytest.mark.unit
 def test_sglang_knobs_are_checked_and_typed_on_a_machine_without_sglang():
-    from engines.sglang_args import DEFAULT_ARGS, launch_flags, server_args_fields
+    from engines.sglang.args import DEFAULT_ARGS, launch_flags, server_args_fields
 
     fields = server_args_fields()
     assert len(fields) > 400 and fields["schedule_policy"].startswith("Literal['lpm'")
@@ -110,8 +110,8 @@ def test_sglang_knobs_are_checked_and_typed_on_a_machine_without_sglang():
 
 @pytest.mark.unit
 def test_every_named_sglang_ablation_uses_real_server_args():
-    from compare.run.ablations import ABLATIONS
-    from engines.sglang_args import DEFAULT_ARGS, server_args_fields
+    from compare.run.points.ablations import ABLATIONS
+    from engines.sglang.args import DEFAULT_ARGS, server_args_fields
 
     valid = set(server_args_fields()) | set(DEFAULT_ARGS)
     keys = {
@@ -148,7 +148,7 @@ def test_vllms_field_list_is_cached_and_a_typo_fails_without_importing_vllm(mode
     from tests.conftest import ROOT
 
     first = (
-        "import json; from engines.cache import default_cache_dir; from engines.vllm_args import vllm_fields, "
+        "import json; from engines.cache import default_cache_dir; from engines.vllm.args import vllm_fields, "
         "_fields_from_vllm; fields = vllm_fields(); (cached,) = (default_cache_dir() / "
         "'engine-args').glob('vllm-*.json'); "
         "print(json.loads(cached.read_text()) == fields == _fields_from_vllm(), len(fields))"
@@ -184,8 +184,8 @@ def test_vllms_field_list_is_cached_and_a_typo_fails_without_importing_vllm(mode
 @pytest.mark.engine
 def test_vllm_takes_any_async_engine_args_field_and_records_what_it_resolved(model_cache, tmp_path):
     pytest.importorskip("vllm")
-    from compare.run.ablations import ABLATIONS
-    from engines.vllm_args import DEFAULT_ARGS, vllm_fields
+    from compare.run.points.ablations import ABLATIONS
+    from engines.vllm.args import DEFAULT_ARGS, vllm_fields
     from tests.conftest import ROOT, run_cli
 
     valid = set(vllm_fields()) | set(DEFAULT_ARGS)

@@ -12,9 +12,9 @@ import pytest
 from engines import http_openai
 from engines.base import Request
 from engines.http_openai import HttpCompletionsEngine, _StreamTally, reset_outcome
-from engines.sglang_args import DEFAULT_ARGS, launch_flags
+from engines.sglang.args import DEFAULT_ARGS, launch_flags
 from engines.sglang_offline import resolved_server_args
-from engines.sglang_stream import DURATIONS
+from engines.sglang.stream import DURATIONS
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from compare.run.gpu import GpuSampler, summarize_samples
+from compare.run.instruments.gpu import GpuSampler, summarize_samples
 from tests.bounds import above, below
 
 pytestmark = pytest.mark.unit

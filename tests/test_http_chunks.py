@@ -158,7 +158,7 @@ def test_a_cell_busy_past_the_threshold_is_client_bound_and_the_mark_survives_re
 
 @pytest.mark.unit
 def test_the_loop_wait_counter_counts_selector_waits_and_nothing_while_the_loop_runs_code():
-    from compare.run.loopwaits import loop_waits, waited_ns
+    from compare.run.instruments.loopwaits import loop_waits, waited_ns
 
     async def go():
         waits = loop_waits()

@@ -142,8 +142,8 @@ def test_lora_on_an_engine_without_it_or_with_a_missing_folder_exits_2(cli, tmp_
 
 
 def test_a_rank_above_the_engines_limit_exits_2_before_anything_starts():
-    from engines.sglang_args import lora_kwargs
-    from engines.vllm_args import lora_engine_args
+    from engines.sglang.args import lora_kwargs
+    from engines.vllm.args import lora_engine_args
     from workloads.lora import Adapter
 
     with pytest.raises(UsageError, match="rank 32 exceed --engine-arg vllm.max_lora_rank=16"):

@@ -9,9 +9,9 @@ import types
 
 import pytest
 
-from compare.run import nsys
-from compare.run.cellwindow import CellWindow, Instruments
-from compare.run.nvtx_marks import DOMAIN, load_nvtx
+from compare.run.instruments import nsys
+from compare.run.instruments.cellwindow import CellWindow, Instruments
+from compare.run.instruments.nvtx_marks import DOMAIN, load_nvtx
 from compare.run.runner import closed_loop, open_loop
 from engines.base import Request
 from tests.fakes import FakeEngine
@@ -146,10 +146,10 @@ def test_under_nsys_the_cell_runs_in_the_cuda_profiler_window(monkeypatch, tmp_p
 
 
 def test_the_engines_layerwise_nvtx_switches_are_engine_args():
-    from engines.sglang_args import server_args_fields
+    from engines.sglang.args import server_args_fields
 
     assert server_args_fields()["enable_layerwise_nvtx_marker"] == "bool"  # from the pinned 0.5.17 field list
     pytest.importorskip("vllm")
-    from engines.vllm_args import vllm_fields
+    from engines.vllm.args import vllm_fields
 
     assert "bool" in vllm_fields()["enable_layerwise_nvtx_tracing"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from compare.report.roofline import roofline
-from compare.run.gpu import summarize_samples
+from compare.run.instruments.gpu import summarize_samples
 from engines.parallel import parallel_layout
 from tests.fakes import fake_run, steady_records
 

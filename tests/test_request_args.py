@@ -9,8 +9,8 @@ import pytest
 
 from engines.base import UsageError
 
-from compare.run.points import grid
-from compare.run.sweep import child_argv
+from compare.run.points.points import grid
+from compare.run.points.sweep import child_argv
 from engines.hf_transformers import HFTransformersEngine
 from engines.request_args import typed_request_args
 from engines.vllm_offline import VLLMEngine
@@ -169,8 +169,8 @@ def test_each_adapter_puts_the_args_in_its_own_request_type(config_only_8b):
 
 
 def test_the_sampling_cost_set_is_request_features_against_greedy_and_every_key_is_one_vllm_takes():
-    from compare.run.ablations import ABLATIONS
-    from compare.run.points import ablation_points
+    from compare.run.points.ablations import ABLATIONS
+    from compare.run.points.points import ablation_points
     from engines.base import scoped_args
 
     points, question = ablation_points("sampling-cost", None)

@@ -24,7 +24,7 @@ from compare.results.records import itl_samples_ns
 from compare.run.runner import closed_loop
 from engines.base import EngineUnavailable, Request
 from engines.sglang_offline import NO_GPU, SGLangEngine, launch_flags, server_args
-from engines.sglang_stream import StreamAccounting
+from engines.sglang.stream import StreamAccounting
 from tests.bounds import near
 
 pytestmark = pytest.mark.unit

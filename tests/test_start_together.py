@@ -1,4 +1,4 @@
-"""Engines started together, measured one at a time (compare/run/together.py): nobody is released before every
+"""Engines started together, measured one at a time (compare/run/points/together.py): nobody is released before every
 engine is up, the next only after the previous has exited, and each results file says what it waited and who
 else held the GPU."""
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from compare.run import together
+from compare.run.points import together
 
 
 class FakeMember:

@@ -8,10 +8,10 @@ import pytest
 from compare.analysis.ablation_table import ablation_lines, ablation_rows
 from compare.cli.main import build_parser, child_args, run_config
 from compare.results.store import StoredRun
-from compare.run.ablations import ABLATIONS
-from compare.run.isolate import classify
-from compare.run.points import grid, parse_sweep, points_for
-from compare.run.sweep import child_argv
+from compare.run.points.ablations import ABLATIONS
+from compare.run.points.isolate import classify
+from compare.run.points.points import grid, parse_sweep, points_for
+from compare.run.points.sweep import child_argv
 from engines import REGISTRY
 from engines.base import UsageError
 from tests.fakes import record
@@ -257,7 +257,7 @@ def test_the_a_a_difference_becomes_the_minimum_effect_of_the_other_points():
 @pytest.mark.unit
 def test_a_points_child_gets_only_its_own_engines_scoped_args():
     """A child runs one engine and refuses a prefix naming another (#29), so the parent leaves those out."""
-    from compare.run.sweep import own_engine_args
+    from compare.run.points.sweep import own_engine_args
 
     args = (
         "--scenario",

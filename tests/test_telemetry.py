@@ -62,7 +62,7 @@ class FakePolledEngine(StreamingEngine):
 @pytest.mark.exclusive  # real timers
 def test_telemetry_polls_are_timed_and_a_costly_polling_is_a_warning(tmp_path):
     from compare.analysis.checks import poll_warnings
-    from compare.run.observe import CellObserver
+    from compare.run.instruments.observe import CellObserver
 
     async def watch_one_second():
         observer = CellObserver(FakePolledEngine(), "c1", None, tmp_path)
@@ -91,7 +91,7 @@ def test_telemetry_polls_are_timed_and_a_costly_polling_is_a_warning(tmp_path):
 
 @pytest.mark.unit
 def test_an_engine_polled_never_has_no_polled_telemetry(tmp_path):
-    from compare.run.observe import CellObserver
+    from compare.run.instruments.observe import CellObserver
 
     class NeverPolled(FakePolledEngine):
         telemetry_poll_interval_s = 0

@@ -98,7 +98,7 @@ def test_vllm_info_logs_keep_its_per_step_stat_logger_off():
     one line per engine step on the harness's loop with iteration details on; the adapter's logging config holds
     that one logger at WARNING, and it holds when vLLM configures logging again (0.32 does, building the engine)."""
     code = (
-        "from engines.vllm_telemetry import quiet_step_logger\n"
+        "from engines.vllm.telemetry import quiet_step_logger\n"
         "print(quiet_step_logger() is not None)\n"
         "import logging, vllm.logger, vllm.v1.metrics.loggers as loggers\n"
         "vllm.logger._configure_vllm_root_logger()\n"  # 0.26 does this at import, 0.32 when the engine is built

@@ -19,7 +19,7 @@ from compare.results.records import RequestRecord  # noqa: E402
 from compare.results.store import ResultsFile, _jsonable  # noqa: E402
 from compare.run.runner import CellRun, run_cell  # noqa: E402
 from compare.run.session import cell_document  # noqa: E402
-from engines.vllm_batch import VLLMBatchEngine  # noqa: E402
+from engines.vllm.batch import VLLMBatchEngine  # noqa: E402
 from engines.vllm_offline import VLLMEngine  # noqa: E402
 from tests.conftest import VLLM_DEFAULT_LAYOUT  # noqa: E402
 from workloads.plan import plan_scenario  # noqa: E402

@@ -110,7 +110,7 @@ def gpu(cell: dict[str, Any]) -> dict[str, Figure]:
 
 def joules_per_token(energy: dict[str, Any] | None) -> dict[str, float]:
     """J per output token from each energy counter that counted over the measured part ("gpu" first, then "cpu";
-    compare/run/energy.py); absent where a counter was unavailable."""
+    compare/run/instruments/energy.py); absent where a counter was unavailable."""
     per_token = {}
     for source in ("gpu", "cpu"):
         counted = (energy or {}).get(source) or {}

@@ -127,7 +127,7 @@ def _concurrency_warnings(num_requests: int, config: dict[str, Any], capabilitie
 
 
 def observed_warnings(cell: dict[str, Any]) -> list[str]:
-    """From what the harness watched around the cell (compare/run/observe.py), stored beside its records."""
+    """From what the harness watched around the cell (compare/run/instruments/observe.py), stored beside its records."""
     warnings = []
     profiled = cell.get("profiled") or {}
     if profiled.get("started"):
@@ -157,7 +157,8 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
 
 
 def gc_warnings(harness_gc: dict[str, Any] | None) -> list[str]:
-    """The harness's collector paused the loop inside the measured window (compare/run/gcquiet.py) for > 1 ms."""
+    """The harness's collector paused the loop inside the measured window (compare/run/instruments/gcquiet.py) for >
+    1 ms."""
     if not harness_gc or harness_gc["max_ms"] <= GC_PAUSE_WARN_MS:
         return []
     return [
@@ -167,7 +168,8 @@ def gc_warnings(harness_gc: dict[str, Any] | None) -> list[str]:
 
 
 def poll_warnings(polls: dict[str, Any] | None) -> list[str]:
-    """The harness's telemetry polls (compare/run/observe.py) kept the engine answering for > 2% of the cell."""
+    """The harness's telemetry polls (compare/run/instruments/observe.py) kept the engine answering for > 2% of the
+    cell."""
     if not polls or polls["busy_share"] is None or polls["busy_share"] <= POLL_BUSY_WARN_SHARE:
         return []
     return [

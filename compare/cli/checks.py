@@ -17,7 +17,7 @@ def check_client_scale(client_procs: int, ray: str | None, mode: str, engines: l
             "add --mode http or --mode both"
         )
     if ray:
-        from compare.run.rayclients import check_reachable, import_ray
+        from compare.run.clients.rayclients import check_reachable, import_ray
 
         import_ray()
         if ray != "auto":
@@ -47,7 +47,7 @@ def check_host_profile(cell: str | None, rate_hz: int, scenarios) -> None:
         )
     if rate_hz <= 0:
         raise UsageError(f"--host-profile-rate {rate_hz}: give samples per second > 0 (default 100)")
-    from compare.run.hostprofile import py_spy_binary
+    from compare.run.instruments.hostprofile import py_spy_binary
 
     py_spy_binary()
 
@@ -79,7 +79,7 @@ def check_engine_scopes(pairs: tuple[str, ...], run_engines: set[str], flag: str
 
 def run_engines(engines: tuple[str, ...], mode: str, ablation: str | None) -> set[str]:
     """The names an `ENGINE.` prefix may take in this run: its engines, an ablation set's, `http` for the HTTP twin."""
-    from compare.run.ablations import ABLATIONS
+    from compare.run.points.ablations import ABLATIONS
 
     points = ABLATIONS[ablation].points if ablation in ABLATIONS else ()
     names = set(engines) | {engine for _, engine, _, _ in points}

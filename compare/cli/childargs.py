@@ -19,7 +19,7 @@ PARENT_ONLY = {
 
 
 def child_args(argv: list[str]) -> tuple[str, ...]:
-    """argv without the options an isolated point's parent sets itself (compare/run/sweep.py adds its own)."""
+    """argv without the options an isolated point's parent sets itself (compare/run/points/sweep.py adds its own)."""
     kept, skip = [], False
     for arg in argv:
         if skip:

@@ -19,8 +19,8 @@ from compare.cli.childargs import child_args
 from compare.cli.overrides import scenario_overrides
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser
 from compare.run.config import RunConfig, check_constraints, check_lora, load_scenarios, request_args_for
-from compare.run.nsys import check_nsys, run_under_nsys, under_nsys
-from compare.run.points import points_for
+from compare.run.instruments.nsys import check_nsys, run_under_nsys, under_nsys
+from compare.run.points.points import points_for
 from engines import REGISTRY, best_installed_engine, engine_names, is_installed, load_engine_class
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
@@ -42,14 +42,14 @@ def sized(scenario, min_requests: int, notes: list[str]):
 
 def default_engines(ablation: str | None) -> tuple[str, ...]:
     """An ablation set's own engines, else the best engine installed."""
-    from compare.run.ablations import ABLATIONS
+    from compare.run.points.ablations import ABLATIONS
 
     return ABLATIONS[ablation].engines if ablation in ABLATIONS else (best_installed_engine(),)
 
 
 def ablation_scenario(ablation: str | None) -> str:
     """An ablation set's own scenario, else smoke."""
-    from compare.run.ablations import ABLATIONS
+    from compare.run.points.ablations import ABLATIONS
 
     return (ABLATIONS[ablation].scenario if ablation in ABLATIONS else None) or "smoke"
 
@@ -139,7 +139,7 @@ def list_everything() -> None:
     print("scenarios:")
     for name in builtin_names():
         print(f"  {name:13} {load_scenario(name).description}")
-    from compare.run.ablations import ABLATIONS
+    from compare.run.points.ablations import ABLATIONS
 
     print("ablation sets (--ablation NAME; baseline first):")
     for name, ablation in ABLATIONS.items():
@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_everything()
         return 0
-    from compare.run.side_by_side import run_command_together
-    from compare.run.sweep import run_command
+    from compare.run.points.side_by_side import run_command_together
+    from compare.run.points.sweep import run_command
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a deadline's SIGTERM: cells written, file interrupted
     try:

@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="once the engine is up, write DIR/<engine>.ready and wait for DIR/<engine>.go before "
         "measuring: engines started together on one big GPU, measured one at a time (the GPU "
-        "campaign releases them; compare/run/together.py); recorded as start_together",
+        "campaign releases them; compare/run/points/together.py); recorded as start_together",
     )
     points.add_argument("--allow-failures", action="store_true", help="exit 0 even when some requests failed")
     parser.add_argument(

@@ -34,23 +34,25 @@ class RunConfig:
     verbose: bool = False  # engine output live on the terminal, not in <out>/logs/<engines>-engine.log
     slo: dict[str, float] | None = None  # latency limits for goodput
     profile: str | None = None  # cell id under the engine's profiler; "": each scenario's first cell
-    host_profile: str | None = None  # cell id, or "all": py-spy on every serving process (compare/run/hostprofile.py)
+    host_profile: str | None = (
+        None  # cell id, or "all": py-spy on every serving process (compare/run/instruments/hostprofile.py)
+    )
     host_profile_rate: int = 100  # py-spy samples per second and thread
     profile_kind: str = (
         "torch"  # the engine's profiler window: "torch" traces, or "cuda" (cudaProfilerStart/Stop, --nsys)
     )
     find_max_rate: int = 0  # > 0: search the highest request rate that meets the SLO, in at most this many steps
-    sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/run/sweep.py)
-    ablation: str | None = None  # a named set of points (compare/run/ablations.py)
+    sweeps: tuple[str, ...] = ()  # KEY=V1,V2 or ENGINE.KEY=V1,V2: the grid of engine args (compare/run/points/sweep.py)
+    ablation: str | None = None  # a named set of points (compare/run/points/ablations.py)
     isolate: bool | None = None  # each point in its own child process; None: on for sweeps and GPU engines
     resume: Path | None = None  # skip runs complete in this folder, continue partial ones
     deadline_s: float | None = DEFAULT_DEADLINE_S  # an isolated point still running after this is killed
     allow_failures: bool = False  # exit 0 even when requests failed
-    client_procs: int = 1  # HTTP mode: client worker processes (compare/run/clientprocs.py)
+    client_procs: int = 1  # HTTP mode: client worker processes (compare/run/clients/clientprocs.py)
     ray: str | None = None  # HTTP mode: place the client workers as Ray actors: "auto" or HOST:PORT of a Ray head
     repeat_baseline: bool = False  # a sweep runs its baseline again last: the A/A row is the between-run noise
     child_args: tuple[str, ...] = ()  # argv an isolated point's child repeats (the parent-only options removed)
-    start_barrier: Path | None = None  # once started, wait here for this engine's turn (compare/run/together.py)
+    start_barrier: Path | None = None  # once started, wait here for this engine's turn (compare/run/points/together.py)
     start_together: bool = False  # every engine in its own child, started at once, released one at a time
 
 

@@ -2,7 +2,7 @@
 
 Every engine is constructed (and so validated) and every prompt planned and checked against every
 context limit before anything is measured. Each engine then starts once and runs every scenario.
-Sweeps, ablation sets and isolated engines come here through compare/run/sweep.py, one point at a time.
+Sweeps, ablation sets and isolated engines come here through compare/run/points/sweep.py, one point at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.report.tables import print_report
 from compare.run.config import RunConfig, engine_args_for, request_args_for
 from compare.run.enginelog import EngineLog, HarnessStream, engine_log_path, harness_err, harness_out
-from compare.run.resume import find_previous
-from compare.run.search import search_max_rate
+from compare.run.points.resume import find_previous
+from compare.run.points.search import search_max_rate
 from compare.run.session import RunOptions, run_scenario
-from compare.run.together import arrive
+from compare.run.points.together import arrive
 from engines import REGISTRY, load_engine_class
 from engines.base import BatchEngine, Engine, UsageError
 from workloads.lora import resolve_adapters, served_adapters
@@ -145,7 +145,7 @@ async def _run_engines(
             started = time.perf_counter()
             await run.engine.start()
             run.start_s = time.perf_counter() - started
-            if config.start_barrier is not None:  # up: wait for this engine's turn (compare/run/together.py)
+            if config.start_barrier is not None:  # up: wait for this engine's turn (compare/run/points/together.py)
                 console.print(
                     f"== {run.name}: started in {run.start_s:.1f} s; waiting at the start barrier",
                     highlight=False,
@@ -218,7 +218,7 @@ async def _run_engines(
 
 async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
     """--client-procs N / --ray: the HTTP run's client workers, started once for all its cells (None: one process)."""
-    from compare.run.clientprocs import LocalClientPool
+    from compare.run.clients.clientprocs import LocalClientPool
     from engines.http_openai import HttpCompletionsEngine
 
     if not isinstance(run.engine, HttpCompletionsEngine) or (config.client_procs <= 1 and not config.ray):
@@ -232,7 +232,7 @@ async def start_clients(run: EngineRun, config: RunConfig, tokenizer, console):
         "request_args": http_engine.request_args,
     }
     if config.ray:
-        from compare.run.rayclients import RayClientPool
+        from compare.run.clients.rayclients import RayClientPool
 
         pool = RayClientPool(worker_args, config.client_procs, config.ray, tokenizer)
     else:

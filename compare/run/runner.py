@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from compare.results.recorder import StreamRecorder, batch_records
 from compare.results.records import RequestRecord
-from compare.run.nvtx_marks import REQUEST_MARKS
+from compare.run.instruments.nvtx_marks import REQUEST_MARKS
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
 from workloads.cellplan import CellPlan
 
@@ -58,7 +58,8 @@ async def run_cell(
     window: Callable[[], AbstractAsyncContextManager] | None = None,
 ) -> None:
     """`measured`: sends the measured requests from client workers elsewhere (a ClientOutcome: origin, records).
-    `window`: entered just before the first measured request and left after the last (compare/run/cellwindow.py:
+    `window`: entered just before the first measured request and left after the last
+    (compare/run/instruments/cellwindow.py:
     the host profiler, the energy meter, NVTX ranges)."""
     plan = cell.plan
     await _reset(engine, cell, "before warmups")
@@ -79,7 +80,7 @@ async def run_cell(
 async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_done, measured) -> None:
     plan = cell.plan
     cell.origin_ns = perf_counter_ns()
-    if measured is not None:  # client workers in other processes (compare/run/clientprocs.py)
+    if measured is not None:  # client workers in other processes (compare/run/clients/clientprocs.py)
         outcome = await measured(plan)
         cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
     elif plan.conversations:
@@ -271,7 +272,7 @@ async def open_loop(
 async def run_share(
     engine: StreamingEngine, share, origin_ns: int, decode: Decode | None
 ) -> list[tuple[int, RequestRecord]]:
-    """A client worker's part of a cell (compare/run/shares.py), as (the cell's request index, record) pairs."""
+    """A client worker's part of a cell (compare/run/clients/shares.py), as (the cell's request index, record) pairs."""
     if share.kind == "conversations":
         turns = share.turns
         results: list[RequestRecord | None] = [None] * ((max(share.indices) + 1) * turns)
@@ -332,7 +333,7 @@ async def run_request(
 ) -> RequestRecord:
     recorder = StreamRecorder(request, origin_ns, scheduled_ns)
     error = None
-    marks = REQUEST_MARKS.get()  # NVTX ranges inside a marked cell (compare/run/nvtx_marks.py)
+    marks = REQUEST_MARKS.get()  # NVTX ranges inside a marked cell (compare/run/instruments/nvtx_marks.py)
     handle = marks.begin(request.request_id) if marks is not None else None
     stream = engine.generate(request)
     try:

@@ -21,15 +21,15 @@ from compare.analysis.structured import add_deltas, check_records, delta_text
 from compare.analysis.summaries import summarize_cell
 from compare.analysis.telemetry import summarize_telemetry
 from compare.results.store import ResultsFile, results_path
-from compare.run import environment
-from compare.run.cellwindow import CellWindow, Instruments
+from compare.run.instruments import environment
+from compare.run.instruments.cellwindow import CellWindow, Instruments
 from compare.run.enginelog import harness_err
-from compare.run.energy import energy_per_work
-from compare.run.gpu import GpuSampler
-from compare.run.observe import CellObserver
-from compare.run.resume import continue_file, kept_cell_ids
+from compare.run.instruments.energy import energy_per_work
+from compare.run.instruments.gpu import GpuSampler
+from compare.run.instruments.observe import CellObserver
+from compare.run.points.resume import continue_file, kept_cell_ids
 from compare.run.runner import CellRun, precise_sends, run_cell
-from compare.run.together import shared_gpu_warning
+from compare.run.points.together import shared_gpu_warning
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
@@ -125,7 +125,8 @@ async def run_scenario(
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
     `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
     `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run.
-    `clients`: a started client pool (compare/run/clientprocs.py, rayclients.py) that sends the measured requests."""
+    `clients`: a started client pool (compare/run/clients/clientprocs.py, rayclients.py) that sends the measured
+    requests."""
     description = dataclasses.asdict(engine.describe())
     description["request_args"] = request_args_record(engine)
     instruments = Instruments.probe()
@@ -246,7 +247,7 @@ async def _measure_cell(
     try:
         measured = None
         if clients is not None:
-            from compare.run.clientprocs import client_plan
+            from compare.run.clients.clientprocs import client_plan
 
             async def measured(cell_plan):
                 return await clients.run(client_plan(cell_plan, scenario.timeout_s))
@@ -275,7 +276,7 @@ def _host_profiler(engine, cell_id: str, results, options: RunOptions):
     """py-spy over the measured part of this cell, when --host-profile names it (or all)."""
     if options.host_profile not in ("all", cell_id):
         return None
-    from compare.run.hostprofile import HostProfiler
+    from compare.run.instruments.hostprofile import HostProfiler
 
     folder = results.path.parent / "host_profiles" / results.path.stem / cell_id
     return HostProfiler(folder, options.host_profile_rate, engine.host_anatomy)

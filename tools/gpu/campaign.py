@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare.run.isolate import gpu_memory_used_mib, wait_gpu_released
+from compare.run.points.isolate import gpu_memory_used_mib, wait_gpu_released
 from tools.gpu import compile_cache, outbox
 from tools.gpu.calls import LIMITS
 from tools.gpu.campaign_plan import (
@@ -77,7 +77,7 @@ def engine_env(
     from tools.gpu.pack import read_manifest
 
     # VLLM_LOGGING_LEVEL=INFO: vLLM's engine core logs its start phases (its per-step stat logger stays off:
-    # engines/vllm_telemetry.py quiet_step_logger); SGLang's profiler without Python stacks keeps one window's trace
+    # engines/vllm/telemetry.py quiet_step_logger); SGLang's profiler without Python stacks keeps one window's trace
     # small enough for $OUT (kernels, shapes and CPU ops are still recorded)
     env = {
         **os.environ,

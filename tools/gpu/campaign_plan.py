@@ -2,7 +2,7 @@
 timeline that says, from measured times, whether the required steps fit a 900 s lease with 90 s to spare.
 
 Units run in order. A unit is one step, or a group of steps whose engines start at once on the one big GPU
-and are then measured one at a time (compare/run/together.py): each waits at a start barrier, and the campaign
+and are then measured one at a time (compare/run/points/together.py): each waits at a start barrier, and the campaign
 releases the next only when the previous has exited. On the H200 (143 GB) two 8B engines fit with equal,
 explicit KV budgets (TOGETHER_ARGS), so the lease pays the longest start once instead of every start in turn.
 """
@@ -90,7 +90,7 @@ class CampaignStep:
     cap_s: int  # at most this long (a group member: from its release), even when the deadline is further away
     group: str = ""  # steps of one group start together and are measured in turn ("": on its own)
     run_s: int = 0  # the estimate's measuring part (estimate_s = start + run_s for a step on its own)
-    barrier: Path | None = None  # a group member's start barrier (compare/run/together.py)
+    barrier: Path | None = None  # a group member's start barrier (compare/run/points/together.py)
     label: str = ""  # the name its engine arrives at the barrier with: the run's name, X or X-http
 
     @property

@@ -1,6 +1,6 @@
 """Every process a campaign step started, found by a mark in its environment, so none outlives its step.
 
-A step's process group is not enough: an isolated point (compare/run/isolate.py) and an engine's HTTP server
+A step's process group is not enough: an isolated point (compare/run/points/isolate.py) and an engine's HTTP server
 (engines/servers.py) start their own sessions, and an SGLang child left behind held ~130 GiB of the GPU while
 the next step started. Each step runs with ENGINEBENCH_STEP=<name> in its environment; every descendant
 inherits it (fork, spawn, subprocess, setsid alike), so after the step `kill_marked` finds them in /proc

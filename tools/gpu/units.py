@@ -2,7 +2,7 @@
 
 A group's members each launch as soon as their engine is installed (SGLang's parts come first, so it starts
 first), run `python -m compare ... --start-barrier DIR`, and wait there once their engine is up. When every
-member is up (or has exited), the campaign releases them one at a time in plan order (compare/run/together.py),
+member is up (or has exited), the campaign releases them one at a time in plan order (compare/run/points/together.py),
 each for at most its cap and what is left of the deadline. Whatever a step started, in any session, is killed
 when the step ends (tools/gpu/proctree.py).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from compare.run.together import gpu_processes, release
+from compare.run.points.together import gpu_processes, release
 from tools.gpu.campaign_plan import CampaignStep
 from tools.gpu.proctree import kill_marked
 from tools.gpu.step_records import step_records

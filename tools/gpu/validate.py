@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compare.run.isolate import interruptible
+from compare.run.points.isolate import interruptible
 from tools.gpu.device import engine_home
 from tools.gpu.calls import LIMITS
 from tools.gpu.outbox import pack_results

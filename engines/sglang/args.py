@@ -35,7 +35,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-SERVER_ARGS_FILE = Path(__file__).with_name("sglang_server_args.json")  # scripts/sglang_fields.py writes it
+SERVER_ARGS_FILE = Path(__file__).with_name("server_args.json")  # scripts/sglang_fields.py writes it
 
 
 def server_args_fields() -> dict[str, str]:

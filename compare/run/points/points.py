@@ -2,7 +2,7 @@
 
 A point is one engine run: an engine, a mode, and the engine args and request args (`request.K=V`,
 docs/features.md) it adds to the run's own. The first point of a grid (every key at its first value) is the
-baseline the ablation table compares the others with. compare/run/sweep.py runs them.
+baseline the ablation table compares the others with. compare/run/points/sweep.py runs them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from compare.run.ablations import ABLATIONS
+from compare.run.points.ablations import ABLATIONS
 from engines import REGISTRY
 from engines.base import UsageError
 

@@ -9,7 +9,7 @@ so a measured engine shares the GPU only with idle engines. What each engine wai
 others held when it was released, are recorded with its results.
 
     child:        python -m compare ... --start-barrier DIR        (the engine process; `arrive`)
-    coordinator:  release_in_turn(DIR, {label: process, ...})     (--start-together, compare/run/side_by_side.py)
+    coordinator:  release_in_turn(DIR, {label: process, ...})     (--start-together, compare/run/points/side_by_side.py)
                   or `release` one label at a time                 (the GPU campaign, tools/gpu/units.py)
 """
 

@@ -181,7 +181,7 @@ ABLATIONS["structured-output"] = Ablation(
         )
     ),
     scenario="structured",
-)  # compact JSON where the backend takes it (engines/vllm_args.py)
+)  # compact JSON where the backend takes it (engines/vllm/args.py)
 ABLATIONS["vllm-lora-slots"] = Ablation(
     "where is the LoRA cliff? vLLM's max_loras (adapters in one batch) below and above the multi-lora working set "
     "(16 adapters; max_cpu_loras 16 keeps every one in host memory)",

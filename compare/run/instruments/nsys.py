@@ -1,11 +1,12 @@
 """`--nsys CELL`: the harness runs itself again under Nsight Systems, which captures only while the engine's
 CUDA profiler is on.
 
-The engine's profiler window (compare/run/observe.py) opens around CELL's measured part in `cuda` kind:
+The engine's profiler window (compare/run/instruments/observe.py) opens around CELL's measured part in `cuda` kind:
 cudaProfilerStart/Stop in the processes that launch kernels (vLLM `ProfilerConfig(profiler="cuda")` in its
 workers, SGLang's `CUDA_PROFILER` activity in its scheduler, `torch.cuda.profiler` for hf). nsys runs with
 `--capture-range=cudaProfilerApi`, so the report holds that cell only, with the harness's NVTX ranges
-(compare/run/nvtx_marks.py) naming the cell and each request. The engines' layerwise NVTX switches are knobs:
+(compare/run/instruments/nvtx_marks.py) naming the cell and each request. The engines' layerwise NVTX switches are
+knobs:
 `--engine-arg vllm.enable_layerwise_nvtx_tracing=true`, `--engine-arg sglang.enable_layerwise_nvtx_marker=true`.
 """
 

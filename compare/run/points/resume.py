@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.results.store import SCHEMA_VERSION, ResultsFile
-from compare.run import environment
+from compare.run.instruments import environment
 
 
 def _plain(value: Any) -> Any:

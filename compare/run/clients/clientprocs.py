@@ -1,10 +1,10 @@
 """HTTP mode past one client process: the measured requests of a cell split over N worker processes, each
 with its own event loop and connection pool, their records merged into one list as one process writes it.
 
-The coordinator owns the schedule. It splits the cell (compare/run/shares.py), and gives every worker the
+The coordinator owns the schedule. It splits the cell (compare/run/clients/shares.py), and gives every worker the
 same origin: on one host every process stamps on CLOCK_MONOTONIC (`perf_counter_ns`), so records from
 different processes are offsets from one time and merge as they are. Across hosts (Ray,
-compare/run/rayclients.py) each worker's clock offset is measured first and the origin converted into its
+compare/run/clients/rayclients.py) each worker's clock offset is measured first and the origin converted into its
 clock. Each worker runs the runner's own loops (closed, open, conversations) and returns its records in one
 batch at the end of the cell, with its CPU share and send lag; no message crosses a process per token.
 """
@@ -21,9 +21,9 @@ from time import perf_counter_ns
 from typing import Any
 
 from compare.results.records import RequestRecord
-from compare.run.loopwaits import busy_figures, waited_ns
+from compare.run.instruments.loopwaits import busy_figures, waited_ns
 from compare.run.runner import run_share
-from compare.run.shares import WorkerShare, exit_reason, lost_share, split_cell
+from compare.run.clients.shares import WorkerShare, exit_reason, lost_share, split_cell
 from engines.base import Request
 
 START_MARGIN_NS = 50_000_000  # the origin lies this far after "run", so every worker is waiting when it comes

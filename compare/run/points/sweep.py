@@ -1,8 +1,8 @@
-"""Sweeps: the runs of a run's points (compare/run/points.py: `--sweep KEY=V1,V2` grids and named `--ablation`
+"""Sweeps: the runs of a run's points (compare/run/points/points.py: `--sweep KEY=V1,V2` grids and named `--ablation`
 sets), and their manifest and ablation table.
 
 Points (of a sweep, an ablation set, or engines to keep apart) run one at a time, each isolated: with
-isolation each point is `python -m compare` in its own child process and session (compare/run/isolate.py)
+isolation each point is `python -m compare` in its own child process and session (compare/run/points/isolate.py)
 writing its own results files; without it, each point runs in this process. Either way one point's failure
 is recorded (status, reason, log tail) and the next point runs. A sweep lives in one folder with a manifest,
 `sweep.json`, rewritten atomically after every point, and ends with the ablation table.
@@ -29,9 +29,9 @@ from compare.analysis.ablation_table import (
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
 from compare.run.config import RunConfig, engine_args_for, request_args_for
-from compare.run.isolate import ChildOutcome, child_echo, run_child
+from compare.run.points.isolate import ChildOutcome, child_echo, run_child
 from compare.run.orchestrate import run_point
-from compare.run.points import Point, points_for
+from compare.run.points.points import Point, points_for
 from engines import REGISTRY, load_engine_class
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from compare.run.gpu import nvml_reader
+from compare.run.instruments.gpu import nvml_reader
 
 KILL_GRACE_S = 10.0
 INTERRUPT_GRACE_S = 30.0

@@ -111,7 +111,7 @@ def _gpus() -> dict[str, Any]:
         return {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def _git_commit(root: Path = Path(__file__).resolve().parent.parent) -> str | None:
+def _git_commit(root: Path = Path(__file__).resolve().parents[2]) -> str | None:
     """The checkout's commit, read from .git (no subprocess): HEAD, its ref file, or packed-refs."""
     git = root / ".git"
     try:

@@ -78,7 +78,7 @@ def timeline_logger(rows: list[dict[str, Any]]):
     return StepTimeline
 
 
-INFO_LOGGING_CONFIG = Path(__file__).with_name("vllm_logging_info.json")
+INFO_LOGGING_CONFIG = Path(__file__).with_name("logging_info.json")
 
 
 def quiet_step_logger() -> str | None:

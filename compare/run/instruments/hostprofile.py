@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.analysis.phases import profile_summary, rules
-from compare.run.servingprocs import ServingProcess, cpu_seconds, serving_processes, thread_cpu_seconds
+from compare.run.instruments.servingprocs import ServingProcess, cpu_seconds, serving_processes, thread_cpu_seconds
 from engines.base import UsageError
 
 DEFAULT_RATE_HZ = 100

@@ -1,5 +1,6 @@
 """What opens just before a cell's first measured request and closes after its last one (run_cell's window):
-the garbage collector held off (compare/run/gcquiet.py), the host profiler (--host-profile), the energy meter
+the garbage collector held off (compare/run/instruments/gcquiet.py), the host profiler (--host-profile), the energy
+meter
 (always), and NVTX ranges (where nvtx is importable).
 
 Entered in that order and left in reverse, so the collect before the window, the energy counters and the NVTX
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compare.run.energy import EnergyCounter, EnergyMeter, describe, energy_counters
-from compare.run.gcquiet import GcQuiet
-from compare.run.nvtx_marks import NvtxMarks, load_nvtx
+from compare.run.instruments.energy import EnergyCounter, EnergyMeter, describe, energy_counters
+from compare.run.instruments.gcquiet import GcQuiet
+from compare.run.instruments.nvtx_marks import NvtxMarks, load_nvtx
 
 
 @dataclass

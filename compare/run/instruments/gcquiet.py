@@ -21,7 +21,7 @@ from typing import Any
 
 
 class GcQuiet:
-    """An async context manager around the measured part of a cell (compare/run/cellwindow.py)."""
+    """An async context manager around the measured part of a cell (compare/run/instruments/cellwindow.py)."""
 
     def __init__(self, policy: str = "disabled"):
         if policy not in ("disabled", "enabled"):

@@ -21,7 +21,7 @@ class VLLMSampling:
 
     def use_lora(self, adapters) -> None:
         """Serve these adapters (workloads/lora.py): LoRA on, its rank limit raised to theirs unless given."""
-        from engines.vllm_args import lora_engine_args
+        from engines.vllm.args import lora_engine_args
 
         self.resolved.update(lora_engine_args(self.resolved, max(a.rank for a in adapters)))
         self.lora_ids = {a.name: i for i, a in enumerate(adapters, start=1)}
@@ -66,7 +66,7 @@ class VLLMSampling:
         from vllm.sampling_params import RequestOutputKind
 
         if "beam_width" in self.request_args:
-            from engines.vllm_beam import beam_search_params
+            from engines.vllm.beam import beam_search_params
 
             params = beam_search_params(Request("probe", (1,), 2, 0), self.request_args)
             return {name: _plain(getattr(params, name)) for name in self.request_args}

@@ -3,7 +3,7 @@ an optional profiler window.
 
 - Harness load: process CPU time and the event-loop thread's CPU time over the cell, each as a share of
   one core over the cell's wall time, and the loop's busy share: 1 - the time it waited in its selector / wall
-  (compare/run/loopwaits.py). In-process engines run part of themselves in this process (vLLM's output
+  (compare/run/instruments/loopwaits.py). In-process engines run part of themselves in this process (vLLM's output
   handler runs on the same loop), so these bound what the harness itself used.
 - Telemetry: the rows an engine appends per step (`telemetry_rows`), or snapshots the harness polls
   (`telemetry_snapshot()`) every `engine.telemetry_poll_interval_s`, each stamped on perf_counter; stored as
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from compare.run.loopwaits import busy_figures, waited_ns
+from compare.run.instruments.loopwaits import busy_figures, waited_ns
 from engines.base import Engine
 
 

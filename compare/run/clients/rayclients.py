@@ -17,8 +17,8 @@ import socket
 from time import perf_counter_ns
 from typing import Any
 
-from compare.run.clientprocs import ClientOutcome, ClientPlan, ClientWorker, lost_answer, merge
-from compare.run.shares import split_cell
+from compare.run.clients.clientprocs import ClientOutcome, ClientPlan, ClientWorker, lost_answer, merge
+from compare.run.clients.shares import split_cell
 from engines.base import UsageError
 
 PINGS = 16

@@ -1,6 +1,6 @@
 """--start-together: the run's engines side by side on one big GPU. Every engine runs in its own child process
-(as an isolated point, compare/run/isolate.py), all started at once; once every engine is up they are released
-one at a time (compare/run/together.py), each measured while the others wait idle, then the pairs are compared
+(as an isolated point, compare/run/points/isolate.py), all started at once; once every engine is up they are released
+one at a time (compare/run/points/together.py), each measured while the others wait idle, then the pairs are compared
 as a plain run compares them."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.run.config import RunConfig
-from compare.run.isolate import ChildOutcome, child_echo, finish_child, start_child
-from compare.run.points import Point, points_for
-from compare.run.sweep import _exit_code, _files, _load_runs, check_points, child_argv
-from compare.run.together import gpu_processes, release_in_turn
+from compare.run.points.isolate import ChildOutcome, child_echo, finish_child, start_child
+from compare.run.points.points import Point, points_for
+from compare.run.points.sweep import _exit_code, _files, _load_runs, check_points, child_argv
+from compare.run.points.together import gpu_processes, release_in_turn
 from engines.base import UsageError
 
 DEFAULT_READY_LIMIT_S = 7200.0
@@ -27,7 +27,7 @@ def run_command_together(config: RunConfig) -> int:
 
 def run_points_together(config: RunConfig, points: list[Point], sweep_name: str | None) -> int:
     """--start-together: every engine in its own child process, all started at once; once all are up they are
-    released one at a time, each measured while the others wait idle (compare/run/together.py)."""
+    released one at a time, each measured while the others wait idle (compare/run/points/together.py)."""
     if sweep_name:
         raise UsageError(
             "--start-together starts the run's engines side by side; it does not take --sweep or --ablation"
