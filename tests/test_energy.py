@@ -12,12 +12,12 @@ from time import perf_counter_ns
 
 import pytest
 
+from compare.analysis.cell import energy_per_work
 from compare.run.instruments import cellwindow
 from compare.run.instruments.energy import (
     EnergyCounter,
     EnergyMeter,
     describe,
-    energy_per_work,
     nvml_counter,
     rapl_counter,
 )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from compare.analysis.checks import CLIENT_BOUND_SHARE, observed_warnings
-from compare.analysis.summaries import recompute
+from compare.analysis.cell import recompute
 from compare.results.records import itl_samples_ns
 from engines.base import Request
 from engines.http_openai import HttpCompletionsEngine, _StreamTally

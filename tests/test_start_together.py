@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from compare.analysis.checks import shared_gpu_warning
 from compare.run.points import together
 
 
@@ -59,11 +60,9 @@ def test_members_are_released_only_when_all_are_up_and_one_at_a_time(tmp_path):
 @pytest.mark.unit
 def test_the_shared_gpu_warning_names_the_others_and_their_memory():
     record = {"label": "vllm", "others": {"engines": ["sglang"], "gpu_processes": [{"pid": 7, "used_mib": 60000.0}]}}
-    warning = together.shared_gpu_warning(record)
+    warning = shared_gpu_warning(record)
     assert "started together with sglang" in warning and "60000 MiB" in warning
-    assert (
-        together.shared_gpu_warning({"others": {"engines": []}}) is None and together.shared_gpu_warning(None) is None
-    )
+    assert shared_gpu_warning({"others": {"engines": []}}) is None and shared_gpu_warning(None) is None
 
 
 @pytest.mark.engine

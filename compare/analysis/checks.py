@@ -211,3 +211,23 @@ def _cpu_note(cell: dict[str, Any]) -> str:
 def is_client_bound(cell: dict[str, Any]) -> bool:
     share = client_busy_share(cell)
     return share is not None and share >= CLIENT_BOUND_SHARE
+
+
+def shared_gpu_warning(start_together: dict[str, Any] | None) -> str | None:
+    """Every cell of an engine released at a barrier says who else held the GPU (their memory is in its figures)."""
+    if not start_together:
+        return None
+    others = (start_together.get("others") or {}).get("engines") or []
+    if not others:
+        return None
+    listed = start_together["others"].get("gpu_processes") or []
+    memory = (
+        f"; at release NVML listed {sum(p['used_mib'] or 0 for p in listed):.0f} MiB in {len(listed)} GPU "
+        f"process(es), these included"
+        if listed
+        else ""
+    )
+    return (
+        f"shared GPU: started together with {', '.join(others)}, idle while this engine was measured; "
+        f"GPU memory figures include the other engines{memory}"
+    )

@@ -1,16 +1,16 @@
 """A cell's derived figures from its raw records: the summary, the scenario's own view, the warnings.
 
-The runner calls this after each cell, and the report calls it again on stored files
-(`--recompute`): every figure in a results file can be derived again from its records.
+compare/analysis/cell.py builds a whole cell from it (and from what was watched around the cell), for the run and
+for `--recompute` alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from compare.analysis.checks import cell_warnings, observed_warnings
+from compare.analysis.checks import cell_warnings
 from compare.analysis.metrics import language_summary, prefix_cache_summary, summarize
-from compare.analysis.structured import add_deltas, structured_summary, structured_warnings
+from compare.analysis.structured import structured_summary, structured_warnings
 from compare.analysis.traffic import traffic_summary
 from compare.results.records import RequestRecord
 
@@ -34,13 +34,3 @@ def summarize_cell(
         "warnings": cell_warnings(records, summary, config, capabilities, cache_resets)
         + structured_warnings(structured),
     }
-
-
-def recompute(doc: dict[str, Any]) -> dict[str, Any]:
-    """Every cell's derived figures again from its records, in place; returns the document."""
-    capabilities = doc["engine"]["capabilities"]
-    for cell in doc["cells"]:
-        cell.update(summarize_cell(cell["requests"], cell["config"], capabilities, cell["cache_resets"]))
-        cell["warnings"] += observed_warnings(cell)
-    add_deltas(doc["cells"], lambda cell: cell["requests"])
-    return doc

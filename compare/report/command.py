@@ -22,7 +22,7 @@ from rich.console import Console
 
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.analysis.runsets import hardware, label, precision, scenario_tables, unique_labels, usable
-from compare.analysis.summaries import recompute
+from compare.analysis.cell import recompute
 from compare.analysis.vs import MIN_EFFECT, compare_runs, vs_lines
 from compare.report import figures, markdown, traffic_figures
 from compare.report.anatomy import anatomy_section

@@ -15,21 +15,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compare.analysis.cellstats import joules_per_token
-from compare.analysis.checks import observed_warnings
-from compare.analysis.slo import goodput
+from compare.analysis.cell import derive_cell
 from compare.analysis.structured import add_deltas, check_records, delta_text
-from compare.analysis.summaries import summarize_cell
-from compare.analysis.telemetry import summarize_telemetry
 from compare.results.store import ResultsFile, results_path
 from compare.run.instruments import environment
 from compare.run.instruments.cellwindow import CellWindow, Instruments
 from compare.run.enginelog import harness_err
-from compare.run.instruments.energy import energy_per_work
 from compare.run.instruments.gpu import GpuSampler
 from compare.run.instruments.observe import CellObserver
 from compare.run.points.resume import continue_file, kept_cell_ids
 from compare.run.runner import CellRun, precise_sends, run_cell
-from compare.run.points.together import shared_gpu_warning
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
@@ -90,21 +85,34 @@ def prompts_sha256(plan: CellPlan) -> str:
 
 
 def cell_document(
-    scenario: Scenario, cell: CellRun, capabilities: dict[str, Any], gpu: dict[str, Any]
+    scenario: Scenario,
+    cell: CellRun,
+    capabilities: dict[str, Any],
+    gpu: dict[str, Any],
+    observed: dict[str, Any] | None = None,
+    slo: dict[str, float] | None = None,
+    start_together: dict[str, Any] | None = None,
+    request_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    config = cell_config(scenario, cell.plan)
+    """A cell's document: what it recorded (config, records, cache resets, GPU samples, what was watched around it),
+    then everything derived from that by the one builder that --recompute uses too (compare/analysis/cell.py)."""
     records = cell.finished_records()
     check_records(records, cell.plan.warmups + cell.plan.requests)
-    return {
+    document = {
         "cell_id": cell.plan.spec.cell_id,
-        "config": config,
+        "config": {
+            **cell_config(scenario, cell.plan),
+            **({"request_args": request_args} if request_args is not None else {}),
+        },
         "complete": cell.complete,
         "cache_resets": cell.cache_resets,
         "warmups": [w for w in cell.warmups if w is not None],
         "requests": records,
-        **summarize_cell(records, config, capabilities, cell.cache_resets),
         "gpu": gpu,
+        **({"client_workers": cell.client_workers} if cell.client_workers is not None else {}),
+        **(observed or {}),
     }
+    return {**document, **derive_cell(document, capabilities, slo, start_together)}
 
 
 async def run_scenario(
@@ -178,7 +186,7 @@ async def run_scenario(
                     console,
                     clients,
                     instruments,
-                    shared_gpu_warning(start_together),
+                    start_together,
                 )
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
@@ -232,7 +240,7 @@ async def _measure_cell(
     console,
     clients,
     instruments: Instruments,
-    shared_gpu: str | None = None,
+    start_together: dict[str, Any] | None = None,
 ) -> None:
     cell = CellRun(plan)
     task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
@@ -259,13 +267,16 @@ async def _measure_cell(
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
         observed.update(window.observed(results.path.parent))
-        document = cell_document(scenario, cell, description["capabilities"], gpu)
-        document["config"]["request_args"] = description["request_args"]
-        if cell.client_workers is not None:
-            document["client_workers"] = cell.client_workers
-        document.update(observed_figures(document, observed, options.slo))
-        if shared_gpu:
-            document["warnings"].append(shared_gpu)
+        document = cell_document(
+            scenario,
+            cell,
+            description["capabilities"],
+            gpu,
+            observed,
+            options.slo,
+            start_together,
+            description["request_args"],
+        )
         add_deltas([*results.doc["cells"], document], lambda c: c["requests"])  # a constrained cell vs its `none` one
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
@@ -280,23 +291,6 @@ def _host_profiler(engine, cell_id: str, results, options: RunOptions):
 
     folder = results.path.parent / "host_profiles" / results.path.stem / cell_id
     return HostProfiler(folder, options.host_profile_rate, engine.host_anatomy)
-
-
-def observed_figures(
-    document: dict[str, Any], observed: dict[str, Any], slo: dict[str, float] | None
-) -> dict[str, Any]:
-    """Telemetry with its summary, harness CPU, goodput, and the warnings they bring."""
-    records, wall_s = document["requests"], document["summary"]["wall_s"]
-    extra = dict(observed)
-    if "telemetry" in extra:
-        extra["telemetry"]["summary"] = summarize_telemetry(extra["telemetry"]["rows"], records, int(wall_s * 1e9))
-    if slo:
-        extra["slo"] = goodput(records, slo, wall_s)
-    if "energy" in extra:
-        extra["energy"] = energy_per_work(extra["energy"], sum(r.output_tokens for r in records), len(records))
-    warnings = list(document["warnings"]) + observed_warnings({**document, **extra})
-    extra["warnings"] = warnings
-    return extra
 
 
 def _cell_line(cell: dict[str, Any]) -> str:

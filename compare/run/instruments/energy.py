@@ -6,7 +6,7 @@
   `max_energy_range_uj`; one wrap per window is undone. Sub-domains (`intel-rapl:N:M`: cores, DRAM) are parts
   of their package and are not added to it.
 Where a counter cannot be read, the cell records `{"available": false, "reason": ...}` and no number.
-Joules per output token and per request come from the cell's records afterwards (`energy_per_work`).
+Joules per output token and per request come from the cell's records afterwards (compare/analysis/cell.py).
 """
 
 from __future__ import annotations
@@ -141,18 +141,3 @@ def _read(counter: EnergyCounter | str) -> list[float] | str:
         return counter.read_j()
     except Exception as exc:  # a counter that read at start may fail later (a GPU fallen off the bus)
         return f"counter read failed ({type(exc).__name__}: {exc})"
-
-
-def energy_per_work(energy: dict[str, Any], output_tokens: int, num_requests: int) -> dict[str, Any]:
-    """Joules per output token and per request for every source that counted (all measured requests' tokens)."""
-    out = dict(energy)
-    for name, source in energy.items():
-        if isinstance(source, dict) and source.get("available"):
-            out[name] = {
-                **source,
-                "output_tokens": output_tokens,
-                "num_requests": num_requests,
-                "j_per_output_token": source["joules"] / output_tokens if output_tokens else None,
-                "j_per_request": source["joules"] / num_requests if num_requests else None,
-            }
-    return out
