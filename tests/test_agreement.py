@@ -3,7 +3,6 @@ divergence between two runs. Known answers from the null engine (a FAKE): its ou
 `change_token_at=K` makes token K a 1, so identical runs agree on every request and a changed one first differs at K."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,7 @@ from compare.report.command import main as report_main
 from compare.results.outputs import first_divergence, output_digest, output_fingerprint
 from compare.results.records import RequestRecord
 from compare.results.store import load_run
+from tests.test_report import null_run
 
 pytestmark = pytest.mark.unit
 
@@ -64,42 +64,13 @@ def test_a_cell_agreement_matches_requests_by_id_and_skips_failed_ones():
     assert cell_agreement(a, text_only) is None
 
 
-def _null(out: Path, model: Path, *extra: str) -> Path:
-    code = compare_main(
-        [
-            "--engine",
-            "null",
-            "--model",
-            str(model),
-            "--scenario",
-            "single",
-            "--input-tokens",
-            "32",
-            "--output-tokens",
-            "16",
-            "--repetitions",
-            "4",
-            "--warmups",
-            "0",
-            "--engine-arg",
-            "interval_ms=1",
-            "--out",
-            str(out),
-            "--no-progress",
-            *extra,
-        ]
-    )
-    assert code == 0
-    (path,) = out.glob("null_single_*.json")
-    return path
-
-
 def test_vs_reports_identical_outputs_for_identical_runs_and_the_first_divergence_of_a_changed_one(
     tmp_path, config_only_model, capsys
 ):
-    a = _null(tmp_path / "a", config_only_model)
-    b = _null(tmp_path / "b", config_only_model)
-    changed = _null(tmp_path / "changed", config_only_model, "--engine-arg", "change_token_at=5")
+    small = {"output_tokens": 16, "repetitions": 4, "warmups": 0}
+    a = null_run(tmp_path / "a", config_only_model, "1", **small)
+    b = null_run(tmp_path / "b", config_only_model, "1", **small)
+    changed = null_run(tmp_path / "changed", config_only_model, "1", "--engine-arg", "change_token_at=5", **small)
     stored = json.loads(a.read_text())["cells"][0]["requests"][0]
     assert len(stored["output_fingerprint"]) == 4 * 16 and "output_ids" not in stored  # ids stay out of the file
     cells = {name: load_run(path).doc["cells"][0] for name, path in (("a", a), ("b", b), ("changed", changed))}

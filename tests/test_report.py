@@ -51,7 +51,16 @@ def test_the_report_on_the_committed_gpu_results_judges_every_hypothesis(tmp_pat
     assert all(f"]({p.name})" in text for p in pngs)
 
 
-def null_run(out: Path, model: Path, interval_ms: str) -> Path:
+def null_run(
+    out: Path,
+    model: Path,
+    interval_ms: str,
+    *extra: str,
+    output_tokens: int = 32,
+    repetitions: int = 20,
+    warmups: int = 1,
+) -> Path:
+    """One `single` run of the null engine (a fake) on 32-token prompts; `extra`: more flags."""
     code = compare_main(
         [
             "--engine",
@@ -63,16 +72,17 @@ def null_run(out: Path, model: Path, interval_ms: str) -> Path:
             "--input-tokens",
             "32",
             "--output-tokens",
-            "32",
+            str(output_tokens),
             "--repetitions",
-            "20",
+            str(repetitions),
             "--warmups",
-            "1",
+            str(warmups),
             "--engine-arg",
             f"interval_ms={interval_ms}",
             "--out",
             str(out),
             "--no-progress",
+            *extra,
         ]
     )
     assert code == 0
