@@ -149,6 +149,7 @@ class Engine(Protocol):
     # What the class says of itself, read before anything is built (compare/run/config.py, compare/run/points/sweep.py).
     constraint_kinds: tuple[str, ...] = ()  # structured-output kinds it takes: "json", "regex", "choice"
     serves_lora: bool = False  # multi-LoRA: use_lora() works
+    serves_http: bool = False  # --mode http/both: http_server() gives its own server's launch
     stamps_sequences: bool = False  # request arg n > 1: each sequence's chunks carry its index (Chunk.sequence)
     host_anatomy: dict[str, Any] | None = (
         None  # --host-profile: {"roles": [[role, cmdline glob], ...]} of its processes
@@ -181,6 +182,7 @@ class Engine(Protocol):
     def describe(self) -> EngineDescription: ...
 
     def http_server(self) -> ServerLaunch | None:
+        """How HTTP mode starts this engine's own server with the same knobs; only where `serves_http`."""
         return None
 
     # Telemetry, both optional: `telemetry_rows` is a list the engine appends one row to per engine step

@@ -62,6 +62,7 @@ def llama_fields() -> dict[str, str]:
 
 class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
     context_arg = "n_ctx"
+    serves_http = True  # python -m llama_cpp.server
     # `Llama.generate` kwargs (stops and logprobs belong to create_completion, which this adapter does not use)
     constraint_kinds = ("json", "choice")  # a GBNF grammar: from the schema (llama.cpp's converter), or the choices
     request_keys = {

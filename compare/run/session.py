@@ -115,26 +115,51 @@ def cell_document(
     return {**document, **derive_cell(document, capabilities, slo, start_together)}
 
 
+@dataclass
+class EngineRun:
+    """One engine to drive, and what it is a variant of (results.py: `variant`)."""
+
+    name: str
+    engine: Engine
+    variant: dict[str, Any]
+    start_s: float | None = None  # wall seconds engine.start() took (weights, compile, graphs, KV cache, server)
+    start_together: dict[str, Any] | None = None  # --start-barrier: what it waited, who else held the GPU
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What every cell of one scenario run shares: the engine, where results go, and how the run shows progress."""
+
+    engine: Engine
+    scenario: Scenario
+    description: dict[str, Any]  # engine.describe() as stored, with the request args every request carried
+    results: ResultsFile
+    decode: Any  # token ids -> text, where the scenario reads outputs (language pairs, structured); else None
+    options: RunOptions
+    progress: Progress
+    console: Console
+    clients: Any  # a started client pool, or None: the harness process sends
+    instruments: Instruments
+    start_together: dict[str, Any] | None
+
+
 async def run_scenario(
-    engine_name: str,
-    engine: Engine,
+    run: EngineRun,
     model: ResolvedModel,
     scenario: Scenario,
     plans: list[CellPlan],
     tokenizer,
     options: RunOptions,
     console: Console,
-    variant: dict[str, Any],
     previous: tuple[Path, dict[str, Any]] | None = None,
     clients=None,
-    engine_start_s: float | None = None,
-    start_together: dict[str, Any] | None = None,
 ) -> ResultsFile:
     """Run every cell of one scenario on a started engine; the file is rewritten after each cell.
-    `variant`: what this run is a variant of (results.py), so stored runs can be paired later.
+    `run`: the engine, its name, what it is a variant of (results.py) and how it started, so stored runs pair later.
     `previous`: a partial file of this same run (--resume): its complete cells are kept, the rest run.
     `clients`: a started client pool (compare/run/clients/clientprocs.py, rayclients.py) that sends the measured
     requests."""
+    engine = run.engine
     description = dataclasses.asdict(engine.describe())
     description["request_args"] = request_args_record(engine)
     instruments = Instruments.probe()
@@ -142,20 +167,20 @@ async def run_scenario(
         results = continue_file(*previous)
     else:
         results = ResultsFile(
-            results_path(options.out_dir, engine_name, scenario.name),
+            results_path(options.out_dir, run.name, scenario.name),
             {
                 "metadata": environment.collect(),
                 "engine": description,
-                "run_name": engine_name,
+                "run_name": run.name,
                 "model": model.to_json(),
                 "scenario": scenario.to_json(),
                 "quick": options.quick,
-                "variant": variant,
+                "variant": run.variant,
                 # the KV cache as the engine sized it (None: unknown)
                 "kv_capacity_tokens": engine.kv_capacity_tokens(),
                 "clients": clients_header(clients),
-                "engine_start_s": engine_start_s,  # this run's engine.start(), wall seconds (None: not timed)
-                "start_together": start_together,  # --start-barrier: started beside other engines, then released
+                "engine_start_s": run.start_s,  # this run's engine.start(), wall seconds (None: not timed)
+                "start_together": run.start_together,  # --start-barrier: started beside other engines, then released
                 "instruments": instruments.header(),  # energy counters and NVTX ranges: what this machine has
             },
         )
@@ -173,21 +198,21 @@ async def run_scenario(
     decode = _decoder(tokenizer) if scenario.prompt_mode == "language-pairs" or scenario.structured else None
     try:
         with _progress(console, options.show_progress) as progress:
+            context = CellContext(
+                engine,
+                scenario,
+                description,
+                results,
+                decode,
+                options,
+                progress,
+                console,
+                clients,
+                instruments,
+                run.start_together,
+            )
             for plan in todo:
-                await _measure_cell(
-                    engine,
-                    scenario,
-                    plan,
-                    description,
-                    results,
-                    decode,
-                    options,
-                    progress,
-                    console,
-                    clients,
-                    instruments,
-                    start_together,
-                )
+                await _measure_cell(context, plan)
     except BaseException as exc:
         interrupted = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))
         try:
@@ -228,59 +253,48 @@ def clients_header(clients) -> dict[str, Any]:
     }
 
 
-async def _measure_cell(
-    engine,
-    scenario,
-    plan,
-    description,
-    results,
-    decode,
-    options,
-    progress,
-    console,
-    clients,
-    instruments: Instruments,
-    start_together: dict[str, Any] | None = None,
-) -> None:
+async def _measure_cell(context: CellContext, plan: CellPlan) -> None:
+    engine, results, options, progress = context.engine, context.results, context.options, context.progress
+    cell_id, timeout_s = plan.spec.cell_id, context.scenario.timeout_s
     cell = CellRun(plan)
-    task = progress.add_task(plan.spec.cell_id, total=plan.num_measured)
+    task = progress.add_task(cell_id, total=plan.num_measured)
     profile = options.profile
     if profile == "" and results.doc["cells"]:
         profile = None  # --profile without a cell id: the scenario's first cell only
-    observer = CellObserver(engine, plan.spec.cell_id, profile, options.out_dir / "profiles" / plan.spec.cell_id)
-    window = CellWindow(plan.spec.cell_id, instruments, _host_profiler(engine, plan.spec.cell_id, results, options))
+    observer = CellObserver(engine, cell_id, profile, options.out_dir / "profiles" / cell_id)
+    window = CellWindow(cell_id, context.instruments, _host_profiler(engine, cell_id, results, options))
     await observer.start()
     sampler = GpuSampler(options.gpu_interval_ms)
     sampler.start()
     try:
         measured = None
-        if clients is not None:
+        if context.clients is not None:
             from compare.run.clients.clientprocs import client_plan
 
             async def measured(cell_plan):
-                return await clients.run(client_plan(cell_plan, scenario.timeout_s))
+                return await context.clients.run(client_plan(cell_plan, timeout_s))
 
         await run_cell(
-            engine, cell, scenario.timeout_s, decode, lambda: progress.advance(task), measured, lambda: window
+            engine, cell, timeout_s, context.decode, lambda: progress.advance(task), measured, lambda: window
         )
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
         observed.update(window.observed(results.path.parent))
         document = cell_document(
-            scenario,
+            context.scenario,
             cell,
-            description["capabilities"],
+            context.description["capabilities"],
             gpu,
             observed,
             options.slo,
-            start_together,
-            description["request_args"],
+            context.start_together,
+            context.description["request_args"],
         )
         add_deltas([*results.doc["cells"], document], lambda c: c["requests"])  # a constrained cell vs its `none` one
         results.add_cell(document)  # written even when the cell was interrupted
         progress.remove_task(task)
-    console.print(_cell_line(document), highlight=False, markup=False)
+    context.console.print(_cell_line(document), highlight=False, markup=False)
 
 
 def _host_profiler(engine, cell_id: str, results, options: RunOptions):

@@ -11,6 +11,8 @@ from engines.request_args import REQUEST_KEYS
 
 
 class VLLMSampling:
+    """The request side of vLLM's engines; it reads only what it declares here (the engine fills lora_ids)."""
+
     name = "vllm"
     # every one a SamplingParams field of the same name; beam search only where the stream is (VLLMEngine)
     request_keys = {key: key for key in REQUEST_KEYS if key != "beam_width"}
@@ -18,14 +20,6 @@ class VLLMSampling:
     request_args: dict[str, Any] = {}
     lora_ids: dict[str, int] = {}  # multi-LoRA: adapter name -> vLLM's lora_int_id (1, 2, ...)
     lora_modules: list[str] = []
-
-    def use_lora(self, adapters) -> None:
-        """Serve these adapters (workloads/lora.py): LoRA on, its rank limit raised to theirs unless given."""
-        from engines.vllm.args import lora_engine_args
-
-        self.resolved.update(lora_engine_args(self.resolved, max(a.rank for a in adapters)))
-        self.lora_ids = {a.name: i for i, a in enumerate(adapters, start=1)}
-        self.lora_modules = [f"{a.name}={a.path}" for a in adapters]  # HTTP mode: `vllm serve --lora-modules`
 
     def _lora_request(self, request: Request):
         if request.lora_name is None:

@@ -39,9 +39,7 @@ async def search_max_rate(
             break
         stepped = dataclasses.replace(scenario, request_rate=(rate,))
         plans = plan_scenario(stepped, tokenizer, model.max_context_tokens)[:1]  # the first prompt length
-        results = await run_scenario(
-            run.name, run.engine, model, stepped, plans, tokenizer, options, console, run.variant
-        )
+        results = await run_scenario(run, model, stepped, plans, tokenizer, options, console)
         slo = results.doc["cells"][-1].get("slo") or {}
         share = slo.get("share_met") or 0.0
         history.append(

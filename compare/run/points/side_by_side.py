@@ -12,9 +12,8 @@ from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.run.config import RunConfig
 from compare.run.points.isolate import ChildOutcome, child_echo, finish_child, start_child
 from compare.run.points.points import Point, points_for
-from compare.run.points.sweep import _exit_code, _files, _load_runs, check_points, child_argv
+from compare.run.points.sweep import _exit_code, _files, _load_runs, child_argv
 from compare.run.points.together import gpu_processes, release_in_turn
-from engines.base import UsageError
 
 DEFAULT_READY_LIMIT_S = 7200.0
 
@@ -22,19 +21,13 @@ DEFAULT_READY_LIMIT_S = 7200.0
 def run_command_together(config: RunConfig) -> int:
     """The whole command with --start-together: its points (one per engine and mode), started together."""
     points, _ = points_for(config.engines, config.sweeps, config.ablation, config.mode)
-    return run_points_together(config, points, config.ablation or ("sweep" if config.sweeps else None))
+    return run_points_together(config, points)
 
 
-def run_points_together(config: RunConfig, points: list[Point], sweep_name: str | None) -> int:
+def run_points_together(config: RunConfig, points: list[Point]) -> int:
     """--start-together: every engine in its own child process, all started at once; once all are up they are
-    released one at a time, each measured while the others wait idle (compare/run/points/together.py)."""
-    if sweep_name:
-        raise UsageError(
-            "--start-together starts the run's engines side by side; it does not take --sweep or --ablation"
-        )
-    if len(points) < 2:
-        raise UsageError("--start-together needs two engines or more (repeat --engine, or --mode both)")
-    check_points(config, points)
+    released one at a time, each measured while the others wait idle (compare/run/points/together.py). Its inputs
+    were checked first (compare/cli/checks.py check_together)."""
     root = config.out_dir
     barrier = root / "barriers" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     print(f"== {len(points)} engines started together, measured one at a time (barrier {barrier})", flush=True)

@@ -28,11 +28,11 @@ from compare.analysis.ablation_table import (
 )
 from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.results.store import load_run, write_json_atomic
-from compare.run.config import RunConfig, engine_args_for, request_args_for
+from compare.run.config import RunConfig
 from compare.run.points.isolate import ChildOutcome, child_echo, run_child
 from compare.run.orchestrate import run_point
 from compare.run.points.points import Point, points_for
-from engines import REGISTRY, load_engine_class
+from engines import REGISTRY
 
 
 MANIFEST = "sweep.json"
@@ -52,16 +52,7 @@ def run_command(config: RunConfig) -> int:
         isolate = config.isolate
     if not sweep_name and not isolate:
         return asyncio.run(run_point(config))
-    check_points(config, points)
     return run_points(config, points, question, isolate, sweep_name)
-
-
-def check_points(config: RunConfig, points: list[Point]) -> None:
-    """Every point's engine and args checked before the first one runs."""
-    for point in points:
-        engine_class = load_engine_class(point.engine)
-        engine_class.check_args(engine_args_for(point.engine, config.engine_args + point.engine_args))
-        request_args_for("http" if point.mode == "http" else point.engine, config.request_args + point.request_args)
 
 
 def sweep_folder(config: RunConfig, name: str) -> Path:
