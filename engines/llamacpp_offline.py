@@ -1,6 +1,7 @@
 """`llamacpp`: llama-cpp-python in-process on a GGUF export of the model, one request at a time.
 
-It drives `Llama.generate(prompt_ids)`, which yields exactly one sampled token id per step. Not
+It drives `Llama.generate(prompt_ids)`, which yields one sampled token id at a time (with prompt lookup a step's tokens
+one after another: the worker hands each step over as one chunk). Not
 `create_completion(stream=True)`: in llama-cpp-python 0.3.36 (`llama.py::_create_completion`) a token
 that leaves an incomplete UTF-8 sequence `continue`s past the `max_tokens` check (seen here: 229
 tokens for max_tokens=32 with random weights) and held-back tokens are yielded merged, so its chunks
@@ -43,6 +44,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     "n_threads": 1,
     "n_ctx": 0,  # 0: the model's context, capped at 8192
     "n_batch": 512,
+    # prompt-lookup decoding (engines/llamacpp_lookup.py): draft up to this many tokens from the prompt (0: off)
+    "prompt_lookup_num_pred_tokens": 0,
+    "prompt_lookup_max_ngram_size": 2,
 }
 
 
@@ -89,6 +93,7 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         self.n_ctx = capped_context(self.args["n_ctx"], model)
         self.max_context_tokens = self.n_ctx  # checked against every planned prompt before measuring
         self.gguf: dict[str, Any] = {}
+        self.lookup = None  # prompt-lookup decoding's counting draft model, where it is on
         self._llm = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -112,6 +117,13 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
             seed=0,
             verbose=False,
         )
+        if self.args["prompt_lookup_num_pred_tokens"] > 0:
+            from engines.llamacpp_lookup import CountingPromptLookup
+
+            self.lookup = CountingPromptLookup(
+                self.args["prompt_lookup_num_pred_tokens"], self.args["prompt_lookup_max_ngram_size"]
+            )
+            kwargs["draft_model"] = self.lookup
         return llama_cpp.Llama(model_path=str(path), **{**kwargs, **self.passed_through})  # given knobs win
 
     async def stop(self) -> None:
@@ -133,6 +145,7 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
             str(self.args["n_batch"]),
             "--interrupt_requests",
             "False",  # its default cuts a running stream off when the next request arrives
+            *lookup_flags(self.args),
             *(
                 item
                 for key, value in self.passed_through.items()
@@ -187,8 +200,8 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         job = channel.loop.run_in_executor(self._executor, self._generate_blocking, request, channel)
         self.in_flight += 1
         try:
-            async for token in channel.items():
-                yield Chunk(1, token_ids=[token])
+            async for tokens in channel.items():  # one token, or with prompt lookup one step's tokens
+                yield Chunk(len(tokens), token_ids=tokens)
             summary = await job
         finally:
             channel.cancel.set()
@@ -214,6 +227,16 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
         processors = llama_cpp.LogitsProcessorList([_ban_token(eos)]) if request.ignore_eos else None
         stamps: dict[str, int] = {"generate_start": time.perf_counter_ns()}
         finish_reason, count = "length", 0
+        step: list[int] = []  # with prompt lookup: this step's tokens, handed over as one chunk where the step ends
+
+        def hand_over() -> None:
+            if step:
+                channel.put(list(step))
+                step.clear()
+
+        if self.lookup is not None:
+            self.lookup.begin(len(prompt))
+            self.lookup.on_step = hand_over
         try:
             sampling = {"temp": request.temperature, "repeat_penalty": 1.0, **self.request_args}  # --request-arg
             if request.constraint is not None:  # built per request, in this thread: its cost lands in TTFT
@@ -224,7 +247,9 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
                 stamps.setdefault("first_token", now)
                 stamps["last_token"] = now
                 count += 1
-                channel.put(token)  # an end-of-generation token too: a step sampled it, as vLLM and hf count it
+                step.append(token)  # an end-of-generation token too: a step sampled it, as vLLM and hf count it
+                if self.lookup is None:
+                    hand_over()
                 if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     finish_reason = "stop"
                     break
@@ -234,8 +259,10 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
                     finish_reason = "cancelled"
                     break
         finally:
+            hand_over()
             channel.close()
         perf = llama_cpp.llama_perf_context(llm.ctx)
+        spec = {"spec_decode": self.lookup.counts(count)} if self.lookup is not None else {}
         return {
             "finish_reason": finish_reason,
             "num_prompt_tokens": len(prompt),
@@ -248,6 +275,7 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
                 "prompt_eval_tokens": perf.n_p_eval,
                 "eval_ms": perf.t_eval_ms,
                 "eval_tokens": perf.n_eval,
+                **spec,
             },
         }
 
@@ -267,3 +295,12 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         length += 1
     return length
+
+
+def lookup_flags(args: dict[str, Any]) -> tuple[str, ...]:
+    """Prompt lookup for `llama_cpp.server`: its draft model takes the number of tokens only (n-gram size 2, the
+    library's default; a run that sets another size is in-process only)."""
+    tokens = args["prompt_lookup_num_pred_tokens"]
+    if not tokens:
+        return ()
+    return ("--draft_model", "prompt-lookup-decoding", "--draft_model_num_pred_tokens", str(tokens))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import time
 from typing import AsyncIterator
 
@@ -38,6 +39,10 @@ DEFAULT_ARGS = {
     # multi-LoRA: loading an adapter not in a slot costs this before the first token; slots held LRU (0: unlimited)
     "lora_load_ms": 0.0,
     "lora_slots": 0,
+    # speculative decoding, faked: after the first token each step drafts spec_tokens and accepts the next of
+    # spec_accepted (cycled), giving accepted + 1 tokens; its counts come back as the engine's (record.engine)
+    "spec_tokens": 0,
+    "spec_accepted": "",
     "gc_collect_every": 0,  # every N-th chunk (of any request) calls gc.collect(): a collector pause, for the GC tests
     "change_token_at": -1,  # output ids are 0s; >= 0: the token at this position is 1 (an output that diverges there)
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
@@ -126,12 +131,14 @@ class NullEngine(StreamingEngine):
                 await asyncio.Event().wait()  # never set: a hung engine
             deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3 + compile_s
             emitted = 0
+            spec = self._spec_counts()
+            sizes = self._step_sizes(per_chunk, spec)
             while emitted < total:
                 if interval_s or deadline > time.perf_counter():
                     deadline += interval_s
                     delay = deadline - time.perf_counter()
                     await asyncio.sleep(delay if delay > 0 else 0)
-                count = min(per_chunk, total - emitted)
+                count = min(next(sizes), total - emitted)
                 emitted += count
                 self._collect_now()
                 if think:  # ids: 0 while thinking, the end id after `think` tokens, then 1s (the answer)
@@ -155,7 +162,30 @@ class NullEngine(StreamingEngine):
             self.running -= 1
             if self._slots is not None:
                 self._slots.release()
-        yield Chunk(0, finish_reason="length", num_prompt_tokens=request.num_prompt_tokens)
+        yield Chunk(
+            0,
+            finish_reason="length",
+            num_prompt_tokens=request.num_prompt_tokens,
+            engine_metrics={"spec_decode": spec} if spec else None,
+        )
+
+    def _spec_counts(self) -> dict | None:
+        if not self.args["spec_tokens"]:
+            return None
+        return {"num_spec_tokens": self.args["spec_tokens"], "per_step_drafted": [], "per_step_accepted": []}
+
+    def _step_sizes(self, per_chunk: int, spec: dict | None):
+        """Tokens per step: `tokens_per_chunk`, or with speculation 1 (the prefill's), then accepted + 1 a step."""
+        if spec is None:
+            while True:
+                yield per_chunk
+        yield 1
+        pattern = [int(v) for v in str(self.args["spec_accepted"]).split(",") if v.strip()] or [0]
+        for step in itertools.count():
+            accepted = min(pattern[step % len(pattern)], spec["num_spec_tokens"])
+            spec["per_step_drafted"].append(spec["num_spec_tokens"])
+            spec["per_step_accepted"].append(accepted)
+            yield accepted + 1
 
     def _collect_now(self) -> None:
         every = self.args["gc_collect_every"]

@@ -1,4 +1,5 @@
-"""What the harness reads from a server's Prometheus /metrics: running and waiting requests and KV-cache usage."""
+"""What the harness reads from a server's Prometheus /metrics: running and waiting requests and KV-cache usage, and
+vLLM's speculative-decoding counters (cumulative: a cell's figures are its last poll less its first)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ METRICS = {  # our name -> the server's gauge names, newest first
         "running": ("vllm:num_requests_running",),
         "waiting": ("vllm:num_requests_waiting",),
         "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+        "spec_drafts_total": ("vllm:spec_decode_num_drafts_total",),
+        "spec_draft_tokens_total": ("vllm:spec_decode_num_draft_tokens_total",),
+        "spec_accepted_tokens_total": ("vllm:spec_decode_num_accepted_tokens_total",),
     },
     "sglang": {
         "running": ("sglang:num_running_reqs",),

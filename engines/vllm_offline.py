@@ -45,6 +45,9 @@ from engines.vllm.args import (
 )
 
 
+DRAFT_IS_TARGET = "@target"  # speculative_config={"model": "@target", ...}: the run's own model drafts
+
+
 class _VLLMBase(VLLMSampling):
     name = "vllm"
     context_arg: str | None = "max_model_len"
@@ -93,7 +96,11 @@ class _VLLMBase(VLLMSampling):
         args["distributed_executor_backend"] = args["distributed_executor_backend"] or None
         args.update(model=str(self.model_spec.path), disable_log_stats=False)
         resolved = {k: v for k, v in args.items() if v is not None}
-        return {**resolved, **self.passed_through}  # given knobs win; an explicit None passes as None
+        resolved = {**resolved, **self.passed_through}  # given knobs win; an explicit None passes as None
+        spec = resolved.get("speculative_config")
+        if isinstance(spec, dict) and spec.get("model") == DRAFT_IS_TARGET:  # the model drafting for itself
+            resolved["speculative_config"] = {**spec, "model": str(self.model_spec.path)}
+        return resolved
 
     def _apply_cpu_environment(self) -> None:
         if self.on_cpu and self.args["cpu_threads_bind"]:
@@ -214,6 +221,9 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
         extra: dict[str, Any] = {}
         if self.telemetry_rows is not None and "enable_logging_iteration_details" in fields:
             extra["enable_logging_iteration_details"] = True
+        wants_spec_counts = self.resolved.get("speculative_config") and "per_request_spec_decode_metrics" in fields
+        if wants_spec_counts and "per_request_spec_decode_metrics" not in self.given_keys:
+            extra["per_request_spec_decode_metrics"] = "detailed"  # every verified step's drafted and accepted
         if self.profile_folder and "profiler_config" in fields:
             from vllm.config import ProfilerConfig
 
@@ -316,7 +326,21 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
                 finish_reason=last.finish_reason,
                 num_prompt_tokens=len(output.prompt_token_ids or ()),
                 num_cached_tokens=output.num_cached_tokens,
-                engine_metrics=self._engine_metrics(output.metrics),
+                engine_metrics=with_spec_counts(self._engine_metrics(output.metrics), last),
                 num_logprob_tokens=logprob_tokens,
                 sequence=last.index,
             )
+
+
+def with_spec_counts(metrics: dict[str, Any] | None, completion) -> dict[str, Any] | None:
+    """vLLM's per-request speculative counts (per_request_spec_decode_metrics=detailed), as the harness stores them
+    for every engine (compare/analysis/speculative.py): per verified step, tokens drafted and accepted."""
+    counts = getattr(completion, "spec_decode_metrics", None)
+    if counts is None or not counts.per_step_drafted:
+        return metrics
+    spec = {
+        "num_spec_tokens": counts.num_spec_tokens,
+        "per_step_drafted": list(counts.per_step_drafted),
+        "per_step_accepted": list(counts.per_step_accepted),
+    }
+    return {**(metrics or {}), "spec_decode": spec}

@@ -21,6 +21,7 @@ def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_w
         "shared-prefix",
         "single",
         "smoke",
+        "speculative",
         "structured",
         "trace",
     ]
@@ -74,8 +75,8 @@ def test_korean_matches_design_doc_5_5():
 def test_every_scenario_uses_temperature_0_ignore_eos_and_a_300_s_timeout():
     for name in builtin_names():
         s = load_scenario(name)
-        # structured output ends at its grammar's end (EOS): that scenario alone does not ignore it
-        assert (s.temperature, s.ignore_eos, s.timeout_s) == (0.0, name != "structured", 300.0)
+        # structured output ends at its grammar's end (EOS), and a copying answer where the copy ends
+        assert (s.temperature, s.ignore_eos, s.timeout_s) == (0.0, name not in ("structured", "speculative"), 300.0)
 
 
 def test_quick_shrinks_counts_but_never_lengths():

@@ -91,9 +91,12 @@ def _turn_head(tokenizer, head: str, tail: str) -> str | None:
 
 
 def wants_chat(chat: bool | None, prompt_mode: str, structured: tuple[str, ...], tokenizer) -> ChatWrap | None:
-    """`chat`: True (--chat), False (--no-chat), None (the conversational scenarios, where the model has a template)."""
+    """`chat`: True (--chat), False (--no-chat), None (the conversational scenarios, where the model has a template),
+    "auto" (a scenario whose prompts ask an assistant for something: where the model has a template)."""
     if chat is False or (chat is None and not structured and prompt_mode != CONVERSATIONAL):
         return None
+    if chat == "auto":
+        return chat_wrap(tokenizer) if prompt_mode not in RAW_MODES else None
     if prompt_mode in RAW_MODES:
         if chat:
             raise UsageError(

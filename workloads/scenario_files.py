@@ -204,8 +204,11 @@ def _validate_structured(scenario: Scenario, fail) -> None:
         fail(f"'structured' lists modes, each once, of {', '.join(MODES)}; got {list(scenario.structured)}")
     if scenario.structured_kind not in KINDS:
         fail(f"'structured_kind' must be one of {', '.join(KINDS)}")
-    if scenario.chat not in (None, True, False):
-        fail("'chat' is true (every prompt through the model's chat template), false, or null (where structured)")
+    if scenario.chat not in (None, True, False, "auto"):
+        fail(
+            "'chat' is true (every prompt through the model's chat template), false, \"auto\" (where the model has "
+            "one), or null (where structured or multi-turn)"
+        )
     if scenario.structured and scenario.prompt_mode in ("language-pairs", "multi-turn", "trace"):
         fail(f"'structured' works with prompt_mode same, distinct or shared-prefix, not {scenario.prompt_mode}")
     if any(mode != "none" for mode in scenario.structured) and scenario.ignore_eos:

@@ -62,8 +62,8 @@ class Scenario:
     # structured output (workloads/structured.py): one cell per mode (none, cached, unique) of one kind of constraint
     structured: tuple[str, ...] = ()
     structured_kind: str = "json"
-    chat: bool | None = (
-        None  # the model's chat template around every prompt; None: where structured (workloads/chat.py)
+    chat: bool | str | None = (
+        None  # the model's chat template around every prompt; None: where structured; "auto": where the model has one
     )
     # multi-LoRA (workloads/lora.py): N synthetic adapters of lora_rank, or PEFT folders; each request draws one
     lora_adapters: int | tuple[str, ...] = 0

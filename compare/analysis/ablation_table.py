@@ -12,7 +12,7 @@ from typing import Any
 from compare.analysis.agreement import agreement_text, divergence_warning, run_agreement
 from compare.analysis.vs import MIN_EFFECT, VsRow, compare_runs
 
-TABLE_METRICS = ("TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "E2E p99", "output tok/s")
+TABLE_METRICS = ("TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TPOT p50", "E2E p99", "output tok/s")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 from compare.analysis.checks import observed_warnings, shared_gpu_warning
 from compare.analysis.slo import goodput
+from compare.analysis.speculative import counter_agreement, speculative_figures
 from compare.analysis.structured import add_deltas
 from compare.analysis.summaries import summarize_cell
 from compare.analysis.telemetry import summarize_telemetry
@@ -30,13 +31,17 @@ def derive_cell(
     if "telemetry" in cell:
         rows = cell["telemetry"]["rows"]
         derived["telemetry"] = {**cell["telemetry"], "summary": summarize_telemetry(rows, records, int(wall_s * 1e9))}
+    speculative = speculative_figures(records, cell["telemetry"]["rows"] if "telemetry" in cell else None)
+    if speculative is not None:
+        derived["speculative"] = speculative
     if slo_limits:
         derived["slo"] = goodput(records, slo_limits, wall_s)
     if "energy" in cell:
         derived["energy"] = energy_per_work(cell["energy"], sum(r.output_tokens for r in records), len(records))
     warnings = derived["warnings"] + observed_warnings({**cell, **derived})
     shared = shared_gpu_warning(start_together)
-    derived["warnings"] = warnings + ([shared] if shared else [])
+    disagreement = counter_agreement(speculative) if speculative else None
+    derived["warnings"] = warnings + [line for line in (shared, disagreement) if line]
     return derived
 
 

@@ -75,26 +75,4 @@ def summarize_telemetry(rows: list[dict[str, Any]], records: list[RequestRecord]
     adapters = [row["running_adapters"] for row in rows if "running_adapters" in row]
     if adapters:  # multi-LoRA: distinct adapters among the running requests, per engine step
         summary["running_adapters_mean"], summary["running_adapters_max"] = float(np.mean(adapters)), int(max(adapters))
-    spec = speculative_summary(rows, records)
-    if spec is not None:
-        summary["speculative"] = spec
     return summary
-
-
-def speculative_summary(rows: list[dict[str, Any]], records: list[RequestRecord]) -> dict[str, Any] | None:
-    """Where speculative decoding ran: the engine's own counters (acceptance length = 1 + accepted / drafts, as
-    vLLM defines it), and tokens per chunk per request (accepted tokens per step, as the stream shows them)."""
-    drafts = sum(row.get("spec_drafts", 0) for row in rows)
-    if not any("spec_drafts" in row for row in rows):
-        return None
-    accepted = sum(row.get("spec_accepted_tokens", 0) for row in rows)
-    draft_tokens = sum(row.get("spec_draft_tokens", 0) for row in rows)
-    per_request = [r.output_tokens / r.num_chunks for r in records if r.ok and r.num_chunks]
-    return {
-        "drafts": drafts,
-        "draft_tokens": draft_tokens,
-        "accepted_tokens": accepted,
-        "acceptance_rate": accepted / draft_tokens if draft_tokens else None,
-        "acceptance_length": 1 + accepted / drafts if drafts else None,
-        "tokens_per_chunk_per_request_mean": float(np.mean(per_request)) if per_request else None,
-    }

@@ -328,6 +328,9 @@ def _cell_line(cell: dict[str, Any]) -> str:
     telemetry = (cell.get("telemetry") or {}).get("summary") or {}
     if telemetry.get("running_max") is not None:
         line += f", running mean {telemetry['running_mean']:.1f} max {telemetry['running_max']}"
+    counts = (cell.get("speculative") or {}).get("per_request") or (cell.get("speculative") or {}).get("per_step")
+    if counts and counts.get("acceptance_length") is not None and counts.get("acceptance_rate") is not None:
+        line += f", acceptance length {counts['acceptance_length']:.2f} (rate {counts['acceptance_rate']:.0%})"
     for source, value in joules_per_token(cell.get("energy")).items():
         line += f", {source.upper()} {value:.3g} J/token"
     if cell.get("structured", {}).get("mode") not in (None, "none"):

@@ -91,8 +91,10 @@ class StreamAccounting:
             "num_chunks": self.num_chunks,
             "token_count_mismatches": self.mismatches,
         }
-        if meta.get("spec_accept_length") is not None:  # speculative decoding on: SGLang's accepted tokens per step
-            metrics["spec_accept_length"] = meta["spec_accept_length"]
+        # speculative decoding on: SGLang's own per-request counts as it names them (spec_verify_ct: verify steps;
+        # spec_accept_length, spec_accept_rate, spec_num_correct_drafts, spec_accept_histogram where its version has
+        # them), kept raw: it gives no ordered per-step counts to check the stream against
+        metrics.update({key: value for key, value in meta.items() if key.startswith("spec_") and value is not None})
         if stamps:
             metrics["clock"] = "perf_counter"
             metrics["clock_note"] = (

@@ -47,6 +47,7 @@ def step_row(scheduler_stats, iteration_stats) -> dict[str, Any]:
                 spec_drafts=spec.num_drafts,
                 spec_draft_tokens=spec.num_draft_tokens,
                 spec_accepted_tokens=spec.num_accepted_tokens,
+                spec_accepted_per_pos=list(getattr(spec, "num_accepted_tokens_per_pos", None) or []),
             )
         perf = getattr(scheduler_stats, "perf_stats", None)
         if perf is not None:

@@ -154,10 +154,27 @@ ABLATIONS["vllm-cudagraph-sizes"] = _one_engine(
     ("sizes-1-8-32", ("cudagraph_capture_sizes=[1,8,32]",)),
     ("eager", ("enforce_eager=true",)),
 )
-ABLATIONS["vllm-ngram-spec"] = _one_engine(
-    "vllm",
-    "does n-gram speculative decoding (prompt lookup) raise tokens per step on this workload?",
-    ("ngram-3", ('speculative_config={"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}',)),
+_NGRAM = '{"method": "ngram", "num_speculative_tokens": %d, "prompt_lookup_max": 4, "prompt_lookup_min": 2}'
+ABLATIONS["spec-decode"] = Ablation(
+    "what does speculative decoding buy vLLM: acceptance, tokens per step, tok/s and ITL against drafting off? "
+    "(n-gram drafts from the prompt at K = 2, 4, 8; the model drafting for itself: about everything accepted)",
+    (("off", "vllm", (), "inprocess"),)
+    + tuple((f"ngram-k{k}", "vllm", (f"speculative_config={_NGRAM % k}",), "inprocess") for k in (2, 4, 8))
+    + (
+        (
+            "draft-self-k4",
+            "vllm",
+            ('speculative_config={"method": "draft_model", "model": "@target", "num_speculative_tokens": 4}',),
+            "inprocess",
+        ),
+    ),
+    scenario="speculative",
+)
+ABLATIONS["spec-decode-llamacpp"] = Ablation(
+    "what does prompt-lookup decoding buy llama.cpp: acceptance, tok/s and ITL against drafting off?",
+    (("off", "llamacpp", (), "inprocess"),)
+    + tuple((f"lookup-{n}", "llamacpp", (f"prompt_lookup_num_pred_tokens={n}",), "inprocess") for n in (2, 10)),
+    scenario="speculative",
 )
 ABLATIONS["sampling-cost"] = _one_engine(
     "vllm",

@@ -27,6 +27,7 @@ from compare.analysis.ablation_table import (
     agreement_rows,
 )
 from compare.analysis.pairs import compare_pairs, comparison_lines
+from compare.analysis.speculative import acceptance_lines, acceptance_markdown, acceptance_rows
 from compare.results.store import load_run, write_json_atomic
 from compare.run.config import RunConfig
 from compare.run.points.isolate import ChildOutcome, child_echo, run_child
@@ -251,13 +252,15 @@ def _write_table(manifest: dict[str, Any], root: Path, points: list[Point], runs
     again = f"{baseline} (A/A)"
     rows = ablation_rows(by_point.get(baseline, {}), others, aa_label=again if again in by_point else None)
     agreement = agreement_rows(by_point.get(baseline, {}), others)
-    for line in ablation_lines(rows, baseline) + agreement_lines(agreement):
+    acceptance = acceptance_rows(by_point)
+    for line in ablation_lines(rows, baseline) + agreement_lines(agreement) + acceptance_lines(acceptance):
         print(line, flush=True)
-    (root / "ablation.md").write_text(
-        ablation_markdown(rows, baseline, manifest["question"], agreement), encoding="utf-8"
-    )
+    markdown = ablation_markdown(rows, baseline, manifest["question"], agreement)
+    (root / "ablation.md").write_text(markdown + "\n".join(acceptance_markdown(acceptance)), encoding="utf-8")
     manifest["ablation_table"] = [row.to_json() for row in rows]
     manifest["output_agreement"] = agreement
+    if acceptance:
+        manifest["speculative"] = acceptance
     print(f"ablation table: {root / 'ablation.md'}", flush=True)
 
 
