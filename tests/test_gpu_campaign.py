@@ -146,6 +146,7 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
     assert [s.step.name for s in steps] == [
         "sglang-traffic",
         "vllm-traffic",
+        "spec-decode",
         "sglang-http",
         "vllm-http",
         "anchor-vllm-bench",
@@ -157,7 +158,9 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
         "vllm-matrix",
     ]
     assert [s.step.optional for s in steps[:3]] == [False, False, True] and all(s.step.optional for s in steps[2:])
-    assert [s.group for s in steps[:4]] == ["traffic", "traffic", "http", "http"] and steps[4].group == ""
+    assert [s.group for s in steps[:5]] == ["traffic", "traffic", "", "http", "http"] and steps[5].group == ""
+    spec = steps[2].step.argv
+    assert spec[spec.index("--ablation") + 1] == "spec-decode" and spec[spec.index("--scenario") + 1] == "speculative"
     sglang, vllm = steps[0].step.argv, steps[1].step.argv
     assert "tools/gpu/shared-prefix-gpu.json" in vllm and "multi-turn" in vllm and "--profile" not in vllm
     assert sglang[sglang.index("--profile") + 1] == campaign_plan.PROFILED_CELL
@@ -170,9 +173,9 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
     )
     assert "vllm.kv_cache_memory_bytes=34359738368" in vllm and "sglang.max_total_tokens=262144" in sglang
     assert 34359738368 == 262144 * campaign_plan.KV_BYTES_PER_TOKEN  # the same 32 GiB for both
-    http = steps[2].step.argv
+    http = steps[3].step.argv
     assert http[http.index("--mode") + 1] == "http" and "--quick" in http and "sglang.skip_server_warmup=true" in http
-    assert steps[5].step.argv[steps[5].step.argv.index("--ablation") + 1] == "sglang-radix"
+    assert steps[6].step.argv[steps[6].step.argv.index("--ablation") + 1] == "sglang-radix"
 
 
 @pytest.mark.unit

@@ -8,12 +8,23 @@ from pathlib import Path
 import pytest
 
 from compare.analysis.cell import recompute
-from compare.results.store import _jsonable, load_run
+from compare.results.store import _jsonable, load_run, read_text
 from tests.test_cli import cli  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
-DERIVED = ("summary", "prefix_cache", "language", "traffic", "structured", "warnings", "slo", "energy", "telemetry")
+DERIVED = (
+    "summary",
+    "prefix_cache",
+    "language",
+    "traffic",
+    "structured",
+    "warnings",
+    "slo",
+    "energy",
+    "telemetry",
+    "speculative",
+)
 # figures the schema gained after a committed file was written: present once recomputed, absent from the file
 ADDED_SINCE = {
     "summary.send_lag_ms": "open-loop send lag (2026-11-24), after the H100 and CPU files of 2026-11-22/23",
@@ -45,7 +56,7 @@ def _derived(doc: dict) -> list[dict]:
 
 def _inputs_only(cell: dict) -> None:
     """The cell as the run recorded it before anything was derived: every derived part removed, in place."""
-    for key in ("summary", "prefix_cache", "language", "traffic", "structured", "warnings"):
+    for key in ("summary", "prefix_cache", "language", "traffic", "structured", "warnings", "speculative"):
         cell.pop(key, None)
     (cell.get("telemetry") or {}).pop("summary", None)
     if "slo" in cell:
@@ -66,7 +77,8 @@ def _recomputed_differences(path: Path) -> list[tuple[str, str]]:
 
 
 def test_every_committed_results_file_recomputes_to_its_stored_figures():
-    files = [p for p in sorted((ROOT / "results").rglob("*_*_*.json")) if "cells" in json.loads(p.read_text())]
+    found = [*(ROOT / "results").rglob("*_*_*.json"), *(ROOT / "results").rglob("*_*_*.json.xz")]
+    files = [p for p in sorted(found) if "cells" in json.loads(read_text(p))]
     assert len(files) >= 40
     for path in files:
         differences = _recomputed_differences(path)

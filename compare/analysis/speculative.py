@@ -49,7 +49,9 @@ def speculative_figures(records: list[RequestRecord], rows: list[dict[str, Any]]
         figures["per_request"] = per_request_acceptance(counted)
         figures["agreement"] = stream_agreement(counted)
     if step_rows:
-        figures["per_step"] = {**step_counters(step_rows), **({"source": "polled /metrics"} if polled else {})}
+        figures["per_step"] = step_counters(step_rows)
+        if polled:  # totals between two polls: no step count of their own
+            figures["per_step"] = {**figures["per_step"], "steps_with_drafts": None, "source": "polled /metrics"}
     return figures
 
 

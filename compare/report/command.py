@@ -33,10 +33,10 @@ from compare.results.store import load_run
 
 
 def results_files(paths: list[str]) -> list[Path]:
-    """Files as given; folders searched recursively for results files (*.json with a schema_version)."""
+    """Files as given; folders searched recursively for results files (*.json or *.json.xz with a schema_version)."""
     found: list[Path] = []
     for given in map(Path, paths):
-        found += sorted(given.rglob("*.json")) if given.is_dir() else [given]
+        found += sorted([*given.rglob("*.json"), *given.rglob("*.json.xz")]) if given.is_dir() else [given]
     return found
 
 

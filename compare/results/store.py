@@ -80,9 +80,20 @@ def results_path(out_dir: Path, engine: str, scenario: str) -> Path:
     return out_dir / f"{safe_engine}_{safe_scenario}_{stamp}.json"
 
 
+def read_text(path: Path) -> str:
+    """A results file's text; `.json.xz`: one stored xz-compressed (committed results that would weigh on the GPU
+    kit's per-call tree, tools/gpu/calls.py)."""
+    if Path(path).suffix == ".xz":
+        import lzma
+
+        with lzma.open(path, "rt", encoding="utf-8") as stream:
+            return stream.read()
+    return Path(path).read_text(encoding="utf-8")
+
+
 def load(path: Path) -> dict[str, Any]:
     """A results document of any readable version, with typed records and a variant."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    doc = json.loads(read_text(path))
     if doc.get("schema_version") not in READABLE_VERSIONS:
         raise ValueError(f"{path}: schema_version {doc.get('schema_version')} is not one of {READABLE_VERSIONS}")
     for cell in doc["cells"]:

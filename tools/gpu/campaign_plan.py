@@ -79,6 +79,10 @@ PROFILED_RUN_S = 30  # smoke with one profiler window; the trace is written at i
 INPROCESS_RUN_S = 450  # the five in-process scenarios, 2026-11-23: vLLM 430 s, SGLang 450 s
 HTTP_RUN_S = 110
 ABLATION_POINT_RUN_S = 60
+# wave 5, first among the optional units (#49): speculative decoding on vLLM, n-gram at K = 2, 4, 8 and the model
+# drafting for itself (--ablation spec-decode: five points, one warm start each), on the speculative scenario at c=16
+SPEC_SET, SPEC_SCENARIO = "spec-decode", "speculative"
+SPEC_POINTS = 5
 SERVER_ENGINES = ("vllm", "sglang")  # engines with an HTTP server and ablation sets
 LEASE_MARGIN_S = 90  # the required steps end at least this long before the lease does
 
@@ -198,8 +202,9 @@ def _together(
 def plan(
     results: Path, engines: tuple[str, ...] = ("sglang", "vllm"), run_as: dict[str, str] | None = None
 ) -> list[CampaignStep]:
-    """In order of value (#24, #28): traffic in-process on both engines started together (SGLang's with its profiler
-    window first and its telemetry), then HTTP on both (started together), the anchor, ablations, the matrix.
+    """In order of value (#24, #28, #49): traffic in-process on both engines started together (SGLang's with its
+    profiler window first and its telemetry), then this wave's speculative decoding on vLLM, HTTP on both (started
+    together), the anchor, ablations, the matrix.
     `run_as` (the rehearsal): the engines' steps drive these engines instead, and only the traffic unit is planned."""
 
     def traffic(engine: str) -> tuple[str, ...]:
@@ -221,6 +226,18 @@ def plan(
     )
     if run_as:
         return steps
+    if "vllm" in engines:
+        argv = compare_argv(
+            "vllm",
+            results / SPEC_SET,
+            "inprocess",
+            (SPEC_SCENARIO,),
+            ("--quick", "--concurrency", "16", "--ablation", SPEC_SET),
+        )
+        warm = start_estimate("vllm", warm=True)
+        steps.append(
+            _step("vllm", SPEC_SET, argv, warm, (SPEC_POINTS - 1) * warm + SPEC_POINTS * ABLATION_POINT_RUN_S, True)
+        )
     servers = tuple(e for e in engines if e in SERVER_ENGINES)
     if servers:
         concurrent = (str(KIT / "concurrent-gpu.json"),)
