@@ -1,0 +1,123 @@
+"""The step-cost model: what one engine step costs as a function of what is in the batch.
+
+    step_ms = alpha + beta * (tokens in the step) + gamma * (sum of the sequences' context lengths) [+ delta * sequences]
+
+fitted by least squares over the steady steps of batch-shape points (steps whose running count and scheduled tokens
+equal the point's), with 95% intervals from a bootstrap over steps. The per-sequence term is kept only where it
+earns its place: where it lowers the fit's BIC. alpha is the per-step floor, what a step costs with nothing in it;
+alpha / step time is the host share at a batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compare.analysis.stats import LEVEL, RESAMPLES, SEED
+
+TERMS = ("alpha", "beta_per_token", "gamma_per_context_token", "delta_per_sequence")
+
+
+@dataclass(frozen=True)
+class StepSample:
+    step_ms: float
+    tokens: int  # scheduled in the step: decode 1 per sequence, or the prefill chunk's tokens
+    context_sum: int  # the sequences' context lengths before the step, summed
+    sequences: int  # running in the step
+    point: str = ""  # the batch shape it came from
+
+
+def steady_steps(
+    rows: list[dict[str, Any]], batch: int, tokens_per_sequence: int, context: int, point: str = ""
+) -> list[StepSample]:
+    """The steps of one point in the engine's own step records whose running count is `batch` and whose scheduled
+    tokens are `batch` x `tokens_per_sequence`; a step's time is the engine's own (`step_cpu_ms`: vLLM's EngineCore
+    wall time around the step) where it gives one, else the gap to the previous record. Decode contexts grow by one
+    token a step from `context`."""
+    samples, decoded = [], 0
+    for previous, row in zip([None, *rows], rows):
+        scheduled = row.get("prefill_tokens", 0) + row.get("decode_tokens", 0)
+        steady = row.get("running") == batch and scheduled == batch * tokens_per_sequence
+        if steady:
+            step_ms = row.get("step_cpu_ms")
+            if step_ms is None and previous is not None:
+                step_ms = (row["t_ns"] - previous["t_ns"]) / 1e6
+            if step_ms is not None:
+                grown = decoded if tokens_per_sequence == 1 else 0
+                samples.append(StepSample(step_ms, scheduled, batch * (context + grown), batch, point))
+        if row.get("decode_tokens"):
+            decoded += 1
+    return samples
+
+
+def _design(samples: list[StepSample], with_sequences: bool) -> np.ndarray:
+    columns = [np.ones(len(samples)), [s.tokens for s in samples], [s.context_sum for s in samples]]
+    if with_sequences:
+        columns.append([s.sequences for s in samples])
+    return np.column_stack(columns).astype(np.float64)
+
+
+def _bic(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> float:
+    residual = float(np.sum((y - x @ coefficients) ** 2))
+    n, k = x.shape
+    return n * np.log(max(residual, 1e-300) / n) + k * np.log(n)
+
+
+def fit_step_cost(samples: list[StepSample], resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Any]:
+    """The model's coefficients (ms, ms per token, ms per context token, ms per sequence), each with a 95% bootstrap
+    interval, R^2 and the residuals' spread; the per-sequence term only where it lowers the BIC."""
+    y = np.array([s.step_ms for s in samples], dtype=np.float64)
+    fits = {}
+    for with_sequences in (False, True):
+        x = _design(samples, with_sequences)
+        if np.linalg.matrix_rank(x) < x.shape[1]:  # e.g. sequences move with tokens: the term cannot be told apart
+            continue
+        coefficients = np.linalg.lstsq(x, y, rcond=None)[0]
+        fits[with_sequences] = (x, coefficients, _bic(x, y, coefficients))
+    if not fits:
+        raise ValueError("the steps do not vary enough to fit alpha, beta and gamma apart: add batch shapes")
+    with_sequences = True in fits and (False not in fits or fits[True][2] < fits[False][2])
+    x, coefficients, _ = fits[with_sequences]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        index = rng.integers(0, len(y), len(y))
+        draws.append(np.linalg.lstsq(x[index], y[index], rcond=None)[0])
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(np.array(draws), [tail, 100 - tail], axis=0)
+    predicted = x @ coefficients
+    total = float(np.sum((y - y.mean()) ** 2))
+    terms = TERMS[: x.shape[1]]
+    return {
+        "model": " + ".join(terms),
+        "num_steps": len(y),
+        "coefficients": {t: float(c) for t, c in zip(terms, coefficients)},
+        "ci95": {t: [float(a), float(b)] for t, a, b in zip(terms, low, high)},
+        "r2": 1 - float(np.sum((y - predicted) ** 2)) / total if total else None,
+        "residual_ms": {"stdev": float(np.std(y - predicted, ddof=x.shape[1])) if len(y) > x.shape[1] else None},
+        "per_sequence_term": "kept (lower BIC)" if with_sequences else "left out (no lower BIC, or not separable)",
+    }
+
+
+def predicted_step_ms(fit: dict[str, Any], batch: int, tokens: int, context_sum: int) -> float:
+    c = fit["coefficients"]
+    return (
+        c["alpha"]
+        + c["beta_per_token"] * tokens
+        + c["gamma_per_context_token"] * context_sum
+        + c.get("delta_per_sequence", 0.0) * batch
+    )
+
+
+def predicted_decode_itl_ms(fit: dict[str, Any], batch: int, context: int, output_tokens: int) -> float:
+    """The mean decode step over `output_tokens` steps of `batch` sequences that start at `context` tokens: what the
+    ITL of a closed-loop cell at that concurrency should be if every step is a steady decode step."""
+    steps = [predicted_step_ms(fit, batch, batch, batch * (context + i)) for i in range(output_tokens)]
+    return float(np.mean(steps))
+
+
+def host_share(fit: dict[str, Any], batch: int, context: int) -> float:
+    """alpha over the decode step's predicted time at this batch size: the share of a step nothing in it explains."""
+    return fit["coefficients"]["alpha"] / predicted_step_ms(fit, batch, batch, batch * context)

@@ -1,0 +1,70 @@
+"""The step-cost model (compare/analysis/stepcost.py) on FAKE steps of known cost: the fit gives the coefficients back
+inside its intervals, keeps a per-sequence term only where there is one, and the steady steps are picked out of a
+cell's step records by running count and scheduled tokens."""
+
+import numpy as np
+import pytest
+
+from compare.analysis.stepcost import (
+    StepSample,
+    fit_step_cost,
+    host_share,
+    predicted_decode_itl_ms,
+    steady_steps,
+)
+
+pytestmark = pytest.mark.unit
+ALPHA, BETA, GAMMA = 4.0, 0.02, 0.0005  # ms, ms per token, ms per context token
+
+
+def _fake_steps(delta: float = 0.0, noise_ms: float = 0.05, seed: int = 1) -> list[StepSample]:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for batch in (1, 2, 4, 8, 16):
+        for context in (128, 512, 2048):
+            for tokens in (batch, 256):  # a decode step, and a prefill chunk of 256 tokens beside the batch
+                for _ in range(12):
+                    true_ms = ALPHA + BETA * tokens + GAMMA * batch * context + delta * batch
+                    samples.append(StepSample(true_ms + rng.normal(0, noise_ms), tokens, batch * context, batch))
+    return samples
+
+
+def test_the_fit_gives_known_coefficients_back_inside_its_intervals():
+    fit = fit_step_cost(_fake_steps(), resamples=400)
+    for term, true in (("alpha", ALPHA), ("beta_per_token", BETA), ("gamma_per_context_token", GAMMA)):
+        low, high = fit["ci95"][term]
+        assert low <= true <= high, (term, fit["ci95"][term])
+        assert fit["coefficients"][term] == pytest.approx(true, rel=0.05)
+    assert fit["r2"] > 0.99 and "delta_per_sequence" not in fit["coefficients"]
+
+
+def test_a_per_sequence_cost_is_kept_only_where_there_is_one():
+    fit = fit_step_cost(_fake_steps(delta=0.3), resamples=400)
+    assert fit["coefficients"]["delta_per_sequence"] == pytest.approx(0.3, rel=0.05)
+    assert fit["per_sequence_term"].startswith("kept")
+
+
+def test_the_model_predicts_a_decode_itl_and_the_host_share_from_the_floor():
+    fit = fit_step_cost(_fake_steps(), resamples=200)
+    # 8 sequences from 512 tokens for 64 steps: 4 + 0.02 * 8 + 0.0005 * 8 * (512 + 31.5) on average
+    assert predicted_decode_itl_ms(fit, 8, 512, 64) == pytest.approx(ALPHA + BETA * 8 + GAMMA * 8 * 543.5, rel=0.01)
+    assert host_share(fit, 1, 128) > host_share(fit, 16, 2048)  # the floor weighs most on a small batch
+
+
+def test_steady_steps_are_the_records_at_the_points_batch_and_tokens():
+    rows = [
+        {"t_ns": 0, "running": 4, "prefill_tokens": 512, "decode_tokens": 0, "step_cpu_ms": 30.0},  # prefill
+        {"t_ns": 10, "running": 4, "prefill_tokens": 0, "decode_tokens": 4, "step_cpu_ms": 5.0},
+        {"t_ns": 20, "running": 4, "prefill_tokens": 0, "decode_tokens": 4, "step_cpu_ms": 5.5},
+        {"t_ns": 30, "running": 3, "prefill_tokens": 0, "decode_tokens": 3, "step_cpu_ms": 4.0},  # one finished
+        {"t_ns": 40_000_000, "running": 4, "prefill_tokens": 0, "decode_tokens": 4},  # no engine time: the gap
+    ]
+    samples = steady_steps(rows, batch=4, tokens_per_sequence=1, context=128)
+    assert [s.step_ms for s in samples] == [5.0, 5.5, pytest.approx(39.99997)]
+    assert [s.context_sum for s in samples] == [4 * 128, 4 * 129, 4 * 131]
+
+
+def test_steps_that_cannot_separate_the_terms_are_refused():
+    same = [StepSample(5.0, 4, 512, 4) for _ in range(10)]
+    with pytest.raises(ValueError, match="add batch shapes"):
+        fit_step_cost(same)
