@@ -1,6 +1,6 @@
 """The step-cost model: what one engine step costs as a function of what is in the batch.
 
-    step_ms = alpha + beta * (tokens in the step) + gamma * (sum of the sequences' context lengths) [+ delta * sequences]
+    step_ms = alpha + beta * (tokens in the step) + gamma * (sum of the sequences' contexts) [+ delta * sequences]
 
 fitted by least squares over the steady steps of batch-shape points (steps whose running count and scheduled tokens
 equal the point's), with 95% intervals from a bootstrap over steps. The per-sequence term is kept only where it
