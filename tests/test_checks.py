@@ -59,6 +59,9 @@ def test_cached_tokens_with_distinct_prompts_is_a_warm_cache_warning():
 def test_cached_tokens_with_the_same_prompt_is_reported_as_by_design():
     r = record([10, 20], cached_tokens=496)
     assert any(w.startswith("warm cache by design") for w in warnings_for([r], prompt_mode="same"))
+    # a language-pairs cell (korean, speculative) asks one text per request: warm by design, not "distinct prompts"
+    (warning,) = [w for w in warnings_for([r], prompt_mode="language-pairs") if w.startswith("warm cache")]
+    assert warning.startswith("warm cache by design: every request of the cell asks the same text")
 
 
 def test_failed_requests_and_failed_cache_resets_are_reported():

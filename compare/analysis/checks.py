@@ -104,6 +104,11 @@ def _cache_warnings(ok: list[RequestRecord], config: dict[str, Any], resets: lis
             f"warm cache by design: every request shares one prompt; {len(cached)} of {len(ok)} requests were served "
             f"{mean:.0f} cached prompt tokens on average (--distinct-prompts for cold prefills)"
         )
+    elif mode == "language-pairs":  # one text per cell, asked once per request
+        warnings.append(
+            f"warm cache by design: every request of the cell asks the same text; {len(cached)} of {len(ok)} requests "
+            f"were served {mean:.0f} cached prompt tokens on average (the first request of the cell is the cold one)"
+        )
     elif mode not in ("shared-prefix", "multi-turn", "trace"):  # those reuse prefixes by design
         warnings.append(
             f"warm cache: {len(cached)} of {len(ok)} requests had {mean:.0f} cached prompt tokens on average "
