@@ -24,6 +24,7 @@ DERIVED = (
     "energy",
     "telemetry",
     "speculative",
+    "steps",
 )
 # figures the schema gained after a committed file was written: present once recomputed, absent from the file
 ADDED_SINCE = {
@@ -80,7 +81,7 @@ def _derived(doc: dict) -> list[dict]:
 
 def _inputs_only(cell: dict) -> None:
     """The cell as the run recorded it before anything was derived: every derived part removed, in place."""
-    for key in ("summary", "prefix_cache", "language", "traffic", "structured", "warnings", "speculative"):
+    for key in ("summary", "prefix_cache", "language", "traffic", "structured", "warnings", "speculative", "steps"):
         cell.pop(key, None)
     (cell.get("telemetry") or {}).pop("summary", None)
     if "slo" in cell:

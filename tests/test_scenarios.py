@@ -12,6 +12,7 @@ pytestmark = pytest.mark.unit
 
 def test_builtin_scenarios_are_the_design_docs_five_plus_smoke_and_the_traffic_workloads():
     assert builtin_names() == [
+        "batch-shapes",
         "concurrent",
         "korean",
         "long-context",
@@ -146,5 +147,5 @@ def test_malformed_scenario_json_is_a_usage_error_naming_the_problem(tmp_path, c
 
 
 def test_unknown_scenario_name_lists_the_valid_ones():
-    with pytest.raises(UsageError, match="valid: concurrent, korean, long-context"):
+    with pytest.raises(UsageError, match="valid: batch-shapes, concurrent, korean, long-context"):
         load_scenario("nope")

@@ -185,6 +185,8 @@ def _validate_traffic(scenario: Scenario, fail) -> None:
         scenario.prompt_mode == "shared-prefix" and scenario.prompts_per_group
     ):
         fail("'num_groups' and 'kv_pressure' need prompt_mode shared-prefix with 'prompts_per_group' >= 1")
+    if scenario.step_shapes and (scenario.num_requests != "concurrency" or scenario.request_rate):
+        fail("'step_shapes' needs num_requests \"concurrency\" (B requests admitted together) and no request_rate")
     if scenario.kv_pressure and not scenario.shared_prefix_tokens:
         fail("'kv_pressure' needs 'shared_prefix_tokens' >= 1 (groups x prefix is sized against the KV cache)")
     if scenario.prompt_mode == "multi-turn" and (scenario.num_conversations < 1 or scenario.num_turns < 1):

@@ -70,6 +70,9 @@ class Scenario:
     lora_rank: int = 8
     lora_distribution: str = "uniform"  # uniform, zipf, round-robin, distinct, identical
     lora_zipf_alpha: float = 1.0
+    # batch shapes (compare/analysis/stepcost.py): each cell is B requests of C tokens admitted together; its steady
+    # steps (B running, B tokens scheduled) feed the step-cost model
+    step_shapes: bool = False
 
     def cells(self) -> list[CellSpec]:
         if self.request_rate:

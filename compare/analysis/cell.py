@@ -12,6 +12,7 @@ from typing import Any
 from compare.analysis.checks import observed_warnings, shared_gpu_warning
 from compare.analysis.slo import goodput
 from compare.analysis.speculative import counter_agreement, speculative_figures
+from compare.analysis.stepcost import shape_steps, step_cost_document
 from compare.analysis.structured import add_deltas
 from compare.analysis.summaries import summarize_cell
 from compare.analysis.telemetry import summarize_telemetry
@@ -31,6 +32,8 @@ def derive_cell(
     if "telemetry" in cell:
         rows = cell["telemetry"]["rows"]
         derived["telemetry"] = {**cell["telemetry"], "summary": summarize_telemetry(rows, records, int(wall_s * 1e9))}
+    if cell["config"].get("step_shape"):
+        derived["steps"] = shape_steps(cell)
     speculative = speculative_figures(records, cell["telemetry"]["rows"] if "telemetry" in cell else None)
     if speculative is not None:
         derived["speculative"] = speculative
@@ -53,6 +56,9 @@ def recompute(doc: dict[str, Any]) -> dict[str, Any]:
         limits = (cell.get("slo") or {}).get("limits")
         cell.update(derive_cell(cell, capabilities, limits, doc.get("start_together")))
     add_deltas(doc["cells"], lambda cell: cell["requests"])
+    step_cost = step_cost_document(doc["cells"])
+    if step_cost is not None:
+        doc["step_cost"] = step_cost
     return doc
 
 

@@ -121,3 +121,57 @@ def predicted_decode_itl_ms(fit: dict[str, Any], batch: int, context: int, outpu
 def host_share(fit: dict[str, Any], batch: int, context: int) -> float:
     """alpha over the decode step's predicted time at this batch size: the share of a step nothing in it explains."""
     return fit["coefficients"]["alpha"] / predicted_step_ms(fit, batch, batch, batch * context)
+
+
+def shape_steps(cell: dict[str, Any]) -> dict[str, Any]:
+    """A batch-shape cell's steady steps (its config's concurrency B and prompt tokens C, decode), from its step
+    records; says so where the engine keeps none."""
+    config = cell["config"]
+    batch, context = config["concurrency"], config["prompt_tokens"]
+    rows = (cell.get("telemetry") or {}).get("rows") or []
+    if not any("decode_tokens" in row for row in rows):
+        return {"batch": batch, "context": context, "error": "no step records with scheduled tokens from this engine"}
+    samples = steady_steps(rows, batch, 1, context, cell.get("cell_id", ""))
+    return {
+        "batch": batch,
+        "context": context,
+        "num_steady_steps": len(samples),
+        "step_ms": [round(s.step_ms, 4) for s in samples],
+        "context_sums": [s.context_sum for s in samples],
+    }
+
+
+def step_cost_document(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The fit over every batch-shape cell's steady steps, with the host share at each batch size; None where the
+    run has no batch-shape cell."""
+    shapes = [cell["steps"] for cell in cells if "steps" in cell]
+    if not shapes:
+        return None
+    samples = [
+        StepSample(ms, shape["batch"], context_sum, shape["batch"], f"B{shape['batch']}-C{shape['context']}")
+        for shape in shapes
+        if "error" not in shape
+        for ms, context_sum in zip(shape["step_ms"], shape["context_sums"])
+    ]
+    try:
+        fit = fit_step_cost(samples)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return {"error": str(exc), "num_steps": len(samples)}
+    batches = sorted({shape["batch"] for shape in shapes})
+    context = min(shape["context"] for shape in shapes)
+    fit["host_share_by_batch"] = {str(b): host_share(fit, b, context) for b in batches}
+    fit["host_share_context"] = context
+    return fit
+
+
+def step_cost_line(fit: dict[str, Any]) -> str:
+    if "error" in fit:
+        return f"step cost: not fitted ({fit['error']})"
+    c, ci = fit["coefficients"], fit["ci95"]
+    shares = ", ".join(f"B={b} {s:.0%}" for b, s in fit["host_share_by_batch"].items())
+    return (
+        f"step cost over {fit['num_steps']} steady steps: alpha {c['alpha']:.3f} ms [{ci['alpha'][0]:.3f}, "
+        f"{ci['alpha'][1]:.3f}], beta {c['beta_per_token'] * 1e3:.3f} us/token, gamma "
+        f"{c['gamma_per_context_token'] * 1e6:.2f} ns/context token, R^2 {fit['r2']:.3f}; per-step floor share at "
+        f"C={fit['host_share_context']}: {shares}"
+    )

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from compare.analysis.cellstats import joules_per_token
 from compare.analysis.cell import derive_cell
+from compare.analysis.stepcost import step_cost_document, step_cost_line
 from compare.analysis.structured import add_deltas, check_records, delta_text
 from compare.results.store import ResultsFile, results_path
 from compare.run.instruments import environment
@@ -73,6 +74,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         else None,
         **({"traffic": plan.traffic} if plan.traffic else {}),
         **({"structured": {"mode": spec.structured, "kind": scenario.structured_kind}} if spec.structured else {}),
+        **({"step_shape": True} if scenario.step_shapes else {}),
     }
 
 
@@ -228,6 +230,10 @@ async def run_scenario(
     if kept:  # kept cells first, then the ones run now: back into the plan's order
         order = {plan.spec.cell_id: index for index, plan in enumerate(plans)}
         results.doc["cells"].sort(key=lambda c: order[c["cell_id"]])
+    step_cost = step_cost_document(results.doc["cells"])
+    if step_cost is not None:  # batch-shape cells: the fit over all of them (compare/analysis/stepcost.py)
+        results.doc["step_cost"] = step_cost
+        console.print(step_cost_line(step_cost), highlight=False, markup=False)
     results.finish("complete")
     return results
 
