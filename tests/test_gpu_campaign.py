@@ -146,6 +146,7 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
     assert [s.step.name for s in steps] == [
         "sglang-traffic",
         "vllm-traffic",
+        "steps",
         "spec-decode",
         "sglang-http",
         "vllm-http",
@@ -158,8 +159,9 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
         "vllm-matrix",
     ]
     assert [s.step.optional for s in steps[:3]] == [False, False, True] and all(s.step.optional for s in steps[2:])
-    assert [s.group for s in steps[:5]] == ["traffic", "traffic", "", "http", "http"] and steps[5].group == ""
-    spec = steps[2].step.argv
+    assert [s.group for s in steps[:6]] == ["traffic", "traffic", "", "", "http", "http"] and steps[6].group == ""
+    assert steps[2].step.argv[steps[2].step.argv.index("--scenario") + 1] == "batch-shapes"
+    spec = steps[3].step.argv
     assert spec[spec.index("--ablation") + 1] == "spec-decode" and spec[spec.index("--scenario") + 1] == "speculative"
     sglang, vllm = steps[0].step.argv, steps[1].step.argv
     assert "tools/gpu/shared-prefix-gpu.json" in vllm and "multi-turn" in vllm and "--profile" not in vllm
@@ -173,9 +175,9 @@ def test_the_plan_starts_both_engines_together_for_traffic_then_http_ablations_a
     )
     assert "vllm.kv_cache_memory_bytes=34359738368" in vllm and "sglang.max_total_tokens=262144" in sglang
     assert 34359738368 == 262144 * campaign_plan.KV_BYTES_PER_TOKEN  # the same 32 GiB for both
-    http = steps[3].step.argv
+    http = steps[4].step.argv
     assert http[http.index("--mode") + 1] == "http" and "--quick" in http and "sglang.skip_server_warmup=true" in http
-    assert steps[6].step.argv[steps[6].step.argv.index("--ablation") + 1] == "sglang-radix"
+    assert steps[7].step.argv[steps[7].step.argv.index("--ablation") + 1] == "sglang-radix"
 
 
 @pytest.mark.unit

@@ -83,6 +83,8 @@ ABLATION_POINT_RUN_S = 60
 # drafting for itself (--ablation spec-decode: five points, one warm start each), on the speculative scenario at c=16
 SPEC_SET, SPEC_SCENARIO = "spec-decode", "speculative"
 SPEC_POINTS = 5
+# and before it, the step-cost surface on vLLM: batch-shapes --quick (B = 1, 4, 16 x C = 128, 512, 2048), one warm start
+STEPS_SCENARIO, STEPS_RUN_S = "batch-shapes", 60
 SERVER_ENGINES = ("vllm", "sglang")  # engines with an HTTP server and ablation sets
 LEASE_MARGIN_S = 90  # the required steps end at least this long before the lease does
 
@@ -203,8 +205,8 @@ def plan(
     results: Path, engines: tuple[str, ...] = ("sglang", "vllm"), run_as: dict[str, str] | None = None
 ) -> list[CampaignStep]:
     """In order of value (#24, #28, #49): traffic in-process on both engines started together (SGLang's with its
-    profiler window first and its telemetry), then this wave's speculative decoding on vLLM, HTTP on both (started
-    together), the anchor, ablations, the matrix.
+    profiler window first and its telemetry), then this wave's step-cost surface and speculative decoding on vLLM,
+    HTTP on both (started together), the anchor, ablations, the matrix.
     `run_as` (the rehearsal): the engines' steps drive these engines instead, and only the traffic unit is planned."""
 
     def traffic(engine: str) -> tuple[str, ...]:
@@ -227,6 +229,8 @@ def plan(
     if run_as:
         return steps
     if "vllm" in engines:
+        argv = compare_argv("vllm", results / "steps", "inprocess", (STEPS_SCENARIO,), ("--quick",))
+        steps.append(_step("vllm", "steps", argv, start_estimate("vllm", warm=True), STEPS_RUN_S, True))
         argv = compare_argv(
             "vllm",
             results / SPEC_SET,
