@@ -68,3 +68,26 @@ def test_steps_that_cannot_separate_the_terms_are_refused():
     same = [StepSample(5.0, 4, 512, 4) for _ in range(10)]
     with pytest.raises(ValueError, match="add batch shapes"):
         fit_step_cost(same)
+
+
+def test_the_fit_predicts_a_concurrent_cells_itl_and_reports_its_error():
+    from types import SimpleNamespace
+
+    from compare.analysis.stepcost import itl_prediction_lines, itl_predictions
+
+    fit = fit_step_cost(_fake_steps(), resamples=100)
+    head = {"engine": {"name": "vllm"}, "model": {"spec": "synthetic:tiny-llama3"}}
+    shapes = SimpleNamespace(doc={**head, "scenario": {"name": "batch-shapes"}, "step_cost": fit, "cells": []})
+    true_itl = ALPHA + BETA * 8 + GAMMA * 8 * (512 + 31.5)  # the fake's decode steps at c=8 from 512 tokens, 64 steps
+    measured = true_itl * 1.25  # the FAKE concurrent cell ran 25% slower than steady decode (its prefills)
+    cell = {
+        "cell_id": "c8-in512",
+        "config": {"concurrency": 8, "prompt_tokens": 512, "output_tokens": 64, "request_rate": None},
+        "summary": {"itl_ms": {"mean": measured}},
+    }
+    load = SimpleNamespace(doc={**head, "scenario": {"name": "concurrent"}, "cells": [cell]})
+    other_engine = SimpleNamespace(doc={**load.doc, "engine": {"name": "sglang"}})
+    (row,) = itl_predictions([shapes, load, other_engine])
+    assert row["predicted_itl_ms"] == pytest.approx(true_itl, rel=0.01)
+    assert row["error"] == pytest.approx(1 / 1.25 - 1, abs=0.01)
+    assert "-20%" in itl_prediction_lines([row])[1]

@@ -175,3 +175,47 @@ def step_cost_line(fit: dict[str, Any]) -> str:
         f"{c['gamma_per_context_token'] * 1e6:.2f} ns/context token, R^2 {fit['r2']:.3f}; per-step floor share at "
         f"C={fit['host_share_context']}: {shares}"
     )
+
+
+def itl_predictions(runs: list) -> list[dict[str, Any]]:
+    """Every closed-loop cell of a run without a fit, against the fit of a batch-shapes run of the same engine and
+    model: the decode ITL the model predicts at the cell's concurrency, prompt and output length, the cell's
+    measured ITL mean, and the relative error (prefills mixed into decode steps under load are what it misses)."""
+    fits = {
+        (run.doc["engine"]["name"], run.doc["model"]["spec"]): run.doc["step_cost"]
+        for run in runs
+        if "error" not in (run.doc.get("step_cost") or {"error": None})
+    }
+    rows = []
+    for run in runs:
+        fit = fits.get((run.doc["engine"]["name"], run.doc["model"]["spec"]))
+        if fit is None or run.doc.get("step_cost"):
+            continue
+        for cell in run.doc["cells"]:
+            config, measured = cell["config"], cell["summary"]["itl_ms"].get("mean")
+            if config.get("request_rate") is not None or measured is None or not config.get("prompt_tokens"):
+                continue
+            output = config["output_tokens"] if isinstance(config["output_tokens"], int) else None
+            if output is None:
+                continue
+            predicted = predicted_decode_itl_ms(fit, config["concurrency"], config["prompt_tokens"], output)
+            rows.append(
+                {
+                    "scenario": run.doc["scenario"]["name"],
+                    "cell_id": cell["cell_id"],
+                    "predicted_itl_ms": predicted,
+                    "measured_itl_ms": measured,
+                    "error": (predicted - measured) / measured,
+                }
+            )
+    return rows
+
+
+def itl_prediction_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'scenario':13} {'cell':16} {'predicted ITL':>14} {'measured':>9} {'error':>7}"]
+    for row in rows:
+        predicted, measured = row["predicted_itl_ms"], row["measured_itl_ms"]
+        lines.append(
+            f"{row['scenario']:13} {row['cell_id']:16} {predicted:11.2f} ms {measured:9.2f} {row['error']:+7.0%}"
+        )
+    return lines if rows else []

@@ -30,6 +30,7 @@ from compare.report.hypotheses import verdicts_by_machine
 from compare.report.roofline import roofline
 from compare.report.tables import print_report
 from compare.results.store import load_run
+from compare.analysis.stepcost import itl_prediction_lines, itl_predictions
 
 
 def results_files(paths: list[str]) -> list[Path]:
@@ -121,6 +122,8 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     gpu_roofs = [(n, roof) for n, roof in roofs if "why_not" not in roof]
     lines += markdown.roofline_section(gpu_roofs + [r for r in roofs if "why_not" in r[1]][: 1 if not gpu_roofs else 0])
     lines += markdown.lines_section("HTTP overhead and streaming fidelity (paired runs)", pair_lines)
+    predicted = itl_prediction_lines(itl_predictions(runs))  # batch-shapes fits against the same engine's load
+    lines += markdown.lines_section("The step-cost model against measured ITL (docs/steps.md)", predicted)
     lines += anatomy_section(runs, names, out)
     lines += markdown.figures_section(made)
     out.mkdir(parents=True, exist_ok=True)
