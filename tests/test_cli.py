@@ -42,7 +42,9 @@ def test_unknown_engine(cli):
 
 
 def test_unknown_scenario(cli):
-    assert_usage_error(cli("--engine", "null", "--scenario", "nope"), "unknown scenario 'nope'; valid: concurrent")
+    assert_usage_error(
+        cli("--engine", "null", "--scenario", "nope"), "unknown scenario 'nope'; valid: batch-shapes, concurrent"
+    )
 
 
 def test_missing_engine_package(cli, monkeypatch):
