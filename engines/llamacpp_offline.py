@@ -247,9 +247,10 @@ class LlamaCppEngine(OneWorkerTelemetry, StreamingEngine):
                 stamps.setdefault("first_token", now)
                 stamps["last_token"] = now
                 count += 1
-                step.append(token)  # an end-of-generation token too: a step sampled it, as vLLM and hf count it
-                if self.lookup is None:
-                    hand_over()
+                if self.lookup is None:  # an end-of-generation token too: a step sampled it, as vLLM and hf count it
+                    channel.put([token])
+                else:
+                    step.append(token)
                 if not request.ignore_eos and llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     finish_reason = "stop"
                     break

@@ -132,13 +132,13 @@ class NullEngine(StreamingEngine):
             deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3 + compile_s
             emitted = 0
             spec = self._spec_counts()
-            sizes = self._step_sizes(per_chunk, spec)
+            sizes = self._step_sizes(spec) if spec else None
             while emitted < total:
                 if interval_s or deadline > time.perf_counter():
                     deadline += interval_s
                     delay = deadline - time.perf_counter()
                     await asyncio.sleep(delay if delay > 0 else 0)
-                count = min(next(sizes), total - emitted)
+                count = min(next(sizes) if sizes else per_chunk, total - emitted)
                 emitted += count
                 self._collect_now()
                 if think:  # ids: 0 while thinking, the end id after `think` tokens, then 1s (the answer)
@@ -174,11 +174,8 @@ class NullEngine(StreamingEngine):
             return None
         return {"num_spec_tokens": self.args["spec_tokens"], "per_step_drafted": [], "per_step_accepted": []}
 
-    def _step_sizes(self, per_chunk: int, spec: dict | None):
-        """Tokens per step: `tokens_per_chunk`, or with speculation 1 (the prefill's), then accepted + 1 a step."""
-        if spec is None:
-            while True:
-                yield per_chunk
+    def _step_sizes(self, spec: dict):
+        """Tokens per step with speculation: 1 (the prefill's), then accepted + 1 a step, counted into `spec`."""
         yield 1
         pattern = [int(v) for v in str(self.args["spec_accepted"]).split(",") if v.strip()] or [0]
         for step in itertools.count():

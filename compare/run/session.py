@@ -130,9 +130,9 @@ class EngineRun:
 
 @dataclass(frozen=True)
 class CellContext:
-    """What every cell of one scenario run shares: the engine, where results go, and how the run shows progress."""
+    """What every cell of one scenario run shares: the engine's run, where results go, how progress shows."""
 
-    engine: Engine
+    run: EngineRun
     scenario: Scenario
     description: dict[str, Any]  # engine.describe() as stored, with the request args every request carried
     results: ResultsFile
@@ -142,7 +142,6 @@ class CellContext:
     console: Console
     clients: Any  # a started client pool, or None: the harness process sends
     instruments: Instruments
-    start_together: dict[str, Any] | None
 
 
 async def run_scenario(
@@ -201,17 +200,7 @@ async def run_scenario(
     try:
         with _progress(console, options.show_progress) as progress:
             context = CellContext(
-                engine,
-                scenario,
-                description,
-                results,
-                decode,
-                options,
-                progress,
-                console,
-                clients,
-                instruments,
-                run.start_together,
+                run, scenario, description, results, decode, options, progress, console, clients, instruments
             )
             for plan in todo:
                 await _measure_cell(context, plan)
@@ -260,7 +249,7 @@ def clients_header(clients) -> dict[str, Any]:
 
 
 async def _measure_cell(context: CellContext, plan: CellPlan) -> None:
-    engine, results, options, progress = context.engine, context.results, context.options, context.progress
+    engine, results, options, progress = context.run.engine, context.results, context.options, context.progress
     cell_id, timeout_s = plan.spec.cell_id, context.scenario.timeout_s
     cell = CellRun(plan)
     task = progress.add_task(cell_id, total=plan.num_measured)
@@ -294,7 +283,7 @@ async def _measure_cell(context: CellContext, plan: CellPlan) -> None:
             gpu,
             observed,
             options.slo,
-            context.start_together,
+            context.run.start_together,
             context.description["request_args"],
         )
         add_deltas([*results.doc["cells"], document], lambda c: c["requests"])  # a constrained cell vs its `none` one
