@@ -161,6 +161,12 @@ class Engine(Protocol):
         return None
 
     @classmethod
+    def why_no_step_records(cls, given: dict[str, str]) -> str | None:
+        """batch-shapes: None where, with these engine args, `telemetry_rows` holds one row per engine step with its
+        running count and scheduled tokens (prefill_requests, prefill_tokens, decode_tokens); else why not."""
+        return f"{cls.__name__} keeps no per-step records of its batch (running requests and scheduled tokens)"
+
+    @classmethod
     def check_request_args(cls, passed: dict[str, Any]) -> None:
         """Check the request args, under the engine's own names, before anything is built: UsageError."""
 
@@ -208,6 +214,15 @@ class Engine(Protocol):
         return False
 
     async def stop_profile(self) -> str | None:
+        return None
+
+    # Admission together (batch-shapes): hold_admissions() pauses scheduling so that the requests sent next wait
+    # unscheduled (False: the engine cannot); release_admissions(n) resumes once n of them are queued and returns
+    # the perf_counter_ns of the resume, the first step's start as the harness sees it.
+    async def hold_admissions(self) -> bool:
+        return False
+
+    async def release_admissions(self, num_requests: int) -> int | None:
         return None
 
     # KV capacity in tokens once started (a `kv_pressure` scenario sizes its working set by it); None: unknown.

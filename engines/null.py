@@ -24,6 +24,7 @@ from engines.base import (
     resolve_engine_args,
 )
 from engines.constraints import KINDS
+from engines.null_steps import FakeStepLoop
 from engines.request_args import REQUEST_KEYS
 
 DEFAULT_ARGS = {
@@ -45,6 +46,11 @@ DEFAULT_ARGS = {
     "spec_accepted": "",
     "gc_collect_every": 0,  # every N-th chunk (of any request) calls gc.collect(): a collector pause, for the GC tests
     "change_token_at": -1,  # output ids are 0s; >= 0: the token at this position is 1 (an output that diverges there)
+    # batched steps, faked (engines/null_steps.py): > 0 serves all requests in steps of alpha + beta x tokens + noise
+    "step_alpha_ms": 0.0,
+    "step_beta_ms": 0.0,
+    "step_noise_ms": 0.0,
+    "step_chunk_tokens": 0,  # a prefill chunk's tokens per request (0: the whole prompt in one step)
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -62,6 +68,12 @@ class NullEngine(StreamingEngine):
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_engine_args("null", given, DEFAULT_ARGS)
 
+    @classmethod
+    def why_no_step_records(cls, given: dict[str, str]) -> str | None:
+        if resolve_engine_args("null", given, DEFAULT_ARGS)["step_alpha_ms"] > 0:
+            return None
+        return "the null engine fakes engine steps only with --engine-arg step_alpha_ms=MS (engines/null_steps.py)"
+
     def __init__(self, model: ModelSource | None, engine_args: dict[str, str] | None = None):
         self.model = model
         self.args = resolve_engine_args("null", engine_args or {}, DEFAULT_ARGS)
@@ -71,6 +83,13 @@ class NullEngine(StreamingEngine):
         self._compiled: set[str] = set()  # constraint names seen: their grammar is "compiled"
         self.num_chunks = 0
         self._loaded: dict[str, None] = {}  # LoRA adapters in a slot, least recently used first
+        self._steps: FakeStepLoop | None = None
+        if self.args["step_alpha_ms"] > 0:
+            self.telemetry_rows = []
+            a = self.args
+            self._steps = FakeStepLoop(
+                a["step_alpha_ms"], a["step_beta_ms"], a["step_noise_ms"], a["step_chunk_tokens"], self.telemetry_rows
+            )
 
     async def start(self) -> None:
         capacity = self.args["capacity"]
@@ -80,6 +99,17 @@ class NullEngine(StreamingEngine):
 
     async def stop(self) -> None:
         self._slots, self._ballast = None, None
+        if self._steps is not None:
+            await self._steps.stop()
+
+    async def hold_admissions(self) -> bool:
+        if self._steps is None:
+            return False
+        self._steps.held = True
+        return True
+
+    async def release_admissions(self, num_requests: int) -> int | None:
+        return await self._steps.release(num_requests)
 
     async def reset_cache(self) -> None:
         return None
@@ -102,6 +132,11 @@ class NullEngine(StreamingEngine):
         )
 
     async def generate(self, request: Request) -> AsyncIterator[Chunk]:
+        if self._steps is not None:  # batched fake steps: one token a step once the prefill is done
+            async for count in self._steps.stream(request.num_prompt_tokens, request.max_output_tokens):
+                yield Chunk(count, token_ids=[0] * count)
+            yield Chunk(0, finish_reason="length", num_prompt_tokens=request.num_prompt_tokens)
+            return
         interval_s = (self.args["interval_ms"] + (self.args["mask_ms"] if request.constraint else 0)) / 1e3
         compile_s = 0.0
         if request.constraint is not None and request.constraint.name not in self._compiled:

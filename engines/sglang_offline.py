@@ -97,6 +97,13 @@ class SGLangEngine(StreamingEngine):
     def check_args(cls, given: dict[str, str]) -> None:
         resolve_args("sglang", given, DEFAULT_ARGS, server_args_fields())
 
+    @classmethod
+    def why_no_step_records(cls, given: dict[str, str]) -> str | None:
+        return (
+            "SGLang's scheduler runs in its own process and its in-process Engine gives no per-step records (only "
+            "polled loads); batch-shapes runs on vLLM (docs/steps.md)"
+        )
+
     def __init__(self, model: ModelSource, engine_args: dict[str, str] | None = None, runtime=None):
         """`runtime`: an already-created `sglang.Engine` to drive (tests pass a named fake)."""
         # ours cast to our defaults' types; any ServerArgs field passed through, typed

@@ -211,6 +211,22 @@ class VLLMEngine(_VLLMBase, StreamingEngine):
     def kv_capacity_tokens(self) -> int | None:
         return self._kv_capacity(self._engine)
 
+    @classmethod
+    def why_no_step_records(cls, given: dict[str, str]) -> str | None:
+        if resolve_args(cls.name, given, DEFAULT_ARGS, vllm_fields())[0]["step_telemetry"]:
+            return None
+        return "step_telemetry=false turns vLLM's step records off: leave it on for batch-shapes"
+
+    async def hold_admissions(self) -> bool:
+        from engines.vllm import admission
+
+        return await admission.hold(self._engine)
+
+    async def release_admissions(self, num_requests: int) -> int | None:
+        from engines.vllm import admission
+
+        return await admission.release(self._engine, num_requests)
+
     def _observability_args(self) -> dict[str, Any]:
         """What telemetry and the profiler add to the engine args, where this vLLM version has the fields."""
         import dataclasses

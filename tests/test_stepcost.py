@@ -51,17 +51,28 @@ def test_the_model_predicts_a_decode_itl_and_the_host_share_from_the_floor():
     assert host_share(fit, 1, 128) > host_share(fit, 16, 2048)  # the floor weighs most on a small batch
 
 
-def test_steady_steps_are_the_records_at_the_points_batch_and_tokens():
+def test_steady_steps_are_the_records_that_schedule_exactly_the_points_batch():
+    ms = 1_000_000
     rows = [
-        {"t_ns": 0, "running": 4, "prefill_tokens": 512, "decode_tokens": 0, "step_cpu_ms": 30.0},  # prefill
-        {"t_ns": 10, "running": 4, "prefill_tokens": 0, "decode_tokens": 4, "step_cpu_ms": 5.0},
-        {"t_ns": 20, "running": 4, "prefill_tokens": 0, "decode_tokens": 4, "step_cpu_ms": 5.5},
-        {"t_ns": 30, "running": 3, "prefill_tokens": 0, "decode_tokens": 3, "step_cpu_ms": 4.0},  # one finished
-        {"t_ns": 40_000_000, "running": 4, "prefill_tokens": 0, "decode_tokens": 4},  # no engine time: the gap
+        {"t_ns": 30 * ms, "prefill_requests": 4, "prefill_tokens": 256, "decode_requests": 0, "decode_tokens": 0},
+        {"t_ns": 50 * ms, "prefill_requests": 4, "prefill_tokens": 256, "decode_requests": 0, "decode_tokens": 0},
+        {"t_ns": 55 * ms, "prefill_requests": 0, "prefill_tokens": 0, "decode_requests": 4, "decode_tokens": 4},
+        {"t_ns": 61 * ms, "prefill_requests": 0, "prefill_tokens": 0, "decode_requests": 4, "decode_tokens": 4},
+        {"t_ns": 66 * ms, "prefill_requests": 0, "prefill_tokens": 0, "decode_requests": 3, "decode_tokens": 3},  # 3
+        {"t_ns": 72 * ms, "prefill_requests": 1, "prefill_tokens": 64, "decode_requests": 3, "decode_tokens": 3},  # mix
+        {"t_ns": 77 * ms, "prefill_requests": 0, "prefill_tokens": 0, "decode_requests": 4, "decode_tokens": 4},
     ]
-    samples = steady_steps(rows, batch=4, tokens_per_sequence=1, context=128)
-    assert [s.step_ms for s in samples] == [5.0, 5.5, pytest.approx(39.99997)]
-    assert [s.context_sum for s in samples] == [4 * 128, 4 * 129, 4 * 131]
+    samples = steady_steps(rows, batch=4, context=128, released_ns=10 * ms)
+    # each step's time runs from the record before it, the first from the admission's resume
+    assert [round(s.step_ms, 6) for s in samples] == [20.0, 20.0, 5.0, 6.0, 5.0]
+    assert [s.kind for s in samples] == ["prefill", "prefill", "decode", "decode", "decode"]
+    assert [s.tokens for s in samples] == [256, 256, 4, 4, 4]
+    # prefill: 64 tokens a sequence, the second chunk after 64 computed: 4 x (64 x 64 + 64 x 63 / 2) context pairs;
+    # decode: the contexts summed, one token more after each decode step (the mixed step decoded too)
+    assert [s.context_sum for s in samples[:2]] == [4 * 64 * 63 // 2, 4 * (64 * 64 + 64 * 63 // 2)]
+    assert [s.context_sum for s in samples[2:]] == [4 * 128, 4 * 129, 4 * 132]
+    assert all(s.sequences == 4 for s in samples)
+    assert steady_steps(rows, batch=4, context=128)[0].step_ms == 20.0  # no resume recorded: the first is lost
 
 
 def test_steps_that_cannot_separate_the_terms_are_refused():
@@ -91,3 +102,14 @@ def test_the_fit_predicts_a_concurrent_cells_itl_and_reports_its_error():
     assert row["predicted_itl_ms"] == pytest.approx(true_itl, rel=0.01)
     assert row["error"] == pytest.approx(1 / 1.25 - 1, abs=0.01)
     assert "-20%" in itl_prediction_lines([row])[1]
+
+
+def test_the_bench_latency_anchor_predicts_one_prefill_step_then_the_decode_steps(tmp_path, capsys):
+    from tools.anchors.bench_latency import main, predicted_latency_ms
+
+    fit = {"coefficients": {"alpha": 5.0, "beta_per_token": 0.01, "gamma_per_context_token": 0.0}}
+    # B=4 prompts of 128 tokens: one 512-token prefill step (5 + 5.12 ms), then 31 decode steps of 4 tokens (5.04 ms)
+    assert predicted_latency_ms(fit, 4, 128, 32) == pytest.approx(10.12 + 31 * 5.04)
+    (tmp_path / "run.json").write_text('{"cells": []}')
+    assert main([str(tmp_path / "run.json")]) == 2
+    assert "no step-cost fit" in capsys.readouterr().err

@@ -20,13 +20,18 @@ def test_batch_shapes_on_vllm_give_every_cell_its_steady_steps_and_the_run_a_fit
     doc = json.loads(path.read_text())
     for cell in doc["cells"]:
         steps = cell["steps"]
-        # B requests decode 24 tokens together: 23 decode steps after the prefill, all with B running (one may be
-        # lost where a request is admitted a step late)
-        assert steps["num_steady_steps"] >= 21, (cell["cell_id"], steps["num_steady_steps"])
+        # B requests admitted together (the scheduler paused while they queue) are prefilled in one step (B x C <=
+        # 8192 tokens, the default budget), then decode 24 tokens together: the first comes with the prefill, then 23
+        # decode steps, every one with exactly B scheduled
+        assert cell["admission"]["together"], cell["admission"]
+        assert steps["num_prefill_steps"] == 1 and steps["num_steady_steps"] == 24, (cell["cell_id"], steps)
         assert all(ms > 0 for ms in steps["step_ms"])
+        # vLLM's execute time is inside the step's wall time
+        assert all(0 < e <= ms for e, ms in zip(steps["execute_ms"], steps["step_ms"]))
     fit = doc["step_cost"]
     assert fit["num_steps"] == sum(c["steps"]["num_steady_steps"] for c in doc["cells"])
     low, high = fit["ci95"]["alpha"]
     assert 0 < low <= fit["coefficients"]["alpha"] <= high  # a CPU step has a floor
     assert set(fit["host_share_by_batch"]) == {"1", "4", "16"}
+    assert all(0 < share < 1 for share in fit["between_steps_share_by_batch"].values())
     assert "step cost over" in result.stdout

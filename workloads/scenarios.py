@@ -101,6 +101,7 @@ class Scenario:
                                 self.requests_for(concurrency),
                                 input_dist=None if length.is_fixed else length,
                                 structured=mode,
+                                admit_together=self.step_shapes,
                             )
                         )
         return cells
@@ -187,3 +188,4 @@ class CellSpec:
     structured: str | None = (
         None  # structured output: none, cached or unique (workloads/structured.py); None: no such cells
     )
+    admit_together: bool = False  # batch shapes: the cell's requests start in one engine step (compare/run/runner.py)

@@ -106,10 +106,14 @@ def unique_labels(runs: list) -> dict[int, str]:
 
 
 def _suffix(run, group: list) -> str:
-    """The fewest of hardware, date and file stamp that tell this run apart from the others in the group."""
+    """The fewest of the sweep point's own args, hardware, date and file stamp that tell this run apart from the
+    others in the group."""
     if len(group) == 1:
         return ""
     parts = (
+        lambda r: " ".join(
+            f"{k}={v}" for k, v in sorted(((r.doc.get("variant") or {}).get("engine_args") or {}).items())
+        ),
         lambda r: hardware(r.doc).removeprefix("1 x "),
         lambda r: r.doc["metadata"]["date_utc"][:10],
         lambda r: r.path.stem.rsplit("_", 1)[-1],

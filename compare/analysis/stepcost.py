@@ -22,33 +22,41 @@ TERMS = ("alpha", "beta_per_token", "gamma_per_context_token", "delta_per_sequen
 
 @dataclass(frozen=True)
 class StepSample:
-    step_ms: float
-    tokens: int  # scheduled in the step: decode 1 per sequence, or the prefill chunk's tokens
-    context_sum: int  # the sequences' context lengths before the step, summed
-    sequences: int  # running in the step
+    step_ms: float  # wall time from the previous step record (or the admission's resume) to this one
+    tokens: int  # scheduled in the step: one per decoding sequence, or the prefill chunks' tokens
+    context_sum: int  # over the step's new tokens, the tokens before each (decode: the sequences' contexts summed)
+    sequences: int  # scheduled in the step
     point: str = ""  # the batch shape it came from
+    execute_ms: float | None = None  # the engine's own time around the model's execution, where it gives one
+    kind: str = "decode"  # or "prefill"
 
 
 def steady_steps(
-    rows: list[dict[str, Any]], batch: int, tokens_per_sequence: int, context: int, point: str = ""
+    rows: list[dict[str, Any]], batch: int, context: int, released_ns: int | None = None, point: str = ""
 ) -> list[StepSample]:
-    """The steps of one point in the engine's own step records whose running count is `batch` and whose scheduled
-    tokens are `batch` x `tokens_per_sequence`; a step's time is the engine's own (`step_cpu_ms`: vLLM's EngineCore
-    wall time around the step) where it gives one, else the gap to the previous record. Decode contexts grow by one
-    token a step from `context`."""
-    samples, decoded = [], 0
-    for previous, row in zip([None, *rows], rows):
-        scheduled = row.get("prefill_tokens", 0) + row.get("decode_tokens", 0)
-        steady = row.get("running") == batch and scheduled == batch * tokens_per_sequence
-        if steady:
-            step_ms = row.get("step_cpu_ms")
-            if step_ms is None and previous is not None:
-                step_ms = (row["t_ns"] - previous["t_ns"]) / 1e6
-            if step_ms is not None:
-                grown = decoded if tokens_per_sequence == 1 else 0
-                samples.append(StepSample(step_ms, scheduled, batch * (context + grown), batch, point))
-        if row.get("decode_tokens"):
-            decoded += 1
+    """The steps of one point in the engine's own step records that schedule exactly its `batch` sequences, all
+    decoding (one token each) or all prefilling (equal chunks). A step's time is the wall time since the record
+    before it, or since the admission's resume (`released_ns`) for the first: what the step took as the harness sees
+    it, host work between the engine's executions included. The engine's execute time rides along where it has one
+    (vLLM: `execute_ms`, `step_cpu_ms` in older results: EngineCore's monotonic time around the forward pass)."""
+    samples, prefilled, decoded, previous_ns = [], 0, 0, released_ns
+    for row in rows:
+        prefill_requests, decode_requests = row.get("prefill_requests", 0), row.get("decode_requests", 0)
+        prefill_tokens, decode_tokens = row.get("prefill_tokens", 0), row.get("decode_tokens", 0)
+        sample = None
+        if previous_ns is not None and decode_requests == batch == decode_tokens and not prefill_requests:
+            sample = ("decode", batch, batch * (context + decoded))
+        elif previous_ns is not None and prefill_requests == batch and not decode_requests and prefill_tokens:
+            chunk, before = prefill_tokens / batch, prefilled / batch  # admitted together: equal chunks, in phase
+            sample = ("prefill", prefill_tokens, round(prefill_tokens * before + batch * chunk * (chunk - 1) / 2))
+        if sample is not None:
+            kind, tokens, context_sum = sample
+            execute_ms = row.get("execute_ms", row.get("step_cpu_ms"))
+            step_ms = (row["t_ns"] - previous_ns) / 1e6
+            samples.append(StepSample(step_ms, tokens, context_sum, batch, point, execute_ms, kind))
+        prefilled += prefill_tokens
+        decoded += 1 if decode_tokens else 0
+        previous_ns = row["t_ns"]
     return samples
 
 
@@ -124,43 +132,67 @@ def host_share(fit: dict[str, Any], batch: int, context: int) -> float:
 
 
 def shape_steps(cell: dict[str, Any]) -> dict[str, Any]:
-    """A batch-shape cell's steady steps (its config's concurrency B and prompt tokens C, decode), from its step
-    records; says so where the engine keeps none."""
-    config = cell["config"]
+    """A batch-shape cell's steady steps (its config's concurrency B and prompt tokens C; decode steps and prefill
+    chunks), from its step records; says so where the engine kept none or the requests were not admitted together."""
+    config, admission = cell["config"], cell.get("admission") or {}
     batch, context = config["concurrency"], config["prompt_tokens"]
+    head = {"batch": batch, "context": context, "admitted_together": bool(admission.get("together"))}
     rows = (cell.get("telemetry") or {}).get("rows") or []
     if not any("decode_tokens" in row for row in rows):
-        return {"batch": batch, "context": context, "error": "no step records with scheduled tokens from this engine"}
-    samples = steady_steps(rows, batch, 1, context, cell.get("cell_id", ""))
+        return {**head, "error": "no step records with scheduled tokens from this engine"}
+    samples = steady_steps(rows, batch, context, admission.get("released_ns"), cell.get("cell_id", ""))
     return {
-        "batch": batch,
-        "context": context,
+        **head,
         "num_steady_steps": len(samples),
+        "num_prefill_steps": sum(s.kind == "prefill" for s in samples),
         "step_ms": [round(s.step_ms, 4) for s in samples],
+        "execute_ms": [None if s.execute_ms is None else round(s.execute_ms, 4) for s in samples],
+        "tokens": [s.tokens for s in samples],
         "context_sums": [s.context_sum for s in samples],
     }
 
 
+def shape_samples(shape: dict[str, Any]) -> list[StepSample]:
+    batch, point = shape["batch"], f"B{shape['batch']}-C{shape['context']}"
+    return [
+        StepSample(ms, tokens, context_sum, batch, point, execute_ms, "decode" if tokens == batch else "prefill")
+        for ms, execute_ms, tokens, context_sum in zip(
+            shape["step_ms"], shape["execute_ms"], shape["tokens"], shape["context_sums"]
+        )
+    ]
+
+
+def between_steps_share(samples: list[StepSample]) -> float | None:
+    """Of the decode steps' wall time, the share outside the engine's execute call: scheduling, output processing and
+    handing the outputs over (measured, not fitted); None where the engine gives no execute time."""
+    timed = [s for s in samples if s.kind == "decode" and s.execute_ms is not None]
+    total = sum(s.step_ms for s in timed)
+    return sum(s.step_ms - s.execute_ms for s in timed) / total if total else None
+
+
 def step_cost_document(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The fit over every batch-shape cell's steady steps, with the host share at each batch size; None where the
-    run has no batch-shape cell."""
+    """The fit over every batch-shape cell's steady steps, with the host share at each batch size (from the fit's
+    floor, and measured outside the engine's execute call); None where the run has no batch-shape cell."""
     shapes = [cell["steps"] for cell in cells if "steps" in cell]
     if not shapes:
         return None
-    samples = [
-        StepSample(ms, shape["batch"], context_sum, shape["batch"], f"B{shape['batch']}-C{shape['context']}")
-        for shape in shapes
-        if "error" not in shape
-        for ms, context_sum in zip(shape["step_ms"], shape["context_sums"])
-    ]
+    samples = [sample for shape in shapes if "error" not in shape for sample in shape_samples(shape)]
     try:
         fit = fit_step_cost(samples)
     except (ValueError, np.linalg.LinAlgError) as exc:
         return {"error": str(exc), "num_steps": len(samples)}
     batches = sorted({shape["batch"] for shape in shapes})
     context = min(shape["context"] for shape in shapes)
+    fit["num_prefill_steps"] = sum(s.kind == "prefill" for s in samples)
     fit["host_share_by_batch"] = {str(b): host_share(fit, b, context) for b in batches}
     fit["host_share_context"] = context
+    fit["between_steps_share_by_batch"] = {
+        str(b): between_steps_share([s for s in samples if s.sequences == b]) for b in batches
+    }
+    fit["decode_step_ms_by_batch"] = {
+        str(b): float(np.mean([s.step_ms for s in samples if s.sequences == b and s.kind == "decode"] or [np.nan]))
+        for b in batches
+    }
     return fit
 
 
@@ -169,11 +201,15 @@ def step_cost_line(fit: dict[str, Any]) -> str:
         return f"step cost: not fitted ({fit['error']})"
     c, ci = fit["coefficients"], fit["ci95"]
     shares = ", ".join(f"B={b} {s:.0%}" for b, s in fit["host_share_by_batch"].items())
+    outside = ", ".join(
+        f"B={b} {s:.0%}" for b, s in fit.get("between_steps_share_by_batch", {}).items() if s is not None
+    )
     return (
-        f"step cost over {fit['num_steps']} steady steps: alpha {c['alpha']:.3f} ms [{ci['alpha'][0]:.3f}, "
-        f"{ci['alpha'][1]:.3f}], beta {c['beta_per_token'] * 1e3:.3f} us/token, gamma "
-        f"{c['gamma_per_context_token'] * 1e6:.2f} ns/context token, R^2 {fit['r2']:.3f}; per-step floor share at "
-        f"C={fit['host_share_context']}: {shares}"
+        f"step cost over {fit['num_steps']} steady steps ({fit.get('num_prefill_steps', 0)} prefill): alpha "
+        f"{c['alpha']:.3f} ms [{ci['alpha'][0]:.3f}, {ci['alpha'][1]:.3f}], beta {c['beta_per_token'] * 1e3:.3f} "
+        f"us/token, gamma {c['gamma_per_context_token'] * 1e6:.2f} ns/context token, R^2 {fit['r2']:.3f}; "
+        f"per-step floor share at C={fit['host_share_context']}: {shares}"
+        + (f"; outside the engine's execute call: {outside}" if outside else "")
     )
 
 

@@ -41,6 +41,7 @@ def check_inputs(args: argparse.Namespace, scenarios, engines: tuple[str, ...]) 
     if args.start_together:
         check_together(points, bool(args.sweep or args.ablation))
     check_points(tuple(args.engine_arg), tuple(args.request_arg), points)
+    check_step_records(tuple(args.engine_arg), points, scenarios)
     check_nsys(args.nsys, engines, args.mode, args.profile)
     check_engine_scopes(tuple(args.request_arg), names, "--request-arg")
     checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
@@ -75,6 +76,25 @@ def check_points(engine_args: tuple[str, ...], request_args: tuple[str, ...], po
             )
         engine_class.check_args(engine_args_for(point.engine, engine_args + point.engine_args))
         request_args_for("http" if point.mode == "http" else point.engine, request_args + point.request_args)
+
+
+def check_step_records(engine_args: tuple[str, ...], points, scenarios) -> None:
+    """A batch-shapes scenario reads each step from the engine's own records: every point's engine must keep them."""
+    from compare.run.config import engine_args_for
+    from engines import load_engine_class
+
+    shaped = [s.name for s in scenarios if s.step_shapes]
+    for point in points if shaped else ():
+        if point.mode == "http":
+            raise UsageError(
+                f"scenario {shaped[0]!r} reads the engine's own step records, which HTTP mode does not see; "
+                "run it with --mode inprocess"
+            )
+        why = load_engine_class(point.engine).why_no_step_records(
+            engine_args_for(point.engine, engine_args + point.engine_args)
+        )
+        if why:
+            raise UsageError(f"scenario {shaped[0]!r} on engine {point.engine!r}: {why}")
 
 
 def check_model(spec: str | None, tokenizer: str | None, engines, engine_args: tuple[str, ...], scenarios) -> None:

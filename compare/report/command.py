@@ -24,7 +24,7 @@ from compare.analysis.pairs import compare_pairs, comparison_lines
 from compare.analysis.runsets import hardware, label, precision, scenario_tables, unique_labels, usable
 from compare.analysis.cell import recompute
 from compare.analysis.vs import MIN_EFFECT, compare_runs, vs_lines
-from compare.report import figures, markdown, traffic_figures
+from compare.report import figures, markdown, stepcost_report, traffic_figures
 from compare.report.anatomy import anatomy_section
 from compare.report.hypotheses import verdicts_by_machine
 from compare.report.roofline import roofline
@@ -102,7 +102,8 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     made += figures.prefix_cache_ttft(runs, names, out) + figures.korean_bars(runs, names, out)
     made += figures.http_overhead_bars(pairs, out)
     made += traffic_figures.turn_ttft(runs, names, out) + traffic_figures.hit_rate_over_time(runs, names, out)
-    made += traffic_figures.adapter_ttft(runs, names, out)
+    made += traffic_figures.adapter_ttft(runs, names, out) + stepcost_report.figure(runs, names, out)
+    made += stepcost_report.anatomy_figure(runs, names, out)
     run, cell_id = timeline_target(runs, names, timeline_spec)
     if run is not None:
         made += figures.timeline(run, names[id(run)], cell_id, out)
@@ -123,6 +124,9 @@ def write_report(all_runs: list, out: Path, timeline_spec: str | None) -> Writte
     lines += markdown.roofline_section(gpu_roofs + [r for r in roofs if "why_not" in r[1]][: 1 if not gpu_roofs else 0])
     lines += markdown.lines_section("HTTP overhead and streaming fidelity (paired runs)", pair_lines)
     predicted = itl_prediction_lines(itl_predictions(runs))  # batch-shapes fits against the same engine's load
+    lines += markdown.lines_section(
+        "Step cost by batch shape (docs/steps.md)", stepcost_report.table_lines(runs, names)
+    )
     lines += markdown.lines_section("The step-cost model against measured ITL (docs/steps.md)", predicted)
     lines += anatomy_section(runs, names, out)
     lines += markdown.figures_section(made)

@@ -14,6 +14,7 @@ from compare.analysis.cellstats import ok_records, per_request
 from compare.analysis.ratios import MIN_REQUESTS, mean_ratio, percentile_ratio, throughput_ratio, unbounded
 from compare.analysis.runsets import engine_of
 from compare.analysis.stats import Interval, judge, ratio_interval
+from compare.report.stepcost_report import host_floor_line
 from compare.report.load_curves import (
     H4_ENGINES,
     curve,
@@ -218,6 +219,7 @@ def h4_degradation(runs: list) -> Verdict:
         ):
             best_group = (present, max(levels))
     verdict.details += [line for run in runs if (line := latency_knee(run))]
+    verdict.details += [line for run in runs if (line := host_floor_line(run))]  # batch-shapes: the host floor per B
     if best_group is None:
         verdict.missing = (
             f"python -m compare --engine vllm --engine sglang --scenario concurrent {GPU_MODEL}  (one GPU machine)"

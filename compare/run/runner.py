@@ -43,6 +43,7 @@ class CellRun:
         None  # perf_counter_ns at the start of the measured requests: records' offsets count from it
     )
     client_workers: list[dict[str, Any]] | None = None  # --client-procs / --ray: per worker, where and how busy
+    admission: dict[str, Any] | None = None  # batch shapes: how the measured requests were admitted together
 
     def finished_records(self) -> list[RequestRecord]:
         return [r for r in self.records if r is not None]
@@ -79,6 +80,8 @@ async def run_cell(
 
 async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_done, measured) -> None:
     plan = cell.plan
+    closed = measured is None and not plan.conversations and plan.arrivals_ns is None
+    held = closed and plan.spec.admit_together and await _hold_admissions(engine, cell)  # before the clock starts
     cell.origin_ns = perf_counter_ns()
     if measured is not None:  # client workers in other processes (compare/run/clients/clientprocs.py)
         outcome = await measured(plan)
@@ -109,16 +112,41 @@ async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_
             cell.origin_ns,
         )
     else:
-        await closed_loop(
-            engine,
-            plan.requests,
-            plan.spec.concurrency,
-            timeout_s,
-            decode,
-            cell.records,
-            on_request_done,
-            cell.origin_ns,
-        )
+        release = asyncio.ensure_future(_release_admissions(engine, cell)) if held else None
+        try:
+            await closed_loop(
+                engine,
+                plan.requests,
+                plan.spec.concurrency,
+                timeout_s,
+                decode,
+                cell.records,
+                on_request_done,
+                cell.origin_ns,
+            )
+        finally:
+            if release is not None and not release.done():  # the requests failed before all were queued
+                release.cancel()
+
+
+async def _hold_admissions(engine, cell: CellRun) -> bool:
+    """Batch shapes: the engine holds the cell's requests unscheduled until all are queued, then starts them in one
+    step (_release_admissions); `cell.admission` records how, and when it resumed (the first step's start)."""
+    if await engine.hold_admissions():
+        return True
+    cell.admission = {"together": False, "why": "the engine cannot hold admissions: requests start as they arrive"}
+    return False
+
+
+async def _release_admissions(engine, cell: CellRun) -> None:
+    num_requests = len(cell.plan.requests)
+    try:
+        released_ns = await engine.release_admissions(num_requests)
+    except Exception as exc:  # the engine resumed anyway; the cell's steps are then not known to be in phase
+        cell.admission = {"together": False, "why": f"release failed: {type(exc).__name__}: {exc}"}
+        return
+    # released_ns on the clock of the cell's records and step rows: after the measured requests' start
+    cell.admission = {"together": True, "num_requests": num_requests, "released_ns": released_ns - cell.origin_ns}
 
 
 async def _reset(engine: Engine, cell: CellRun, when: str) -> None:

@@ -112,6 +112,7 @@ def cell_document(
         "requests": records,
         "gpu": gpu,
         **({"client_workers": cell.client_workers} if cell.client_workers is not None else {}),
+        **({"admission": cell.admission} if cell.admission is not None else {}),
         **(observed or {}),
     }
     return {**document, **derive_cell(document, capabilities, slo, start_together)}

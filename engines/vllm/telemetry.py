@@ -5,7 +5,8 @@ batch, that is once per engine step, right after it has queued the step's tokens
 (`vllm/v1/engine/async_llm.py`, `vllm/v1/metrics/loggers.py`). Each call becomes one row stamped with
 the harness's `perf_counter_ns`: running and waiting requests, KV-cache usage, prefix-cache queries
 and hits, preemptions, the step's new and prompt tokens, and, where the version and config have them,
-iteration details (prefill and decode tokens of the step, its CPU time; `enable_logging_iteration_details`),
+iteration details (prefill and decode tokens of the step, the wall time of its model execution;
+`enable_logging_iteration_details`),
 speculative-decoding counters (drafts, draft tokens, accepted tokens) where it is on, and perf stats (FLOPs and
 bytes per step; `enable_mfu_metrics`). Fields a version lacks are left out.
 The stats classes are not a stable vLLM interface, so every field is read optionally.
@@ -36,7 +37,7 @@ def step_row(scheduler_stats, iteration_stats) -> dict[str, Any]:
                 prefill_tokens=details.num_ctx_tokens,
                 decode_requests=details.num_generation_requests,
                 decode_tokens=details.num_generation_tokens,
-                step_cpu_ms=details.elapsed_ms,
+                execute_ms=details.elapsed_ms,  # monotonic wall time around the forward pass, not CPU time
             )
         adapters = getattr(scheduler_stats, "running_lora_adapters", None)  # multi-LoRA: name -> running requests
         if adapters:

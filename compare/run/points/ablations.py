@@ -176,6 +176,15 @@ ABLATIONS["spec-decode-llamacpp"] = Ablation(
     + tuple((f"lookup-{n}", "llamacpp", (f"prompt_lookup_num_pred_tokens={n}",), "inprocess") for n in (2, 10)),
     scenario="speculative",
 )
+ABLATIONS["step-cost-async"] = Ablation(
+    "does vLLM's async scheduling hide the per-step host floor? the step-cost fit and the share of a decode step "
+    "outside the execute call, per batch size, with the next step scheduled after the current one or during it",
+    (
+        ("sync", "vllm", ("async_scheduling=false",), "inprocess"),
+        ("async", "vllm", ("async_scheduling=true",), "inprocess"),
+    ),
+    scenario="batch-shapes",
+)
 ABLATIONS["sampling-cost"] = _one_engine(
     "vllm",
     "what does each sampling feature cost against greedy decoding? (n=4: tok/s over all four sequences)",
