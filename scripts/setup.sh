@@ -31,4 +31,9 @@ case ",$extras," in
         "${pip[@]}" uninstall --quiet --yes torchvision torchaudio torchcodec triton 2>/dev/null || true
         ;;
 esac
+# the HTML report's browser test (tests/test_html_report.py) runs Debian's Chromium headless; installed when missing
+# and apt can (root here, no sudo asked; BROWSER=no skips it)
+if [ "${BROWSER:-yes}" != no ] && ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 echo "enginebench installed in .venv with extras [${extras}]"

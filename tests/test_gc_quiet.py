@@ -97,6 +97,11 @@ def test_a_cell_that_collects_inside_its_window_records_each_collection(cli, tmp
     assert code == 0, err
     cell = json.loads(next(tmp_path.glob("*.json")).read_text())["cells"][0]
     assert cell["harness_gc"]["policy"] == "disabled" and cell["harness_gc"]["collections"] == 4
+    # each pause where it began on the records' clock (for the trace): inside the cell, in order, as long as counted
+    pauses, last_end_ns = cell["harness_gc"]["pauses"], max(r["sent_ns"] + r["end_ns"] for r in cell["requests"])
+    assert len(pauses) == 4 and all(0 <= p["at_ns"] <= last_end_ns for p in pauses)
+    assert [p["at_ns"] for p in pauses] == sorted(p["at_ns"] for p in pauses)
+    assert sum(p["ms"] for p in pauses) == pytest.approx(cell["harness_gc"]["total_ms"])
     assert cell["config"]["send_wait"] is None  # closed loop
 
 

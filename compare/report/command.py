@@ -13,6 +13,7 @@ with an interval and "not significant" where it holds.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from compare.report.anatomy import anatomy_section
 from compare.report.hypotheses import verdicts_by_machine
 from compare.report.roofline import roofline
 from compare.report.tables import print_report
+from compare.report.trace import cell_trace
 from compare.results.store import load_run
 from compare.analysis.stepcost import itl_prediction_lines, itl_predictions
 
@@ -81,6 +83,36 @@ def timeline_target(runs: list, names: dict[int, str], spec: str | None):
         ),
     )
     return run, cell["cell_id"]
+
+
+def write_traces(runs: list, names: dict[int, str], spec: str, out: Path) -> list[Path]:
+    """--trace: every cell of every run ("all"), or the one named LABEL:CELL, as out/traces/<run>-<scenario>-<cell>.json
+    (compare/report/trace.py)."""
+    wanted_run, _, wanted_cell = spec.rpartition(":") if spec != "all" else ("", "", "")
+    written = []
+    for run in runs:
+        if wanted_run and wanted_run not in (names[id(run)], label(run)):
+            continue
+        for cell in run.doc["cells"]:
+            if cell["requests"] and wanted_cell in ("", cell["cell_id"]):
+                name = f"{names[id(run)]}-{run.doc['scenario']['name']}-{cell['cell_id']}.json"
+                path = out / "traces" / "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(cell_trace(run, cell)))
+                written.append(path)
+    if not written:
+        runs_named = ", ".join(sorted(set(names.values())))
+        raise SystemExit(f"error: --trace {spec}: no run and cell with requests by that name; runs: {runs_named}")
+    return written
+
+
+def write_page(runs: list, report_md: Path, timeline_spec: str | None) -> Path:
+    from compare.report.html import write_html  # Plotly only where a page is asked for
+
+    usable_runs = [r for r in runs if usable(r)]
+    names = unique_labels(usable_runs)
+    first = timeline_target(usable_runs, names, timeline_spec)  # the timeline the markdown draws leads the page's
+    return write_html(usable_runs, names, report_md, report_md.parent, first)
 
 
 @dataclass
@@ -160,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"--vs: smallest difference called significant (default {100 * MIN_EFFECT:g}%%)",
     )
     parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write OUT/report.html: one self-contained page (no network to view it) with interactive plots "
+        "and a timeline per cell",
+    )
+    parser.add_argument(
+        "--trace",
+        nargs="?",
+        const="all",
+        metavar="RUN:CELL",
+        help="write each cell (or the one named) as Chrome Trace Event JSON under OUT/traces/, for Perfetto or "
+        "chrome://tracing: requests, engine steps, harness on one clock",
+    )
+    parser.add_argument(
         "--timeline", metavar="RUN:CELL", help="the cell drawn as a per-request timeline (e.g. vllm:c8-in512)"
     )
     args = parser.parse_args(argv)
@@ -176,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             print_report(runs[0].doc, console)
         started = time.perf_counter()
         written = write_report(runs, args.out, args.timeline)
+        traces = write_traces(runs, unique_labels(runs), args.trace, args.out) if args.trace else []
+        page = write_page(runs, written.path, args.timeline) if args.html else None
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -185,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"{v.id} {v.verdict}: {v.effect or v.missing}", highlight=False, markup=False)
     for line in written.pair_lines:
         console.print(line, highlight=False, markup=False)
+    if page is not None:
+        console.print(f"html: {page} (self-contained: open it in any browser, offline)", highlight=False)
+    if traces:
+        console.print(f"traces: {len(traces)} in {traces[0].parent} (Perfetto, chrome://tracing)", highlight=False)
     console.print(
         f"report: {written.path} ({len(written.figures)} figures, {len(runs)} files, "
         f"{time.perf_counter() - started:.1f} s)",

@@ -276,7 +276,7 @@ async def _measure_cell(context: CellContext, plan: CellPlan) -> None:
     finally:
         gpu = sampler.stop()
         observed = await observer.stop(cell.origin_ns)
-        observed.update(window.observed(results.path.parent))
+        observed.update(window.observed(results.path.parent, cell.origin_ns))
         document = cell_document(
             context.scenario,
             cell,

@@ -56,11 +56,12 @@ class CellWindow:
     async def __aexit__(self, *exc_info) -> bool | None:
         return await self._stack.__aexit__(*exc_info)
 
-    def observed(self, results_dir: Path) -> dict[str, Any]:
-        """What the cell stores: `energy` (joules per source), `nvtx` (what was marked), `host_profile`."""
+    def observed(self, results_dir: Path, origin_ns: int | None = None) -> dict[str, Any]:
+        """What the cell stores: `energy` (joules per source), `harness_gc` (pauses on the records' clock from
+        `origin_ns`), `nvtx` (what was marked), `host_profile`."""
         if not self.opened:
             return {}
-        out: dict[str, Any] = {"energy": self.energy.result(), "harness_gc": self.gc.result()}
+        out: dict[str, Any] = {"energy": self.energy.result(), "harness_gc": self.gc.result(origin_ns)}
         if self.marks is not None:
             out["nvtx"] = self.marks.summary()
         profiler = self.host_profiler

@@ -20,6 +20,9 @@ from time import perf_counter_ns
 from typing import Any
 
 
+MAX_PAUSES_KEPT = 1000
+
+
 class GcQuiet:
     """An async context manager around the measured part of a cell (compare/run/instruments/cellwindow.py)."""
 
@@ -28,6 +31,7 @@ class GcQuiet:
             raise ValueError(f"gc policy {policy!r}: disabled or enabled")
         self.policy = policy
         self.pauses_ns: list[tuple[int, int]] = []  # (generation, duration) of each collection in the window
+        self.starts_ns: list[int] = []  # and when each began (perf_counter_ns)
         self.frozen_objects = 0
         self._started_ns: int | None = None
         self._was_enabled = True
@@ -37,6 +41,7 @@ class GcQuiet:
             self._started_ns = perf_counter_ns()
         elif self._started_ns is not None:
             self.pauses_ns.append((info.get("generation", -1), perf_counter_ns() - self._started_ns))
+            self.starts_ns.append(self._started_ns)
             self._started_ns = None
 
     async def __aenter__(self) -> GcQuiet:
@@ -56,7 +61,9 @@ class GcQuiet:
             if self._was_enabled:
                 gc.enable()
 
-    def result(self) -> dict[str, Any]:
+    def result(self, origin_ns: int | None = None) -> dict[str, Any]:
+        """Counts and durations; with the cell's origin, each pause's start on its records' clock too (the first
+        MAX_PAUSES_KEPT, for the trace: compare/report/trace.py)."""
         durations_ms = [ns / 1e6 for _, ns in self.pauses_ns]
         by_generation = dict(Counter(str(generation) for generation, _ in self.pauses_ns))
         return {
@@ -66,4 +73,14 @@ class GcQuiet:
             "total_ms": sum(durations_ms),
             "max_ms": max(durations_ms, default=0.0),
             "by_generation": by_generation,
+            **(
+                {
+                    "pauses": [
+                        {"at_ns": start - origin_ns, "ms": ns / 1e6, "generation": generation}
+                        for start, (generation, ns) in zip(self.starts_ns[:MAX_PAUSES_KEPT], self.pauses_ns)
+                    ]
+                }
+                if origin_ns is not None and self.pauses_ns
+                else {}
+            ),
         }
