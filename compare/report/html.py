@@ -88,12 +88,35 @@ def markdown_html(text: str, folder: Path) -> str:
     return "\n".join(out)
 
 
+def ablation_sections(runs: list) -> list[str]:
+    """The ablation table of every sweep the runs come from (its ablation.md, beside the points' folders)."""
+    tables = dict.fromkeys(r.path.parent.parent / "ablation.md" for r in runs if r.path.parent.name[:2].isdigit())
+    return [
+        f"<section><h2>Ablation: {html.escape(t.parent.name)}</h2>{markdown_html(t.read_text(), t.parent)}</section>"
+        for t in tables
+        if t.is_file()
+    ]
+
+
+def warnings_section(runs: list, names: dict[int, str]) -> str:
+    """Every cell's warnings, per run (folded: open one to read it)."""
+    parts = []
+    for run in runs:
+        cells = [(c["cell_id"], c.get("warnings") or []) for c in run.doc["cells"]]
+        count = sum(len(w) for _, w in cells)
+        items = "".join(f"<li>{html.escape(cell)}: {html.escape(w)}</li>" for cell, ws in cells for w in ws)
+        title = f"{names[id(run)]} {run.doc['scenario']['name']}: {count} warning(s)"
+        parts.append(f"<details><summary>{html.escape(title)}</summary><ul>{items}</ul></details>")
+    return "<section><h2>Warnings</h2>" + "".join(parts) + "</section>"
+
+
 def write_html(runs: list, names: dict[int, str], report_md: Path, out: Path, first: tuple = (None, None)) -> Path:
     """report.html beside report.md: the report, its interactive plots, and a timeline per cell (up to
     MAX_TIMELINES, the rest named with the --trace command that draws them), `first` (run, cell id) leading."""
     import plotly.offline
 
     sections = [f"<section>{markdown_html(report_md.read_text(encoding='utf-8'), report_md.parent)}</section>"]
+    sections += ablation_sections(runs) + [warnings_section(runs, names)]
     plots = html_figures.concurrency(runs, names) + html_figures.latency_cdfs(runs, names)
     plots += html_figures.step_cost(runs, names)
     body = "".join(p.to_html(full_html=False, include_plotlyjs=False) for p in plots)
