@@ -51,6 +51,9 @@ DEFAULT_ARGS = {
     "step_beta_ms": 0.0,
     "step_noise_ms": 0.0,
     "step_chunk_tokens": 0,  # a prefill chunk's tokens per request (0: the whole prompt in one step)
+    # a warm-up, faked: the first N requests to start run slow_factor x slower (the steady-window tests)
+    "slow_first_requests": 0,
+    "slow_factor": 3.0,
     # fault injection for the fault-table tests (tests/test_faults.py); 0: off
     "hang_after_requests": 0,  # requests after the first N never produce a token (a hung engine)
     "start_alloc_mib": 0,  # allocate and touch this much memory at start (out of memory at start)
@@ -160,6 +163,8 @@ class NullEngine(StreamingEngine):
             self.waiting -= 1
         self.running += 1
         self.num_started += 1
+        if self.num_started <= self.args["slow_first_requests"]:
+            interval_s *= self.args["slow_factor"]
         try:
             hang_after = self.args["hang_after_requests"]
             if hang_after and self.num_started > hang_after:

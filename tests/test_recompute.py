@@ -25,11 +25,13 @@ DERIVED = (
     "telemetry",
     "speculative",
     "steps",
+    "steady",
 )
 # figures the schema gained after a committed file was written: present once recomputed, absent from the file
 ADDED_SINCE = {
     "summary.send_lag_ms": "open-loop send lag (2026-11-24), after the H100 and CPU files of 2026-11-22/23",
     "summary.output_tokens": "per-request output lengths (2026-12-07, outputs that end at EOS)",
+    "steady": "steady windows: warm-up and drain cut off (2026-12-07, compare/analysis/steady.py)",
 }
 
 

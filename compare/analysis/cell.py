@@ -12,6 +12,7 @@ from typing import Any
 from compare.analysis.checks import observed_warnings, shared_gpu_warning
 from compare.analysis.slo import goodput
 from compare.analysis.speculative import counter_agreement, speculative_figures
+from compare.analysis.steady import steady_window
 from compare.analysis.stepcost import shape_steps, step_cost_document
 from compare.analysis.structured import add_deltas
 from compare.analysis.summaries import summarize_cell
@@ -34,6 +35,7 @@ def derive_cell(
         derived["telemetry"] = {**cell["telemetry"], "summary": summarize_telemetry(rows, records, int(wall_s * 1e9))}
     if cell["config"].get("step_shape"):
         derived["steps"] = shape_steps(cell)
+    derived["steady"] = steady_window(records)  # warm-up and drain cut off (compare/analysis/steady.py)
     speculative = speculative_figures(records, cell["telemetry"]["rows"] if "telemetry" in cell else None)
     if speculative is not None:
         derived["speculative"] = speculative

@@ -17,6 +17,7 @@ from compare.analysis.agreement import agreement_text, run_agreement
 from compare.analysis.cellstats import ok_records
 from compare.analysis.ratios import MIN_REQUESTS, percentile_pair, throughput_ratio
 from compare.analysis.stats import Interval
+from compare.analysis.steady import steady_view
 
 ROWS = (
     ("TTFT p50", "ttft", 50),
@@ -44,6 +45,7 @@ class VsRow:
     min_effect_from: str = (
         ""  # "A/A": the difference between two runs of the baseline (compare/analysis/ablation_table.py)
     )
+    basis: str = "whole"  # "steady": both cells' steady windows (compare/analysis/steady.py)
 
     @property
     def significant(self) -> bool:
@@ -67,14 +69,20 @@ def compare_runs(a, b, min_effect: float = MIN_EFFECT) -> list[VsRow]:
     rows = []
     for cell_a in a.doc["cells"]:
         cell_b = next((c for c in b.doc["cells"] if c["cell_id"] == cell_a["cell_id"]), None)
-        if cell_b is None or len(ok_records(cell_a)) < 2 or len(ok_records(cell_b)) < 2:
+        if cell_b is None:
+            continue
+        views = steady_view(cell_a), steady_view(cell_b)
+        basis = "steady" if all(views) else "whole"  # steady windows where both cells have one
+        if basis == "steady":
+            cell_a, cell_b = views
+        if len(ok_records(cell_a)) < 2 or len(ok_records(cell_b)) < 2:
             continue
         for metric, what, q in ROWS:
             try:
                 va, vb, ratio = percentile_pair(cell_a, cell_b, what, q)  # unbounded below MIN_REQUESTS requests
             except ValueError:  # no samples (e.g. one-token outputs have no ITL)
                 continue
-            rows.append(VsRow(cell_a["cell_id"], metric, va, vb, ratio, False, min_effect))
+            rows.append(VsRow(cell_a["cell_id"], metric, va, vb, ratio, False, min_effect, basis=basis))
         ratio = throughput_ratio(cell_a, cell_b)
         rows.append(
             VsRow(
@@ -85,6 +93,7 @@ def compare_runs(a, b, min_effect: float = MIN_EFFECT) -> list[VsRow]:
                 ratio,
                 True,
                 min_effect,
+                basis=basis,
             )
         )
     return rows
@@ -98,7 +107,8 @@ def vs_lines(a, b, rows: list[VsRow]) -> list[str]:
     ]
     for row in rows:
         ci = f"{row.ratio.value:.3f} [{row.ratio.low:.3f}, {row.ratio.high:.3f}]"
-        lines.append(f"{row.cell_id:16} {row.metric:13} {row.a:10.2f} {row.b:10.2f} {ci:>24}  {row.verdict}")
+        cell = row.cell_id + (" [s]" if row.basis == "steady" else "")
+        lines.append(f"{cell:16} {row.metric:13} {row.a:10.2f} {row.b:10.2f} {ci:>24}  {row.verdict}")
     significant = sum(row.significant for row in rows)
     lines.append(
         f"{significant} of {len(rows)} comparisons significant (95% interval beyond +-{rows[0].min_effect:.0%}) "
@@ -106,6 +116,10 @@ def vs_lines(a, b, rows: list[VsRow]) -> list[str]:
         if rows
         else "no cell in common"
     )
+    if any(row.basis == "steady" for row in rows):
+        lines.append(
+            "[s]: both cells' steady windows (warm-up and drain cut off: compare/analysis/steady.py); else whole"
+        )
     agreement = run_agreement(a.doc, b.doc)
     for cell_id, figures in agreement.items():
         lines.append(f"{cell_id:16} {agreement_text(figures)}")

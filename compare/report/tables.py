@@ -9,6 +9,7 @@ from rich.table import Table
 
 from compare.analysis.cellstats import joules_per_token
 from compare.analysis.checks import is_client_bound
+from compare.analysis.steady import MIN_STEADY_REQUESTS, steady_line
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -126,6 +127,9 @@ def detail_lines(cell: dict[str, Any]) -> list[str]:
     lag = cell["summary"].get("delivery_lag_ms", {})
     if lag.get("count"):
         lines.append(f"{cell['cell_id']}: first-token delivery lag (engine -> harness) p50 {_fmt(lag['p50'], 3)} ms")
+    steady = cell.get("steady")
+    if steady and len(cell["requests"]) >= MIN_STEADY_REQUESTS:  # steady state: beside the whole-cell figures
+        lines.append(steady_line(cell["cell_id"], steady, cell["summary"]))
     lines += [f"{cell['cell_id']}: WARNING {w}" for w in cell.get("warnings", [])]
     return lines
 
