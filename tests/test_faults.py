@@ -156,9 +156,10 @@ def test_a_hung_engine_is_killed_at_the_deadline_and_the_next_point_still_runs(
 
 
 def test_disk_full_on_write_leaves_the_last_complete_file_and_no_half_file(config_only_model, model_cache, tmp_path):
-    def small_files():  # every write past 20 KiB fails with EFBIG, as a full disk fails with ENOSPC (a cell: ~13 KB)
+    def small_files():  # every write past 30 KiB fails with EFBIG, as a full disk fails with ENOSPC (the file: ~5 KB
+        # and ~15 KB a cell, so the first cell's write fits and the second's does not)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 10, 20 << 10))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (30 << 10, 30 << 10))
 
     proc = start_cli([*NULL_CELLS, "--model", str(config_only_model), "--out", str(tmp_path)], model_cache, small_files)
     code, out = finish(proc)

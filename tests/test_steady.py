@@ -74,7 +74,7 @@ def test_the_windows_throughput_counts_the_tokens_received_inside_it():
     assert steady["num_requests"] == 10  # the two sent at 1000 and 1100 ms end after the last send
 
 
-def test_vs_compares_steady_windows_where_both_cells_have_one_and_says_so(tmp_path):
+def test_vs_and_the_report_compare_steady_windows_where_both_cells_have_one_and_say_so(tmp_path):
     from compare.analysis.vs import compare_runs, vs_lines
     from compare.results.store import load_run
 
@@ -87,3 +87,10 @@ def test_vs_compares_steady_windows_where_both_cells_have_one_and_says_so(tmp_pa
     whole = b.doc["cells"][0]["summary"]["e2e_ms"]["p99"] / a.doc["cells"][0]["summary"]["e2e_ms"]["p99"]
     assert whole < 0.5 and 0.75 < rows["E2E p99"].ratio.value < 1.25, (whole, rows["E2E p99"].ratio)
     assert any(line.startswith("[s]: both cells' steady windows") for line in vs_lines(a, b, list(rows.values())))
+    # the report's side-by-side table reads the same windows, and says so
+    from compare.analysis.runsets import scenario_tables
+    from compare.report.markdown import tables_section
+
+    (table,) = scenario_tables([a, b], {id(a): "warm", id(b): "flat"})
+    assert table.steady == {"c4-in512"}
+    assert any("(steady windows: warm-up and drain cut off in every run)" in line for line in tables_section([table]))

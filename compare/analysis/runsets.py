@@ -12,6 +12,7 @@ from typing import Any
 from compare.analysis.agreement import agreement_text, cell_agreement
 from compare.analysis.cellstats import Figure, cell_figures
 from compare.analysis.checks import is_client_bound
+from compare.analysis.steady import steady_view
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ScenarioTable:
     agreement: dict[str, list[str]] = field(
         default_factory=dict
     )  # cell -> each other column's outputs against the first's
+    steady: set[str] = field(default_factory=set)  # cells whose figures are every run's steady window
 
 
 def engine_of(run) -> str:
@@ -141,11 +143,16 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
         for cell_id in cell_ids:
             rows: dict[str, dict[str, Figure]] = defaultdict(dict)
             first = None
+            present = [c for r in group for c in r.doc["cells"] if c["cell_id"] == cell_id]
+            views = {id(c): steady_view(c) for c in present}
+            if all(views.values()):  # every run has a steady window here: the table reads those (steady.py)
+                table.steady.add(cell_id)
             for run in group:
                 cell = next((c for c in run.doc["cells"] if c["cell_id"] == cell_id), None)
                 if cell is None:
                     continue
-                for row, figure in cell_figures(cell).items():
+                shown = views[id(cell)] if cell_id in table.steady else cell
+                for row, figure in cell_figures(shown).items():
                     rows[row][names[id(run)]] = figure
                 if is_client_bound(cell):
                     table.client_bound.setdefault(cell_id, []).append(names[id(run)])

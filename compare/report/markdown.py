@@ -62,6 +62,7 @@ def tables_section(tables: list) -> list[str]:
             bound = table.client_bound.get(cell_id)
             lines.append(
                 f"**{cell_id}**"
+                + (" (steady windows: warm-up and drain cut off in every run)" if cell_id in table.steady else "")
                 + (f" (client-bound: {', '.join(bound)}; latencies include client-side queueing)" if bound else "")
             )
             lines.append("")
