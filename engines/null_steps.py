@@ -16,6 +16,8 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 
+SPIN_S = 0.002  # the loop's timers wake up to a millisecond late (epoll's timeout is in whole ms): spin the rest
+
 
 @dataclass
 class _Sequence:
@@ -75,8 +77,8 @@ class FakeStepLoop:
         cost_ms = max(0.0, self.alpha_ms + self.beta_ms * tokens + self._rng.normal(0, self.noise_ms))
         started = time.perf_counter_ns()
         deadline = started + int(cost_ms * 1e6)
-        await asyncio.sleep(max(0.0, (deadline - time.perf_counter_ns()) / 1e9 - 0.001))
-        while time.perf_counter_ns() < deadline:  # the last millisecond spun: the fake's step ends on time
+        await asyncio.sleep(max(0.0, (deadline - time.perf_counter_ns()) / 1e9 - SPIN_S))
+        while time.perf_counter_ns() < deadline:  # the rest spun: the fake's step ends on time
             pass
         execute_ms = (time.perf_counter_ns() - started) / 1e6
         for sequence, chunk in zip(self.running, chunks):
