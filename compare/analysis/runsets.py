@@ -143,15 +143,15 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
         for cell_id in cell_ids:
             rows: dict[str, dict[str, Figure]] = defaultdict(dict)
             first = None
-            present = [c for r in group for c in r.doc["cells"] if c["cell_id"] == cell_id]
-            views = {id(c): steady_view(c) for c in present}
+            present = {id(r): c for r in group for c in r.doc["cells"] if c["cell_id"] == cell_id}
+            views = {key: steady_view(cell) for key, cell in present.items()}
             if all(views.values()):  # every run has a steady window here: the table reads those (steady.py)
                 table.steady.add(cell_id)
             for run in group:
-                cell = next((c for c in run.doc["cells"] if c["cell_id"] == cell_id), None)
+                cell = present.get(id(run))
                 if cell is None:
                     continue
-                shown = views[id(cell)] if cell_id in table.steady else cell
+                shown = views[id(run)] if cell_id in table.steady else cell
                 for row, figure in cell_figures(shown).items():
                     rows[row][names[id(run)]] = figure
                 if is_client_bound(cell):

@@ -85,6 +85,15 @@ def warmup_requests(latencies_ms: list[float], seed: int = SEED) -> tuple[int, b
     return cut, bool(trends_up(rest[len(rest) // 2 :]))
 
 
+def ran_inside(records: list[RequestRecord], start_ns: float, end_ns: float) -> list[RequestRecord]:
+    """The completed requests with tokens that were sent at or after `start_ns` and ended by `end_ns`."""
+    return [
+        r
+        for r in records
+        if r.ok and r.chunk_ns and r.end_ns is not None and r.sent_ns >= start_ns and r.finished_at_ns <= end_ns
+    ]
+
+
 def steady_window(records: list[RequestRecord]) -> dict[str, Any]:
     """The cell's steady window and its figures, or "no steady state" with why."""
     ok = sorted((r for r in records if r.ok and r.end_ns is not None and r.chunk_ns), key=lambda r: r.sent_ns)
@@ -95,7 +104,7 @@ def steady_window(records: list[RequestRecord]) -> dict[str, Any]:
         why = f"latency still rises through the later half of the cell ({len(ok)} requests, warm-up {cut})"
         return {"rule": RULE, "verdict": "no steady state", "why": why, "warmup_requests": cut}
     start_ns, end_ns = ok[cut].sent_ns, max(r.sent_ns for r in ok)
-    inside = [r for r in ok if r.sent_ns >= start_ns and r.finished_at_ns <= end_ns]
+    inside = ran_inside(ok, start_ns, end_ns)
     if len(inside) < MIN_STEADY_REQUESTS or end_ns <= start_ns:
         why = f"{len(inside)} requests ran wholly between the warm-up's end and the last send"
         return {"rule": RULE, "verdict": "no steady state", "why": why, "warmup_requests": cut}
@@ -123,11 +132,7 @@ def steady_view(cell: dict[str, Any]) -> dict[str, Any] | None:
     if steady.get("verdict") != "steady":
         return None
     start_ns, end_ns = (ms * NS_PER_MS for ms in steady["window_ms"])
-    inside = [
-        r
-        for r in cell["requests"]
-        if r.ok and r.chunk_ns and r.end_ns is not None and r.sent_ns >= start_ns and r.finished_at_ns <= end_ns
-    ]
+    inside = ran_inside(cell["requests"], start_ns, end_ns)
     summary = {**cell["summary"], "output_tok_per_s": steady["output_tok_per_s"]}
     return {**cell, "requests": inside, "summary": summary}
 

@@ -189,10 +189,8 @@ def step_cost_document(cells: list[dict[str, Any]]) -> dict[str, Any] | None:
     fit["between_steps_share_by_batch"] = {
         str(b): between_steps_share([s for s in samples if s.sequences == b]) for b in batches
     }
-    fit["decode_step_ms_by_batch"] = {
-        str(b): float(np.mean([s.step_ms for s in samples if s.sequences == b and s.kind == "decode"] or [np.nan]))
-        for b in batches
-    }
+    decode_ms = {b: [s.step_ms for s in samples if s.sequences == b and s.kind == "decode"] for b in batches}
+    fit["decode_step_ms_by_batch"] = {str(b): float(np.mean(ms)) if ms else None for b, ms in decode_ms.items()}
     return fit
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from compare.analysis.stepcost import predicted_step_ms, shape_samples
 from compare.report.figures import _pyplot, _save
 
@@ -49,9 +51,7 @@ def host_floor_line(run) -> str | None:
     largest B; a scheduler that hides its work keeps it flat as B grows."""
     fit = run.doc.get("step_cost") or {}
     outside, step_ms = fit.get("between_steps_share_by_batch") or {}, fit.get("decode_step_ms_by_batch") or {}
-    host_ms = {
-        b: outside[b] * step_ms[b] for b in outside if outside[b] is not None and step_ms.get(b) == step_ms.get(b)
-    }
+    host_ms = {b: outside[b] * step_ms[b] for b in outside if outside[b] is not None and step_ms.get(b) is not None}
     if len(host_ms) < 2:
         return None
     low, high = min(host_ms, key=int), max(host_ms, key=int)
@@ -141,7 +141,10 @@ def anatomy_figure(runs: list, names: dict[int, str], out: Path) -> list[tuple[s
             axis.bar([str(b) for b in batches], heights, bottom=bottom, label=phase)
             bottom = [a + h for a, h in zip(bottom, heights)]
         step_ms = run.doc["step_cost"].get("decode_step_ms_by_batch") or {}
-        axis.plot([str(b) for b in batches], [step_ms.get(str(b)) for b in batches], "k_", markersize=30, label="step")
+        means = [step_ms.get(str(b)) for b in batches]
+        axis.plot(
+            [str(b) for b in batches], [np.nan if m is None else m for m in means], "k_", markersize=30, label="step"
+        )
         axis.set(xlabel="batch size B", ylabel="ms per engine step", title=f"{names[id(run)]}: where a step goes")
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     caption = "Host anatomy per batch size: each engine process's busy time per step by phase (--host-profile)"

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from compare.analysis.checks import is_client_bound
+
 MAX_CHUNK_EVENTS = 200_000
 REQUESTS, ENGINE, HARNESS, WARMUPS = 1, 2, 3, 4
 COUNTERS = ("running", "waiting", "kv_cache_usage", "preempted")
@@ -112,7 +114,7 @@ def harness_events(cell: dict[str, Any]) -> list[dict[str, Any]]:
     events = [_meta(HARNESS, "harness"), _meta(HARNESS, "window", 1), _meta(HARNESS, "gc pauses", 2)]
     harness = cell.get("harness") or {}
     args = {k: v for k, v in harness.items() if isinstance(v, (int, float))}
-    args["client_bound"] = any("client-bound" in w for w in cell.get("warnings", []))
+    args["client_bound"] = is_client_bound(cell)
     for process in (cell.get("host_profile") or {}).get("processes") or []:
         for name, figures in (process.get("phases") or {}).items():
             if figures.get("share"):
