@@ -21,7 +21,7 @@ import statistics
 import time
 
 from compare.run.instruments.loopwaits import loop_waits
-from compare.run.runner import run_request
+from compare.run.send import run_request
 from engines.base import Request
 from engines.null import NullEngine
 

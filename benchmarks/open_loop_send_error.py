@@ -1,5 +1,5 @@
 """Open-loop scheduler cost: how late each request leaves against its schedule, at 10, 100 and 1000 req/s, with
-and without each of the harness's measures (compare/run/instruments/gcquiet.py, compare/run/runner.py sleep_until):
+and without each of the harness's measures (compare/run/instruments/gcquiet.py, compare/run/openloop.py sleep_until):
 
 - `gc`: the collector as Python runs it, or held off for the window (collect, freeze, disable: the harness's way);
 - `wait`: the loop's timer alone, or the timer to 1.5 ms before the due time and then yields until it (the
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from compare.run.instruments.gcquiet import GcQuiet
-from compare.run.runner import open_loop
+from compare.run.openloop import open_loop
 from engines.base import Request
 from engines.null import NullEngine
 from workloads.arrivals import arrival_offsets_ns

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import random
 import time
 from typing import AsyncIterator
 
@@ -30,6 +31,7 @@ from engines.request_args import REQUEST_KEYS
 DEFAULT_ARGS = {
     "interval_ms": 10.0,  # between chunks of one request
     "prefill_ms": 0.0,  # added before the first chunk
+    "prefill_jitter_ms": 0.0,  # and a uniform draw in [0, this) per request, seeded: a known variance (J^2 / 12)
     "capacity": 0,  # requests served at once; 0 = unlimited
     "tokens_per_chunk": 1,
     "think_tokens": 0,  # a reasoning block of this many tokens, then the request's end-of-reasoning id, then the answer
@@ -87,6 +89,7 @@ class NullEngine(StreamingEngine):
         self.num_chunks = 0
         self._loaded: dict[str, None] = {}  # LoRA adapters in a slot, least recently used first
         self._steps: FakeStepLoop | None = None
+        self._jitter = random.Random(0) if self.args["prefill_jitter_ms"] > 0 else None
         if self.args["step_alpha_ms"] > 0:
             self.telemetry_rows = []
             a = self.args
@@ -169,7 +172,8 @@ class NullEngine(StreamingEngine):
             hang_after = self.args["hang_after_requests"]
             if hang_after and self.num_started > hang_after:
                 await asyncio.Event().wait()  # never set: a hung engine
-            deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3 + compile_s
+            jitter_s = self._jitter.uniform(0, self.args["prefill_jitter_ms"] / 1e3) if self._jitter else 0.0
+            deadline = time.perf_counter() + self.args["prefill_ms"] / 1e3 + compile_s + jitter_s
             emitted = 0
             spec = self._spec_counts()
             sizes = self._step_sizes(spec) if spec else None

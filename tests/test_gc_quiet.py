@@ -1,5 +1,5 @@
 """No collector pauses in the measured window, the ones left observed (compare/run/instruments/gcquiet.py), and precise
-open-loop sends (compare/run/runner.py sleep_until). FakeClock is a FAKE clock and sleep: every read advances it
+open-loop sends (compare/run/openloop.py sleep_until). FakeClock is a FAKE clock and sleep: every read advances it
 by a known step and every timer sleep wakes a known time late, so the waits have known answers. The null engine
 is a FAKE whose `gc_collect_every` forces collections inside the window. Figures stay in
 benchmarks/open_loop_send_error.py, not here."""
@@ -12,7 +12,7 @@ import pytest
 
 from compare.analysis.checks import gc_warnings
 from compare.run.instruments.gcquiet import GcQuiet
-from compare.run.runner import precise_sends, sleep_until
+from compare.run.openloop import precise_sends, sleep_until
 from tests.test_cli import cli  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.unit

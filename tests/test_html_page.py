@@ -1,7 +1,6 @@
 """The HTML page's own parts without a browser (compare/report/html.py): the report's markdown as HTML, a sweep's
 ablation table found beside its points' folders, and every cell's warnings."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -12,7 +12,8 @@ import pytest
 from compare.run.instruments import nsys
 from compare.run.instruments.cellwindow import CellWindow, Instruments
 from compare.run.instruments.nvtx_marks import DOMAIN, load_nvtx
-from compare.run.runner import closed_loop, open_loop
+from compare.run.openloop import open_loop
+from compare.run.runner import closed_loop
 from engines.base import Request
 from tests.fakes import FakeEngine
 from tests.test_cli import assert_usage_error, cli  # noqa: F401  (the fixture)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compare.analysis.slo import goodput, parse_slo
-from compare.run.runner import open_loop
+from compare.run.openloop import open_loop
 from engines.base import Request, UsageError
 from engines.null import NullEngine
 from tests.bounds import above, near

@@ -26,8 +26,12 @@ def test_batch_shapes_on_vllm_give_every_cell_its_steady_steps_and_the_run_a_fit
         assert cell["admission"]["together"], cell["admission"]
         assert steps["num_prefill_steps"] == 1 and steps["num_steady_steps"] == 24, (cell["cell_id"], steps)
         assert all(ms > 0 for ms in steps["step_ms"])
-        # vLLM's execute time is inside the step's wall time
-        assert all(0 < e <= ms for e, ms in zip(steps["execute_ms"], steps["step_ms"]))
+        # vLLM's execute time is inside the step's wall time, summed over the cell: each step's wall time is the gap
+        # between the harness's receipts of two step records, so a loaded host that handles two records back to back
+        # gives one step a few hundredths of a ms and the next one the rest (seen in a full suite: 0.18 ms against
+        # an execute of 0.68 ms)
+        assert all(e > 0 for e in steps["execute_ms"])
+        assert sum(steps["execute_ms"]) <= sum(steps["step_ms"]), cell["cell_id"]
     fit = doc["step_cost"]
     assert fit["num_steps"] == sum(c["steps"]["num_steady_steps"] for c in doc["cells"])
     low, high = fit["ci95"]["alpha"]

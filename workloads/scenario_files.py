@@ -170,6 +170,7 @@ def validate(scenario: Scenario, source: str = "scenario") -> None:
                 f"{scenario.prompt_mode}"
             )
     _validate_traffic(scenario, fail)
+    _validate_early_stop(scenario, fail)
     _validate_structured(scenario, fail)
     validate_lora(scenario, fail)
     if scenario.burstiness <= 0 or scenario.max_concurrency < 0:
@@ -195,6 +196,16 @@ def _validate_traffic(scenario: Scenario, fail) -> None:
         fail("prompt_mode trace needs 'trace' (a Mooncake JSONL file; or --trace FILE)")
     if scenario.trace_speedup <= 0:
         fail("'trace_speedup' must be > 0")
+
+
+def _validate_early_stop(scenario: Scenario, fail) -> None:
+    """The rule's own syntax is checked where the harness reads it (compare/analysis/precision.py)."""
+    if scenario.until_ci and (scenario.prompt_mode not in ("same", "distinct") or scenario.step_shapes):
+        fail(f"'until_ci' (--until-ci) works with prompt_mode same or distinct, not {scenario.prompt_mode}")
+    if scenario.until_ci_max_requests < 1 or scenario.until_ci_max_s < 0:
+        fail("'until_ci_max_requests' must be >= 1 and 'until_ci_max_s' >= 0 (0: no limit)")
+    if scenario.end_saturated and not scenario.request_rate:
+        fail("'end_saturated' (--end-saturated) watches open-loop cells: give 'request_rate' (--request-rate)")
 
 
 def _validate_structured(scenario: Scenario, fail) -> None:

@@ -73,6 +73,18 @@ class Scenario:
     # batch shapes (compare/analysis/stepcost.py): each cell is B requests of C tokens admitted together; its steady
     # steps (B running, B tokens scheduled) feed the step-cost model
     step_shapes: bool = False
+    # early stops (compare/run/stopping.py): until the 95% interval of a figure is this tight (METRIC=W%), at most
+    # until_ci_max_requests requests and until_ci_max_s seconds (0: no limit); open loop: end a saturated cell
+    until_ci: str = ""
+    until_ci_max_requests: int = 1000
+    until_ci_max_s: float = 600.0
+    end_saturated: bool = False
+
+    @property
+    def early_stop(self) -> EarlyStop | None:
+        if not self.until_ci and not self.end_saturated:
+            return None
+        return EarlyStop(self.until_ci, self.until_ci_max_s if self.until_ci else 0.0, self.end_saturated)
 
     def cells(self) -> list[CellSpec]:
         if self.request_rate:
@@ -102,6 +114,7 @@ class Scenario:
                                 input_dist=None if length.is_fixed else length,
                                 structured=mode,
                                 admit_together=self.step_shapes,
+                                early_stop=self.early_stop,
                             )
                         )
         return cells
@@ -129,6 +142,7 @@ class Scenario:
                                 rate,
                                 None if length.is_fixed else length,
                                 mode,
+                                early_stop=self.early_stop,
                             )
                         )
         return cells
@@ -154,6 +168,8 @@ class Scenario:
             return self.num_conversations * self.num_turns
         if self.prompt_mode == "shared-prefix" and self.prompts_per_group:
             return self.num_groups * self.prompts_per_group
+        if self.until_ci:  # the cap: the cell stops sooner once its interval is tight
+            return self.until_ci_max_requests
         if self.num_requests == "concurrency":
             return concurrency
         if self.num_requests is not None:
@@ -176,6 +192,15 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class EarlyStop:
+    """What may end a cell before its planned requests run out (compare/run/stopping.py)."""
+
+    until_ci: str = ""  # METRIC=W% or METRIC:pQ=W% (compare/analysis/precision.py); the plan holds the cap in requests
+    max_s: float = 0.0  # measured seconds at most (0: no limit)
+    end_saturated: bool = False  # open loop: end the cell once in-flight count and TTFT grow without bound
+
+
+@dataclass(frozen=True)
 class CellSpec:
     cell_id: str
     concurrency: int
@@ -188,4 +213,5 @@ class CellSpec:
     structured: str | None = (
         None  # structured output: none, cached or unique (workloads/structured.py); None: no such cells
     )
+    early_stop: EarlyStop | None = None
     admit_together: bool = False  # batch shapes: the cell's requests start in one engine step (compare/run/runner.py)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from compare.analysis.metrics import coefficient_of_variation
+from compare.analysis.early_stop import stop_warnings
 from compare.analysis.phases import host_profile_warnings
 from compare.results.records import RequestRecord
 
@@ -143,6 +144,7 @@ def observed_warnings(cell: dict[str, Any]) -> list[str]:
     warnings += host_profile_warnings(cell.get("host_profile"))
     warnings += gc_warnings(cell.get("harness_gc"))
     warnings += poll_warnings((cell.get("telemetry") or {}).get("polls"))
+    warnings += stop_warnings(cell.get("stop"), (cell.get("config") or {}).get("request_rate"))
     lag = cell["summary"].get("send_lag_ms", {})
     if lag.get("count") and lag["p99"] > SEND_LAG_WARN_MS:
         warnings.append(

@@ -42,6 +42,7 @@ def check_inputs(args: argparse.Namespace, scenarios, engines: tuple[str, ...]) 
         check_together(points, bool(args.sweep or args.ablation))
     check_points(tuple(args.engine_arg), tuple(args.request_arg), points)
     check_step_records(tuple(args.engine_arg), points, scenarios)
+    check_early_stop(scenarios, points, args.client_procs, args.ray)
     check_nsys(args.nsys, engines, args.mode, args.profile)
     check_engine_scopes(tuple(args.request_arg), names, "--request-arg")
     checked = {"http"} if args.mode == "http" else names - {"http"} if args.mode == "inprocess" else names
@@ -51,6 +52,23 @@ def check_inputs(args: argparse.Namespace, scenarios, engines: tuple[str, ...]) 
     for name in sorted(names):  # the in-process engine launches the server that HTTP mode drives: both must serve LoRA
         check_lora(name, scenarios)
     check_model(args.model, args.tokenizer, engines, tuple(args.engine_arg), scenarios)
+
+
+def check_early_stop(scenarios, points, client_procs: int, ray: str | None) -> None:
+    """--until-ci and --end-saturated end a cell from this process's event loop, one send at a time: not with client
+    workers elsewhere, nor with an engine that takes the whole cell in one call."""
+    from engines import load_engine_class
+    from engines.base import BatchEngine
+
+    asked = [s for s in scenarios if s.early_stop is not None]
+    if not asked:
+        return
+    flag = "--until-ci" if asked[0].until_ci else "--end-saturated"
+    if client_procs > 1 or ray:
+        raise UsageError(f"{flag} ends cells sent from this process; drop --client-procs/--ray or {flag}")
+    for point in points:
+        if BatchEngine in load_engine_class(point.engine).__mro__:
+            raise UsageError(f"{flag} needs a streaming engine; {point.engine!r} takes each cell in one call")
 
 
 def check_together(points, is_sweep: bool) -> None:

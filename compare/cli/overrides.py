@@ -28,6 +28,10 @@ def scenario_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "lora_distribution": args.lora_distribution,
         "lora_zipf_alpha": args.lora_zipf_alpha,
         "lora_rank": args.lora_rank,
+        "until_ci": args.until_ci,
+        "until_ci_max_requests": args.until_ci_max_requests,
+        "until_ci_max_s": args.until_ci_max_s,
+        "end_saturated": True if args.end_saturated else None,
         # constrained output ends at EOS (its grammar's end): cells with a constraint do not ignore it
         "ignore_eos": False
         if args.to_eos or (args.structured and args.structured.replace("none", "").strip(","))

@@ -342,6 +342,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-concurrency", type=int, metavar="N", help="open loop: requests in flight at most (default: no cap)"
     )
     fields.add_argument(
+        "--until-ci",
+        metavar="METRIC=W%",
+        help="keep each cell sending until the 95%% interval's half-width of METRIC (ttft_ms, tpot_ms, e2e_ms; "
+        "METRIC:pQ for a percentile, e.g. e2e_ms:p99=10%%) is under W%% of it, or a cap is reached",
+    )
+    fields.add_argument(
+        "--until-ci-max-requests", type=int, metavar="N", help="--until-ci: at most N requests a cell (default 1000)"
+    )
+    fields.add_argument(
+        "--until-ci-max-s", type=float, metavar="S", help="--until-ci: at most S seconds a cell (default 600; 0: none)"
+    )
+    fields.add_argument(
+        "--end-saturated",
+        action="store_true",
+        help="open loop: end a cell as 'saturated at R' once its in-flight count and E2E latency grow without bound "
+        "(--find-max-rate always does)",
+    )
+    fields.add_argument(
         "--min-requests",
         type=int,
         default=0,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compare.analysis.precision import parse_rule
 from engines import REGISTRY
 from engines.base import UsageError, scoped_args
 from workloads.models import DEFAULT_MODEL
@@ -67,6 +68,8 @@ def load_scenarios(
         scenario = apply_overrides(load_scenario(name), quick, overrides)
         if distinct_prompts and scenario.prompt_mode == "same":
             scenario = dataclasses.replace(scenario, prompt_mode="distinct")
+        if scenario.until_ci:
+            parse_rule(scenario.until_ci)  # exit 2 before any engine starts
         scenarios.append(scenario)
     return tuple(scenarios)
 

@@ -12,22 +12,20 @@ request ends. Batch engines get the whole cell in one call instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Callable
 
-from compare.results.recorder import StreamRecorder, batch_records
 from compare.results.records import RequestRecord
-from compare.run.instruments.nvtx_marks import REQUEST_MARKS
+from compare.run.openloop import open_loop
+from compare.run.send import Decode, run_batch, run_request
+from compare.run.stopping import CellStop
 from engines.base import BatchEngine, Engine, Request, StreamingEngine
 from workloads.cellplan import CellPlan
 
 RESET_TIMEOUT_S = 120.0
-
-Decode = Callable[[list[int]], str]
 
 
 @dataclass
@@ -44,6 +42,7 @@ class CellRun:
     )
     client_workers: list[dict[str, Any]] | None = None  # --client-procs / --ray: per worker, where and how busy
     admission: dict[str, Any] | None = None  # batch shapes: how the measured requests were admitted together
+    stop: dict[str, Any] | None = None  # --until-ci, --end-saturated: what ended the cell (compare/run/stopping.py)
 
     def finished_records(self) -> list[RequestRecord]:
         return [r for r in self.records if r is not None]
@@ -83,6 +82,19 @@ async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_
     closed = measured is None and not plan.conversations and plan.arrivals_ns is None
     held = closed and plan.spec.admit_together and await _hold_admissions(engine, cell)  # before the clock starts
     cell.origin_ns = perf_counter_ns()
+    stop = None
+    if plan.spec.early_stop is not None and measured is None and not plan.conversations:
+        last_arrival_ns = max(plan.arrivals_ns) if plan.arrivals_ns else None
+        stop = CellStop(plan.spec.early_stop, cell.origin_ns, last_arrival_ns)
+    try:
+        await _send(engine, cell, timeout_s, decode, on_request_done, measured, held, stop)
+    finally:
+        if stop is not None:
+            cell.stop = stop.outcome(len(plan.requests))
+
+
+async def _send(engine, cell: CellRun, timeout_s: float, decode, on_request_done, measured, held, stop) -> None:
+    plan = cell.plan
     if measured is not None:  # client workers in other processes (compare/run/clients/clientprocs.py)
         outcome = await measured(plan)
         cell.origin_ns, cell.records, cell.client_workers = outcome.origin_ns, outcome.records, outcome.workers
@@ -110,6 +122,7 @@ async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_
             cell.records,
             on_request_done,
             cell.origin_ns,
+            stop=stop,
         )
     else:
         release = asyncio.ensure_future(_release_admissions(engine, cell)) if held else None
@@ -123,6 +136,7 @@ async def _measured(engine, cell: CellRun, timeout_s: float, decode, on_request_
                 cell.records,
                 on_request_done,
                 cell.origin_ns,
+                stop,
             )
         finally:
             if release is not None and not release.done():  # the requests failed before all were queued
@@ -179,15 +193,23 @@ async def closed_loop(
     results: list[RequestRecord | None] | None = None,
     on_request_done: Callable[[], None] | None = None,
     origin_ns: int | None = None,
+    stop: CellStop | None = None,
 ) -> list[RequestRecord]:
-    """N workers share one queue of requests; each sends its next one when its last one ends."""
+    """N workers share one queue of requests; each sends its next one when its last one ends (or until `stop`
+    says the cell has ended: those in flight then run to their end)."""
     results = results if results is not None else [None] * len(requests)
     pending = iter(range(len(requests)))
     origin_ns = origin_ns or perf_counter_ns()
 
     async def worker() -> None:
         for index in pending:  # one event loop: workers never take the same index
-            results[index] = await run_request(engine, requests[index], timeout_s, origin_ns, decode)
+            if stop is not None:
+                if stop.ended:
+                    return
+                stop.sent()
+            results[index] = record = await run_request(engine, requests[index], timeout_s, origin_ns, decode)
+            if stop is not None:
+                stop.done(record)
             if on_request_done is not None:
                 on_request_done()
 
@@ -260,43 +282,6 @@ def not_sent(cell_id: str, request: Request, conversation: int, turn: int, faile
     )
 
 
-async def open_loop(
-    engine: StreamingEngine,
-    requests: tuple[Request, ...],
-    arrivals_ns: tuple[int, ...],
-    max_concurrency: int,
-    timeout_s: float,
-    decode: Decode | None = None,
-    results: list[RequestRecord | None] | None = None,
-    on_request_done: Callable[[], None] | None = None,
-    origin_ns: int | None = None,
-    precise: bool | None = None,
-) -> list[RequestRecord]:
-    """Each request goes at its due time (origin + arrival), whatever is in flight; max_concurrency > 0 caps it.
-    `precise`: spin for each send (None: where the rate asks for it, `precise_sends`)."""
-    results = results if results is not None else [None] * len(requests)
-    origin_ns = origin_ns or perf_counter_ns()
-    slots = asyncio.Semaphore(max_concurrency) if max_concurrency > 0 else None
-    precise = precise_sends(arrivals_ns) if precise is None else precise
-
-    async def one(index: int) -> None:
-        async with slots or contextlib.nullcontext():
-            results[index] = await run_request(
-                engine, requests[index], timeout_s, origin_ns, decode, arrivals_ns[index]
-            )
-        if on_request_done is not None:
-            on_request_done()
-
-    # one dispatcher, in due order: a task per request as it falls due (a task per request from the start made 5000
-    # timers, and creating them delayed the first sends by tens of ms at 1000 req/s)
-    tasks = []
-    for index in sorted(range(len(requests)), key=lambda i: arrivals_ns[i]):
-        await sleep_until(origin_ns + arrivals_ns[index], precise)
-        tasks.append(asyncio.ensure_future(one(index)))
-    await asyncio.gather(*tasks)
-    return results  # type: ignore[return-value]
-
-
 async def run_share(
     engine: StreamingEngine, share, origin_ns: int, decode: Decode | None
 ) -> list[tuple[int, RequestRecord]]:
@@ -326,68 +311,3 @@ async def run_share(
             engine, share.requests, share.concurrency, share.timeout_s, decode, origin_ns=origin_ns
         )
     return list(zip(share.indices, records))
-
-
-PRECISE_RATE = 500.0  # req/s: open-loop cells this fast wait precisely for each send (docs/load.md)
-SPIN_LEAD_NS = 1_500_000  # the precise wait sleeps to this much before the due time, then yields until it
-
-
-def precise_sends(arrivals_ns: tuple[int, ...] | None) -> bool:
-    """Whether an open-loop cell spins for its sends: its mean rate is at least PRECISE_RATE (recorded per cell)."""
-    if not arrivals_ns or len(arrivals_ns) < 2 or arrivals_ns[-1] <= 0:
-        return False  # one request, or all due at once (rate inf): nothing to wait for
-    return (len(arrivals_ns) - 1) / (arrivals_ns[-1] / 1e9) >= PRECISE_RATE
-
-
-async def sleep_until(due_ns: int, precise: bool = False, clock=perf_counter_ns, sleep=asyncio.sleep) -> None:
-    """Wait to `due_ns` (perf_counter), never returning before it. The loop's timer wakes up to about a millisecond
-    late (epoll waits in whole ms). `precise`: sleep to SPIN_LEAD_NS before, then yield to the loop (sleep(0): other
-    requests' chunks are still received and stamped) until the clock passes the due time; it costs CPU while it
-    waits, so only fast cells use it (`precise_sends`). The lateness left is recorded per request (`send_lag_ns`)."""
-    delay_ns = due_ns - clock() - (SPIN_LEAD_NS if precise else 0)
-    if delay_ns > 0:
-        await sleep(delay_ns / 1e9)
-    while clock() < due_ns:
-        await sleep(0 if precise else (due_ns - clock()) / 1e9)  # the timer can fire a hair early: never send early
-
-
-async def run_request(
-    engine: StreamingEngine,
-    request: Request,
-    timeout_s: float,
-    origin_ns: int,
-    decode: Decode | None = None,
-    scheduled_ns: int | None = None,
-) -> RequestRecord:
-    recorder = StreamRecorder(request, origin_ns, scheduled_ns)
-    error = None
-    marks = REQUEST_MARKS.get()  # NVTX ranges inside a marked cell (compare/run/instruments/nvtx_marks.py)
-    handle = marks.begin(request.request_id) if marks is not None else None
-    stream = engine.generate(request)
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in stream:
-                recorder.on_chunk(chunk)
-    except TimeoutError:
-        error = f"timeout: no end of stream within {timeout_s:g} s"
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        await stream.aclose()
-        if marks is not None:
-            marks.end(handle)
-    return recorder.finish(error, decode)
-
-
-async def run_batch(engine: BatchEngine, requests: tuple[Request, ...], timeout_s: float) -> list[RequestRecord]:
-    """One call for all requests: each record gets the batch's send and end, and no token times."""
-    error, outputs = None, []
-    sent_ns = perf_counter_ns()
-    try:
-        async with asyncio.timeout(timeout_s * max(1, len(requests))):
-            outputs = await engine.generate_batch(requests)
-    except TimeoutError:
-        error = f"timeout: batch did not finish within {timeout_s * len(requests):g} s"
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    return batch_records(requests, outputs, sent_ns, perf_counter_ns(), error)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from compare.analysis.cellstats import joules_per_token
+from compare.analysis.early_stop import stop_text
 from compare.analysis.cell import derive_cell
 from compare.analysis.stepcost import step_cost_document, step_cost_line
 from compare.analysis.structured import add_deltas, check_records, delta_text
@@ -25,7 +26,8 @@ from compare.run.enginelog import harness_err
 from compare.run.instruments.gpu import GpuSampler
 from compare.run.instruments.observe import CellObserver
 from compare.run.points.resume import continue_file, kept_cell_ids
-from compare.run.runner import CellRun, precise_sends, run_cell
+from compare.run.openloop import precise_sends
+from compare.run.runner import CellRun, run_cell
 from engines.base import Engine
 from workloads.models import ResolvedModel
 from workloads.plan import CellPlan
@@ -68,7 +70,7 @@ def cell_config(scenario: Scenario, plan: CellPlan) -> dict[str, Any]:
         if math.isinf(spec.request_rate)
         else spec.request_rate,
         "burstiness": scenario.burstiness if spec.request_rate is not None else None,
-        # open loop: how each send waits for its due time (compare/run/runner.py sleep_until)
+        # open loop: how each send waits for its due time (compare/run/openloop.py sleep_until)
         "send_wait": ("timer + yield-spin" if precise_sends(plan.arrivals_ns) else "timer")
         if plan.arrivals_ns
         else None,
@@ -113,6 +115,7 @@ def cell_document(
         "gpu": gpu,
         **({"client_workers": cell.client_workers} if cell.client_workers is not None else {}),
         **({"admission": cell.admission} if cell.admission is not None else {}),
+        **({"stop": cell.stop} if cell.stop is not None else {}),
         **(observed or {}),
     }
     return {**document, **derive_cell(document, capabilities, slo, start_together)}
@@ -335,6 +338,7 @@ def _cell_line(cell: dict[str, Any]) -> str:
     if slo and slo["share_met"] is not None:
         line += f", SLO met {slo['share_met']:.0%} (goodput {slo['goodput_request_per_s']:.2f} req/s"
         line += f"; most missed: {slo['most_missed']})" if slo["most_missed"] else ")"
+    line += stop_text(cell.get("stop"), cell["config"].get("request_rate"))
     return line + f", {len(cell['warnings'])} warning(s)"
 
 

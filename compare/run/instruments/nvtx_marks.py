@@ -14,7 +14,7 @@ from typing import Any
 
 DOMAIN = "enginebench"
 
-# Set inside a cell's range; run_request (compare/run/runner.py) reads it per request.
+# Set inside a cell's range; run_request (compare/run/send.py) reads it per request.
 REQUEST_MARKS: contextvars.ContextVar[NvtxMarks | None] = contextvars.ContextVar("request_marks", default=None)
 
 
