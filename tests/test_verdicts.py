@@ -194,3 +194,37 @@ def test_the_latency_knee_is_the_lowest_rate_whose_ttft_p50_doubles():
     assert line.startswith("vllm open loop, input 512: knee at 8 req/s")
     flat = [(config, steady_records(10, 20.0, 6.0, seed=i)) for i, (config, _) in enumerate(cells)]
     assert "no knee up to 16 req/s" in latency_knee(fake_run("vllm", "concurrent", flat))
+
+
+def warm_run(engine, itl_ms, slow_first=0):
+    """Levels 1 and 8, 80 FAKE requests each; at c=8 the first `slow_first` run 3x slower (a warm-up); every cell
+    with its steady window, as the harness derives it."""
+    from compare.analysis.steady import steady_window
+
+    cells = []
+    for c in (1, 8):
+        slow = steady_records(slow_first, 20, itl_ms(c) * 3, concurrency=c, seed=c) if slow_first and c == 8 else []
+        rest = steady_records(80 - len(slow), 20, itl_ms(c), concurrency=c, seed=c + 1)
+        for r in rest:  # sent after the warm-up's last request ends
+            r.sent_ns += slow[-1].sent_ns + slow[-1].end_ns if slow else 0
+            r.id = f"later-{r.id}"
+        config = {"cell_id": f"c{c}-in512", "concurrency": c, "prompt_mode": "same", "prompt_tokens": 512}
+        cells.append((config, slow + rest))
+    run = fake_run(engine, "concurrent", cells)
+    for cell in run.doc["cells"]:
+        cell["steady"] = steady_window(cell["requests"])
+    return run
+
+
+def test_verdicts_compare_steady_windows_where_every_cell_has_one_and_say_so():
+    batching, sequential = warm_run("vllm", lambda c: 6.0, slow_first=16), warm_run("llamacpp", lambda c: 6.0 * c)
+    top_b, top_s = batching.doc["cells"][-1], sequential.doc["cells"][-1]
+    assert top_b["steady"]["warmup_requests"] == 16 and top_s["steady"]["warmup_requests"] == 0
+    steady_ratio = top_b["steady"]["output_tok_per_s"] / top_s["steady"]["output_tok_per_s"]
+    whole_ratio = top_b["summary"]["output_tok_per_s"] / top_s["summary"]["output_tok_per_s"]
+    assert steady_ratio > 1.2 * whole_ratio  # the warm-up costs the whole cell a quarter of its throughput
+    verdict = h2_concurrency([batching, sequential])
+    assert verdict.ci.value == pytest.approx(steady_ratio) and "(steady windows)" in verdict.details[0]
+    top_s["steady"] = {"verdict": "no steady state", "why": "FAKE"}  # one cell without: whole cells, both
+    verdict = h2_concurrency([batching, sequential])
+    assert verdict.ci.value == pytest.approx(whole_ratio) and "steady" not in verdict.details[0]

@@ -12,7 +12,7 @@ from typing import Any
 from compare.analysis.agreement import agreement_text, cell_agreement
 from compare.analysis.cellstats import Figure, cell_figures
 from compare.analysis.checks import is_client_bound
-from compare.analysis.steady import steady_view
+from compare.analysis.steady import steady_views
 
 
 @dataclass
@@ -144,14 +144,14 @@ def scenario_tables(runs: list, names: dict[int, str]) -> list[ScenarioTable]:
             rows: dict[str, dict[str, Figure]] = defaultdict(dict)
             first = None
             present = {id(r): c for r in group for c in r.doc["cells"] if c["cell_id"] == cell_id}
-            views = {key: steady_view(cell) for key, cell in present.items()}
-            if all(views.values()):  # every run has a steady window here: the table reads those (steady.py)
+            views, steady = steady_views(list(present.values()))
+            if steady:  # every run has a steady window here: the table reads those (steady.py)
                 table.steady.add(cell_id)
+            shown_by_run = dict(zip(present, views))
             for run in group:
-                cell = present.get(id(run))
-                if cell is None:
+                if id(run) not in present:
                     continue
-                shown = views[id(run)] if cell_id in table.steady else cell
+                cell, shown = present[id(run)], shown_by_run[id(run)]
                 for row, figure in cell_figures(shown).items():
                     rows[row][names[id(run)]] = figure
                 if is_client_bound(cell):

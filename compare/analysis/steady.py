@@ -137,6 +137,13 @@ def steady_view(cell: dict[str, Any]) -> dict[str, Any] | None:
     return {**cell, "requests": inside, "summary": summary}
 
 
+def steady_views(cells: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """The cells as their steady windows see them where every one has a steady state, else as they are (a comparison
+    reads like with like); and whether the windows were used."""
+    views = [steady_view(cell) for cell in cells]
+    return (views, True) if all(view is not None for view in views) else (list(cells), False)
+
+
 def steady_line(cell_id: str, steady: dict[str, Any], whole: dict[str, Any]) -> str:
     """One line beside the whole-cell figures."""
     if steady["verdict"] != "steady":

@@ -17,7 +17,7 @@ from compare.analysis.agreement import agreement_text, run_agreement
 from compare.analysis.cellstats import ok_records
 from compare.analysis.ratios import MIN_REQUESTS, percentile_pair, throughput_ratio
 from compare.analysis.stats import Interval
-from compare.analysis.steady import steady_view
+from compare.analysis.steady import steady_views
 
 ROWS = (
     ("TTFT p50", "ttft", 50),
@@ -71,10 +71,8 @@ def compare_runs(a, b, min_effect: float = MIN_EFFECT) -> list[VsRow]:
         cell_b = next((c for c in b.doc["cells"] if c["cell_id"] == cell_a["cell_id"]), None)
         if cell_b is None:
             continue
-        views = steady_view(cell_a), steady_view(cell_b)
-        basis = "steady" if all(views) else "whole"  # steady windows where both cells have one
-        if basis == "steady":
-            cell_a, cell_b = views
+        (cell_a, cell_b), steady = steady_views([cell_a, cell_b])  # steady windows where both cells have one
+        basis = "steady" if steady else "whole"
         if len(ok_records(cell_a)) < 2 or len(ok_records(cell_b)) < 2:
             continue
         for metric, what, q in ROWS:

@@ -14,6 +14,7 @@ from compare.analysis.cellstats import ok_records, per_request
 from compare.analysis.ratios import MIN_REQUESTS, mean_ratio, percentile_ratio, throughput_ratio, unbounded
 from compare.analysis.runsets import engine_of
 from compare.analysis.stats import Interval, judge, ratio_interval
+from compare.analysis.steady import steady_views
 from compare.report.stepcost_report import host_floor_line
 from compare.report.load_curves import (
     H4_ENGINES,
@@ -38,6 +39,7 @@ from compare.report.verdicts import (
 )
 
 GPU_MODEL = "--model synthetic:llama-3.1-8b"
+STEADY_NOTE = " (steady windows)"  # every cell of the comparison had one: warm-up and drain cut off (steady.py)
 
 
 def h1_shared_prefix(runs: list) -> Verdict:
@@ -95,6 +97,7 @@ def h1_under_load(runs: list, verdict: Verdict) -> None:
         loaded = cs["config"].get("request_rate") is not None or cs["config"]["concurrency"] >= 16
         if cv is None or not loaded or not ok_records(cs) or not ok_records(cv):
             continue
+        (cs, cv), steady = steady_views([cs, cv])
         closed = cs["config"].get("request_rate") is None
         tok = (
             throughput_ratio(cv, cs)
@@ -107,7 +110,7 @@ def h1_under_load(runs: list, verdict: Verdict) -> None:
             for c in (cs, cv)
         ]
         verdict.details.append(
-            f"under load, {cs['cell_id']}: SGLang / vLLM output tok/s {fmt_ci(tok, 3)} "
+            f"under load, {cs['cell_id']}{STEADY_NOTE if steady else ''}: SGLang / vLLM output tok/s {fmt_ci(tok, 3)} "
             f"({judge(tok, verdict.threshold)} at > {verdict.threshold}), TTFT p50 {fmt_ci(ttft, 3)}; "
             f"prefix hit rate SGLang {hits[0]} vs vLLM {hits[1]}"
         )
@@ -137,10 +140,11 @@ def h2_concurrency(runs: list) -> Verdict:
         top = levels[-1]
         cs = next(c for c in sequential.doc["cells"] if c["config"]["concurrency"] == top)
         cb = next(c for c in batching.doc["cells"] if c["config"]["concurrency"] == top)
+        (cs, cb), steady = steady_views([cs, cb])
         ci = throughput_ratio(cs, cb)
         judged.append((ci, sequential, batching, cs, cb))
         verdict.details.append(
-            f"c={top}: {engine_of(batching)} {cb['summary']['output_tok_per_s']:.1f} vs "
+            f"c={top}{STEADY_NOTE if steady else ''}: {engine_of(batching)} {cb['summary']['output_tok_per_s']:.1f} vs "
             f"{engine_of(sequential)} {cs['summary']['output_tok_per_s']:.1f} output tok/s: ratio {fmt_ci(ci)}"
         )
     if not judged:
@@ -179,9 +183,12 @@ def h3_single_latency(runs: list) -> Verdict:
         cs = cell(sequential, cb["cell_id"])
         if cs is None or not ok_records(cs) or not ok_records(cb):
             continue
+        (cb, cs), steady = steady_views([cb, cs])
         e2e = percentile_ratio(cb, cs, "e2e", 50)
         ttft = percentile_ratio(cb, cs, "ttft", 50)
-        verdict.details.append(f"{cb['cell_id']}: E2E p50 ratio {fmt_ci(e2e)}; TTFT p50 ratio {fmt_ci(ttft)}")
+        verdict.details.append(
+            f"{cb['cell_id']}{STEADY_NOTE if steady else ''}: E2E p50 ratio {fmt_ci(e2e)}; TTFT p50 ratio {fmt_ci(ttft)}"
+        )
         verdict.data.append(cite(sequential, [cs["cell_id"]]))
         if worst is None or e2e.value > worst.value:
             worst = e2e
@@ -226,22 +233,21 @@ def h4_degradation(runs: list) -> Verdict:
         )
         return verdict
     present, top = best_group
+    curves = [[c for c in curve(run) if c["config"]["concurrency"] <= top] for run in present]
+    ends, steady = steady_views([cell for cells in curves for cell in (cells[0], cells[-1])])  # like with like
     growth = {}
-    for index, run in enumerate(present):
-        cells = [c for c in curve(run) if c["config"]["concurrency"] <= top]
-        low, high = cells[0], cells[-1]
+    for index, (run, cells) in enumerate(zip(present, curves)):
+        low, high = ends[2 * index], ends[2 * index + 1]
         growth[engine_of(run)] = ttft_growth(low, high, seed=10 * index)
         verdict.details.append(
-            f"{engine_of(run)}: TTFT p50 x{growth[engine_of(run)][0]:.2f} from c=1 to c={top}; output tok/s "
+            f"{engine_of(run)}{STEADY_NOTE if steady else ''}: TTFT p50 x{growth[engine_of(run)][0]:.2f} from c=1 to c={top}; output tok/s "
             f"{low['summary']['output_tok_per_s']:.0f} -> {high['summary']['output_tok_per_s']:.0f}; "
             f"{saturation(cells)}"
         )
         verdict.data.append(cite(run, [c["cell_id"] for c in cells]))
     (fast, slow) = max(itertools.permutations(growth, 2), key=lambda pair: growth[pair[0]][0] / growth[pair[1]][0])
     (g_fast, res_fast), (g_slow, res_slow) = growth[fast], growth[slow]
-    smallest = min(
-        len(ok_records(c)) for r in present for c in r.doc["cells"] if c["config"]["concurrency"] in (1, top)
-    )
+    smallest = min(len(ok_records(c)) for c in ends)
     verdict.ci = (
         ratio_interval(res_slow, res_fast, g_slow, g_fast) if smallest >= MIN_REQUESTS else unbounded(g_fast / g_slow)
     )
