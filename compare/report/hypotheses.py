@@ -187,7 +187,8 @@ def h3_single_latency(runs: list) -> Verdict:
         e2e = percentile_ratio(cb, cs, "e2e", 50)
         ttft = percentile_ratio(cb, cs, "ttft", 50)
         verdict.details.append(
-            f"{cb['cell_id']}{STEADY_NOTE if steady else ''}: E2E p50 ratio {fmt_ci(e2e)}; TTFT p50 ratio {fmt_ci(ttft)}"
+            f"{cb['cell_id']}{STEADY_NOTE if steady else ''}: E2E p50 ratio {fmt_ci(e2e)}; "
+            f"TTFT p50 ratio {fmt_ci(ttft)}"
         )
         verdict.data.append(cite(sequential, [cs["cell_id"]]))
         if worst is None or e2e.value > worst.value:
@@ -240,7 +241,8 @@ def h4_degradation(runs: list) -> Verdict:
         low, high = ends[2 * index], ends[2 * index + 1]
         growth[engine_of(run)] = ttft_growth(low, high, seed=10 * index)
         verdict.details.append(
-            f"{engine_of(run)}{STEADY_NOTE if steady else ''}: TTFT p50 x{growth[engine_of(run)][0]:.2f} from c=1 to c={top}; output tok/s "
+            f"{engine_of(run)}{STEADY_NOTE if steady else ''}: TTFT p50 x{growth[engine_of(run)][0]:.2f} from c=1 "
+            f"to c={top}; output tok/s "
             f"{low['summary']['output_tok_per_s']:.0f} -> {high['summary']['output_tok_per_s']:.0f}; "
             f"{saturation(cells)}"
         )
