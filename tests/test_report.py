@@ -33,7 +33,7 @@ def assert_real_pngs(folder: Path, at_least: int) -> list[Path]:
 def test_the_report_on_the_committed_gpu_results_judges_every_hypothesis(tmp_path, capsys):
     files = [
         str(p)
-        for p in sorted(GPU_RUN.rglob("*.json"))
+        for p in sorted(GPU_RUN.rglob("*.json.xz"))  # committed results are xz-compressed (store.read_text)
         if p.stem.count("_") == 2 and p.stem.split("_")[1] in ("concurrent", "prefix-cache", "korean")
     ]
     assert len(files) == 6
@@ -116,7 +116,7 @@ def test_vs_says_not_significant_for_identical_null_runs_and_significant_for_a_s
 
 @pytest.mark.unit
 def test_one_file_is_reprinted_and_a_missing_one_is_one_line(tmp_path, capsys):
-    (path,) = (GPU_RUN / "vllm-inprocess").glob("vllm_prefix-cache_*.json")
+    (path,) = (GPU_RUN / "vllm-inprocess").glob("vllm_prefix-cache_*.json.xz")
     assert report_main([str(path), "--recompute", "--out", str(tmp_path)]) == 0
     assert "c1-in128" in capsys.readouterr().out
     assert report_main([str(tmp_path / "nope.json")]) == 2
