@@ -63,7 +63,7 @@ def progress_lines(state: dict[str, Any], home: Path) -> list[str]:
 def print_plan(steps: list[CampaignStep]) -> None:
     """Each unit's estimate, and the lease timeline: when the required units end, and the margin to 900 s."""
     calls_file = ROOT / CALLS / "calls.json"
-    num_calls = len(json.loads(calls_file.read_text())["calls"]) if calls_file.is_file() else 5
+    num_calls = len(json.loads(calls_file.read_text())["calls"]) if calls_file.is_file() else 4  # rehearsed 2026-12-07
     timeline = lease_timeline(steps, num_calls)
     for row in timeline["units"]:
         print(
