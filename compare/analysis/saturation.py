@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from compare.analysis.stats import slope_with_error
+
 BLOCKS = 8
 T_999_6DOF = 5.208  # Student's t, one-sided 99.9%, BLOCKS - 2 = 6 degrees of freedom
 MIN_SENDS = 80
@@ -46,13 +48,10 @@ def block_trend(times_s: np.ndarray, values: np.ndarray) -> dict[str, float] | N
     order = np.argsort(times_s, kind="stable")
     blocks_t = np.array([b.mean() for b in np.array_split(times_s[order], BLOCKS)])
     blocks_v = np.array([b.mean() for b in np.array_split(values[order], BLOCKS)])
-    x = blocks_t - blocks_t.mean()
-    spread = float(x @ x)
-    if spread <= 0:
+    fit = slope_with_error(blocks_t, blocks_v)
+    if fit is None:
         return None
-    slope = float(x @ (blocks_v - blocks_v.mean())) / spread
-    residual = blocks_v - blocks_v.mean() - slope * x
-    error = np.sqrt(float(residual @ residual) / (BLOCKS - 2) / spread)
+    slope, error = fit
     return {
         "slope_per_s": slope,
         "t": slope / error if error > 0 else (np.inf if slope > 0 else 0.0),

@@ -128,6 +128,17 @@ def difference_interval(ours, base, q: float = 50, level: float = LEVEL) -> dict
     return {"value": value, "low": low, "high": high, "significant": not low <= 0 <= high}
 
 
+def slope_with_error(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """The least-squares slope of y on x and its standard error; None with fewer than 3 points or x constant."""
+    centred = x - x.mean()
+    spread = float(centred @ centred)
+    if len(x) < 3 or spread <= 0:
+        return None
+    slope = float(centred @ (y - y.mean())) / spread
+    residual = y - y.mean() - slope * centred
+    return slope, float(np.sqrt(float(residual @ residual) / (len(x) - 2) / spread))
+
+
 def judge(ci: Interval, threshold: float, higher_supports: bool = True) -> str:
     """A claim 'effect beyond threshold': supported when the whole interval is beyond it, not supported when the
     whole interval is short of it, inconclusive when the interval crosses it."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from compare.analysis.metrics import describe
-from compare.analysis.stats import SEED
+from compare.analysis.stats import SEED, slope_with_error
 from compare.results.records import NS_PER_MS, RequestRecord
 
 MIN_STEADY_REQUESTS = 10
@@ -58,10 +58,7 @@ def trends_up(series: np.ndarray) -> bool:
     n = len(series)
     if n < 4:
         return False
-    x = np.arange(n) - (n - 1) / 2
-    slope = float(x @ series / (x @ x))
-    residual = series - series.mean() - slope * x
-    error = np.sqrt(float(residual @ residual) / (n - 2) / float(x @ x))
+    slope, error = slope_with_error(np.arange(n, dtype=np.float64), series)
     rise = slope * (n - 1)  # over the series, in log latency: a ratio of end to start
     return slope > TREND_T * max(error, 1e-12) and rise > np.log1p(MIN_TREND_RISE)
 

@@ -45,7 +45,7 @@ async def open_loop(
             )
         if stop is not None:
             stop.done(record)  # a cancelled one stays with the stop, apart from the cell's records
-        if stop is None or record.error is None or record.error != stop.cancelled_as():
+        if stop is None or not stop.is_cancelled(record):
             results[index] = record
         if on_request_done is not None:
             on_request_done()
@@ -67,10 +67,10 @@ async def open_loop(
     try:
         await dispatcher
     except asyncio.CancelledError:
-        if stop is None or stop.cancelled_as() is None:
+        if stop is None or not stop.saturated:
             raise  # an interrupt, not the cell's end
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-        ended = isinstance(outcome, asyncio.CancelledError) and stop is not None and stop.cancelled_as() is not None
+        ended = isinstance(outcome, asyncio.CancelledError) and stop is not None and stop.saturated
         if isinstance(outcome, BaseException) and not ended:  # a task cancelled before its send: not sent
             raise outcome
     return results  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from compare.analysis.saturation import CHECK_EVERY_S, RULE as SATURATION_RULE, 
 from compare.results.records import RequestRecord
 from workloads.scenarios import EarlyStop
 
+CANCELLED = "cancelled: the cell saturated"  # the error of a request in flight when a saturated cell ended
 RECHECK_SHARE = 0.02  # the interval is recomputed once the completed requests grow by this share (at least 1)
 
 
@@ -42,9 +43,16 @@ class CellStop:
     def ended(self) -> bool:
         return self.ended_by is not None
 
+    @property
+    def saturated(self) -> bool:
+        return self.ended_by == "saturated"
+
     def cancelled_as(self) -> str | None:
         """Why a request cancelled now was cancelled, or None (an interrupt: not ours to swallow)."""
-        return "cancelled: the cell saturated" if self.ended_by == "saturated" else None
+        return CANCELLED if self.saturated else None
+
+    def is_cancelled(self, record: RequestRecord) -> bool:
+        return record.error == CANCELLED
 
     def sent(self) -> None:
         self.in_flight += 1
@@ -56,7 +64,7 @@ class CellStop:
 
     def done(self, record: RequestRecord) -> None:
         self.in_flight -= 1
-        if record.error is not None and record.error == self.cancelled_as():
+        if self.is_cancelled(record):
             self.cancelled.append(record)
             return
         self.done_records.append(record)
@@ -105,12 +113,12 @@ class CellStop:
             outcome["figure_at_end"] = self.rule.figure(self.rule.values(self.done_records))
         if early.end_saturated:
             left_s = None
-            if self.ended_by == "saturated" and self.last_arrival_ns is not None:
+            if self.saturated and self.last_arrival_ns is not None:
                 left_s = max(0.0, (self.origin_ns + self.last_arrival_ns - self.ended_ns) / 1e9)
             outcome["saturation"] = {
                 "rule": SATURATION_RULE,
-                "saturated": self.ended_by == "saturated",
-                "evidence": self.evidence if self.ended_by == "saturated" else None,
+                "saturated": self.saturated,
+                "evidence": self.evidence if self.saturated else None,
                 "schedule_left_s": left_s,  # the sends not waited for: a floor on the time saved (the drain adds)
                 "num_in_flight_cancelled": len(self.cancelled),
                 "cancelled": self.cancelled,
